@@ -1,0 +1,1 @@
+//! Content store, snapshots, layer diff/apply, image store, build-cache index.

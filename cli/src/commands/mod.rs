@@ -1,0 +1,3 @@
+//! One module per command (or command group). Each exposes its clap arguments and an async `run`.
+
+pub mod debug;

@@ -1,0 +1,1 @@
+//! Sandbox (namespaces, overlay rootfs, cgroups, networking) and container lifecycle.

@@ -1,0 +1,1 @@
+//! Dockerfile front end: pest grammar, typed AST with spans, shell-word expansion.

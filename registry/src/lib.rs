@@ -1,0 +1,1 @@
+//! OCI distribution client: references, auth, manifest negotiation, pull and push.

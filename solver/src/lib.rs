@@ -1,0 +1,1 @@
+//! Build graph, Dockerfile lowering, cache keys, parallel scheduler, exporters.

@@ -1,0 +1,3 @@
+#!/bin/sh
+echo "$GREETING from @NAME@, $1!"
+cat /usr/share/kiln/report.txt
