@@ -1,1 +1,78 @@
-//! Content store, snapshots, layer diff/apply, image store, build-cache index.
+//! Content store, snapshots, layer diff/apply, image store, build-cache index, image formats.
+//!
+//! # On-disk layout (store format version 1)
+//!
+//! ```text
+//! <root>/kiln-store-version          "1" — checked by Store::open; another value is refused
+//! <root>/gc.lock                     shared flock per open Store; GC sweeps only when exclusive
+//! <root>/content/oci-layout          {"imageLayoutVersion":"1.0.0"}
+//! <root>/content/blobs/sha256/<hex>  blobs (OCI image-layout compatible)
+//! <root>/snapshots/<chain-hex>/fs    one unpacked layer per chain ID (an overlay lower dir)
+//! <root>/snapshots/<chain-hex>/info.json   SnapshotInfo (diffID, parent chain, blob, size)
+//! <root>/images/images-v1.json       name → ImageRecord (atomically replaced under images/lock)
+//! <root>/images/lock                 flock for image-index writers
+//! <root>/gcroots/<name>              digests (one per line) other components keep alive
+//! <root>/tmp/<pid>-…/                one private temp dir per open Store (same filesystem as
+//! <root>/tmp/<pid>-….lock            the rest, for atomic renames), flocked by its owner; dirs
+//!                                    whose lock is free are leftovers of dead processes and are
+//!                                    removed by the next Store::open
+//! ```
+//!
+//! Every write is atomic: temp file (or temp dir) under `tmp/`, fsync (syncfs for unpacked
+//! trees), rename into place, fsync of the directory. A process killed at any moment leaves a
+//! usable store.
+//!
+//! # Entry points
+//!
+//! - [`Store::open`] → [`Store`]; cheap to clone, `Send + Sync`.
+//! - Content ([`Store::content`] → [`ContentStore`]): [`ContentStore::contains`],
+//!   [`ContentStore::blob_path`], [`ContentStore::open`], [`ContentStore::size`],
+//!   [`ContentStore::read`] / [`ContentStore::read_json`] (digest-verified),
+//!   [`ContentStore::writer`] → [`BlobWriter`] (`io::Write`, hashes while writing;
+//!   [`BlobWriter::commit`]`(Some(&expected))` verifies, fsyncs, renames — on mismatch nothing is
+//!   stored), [`ContentStore::write_bytes`], [`ContentStore::write_json`],
+//!   [`ContentStore::write_from`] (copy from a reader with expected digest/size).
+//! - Layers: [`ContentStore::write_layer`] (directory — overlay upperdir or plain dir — →
+//!   compressed layer blob + diffID in one pass, [`DiffOptions`]: gzip/zstd/none,
+//!   `SOURCE_DATE_EPOCH` clamp, threads), [`ContentStore::write_layer_from_tar`] (an existing tar
+//!   stream, validated), [`apply::apply_tar`] (tar → directory, hostile-input safe).
+//! - Snapshots ([`Store::snapshots`] → [`Snapshots`]): [`Snapshots::ensure_unpacked`]`(&[LayerRef])`
+//!   → lower dirs, **topmost first** (ready for `lowerdir=`); [`Snapshots::commit_dir`] (move an
+//!   upperdir in as a snapshot); [`Snapshots::flatten`] (chain → plain directory);
+//!   [`chain_ids`].
+//! - Images: [`Store::write_image`] (config + layers → OCI manifest),
+//!   [`ContentStore::read_image`] → [`Image`] (index → host-platform manifest → config, layers
+//!   as [`LayerRef`]s), [`Store::images`] → [`ImageStore`] (`tag`, `untag`, `get`, `list`,
+//!   `resolve` by name / digest / short ID). Names are stored fully qualified
+//!   (`docker.io/library/busybox:latest`): callers normalise with `registry::Reference`.
+//! - GC: [`Store::gc`] with extra [`GcRoots`]; [`Store::set_gc_roots`] for file-based roots.
+//! - Formats ([`formats`]): OCI image layout directories and OCI archives, docker-archive
+//!   (docker save/load, legacy and docker 25+ forms) — export and import.
+
+pub mod apply;
+pub mod compress;
+mod content;
+mod diff;
+mod error;
+pub mod formats;
+mod gc;
+mod image;
+mod images;
+pub mod safefs;
+mod snapshot;
+mod store;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;
+
+pub use compress::Compression;
+pub use content::{BlobInfo, BlobWriter, ContentStore, HashingReader, HashingWriter, parse_digest, sha256_digest};
+pub use diff::{DiffOptions, DiffSource, NewLayer, write_tar};
+pub use error::{EntryProblem, Error, Result};
+pub use gc::{GcReport, GcRoots};
+pub use image::{
+    DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, DocKind, Image,
+    doc_kind, host_platform, is_config_media_type, is_layer_media_type, now_rfc3339,
+};
+pub use images::{ImageRecord, ImageStore};
+pub use snapshot::{LayerRef, SnapshotInfo, Snapshots, chain_ids};
+pub use store::{STORE_VERSION, Store, VERSION_FILE};

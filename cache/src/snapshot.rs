@@ -1,0 +1,230 @@
+//! Snapshots: each layer unpacked into its own directory `<root>/snapshots/<chain-id-hex>/fs`,
+//! usable as an overlayfs lower dir (whiteouts are 0/0 char devices, opaque dirs carry
+//! `trusted.overlay.opaque=y`). An image's rootfs is the overlay of its chain's dirs.
+//!
+//! Unpacking happens in the store's temp directory and the finished snapshot is renamed into
+//! place, so a snapshot directory is always complete; when two processes unpack the same chain
+//! concurrently, the first rename wins and the other discards its copy.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::{Descriptor, Digest};
+use serde::{Deserialize, Serialize};
+
+use crate::apply::{ApplyMode, apply_tar};
+use crate::compress::decompress;
+use crate::content::{parse_digest, sha256_digest};
+use crate::error::{Error, IoContext, Result};
+use crate::store::{Store, remove_any, sync_dir};
+
+/// A layer of an image: its blob descriptor and its diffID (from the image config).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerRef {
+    pub blob: Descriptor,
+    pub diff_id: Digest,
+}
+
+/// Metadata stored next to each snapshot (`info.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    pub chain_id: Digest,
+    pub diff_id: Digest,
+    /// Blob the snapshot was unpacked from (absent for snapshots committed from a directory).
+    pub blob: Option<Digest>,
+    pub parent: Option<Digest>,
+    /// Bytes of the uncompressed layer tar.
+    pub size: u64,
+}
+
+/// Chain IDs of a list of diffIDs (OCI image spec): `chain[0] = diff[0]`,
+/// `chain[n] = sha256(chain[n-1] + " " + diff[n])`.
+pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
+    let mut out: Vec<Digest> = Vec::with_capacity(diff_ids.len());
+    for diff in diff_ids {
+        let next = match out.last() {
+            None => diff.clone(),
+            Some(parent) => sha256_digest(format!("{parent} {diff}").as_bytes()),
+        };
+        out.push(next);
+    }
+    out
+}
+
+/// Access to snapshots. Obtained from [`Store::snapshots`].
+#[derive(Debug, Clone)]
+pub struct Snapshots {
+    pub(crate) store: Store,
+}
+
+impl Snapshots {
+    fn dir(&self, chain_id: &Digest) -> PathBuf {
+        self.store.root().join("snapshots").join(chain_id.digest())
+    }
+
+    /// The lower dir of a snapshot (whether or not it exists).
+    pub fn path(&self, chain_id: &Digest) -> PathBuf {
+        self.dir(chain_id).join("fs")
+    }
+
+    /// True if the snapshot is unpacked.
+    pub fn exists(&self, chain_id: &Digest) -> bool {
+        self.dir(chain_id).join("info.json").is_file()
+    }
+
+    /// Metadata of a snapshot.
+    pub fn info(&self, chain_id: &Digest) -> Result<SnapshotInfo> {
+        let path = self.dir(chain_id).join("info.json");
+        let bytes = std::fs::read(&path).ctx("read", &path)?;
+        serde_json::from_slice(&bytes).map_err(|source| Error::Json { what: path.display().to_string(), source })
+    }
+
+    /// Makes sure every layer of the chain is unpacked; returns the lower dirs in the order of the
+    /// overlayfs `lowerdir=` option, i.e. **topmost layer first** (`lowers.join(":")`).
+    /// The layer blobs must be in the content store. Idempotent and safe to run concurrently.
+    pub fn ensure_unpacked(&self, layers: &[LayerRef]) -> Result<Vec<PathBuf>> {
+        let diff_ids: Vec<Digest> = layers.iter().map(|l| l.diff_id.clone()).collect();
+        let chain = chain_ids(&diff_ids);
+        let mut lowers = Vec::with_capacity(layers.len());
+        for (index, layer) in layers.iter().enumerate() {
+            let parent = index.checked_sub(1).map(|i| chain[i].clone());
+            self.ensure_one(layer, &chain[index], parent)?;
+            lowers.push(self.path(&chain[index]));
+        }
+        lowers.reverse();
+        Ok(lowers)
+    }
+
+    fn ensure_one(&self, layer: &LayerRef, chain_id: &Digest, parent: Option<Digest>) -> Result<()> {
+        if self.exists(chain_id) {
+            return Ok(());
+        }
+        let blob = self.store.content().open(layer.blob.digest())?;
+        let work = self.store.temp_path("snapshot");
+        let result = (|| {
+            let fs_dir = work.join("fs");
+            std::fs::create_dir_all(&fs_dir).ctx("create", &fs_dir)?;
+            let blob_path = self.store.content().blob_path(layer.blob.digest())?;
+            let reader = decompress(blob).ctx("read layer", &blob_path)?;
+            let stats = apply_tar(reader, &fs_dir, ApplyMode::Overlay)?;
+            if stats.diff_id != layer.diff_id {
+                return Err(Error::DiffIdMismatch {
+                    layer: layer.blob.digest().clone(),
+                    expected: layer.diff_id.clone(),
+                    actual: stats.diff_id,
+                });
+            }
+            let info = SnapshotInfo {
+                chain_id: chain_id.clone(),
+                diff_id: layer.diff_id.clone(),
+                blob: Some(layer.blob.digest().clone()),
+                parent,
+                size: stats.tar_size,
+            };
+            self.install(&work, &info)
+        })();
+        if result.is_err() {
+            let _ = remove_any(&work);
+        }
+        result
+    }
+
+    /// Moves a prepared snapshot directory (`work/fs`) into place with its `info.json`.
+    fn install(&self, work: &Path, info: &SnapshotInfo) -> Result<()> {
+        let info_path = work.join("info.json");
+        let bytes = serde_json::to_vec_pretty(info)
+            .map_err(|source| Error::Json { what: info_path.display().to_string(), source })?;
+        std::fs::write(&info_path, bytes).ctx("write", &info_path)?;
+        // One syncfs makes the whole unpacked tree durable before it becomes visible.
+        let dir = std::fs::File::open(work).ctx("open", work)?;
+        rustix::fs::syncfs(&dir).ctx("sync filesystem of", work)?;
+        let dest = self.dir(&info.chain_id);
+        match std::fs::rename(work, &dest) {
+            Ok(()) => sync_dir(&self.store.root().join("snapshots")),
+            Err(_) if self.exists(&info.chain_id) => {
+                // Another process finished first: theirs is identical.
+                let _ = remove_any(work);
+                Ok(())
+            }
+            Err(err) => Err(Error::io("rename snapshot into", dest, err)),
+        }
+    }
+
+    /// Turns a directory (e.g. an overlay upperdir after a RUN, on the store's filesystem) into
+    /// the snapshot `chain_id` by moving it. `diff_id` is that of the layer made from the same
+    /// directory. If the snapshot already exists the directory is left alone.
+    pub fn commit_dir(&self, dir: &Path, chain_id: &Digest, diff_id: &Digest, parent: Option<Digest>, size: u64) -> Result<PathBuf> {
+        if self.exists(chain_id) {
+            return Ok(self.path(chain_id));
+        }
+        let work = self.store.temp_path("snapshot");
+        std::fs::create_dir(&work).ctx("create", &work)?;
+        let fs_dir = work.join("fs");
+        std::fs::rename(dir, &fs_dir).ctx("move into snapshot", dir)?;
+        let info = SnapshotInfo { chain_id: chain_id.clone(), diff_id: diff_id.clone(), blob: None, parent, size };
+        self.install(&work, &info)?;
+        Ok(self.path(chain_id))
+    }
+
+    /// All snapshot chain IDs present.
+    pub fn list(&self) -> Result<Vec<Digest>> {
+        let dir = self.store.root().join("snapshots");
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir(&dir).ctx("list", &dir)? {
+            let entry = entry.ctx("list", &dir)?;
+            if let Some(name) = entry.file_name().to_str()
+                && let Ok(digest) = parse_digest(&format!("sha256:{name}"))
+            {
+                out.push(digest);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes a snapshot: it is first renamed into the temp directory (so it disappears
+    /// atomically), then deleted.
+    pub fn remove(&self, chain_id: &Digest) -> Result<()> {
+        let dir = self.dir(chain_id);
+        let trash = self.store.temp_path("trash");
+        match std::fs::rename(&dir, &trash) {
+            Ok(()) => remove_any(&trash).ctx("remove", &trash),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(Error::io("remove snapshot", dir, err)),
+        }
+    }
+
+    /// Applies the layers one after the other onto the plain directory `dest` (whiteouts delete,
+    /// opaque markers clear): the image's root filesystem as a normal tree, e.g. for
+    /// `type=local` exports and tests. `dest` must exist (normally empty). Each layer's diffID is
+    /// verified.
+    pub fn flatten(&self, layers: &[LayerRef], dest: &Path) -> Result<()> {
+        for layer in layers {
+            let blob_path = self.store.content().blob_path(layer.blob.digest())?;
+            let blob = self.store.content().open(layer.blob.digest())?;
+            let reader: Box<dyn Read> = decompress(blob).ctx("read layer", &blob_path)?;
+            let stats = apply_tar(reader, dest, ApplyMode::Merge)?;
+            if stats.diff_id != layer.diff_id {
+                return Err(Error::DiffIdMismatch {
+                    layer: layer.blob.digest().clone(),
+                    expected: layer.diff_id.clone(),
+                    actual: stats.diff_id,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_ids_follow_the_spec() {
+        let a = sha256_digest(b"a");
+        let b = sha256_digest(b"b");
+        let chain = chain_ids(&[a.clone(), b.clone()]);
+        assert_eq!(chain[0], a);
+        assert_eq!(chain[1], sha256_digest(format!("{a} {b}").as_bytes()));
+    }
+}

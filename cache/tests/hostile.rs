@@ -1,0 +1,189 @@
+//! Hostile layer tars: nothing is ever created outside the snapshot directory and the error
+//! names the entry. Runs as root (device nodes, trusted.* xattrs).
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::Path;
+
+use cache::apply::{ApplyMode, apply_tar};
+
+/// A raw tar entry (name bytes are written verbatim, bypassing the tar crate's checks).
+struct Raw<'a> {
+    name: &'a str,
+    kind: tar::EntryType,
+    link: Option<&'a str>,
+    data: &'a [u8],
+    size_override: Option<u64>,
+}
+
+fn entry<'a>(name: &'a str, kind: tar::EntryType, link: Option<&'a str>, data: &'a [u8]) -> Raw<'a> {
+    Raw { name, kind, link, data, size_override: None }
+}
+
+fn build(entries: &[Raw<'_>]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in entries {
+        let mut header = tar::Header::new_gnu();
+        {
+            let gnu = header.as_gnu_mut().unwrap();
+            gnu.name[..e.name.len()].copy_from_slice(e.name.as_bytes());
+            if let Some(link) = e.link {
+                gnu.linkname[..link.len()].copy_from_slice(link.as_bytes());
+            }
+        }
+        header.set_entry_type(e.kind);
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_size(e.size_override.unwrap_or(e.data.len() as u64));
+        header.set_mtime(1_000_000);
+        header.set_cksum();
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(e.data);
+        let pad = (512 - e.data.len() % 512) % 512;
+        out.extend(std::iter::repeat_n(0u8, pad));
+    }
+    if entries.iter().all(|e| e.size_override.is_none()) {
+        out.extend(std::iter::repeat_n(0u8, 1024));
+    }
+    out
+}
+
+/// Applies `tar` into `<tmp>/root` and returns the error text; asserts nothing appeared in
+/// `<tmp>` outside `root`.
+fn apply_expect_error(tar: &[u8]) -> String {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let err = apply_tar(tar, &root, ApplyMode::Overlay).unwrap_err().to_string();
+    assert_nothing_outside(tmp.path());
+    err
+}
+
+fn assert_nothing_outside(tmp: &Path) {
+    let names: Vec<_> = std::fs::read_dir(tmp).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, vec![std::ffi::OsString::from("root")], "something was created outside the root");
+    assert!(!Path::new("/tmp/kiln-escape-canary").exists());
+}
+
+#[test]
+fn dotdot_is_refused_with_entry_name() {
+    let err = apply_expect_error(&build(&[entry("../escape", tar::EntryType::Regular, None, b"x")]));
+    assert!(err.contains("\"../escape\"") && err.contains("`..`"), "{err}");
+    let err = apply_expect_error(&build(&[entry("a/../../escape", tar::EntryType::Regular, None, b"x")]));
+    assert!(err.contains("a/../../escape"), "{err}");
+}
+
+#[test]
+fn absolute_path_is_refused() {
+    let err = apply_expect_error(&build(&[entry("/tmp/kiln-escape-canary", tar::EntryType::Regular, None, b"x")]));
+    assert!(err.contains("/tmp/kiln-escape-canary") && err.contains("absolute"), "{err}");
+}
+
+#[test]
+fn file_written_through_symlink_stays_inside() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let outside = tmp.path().to_str().unwrap().to_owned();
+    // link -> the real parent of the root (absolute), then link/evil written through it
+    let tar = build(&[
+        entry("link", tar::EntryType::Symlink, Some(&outside), b""),
+        entry("link/evil", tar::EntryType::Regular, None, b"x"),
+        entry("rel", tar::EntryType::Symlink, Some("../../../../"), b""),
+        entry("rel/evil2", tar::EntryType::Regular, None, b"x"),
+    ]);
+    let result = apply_tar(&tar[..], &root, ApplyMode::Overlay);
+    assert_nothing_outside(tmp.path());
+    // Either refused or resolved inside the root, never outside.
+    if let Err(err) = result {
+        assert!(err.to_string().contains("evil"), "{err}");
+    } else {
+        assert!(root.join("evil2").exists() || root.join(outside.trim_start_matches('/')).join("evil").exists());
+    }
+}
+
+#[test]
+fn hardlink_to_outside_is_refused() {
+    let err = apply_expect_error(&build(&[entry("passwd", tar::EntryType::Link, Some("../../../../etc/passwd"), b"")]));
+    assert!(err.contains("\"passwd\"") && err.contains("`..`"), "{err}");
+    let err = apply_expect_error(&build(&[entry("passwd", tar::EntryType::Link, Some("/etc/passwd"), b"")]));
+    assert!(err.contains("absolute"), "{err}");
+    // a hardlink through a symlink pointing outside resolves inside the root: target missing
+    let err = apply_expect_error(&build(&[
+        entry("hostetc", tar::EntryType::Symlink, Some("/etc"), b""),
+        entry("passwd", tar::EntryType::Link, Some("hostetc/passwd"), b""),
+    ]));
+    assert!(err.contains("\"passwd\"") && err.contains("does not exist"), "{err:?}");
+}
+
+#[test]
+fn symlink_loop_is_refused() {
+    let err = apply_expect_error(&build(&[
+        entry("a", tar::EntryType::Symlink, Some("b"), b""),
+        entry("b", tar::EntryType::Symlink, Some("a"), b""),
+        entry("a/file", tar::EntryType::Regular, None, b"x"),
+    ]));
+    assert!(err.contains("a/file"), "{err}");
+}
+
+#[test]
+fn device_nodes_are_created_inside() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let mut header = tar::Header::new_gnu();
+    header.set_path("dev/null").unwrap();
+    header.set_entry_type(tar::EntryType::Char);
+    header.set_device_major(1).unwrap();
+    header.set_device_minor(3).unwrap();
+    header.set_mode(0o666);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header.set_size(0);
+    header.set_cksum();
+    let mut builder = tar::Builder::new(Vec::new());
+    builder.append(&header, std::io::empty()).unwrap();
+    let tar = builder.into_inner().unwrap();
+    apply_tar(&tar[..], &root, ApplyMode::Overlay).unwrap();
+    let meta = std::fs::symlink_metadata(root.join("dev/null")).unwrap();
+    assert!(meta.file_type().is_char_device());
+    assert_eq!(meta.rdev(), rustix::fs::makedev(1, 3));
+    assert_nothing_outside(tmp.path());
+}
+
+#[test]
+fn huge_declared_size_fails_cleanly() {
+    let mut raw = entry("big", tar::EntryType::Regular, None, b"only a few bytes");
+    raw.size_override = Some(1 << 40);
+    let err = apply_expect_error(&build(&[raw]));
+    assert!(err.contains("big") || err.contains("tar"), "{err}");
+}
+
+#[test]
+fn duplicate_entries_last_one_wins() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let tar = build(&[
+        entry("x", tar::EntryType::Regular, None, b"first"),
+        entry("x", tar::EntryType::Regular, None, b"second"),
+        entry("d", tar::EntryType::Symlink, Some("/"), b""),
+        entry("d/", tar::EntryType::Directory, None, b""),
+        entry("d/f", tar::EntryType::Regular, None, b"in dir"),
+    ]);
+    apply_tar(&tar[..], &root, ApplyMode::Overlay).unwrap();
+    assert_eq!(std::fs::read(root.join("x")).unwrap(), b"second");
+    assert!(std::fs::symlink_metadata(root.join("d")).unwrap().is_dir());
+    assert_eq!(std::fs::read(root.join("d/f")).unwrap(), b"in dir");
+    assert_nothing_outside(tmp.path());
+}
+
+#[test]
+fn whiteout_of_dotdot_is_refused() {
+    let err = apply_expect_error(&build(&[entry("a/.wh...", tar::EntryType::Regular, None, b"")]));
+    assert!(err.contains("a/.wh..."), "{err}");
+    let err = apply_expect_error(&build(&[entry(".wh..", tar::EntryType::Regular, None, b"")]));
+    assert!(err.contains(".wh.."), "{err}");
+}
+
