@@ -59,18 +59,26 @@ pub fn apply_tar(tar: impl Read, dest: &Path, mode: ApplyMode) -> Result<ApplySt
     let mut applier = Applier { root: &root, mode, written: HashSet::new(), dirs: Vec::new(), entries: 0 };
     {
         let mut archive = tar::Archive::new(&mut hashing);
-        let entries = archive
-            .entries()
-            .map_err(|source| Error::Tar { op: "read", what: dest.display().to_string(), source })?;
+        let entries = archive.entries().map_err(|source| Error::Tar {
+            op: "read",
+            what: dest.display().to_string(),
+            source,
+        })?;
         for entry in entries {
-            let entry =
-                entry.map_err(|source| Error::Tar { op: "read", what: dest.display().to_string(), source })?;
+            let entry = entry.map_err(|source| Error::Tar {
+                op: "read",
+                what: dest.display().to_string(),
+                source,
+            })?;
             applier.apply_entry(entry)?;
         }
     }
     // The rest of the stream (end-of-archive blocks, padding) is part of the diffID.
-    io::copy(&mut hashing, &mut io::sink())
-        .map_err(|source| Error::Tar { op: "read", what: dest.display().to_string(), source })?;
+    io::copy(&mut hashing, &mut io::sink()).map_err(|source| Error::Tar {
+        op: "read",
+        what: dest.display().to_string(),
+        source,
+    })?;
     applier.finish_dirs()?;
     let (diff_id, tar_size) = hashing.digest();
     Ok(ApplyStats { diff_id, tar_size, entries: applier.entries })
@@ -100,8 +108,10 @@ impl Applier<'_> {
         let raw_name = entry.path_bytes().into_owned();
         let name = String::from_utf8_lossy(&raw_name).into_owned();
         let kind = entry.header().entry_type();
-        if matches!(kind, EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink)
-        {
+        if matches!(
+            kind,
+            EntryType::XGlobalHeader | EntryType::XHeader | EntryType::GNULongName | EntryType::GNULongLink
+        ) {
             return Ok(());
         }
         let rel = RelPath::from_archive(&raw_name).map_err(|p| Error::entry(&name, p))?;
@@ -111,7 +121,10 @@ impl Applier<'_> {
         let Some((parent, base)) = rel.split_last() else {
             // The root itself ("./"): only a directory makes sense.
             if !kind.is_dir() {
-                return Err(Error::entry(&name, EntryProblem::BadHeader("the root entry must be a directory")));
+                return Err(Error::entry(
+                    &name,
+                    EntryProblem::BadHeader("the root entry must be a directory"),
+                ));
             }
             let fd = self.root.open_dir(&rel).map_err(|e| entry_io(&name, "open root", e))?;
             set_owner_mode(fd.as_fd(), OsStr::new(""), &meta, &name, true)?;
@@ -129,7 +142,10 @@ impl Applier<'_> {
                 return Ok(());
             }
             if target.is_empty() || target == b"." || target == b".." {
-                return Err(Error::entry(&name, EntryProblem::BadWhiteout(String::from_utf8_lossy(target).into())));
+                return Err(Error::entry(
+                    &name,
+                    EntryProblem::BadWhiteout(String::from_utf8_lossy(target).into()),
+                ));
             }
             return self.whiteout(&parent, OsStr::from_bytes(target), &meta, &name);
         }
@@ -195,8 +211,11 @@ impl Applier<'_> {
                     _ => {
                         let major = entry.header().device_major().ok().flatten().unwrap_or(0);
                         let minor = entry.header().device_minor().ok().flatten().unwrap_or(0);
-                        let file_type =
-                            if kind == EntryType::Char { FileType::CharacterDevice } else { FileType::BlockDevice };
+                        let file_type = if kind == EntryType::Char {
+                            FileType::CharacterDevice
+                        } else {
+                            FileType::BlockDevice
+                        };
                         (file_type, rustix::fs::makedev(major, minor))
                     }
                 };
@@ -232,7 +251,9 @@ impl Applier<'_> {
             }
             Err(err) => return Err(entry_io(name, "resolve hardlink target", err)),
         };
-        match lstat_at(target_dir.as_fd(), target_base).map_err(|e| entry_io(name, "stat hardlink target", e))? {
+        match lstat_at(target_dir.as_fd(), target_base)
+            .map_err(|e| entry_io(name, "stat hardlink target", e))?
+        {
             None => return Err(Error::entry(name, EntryProblem::HardlinkTargetMissing(target_name))),
             Some(st) if FileType::from_raw_mode(st.st_mode) == FileType::Directory => {
                 return Err(Error::entry(name, EntryProblem::HardlinkToDirectory(target_name)));
@@ -248,7 +269,8 @@ impl Applier<'_> {
         match self.mode {
             ApplyMode::Overlay => {
                 let parent_fd = self.root.ensure_dir(parent, name)?;
-                remove_all_at(parent_fd.as_fd(), target).map_err(|e| entry_io(name, "replace existing entry", e))?;
+                remove_all_at(parent_fd.as_fd(), target)
+                    .map_err(|e| entry_io(name, "replace existing entry", e))?;
                 rustix::fs::mknodat(
                     parent_fd.as_fd(),
                     target,
@@ -265,7 +287,8 @@ impl Applier<'_> {
                     Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
                     Err(err) => return Err(entry_io(name, "resolve whiteout parent", err)),
                 };
-                remove_all_at(parent_fd.as_fd(), target).map_err(|e| entry_io(name, "remove whited-out entry", e))
+                remove_all_at(parent_fd.as_fd(), target)
+                    .map_err(|e| entry_io(name, "remove whited-out entry", e))
             }
         }
     }
@@ -276,10 +299,12 @@ impl Applier<'_> {
             ApplyMode::Overlay => set_xattr_at(fd.as_fd(), OsStr::new(""), OVERLAY_OPAQUE_XATTR, b"y")
                 .map_err(|e| entry_io(name, "set the overlay opaque xattr", e)),
             ApplyMode::Merge => {
-                let children = crate::safefs::list_dir(fd.as_fd()).map_err(|e| entry_io(name, "list directory", e))?;
+                let children =
+                    crate::safefs::list_dir(fd.as_fd()).map_err(|e| entry_io(name, "list directory", e))?;
                 for child in children {
                     if !self.written.contains(&dir.join(&child)) {
-                        remove_all_at(fd.as_fd(), &child).map_err(|e| entry_io(name, "clear opaque directory", e))?;
+                        remove_all_at(fd.as_fd(), &child)
+                            .map_err(|e| entry_io(name, "clear opaque directory", e))?;
                     }
                 }
                 Ok(())
@@ -293,7 +318,8 @@ impl Applier<'_> {
         for (rel, mtime, name) in std::mem::take(&mut self.dirs) {
             match rel.split_last() {
                 Some((parent, base)) => {
-                    let fd = self.root.open_dir(&parent).map_err(|e| entry_io(&name, "resolve directory", e))?;
+                    let fd =
+                        self.root.open_dir(&parent).map_err(|e| entry_io(&name, "resolve directory", e))?;
                     set_mtime(fd.as_fd(), base, mtime, &name)?;
                 }
                 None => {

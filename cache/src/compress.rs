@@ -134,7 +134,8 @@ impl<W: Write> ParGzEncoder<W> {
     }
 
     fn submit(&mut self, last: bool) -> io::Result<()> {
-        let data = std::mem::replace(&mut self.buf, if last { Vec::new() } else { Vec::with_capacity(GZIP_CHUNK) });
+        let data =
+            std::mem::replace(&mut self.buf, if last { Vec::new() } else { Vec::with_capacity(GZIP_CHUNK) });
         match &self.jobs {
             None => {
                 let result = compress_chunk(&data, last, self.level);
@@ -219,7 +220,9 @@ impl<W: Write> Compressor<W> {
     pub fn new(inner: W, compression: Compression, threads: usize) -> io::Result<Self> {
         let threads = if threads == 0 { all_cores() } else { threads };
         Ok(match compression {
-            Compression::Gzip => Compressor::Gzip(ParGzEncoder::new(inner, flate2::Compression::default(), threads)?),
+            Compression::Gzip => {
+                Compressor::Gzip(ParGzEncoder::new(inner, flate2::Compression::default(), threads)?)
+            }
             Compression::Zstd => {
                 let mut encoder = zstd::Encoder::new(inner, 3)?;
                 // nbWorkers >= 1 gives the same output for any worker count
@@ -328,7 +331,8 @@ mod tests {
         let out = enc.finish().unwrap();
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("x.gz"), &out).unwrap();
-        let status = std::process::Command::new("gzip").arg("-t").arg(dir.path().join("x.gz")).status().unwrap();
+        let status =
+            std::process::Command::new("gzip").arg("-t").arg(dir.path().join("x.gz")).status().unwrap();
         assert!(status.success());
     }
 

@@ -78,7 +78,7 @@ impl ContentStore {
         self.open(digest)?.read_to_end(&mut bytes).ctx("read", &path)?;
         let actual = sha256_digest(&bytes);
         if actual != *digest {
-            return Err(Error::DigestMismatch { what: path.display().to_string(), expected: digest.clone(), actual });
+            return Err(Error::digest_mismatch(path.display().to_string(), digest, &actual));
         }
         Ok(bytes)
     }
@@ -86,7 +86,8 @@ impl ContentStore {
     /// Reads and parses a JSON blob (manifest, index, config).
     pub fn read_json<T: serde::de::DeserializeOwned>(&self, digest: &Digest) -> Result<T> {
         let bytes = self.read(digest)?;
-        serde_json::from_slice(&bytes).map_err(|source| Error::Json { what: format!("blob {digest}"), source })
+        serde_json::from_slice(&bytes)
+            .map_err(|source| Error::Json { what: format!("blob {digest}"), source })
     }
 
     /// Starts writing a blob. Nothing is visible until [`BlobWriter::commit`] succeeds.
@@ -117,14 +118,19 @@ impl ContentStore {
     }
 
     /// Copies a blob from a reader, verifying `expected` (digest and, if given, size).
-    pub fn write_from(&self, reader: &mut dyn Read, expected: &Digest, size: Option<u64>) -> Result<BlobInfo> {
+    pub fn write_from(
+        &self,
+        reader: &mut dyn Read,
+        expected: &Digest,
+        size: Option<u64>,
+    ) -> Result<BlobInfo> {
         let mut writer = self.writer()?;
         let tmp = writer.tmp.clone();
         io::copy(reader, &mut writer).ctx("copy blob into", tmp)?;
         if let Some(size) = size
             && size != writer.written()
         {
-            return Err(Error::SizeMismatch { digest: expected.clone(), expected: size, actual: writer.written() });
+            return Err(Error::size_mismatch(expected, size, writer.written()));
         }
         writer.commit(Some(expected))
     }
@@ -181,13 +187,16 @@ impl BlobWriter {
     /// On a digest mismatch nothing is stored and [`Error::DigestMismatch`] is returned.
     pub fn commit(mut self, expected: Option<&Digest>) -> Result<BlobInfo> {
         let digest = self.digest();
-        let mut file = self.file.take().ok_or_else(|| Error::io("commit", &self.tmp, io::Error::other("writer already finished")))?;
+        let mut file = self
+            .file
+            .take()
+            .ok_or_else(|| Error::io("commit", &self.tmp, io::Error::other("writer already finished")))?;
         file.flush().ctx("write", &self.tmp)?;
         let file = file.into_inner().map_err(|e| Error::io("write", &self.tmp, e.into_error()))?;
         if let Some(expected) = expected
             && *expected != digest
         {
-            return Err(Error::DigestMismatch { what: "blob".into(), expected: expected.clone(), actual: digest });
+            return Err(Error::digest_mismatch("blob", expected, &digest));
         }
         let dest = self.store.blob_path(&digest)?;
         if dest.is_file() {

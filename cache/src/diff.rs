@@ -58,7 +58,8 @@ impl ContentStore {
     pub fn write_layer(&self, dir: &Path, source: DiffSource, options: &DiffOptions) -> Result<NewLayer> {
         let writer = self.writer()?;
         let tmp = writer.temp_path().to_owned();
-        let compressor = Compressor::new(writer, options.compression, options.threads).ctx("start compressing", &tmp)?;
+        let compressor =
+            Compressor::new(writer, options.compression, options.threads).ctx("start compressing", &tmp)?;
         let mut hashing = HashingWriter::new(compressor);
         write_tar(dir, source, options.source_date_epoch, &mut hashing)?;
         let (compressor, diff_id, tar_size) = hashing.finish();
@@ -69,10 +70,16 @@ impl ContentStore {
 
     /// Stores an already made tar stream (e.g. `kiln import`) as a layer, validating that it is
     /// a tar with acceptable entry names while streaming it.
-    pub fn write_layer_from_tar(&self, tar: &mut dyn io::Read, options: &DiffOptions, what: &str) -> Result<NewLayer> {
+    pub fn write_layer_from_tar(
+        &self,
+        tar: &mut dyn io::Read,
+        options: &DiffOptions,
+        what: &str,
+    ) -> Result<NewLayer> {
         let writer = self.writer()?;
         let tmp = writer.temp_path().to_owned();
-        let compressor = Compressor::new(writer, options.compression, options.threads).ctx("start compressing", &tmp)?;
+        let compressor =
+            Compressor::new(writer, options.compression, options.threads).ctx("start compressing", &tmp)?;
         let mut tee = TeeReader { inner: tar, out: HashingWriter::new(compressor), error: None };
         {
             let mut archive = tar::Archive::new(&mut tee);
@@ -80,14 +87,25 @@ impl ContentStore {
             for entry in archive.entries().map_err(tar_err)? {
                 let mut entry = entry.map_err(tar_err)?;
                 let name = entry.path_bytes().into_owned();
-                if !matches!(entry.header().entry_type(), tar::EntryType::XGlobalHeader) {
+                let kind = entry.header().entry_type();
+                if !matches!(kind, tar::EntryType::XGlobalHeader) {
                     crate::safefs::RelPath::from_archive(&name)
+                        .map_err(|p| Error::entry(String::from_utf8_lossy(&name), p))?;
+                }
+                if kind == tar::EntryType::Link
+                    && let Some(target) = entry.link_name_bytes()
+                {
+                    crate::safefs::RelPath::from_archive(&target)
                         .map_err(|p| Error::entry(String::from_utf8_lossy(&name), p))?;
                 }
                 io::copy(&mut entry, &mut io::sink()).map_err(tar_err)?;
             }
         }
-        io::copy(&mut tee, &mut io::sink()).map_err(|source| Error::Tar { op: "read", what: what.to_owned(), source })?;
+        io::copy(&mut tee, &mut io::sink()).map_err(|source| Error::Tar {
+            op: "read",
+            what: what.to_owned(),
+            source,
+        })?;
         if let Some(err) = tee.error {
             return Err(Error::io("write layer", tmp, err));
         }
@@ -146,7 +164,11 @@ impl Walker<'_, '_> {
         for name in names {
             let path = dir.join(&name);
             let name = name.to_str().map(str::to_owned).ok_or_else(|| {
-                Error::io("archive", &path, io::Error::new(io::ErrorKind::InvalidData, "file name is not UTF-8"))
+                Error::io(
+                    "archive",
+                    &path,
+                    io::Error::new(io::ErrorKind::InvalidData, "file name is not UTF-8"),
+                )
             })?;
             let meta = std::fs::symlink_metadata(&path).ctx("stat", &path)?;
             let archive_name = format!("{prefix}{name}");
@@ -157,9 +179,16 @@ impl Walker<'_, '_> {
                 continue;
             }
             if file_type.is_dir() {
-                self.append_entry(&format!("{archive_name}/"), &meta, &path, tar::EntryType::Directory, None)?;
+                self.append_entry(
+                    &format!("{archive_name}/"),
+                    &meta,
+                    &path,
+                    tar::EntryType::Directory,
+                    None,
+                )?;
                 if self.source == DiffSource::OverlayUpper
-                    && get_xattr(&path, OVERLAY_OPAQUE_XATTR).ctx("read xattrs of", &path)?.as_deref() == Some(b"y")
+                    && get_xattr(&path, OVERLAY_OPAQUE_XATTR).ctx("read xattrs of", &path)?.as_deref()
+                        == Some(b"y")
                 {
                     self.append_empty(&format!("{archive_name}/{OPAQUE_MARKER}"), &meta, &path)?;
                 }
@@ -273,7 +302,9 @@ impl Walker<'_, '_> {
         let tar_err = |source| Error::Tar { op: "write", what: path.display().to_string(), source };
         if !pax.is_empty() {
             pax.sort();
-            self.builder.append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice()))).map_err(tar_err)?;
+            self.builder
+                .append_pax_extensions(pax.iter().map(|(k, v)| (k.as_str(), v.as_slice())))
+                .map_err(tar_err)?;
         }
         header.set_cksum();
         let size = header.size().unwrap_or(0);
@@ -313,7 +344,13 @@ enum NameField {
 
 /// Puts a name in the ustar field if it fits (100 bytes), else a PAX record plus a truncated
 /// field for readers that ignore PAX.
-fn set_name_field(header: &mut tar::Header, name: &[u8], pax: &mut Vec<(String, Vec<u8>)>, key: &str, field: NameField) {
+fn set_name_field(
+    header: &mut tar::Header,
+    name: &[u8],
+    pax: &mut Vec<(String, Vec<u8>)>,
+    key: &str,
+    field: NameField,
+) {
     let fits = name.len() <= 100 && name.is_ascii();
     if !fits {
         pax.push((key.to_owned(), name.to_vec()));

@@ -24,10 +24,10 @@ pub enum Error {
     StoreVersion { root: PathBuf, found: String, supported: u32 },
     /// A blob's content does not match the digest it was expected to have.
     #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
-    DigestMismatch { what: String, expected: Digest, actual: Digest },
+    DigestMismatch { what: String, expected: Box<Digest>, actual: Box<Digest> },
     /// A blob's size does not match its descriptor.
     #[error("size mismatch for {digest}: expected {expected} bytes, got {actual}")]
-    SizeMismatch { digest: Digest, expected: u64, actual: u64 },
+    SizeMismatch { digest: Box<Digest>, expected: u64, actual: u64 },
     /// The content store has no blob with this digest.
     #[error("blob {0} not found in the content store")]
     BlobNotFound(Digest),
@@ -75,7 +75,7 @@ pub enum Error {
     },
     /// A layer's uncompressed content does not hash to the diffID of the image config.
     #[error("layer {layer} has diffID {actual}, the image config says {expected}")]
-    DiffIdMismatch { layer: Digest, expected: Digest, actual: Digest },
+    DiffIdMismatch { layer: Box<Digest>, expected: Box<Digest>, actual: Box<Digest> },
     /// No image of this name, ID or digest.
     #[error("no such image: {0}")]
     ImageNotFound(String),
@@ -85,8 +85,13 @@ pub enum Error {
     /// An image archive (docker-archive, OCI archive or layout) is malformed or hostile.
     #[error("archive {path}: {problem}")]
     Archive { path: PathBuf, problem: String },
+    /// A `--change` instruction cannot be applied to an image config.
+    #[error("invalid change {change:?}: {problem}")]
+    InvalidChange { change: String, problem: String },
     /// An image name given to the image store is not fully qualified or malformed.
-    #[error("invalid image name {0:?} (expected a fully qualified name like docker.io/library/busybox:latest)")]
+    #[error(
+        "invalid image name {0:?} (expected a fully qualified name like docker.io/library/busybox:latest)"
+    )]
     InvalidName(String),
 }
 
@@ -119,6 +124,29 @@ impl Error {
     /// An [`Error::Io`] for `op` on `path`.
     pub fn io(op: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
         Error::Io { op, path: path.into(), source }
+    }
+
+    /// An [`Error::DigestMismatch`].
+    pub fn digest_mismatch(what: impl Into<String>, expected: &Digest, actual: &Digest) -> Self {
+        Error::DigestMismatch {
+            what: what.into(),
+            expected: Box::new(expected.clone()),
+            actual: Box::new(actual.clone()),
+        }
+    }
+
+    /// An [`Error::DiffIdMismatch`].
+    pub fn diff_id_mismatch(layer: &Digest, expected: &Digest, actual: &Digest) -> Self {
+        Error::DiffIdMismatch {
+            layer: Box::new(layer.clone()),
+            expected: Box::new(expected.clone()),
+            actual: Box::new(actual.clone()),
+        }
+    }
+
+    /// An [`Error::SizeMismatch`].
+    pub fn size_mismatch(digest: &Digest, expected: u64, actual: u64) -> Self {
+        Error::SizeMismatch { digest: Box::new(digest.clone()), expected, actual }
     }
 
     /// An [`Error::Entry`].

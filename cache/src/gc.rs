@@ -131,7 +131,9 @@ impl Store {
                 for layer in manifest.layers() {
                     marks.blobs.insert(layer.digest().clone());
                 }
-                if let Ok(config) = content.read_json::<oci_spec::image::ImageConfiguration>(manifest.config().digest()) {
+                if let Ok(config) =
+                    content.read_json::<oci_spec::image::ImageConfiguration>(manifest.config().digest())
+                {
                     let diffs: Vec<Digest> =
                         config.rootfs().diff_ids().iter().filter_map(|d| parse_digest(d).ok()).collect();
                     marks.chains.extend(chain_ids(&diffs));

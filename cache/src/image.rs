@@ -148,7 +148,9 @@ impl ContentStore {
                 let manifests = index.manifests();
                 let chosen = manifests
                     .iter()
-                    .find(|m| m.platform().as_ref().is_some_and(|p| *p.os() == os && *p.architecture() == arch))
+                    .find(|m| {
+                        m.platform().as_ref().is_some_and(|p| *p.os() == os && *p.architecture() == arch)
+                    })
                     .or(if manifests.len() == 1 { manifests.first() } else { None })
                     .ok_or_else(|| Error::InvalidImage {
                         what: format!("index {}", target.digest()),

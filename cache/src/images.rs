@@ -90,7 +90,8 @@ impl ImageStore {
     fn read_index(&self) -> Result<IndexFile> {
         let path = self.index_path();
         match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|source| Error::Json { what: path.display().to_string(), source }),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|source| Error::Json { what: path.display().to_string(), source }),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(IndexFile::default()),
             Err(err) => Err(Error::io("read", path, err)),
         }
@@ -98,7 +99,8 @@ impl ImageStore {
 
     fn write_index(&self, index: &IndexFile) -> Result<()> {
         let path = self.index_path();
-        let bytes = serde_json::to_vec_pretty(index).map_err(|source| Error::Json { what: path.display().to_string(), source })?;
+        let bytes = serde_json::to_vec_pretty(index)
+            .map_err(|source| Error::Json { what: path.display().to_string(), source })?;
         self.store.write_file_atomic(&path, &bytes)
     }
 
@@ -190,7 +192,8 @@ impl ImageStore {
             return Err(Error::ImageNotFound(query.to_owned()));
         }
         let hex = hex.to_ascii_lowercase();
-        let by_id: Vec<_> = records.iter().filter(|r| r.image_id.digest().starts_with(&hex)).cloned().collect();
+        let by_id: Vec<_> =
+            records.iter().filter(|r| r.image_id.digest().starts_with(&hex)).cloned().collect();
         let by_manifest: Vec<_> =
             records.iter().filter(|r| r.target.digest().digest().starts_with(&hex)).cloned().collect();
         let matches = if by_id.is_empty() { by_manifest } else { by_id };

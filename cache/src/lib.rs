@@ -46,10 +46,18 @@
 //!   `resolve` by name / digest / short ID). Names are stored fully qualified
 //!   (`docker.io/library/busybox:latest`): callers normalise with `registry::Reference`.
 //! - GC: [`Store::gc`] with extra [`GcRoots`]; [`Store::set_gc_roots`] for file-based roots.
-//! - Formats ([`formats`]): OCI image layout directories and OCI archives, docker-archive
-//!   (docker save/load, legacy and docker 25+ forms) — export and import.
+//! - Formats ([`formats`]): [`formats::save`] (images → docker-archive or OCI archive, written to
+//!   any `Write`), [`formats::load`] (docker-archive in legacy and docker 25+ forms, OCI archive,
+//!   OCI layout directory; plain or gzip/zstd compressed; every blob and diffID verified; returns
+//!   [`formats::LoadedImage`]s for the caller to name), [`formats::import_rootfs`] (rootfs
+//!   tarball → one-layer image, docker `--change` instructions via [`formats::apply_change`]).
+//! - Test helpers (feature `test-support`): [`test_support::busybox_image`] stores a busybox base
+//!   image built from `testdata/rootfs/busybox-rootfs.sh`.
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod apply;
+pub mod buildcache;
 pub mod compress;
 mod content;
 mod diff;
@@ -65,13 +73,15 @@ mod store;
 pub mod test_support;
 
 pub use compress::Compression;
-pub use content::{BlobInfo, BlobWriter, ContentStore, HashingReader, HashingWriter, parse_digest, sha256_digest};
+pub use content::{
+    BlobInfo, BlobWriter, ContentStore, HashingReader, HashingWriter, parse_digest, sha256_digest,
+};
 pub use diff::{DiffOptions, DiffSource, NewLayer, write_tar};
 pub use error::{EntryProblem, Error, Result};
 pub use gc::{GcReport, GcRoots};
 pub use image::{
-    DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, DocKind, Image,
-    doc_kind, host_platform, is_config_media_type, is_layer_media_type, now_rfc3339,
+    DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, DocKind,
+    Image, doc_kind, host_platform, is_config_media_type, is_layer_media_type, now_rfc3339,
 };
 pub use images::{ImageRecord, ImageStore};
 pub use snapshot::{LayerRef, SnapshotInfo, Snapshots, chain_ids};

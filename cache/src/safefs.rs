@@ -100,8 +100,13 @@ impl Root {
     /// Opens the directory `rel` (resolved in the root), without creating anything.
     pub fn open_dir(&self, rel: &RelPath) -> io::Result<OwnedFd> {
         if rel.is_root() {
-            return rustix::fs::openat(&self.fd, ".", OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
-                .map_err(errno_io);
+            return rustix::fs::openat(
+                &self.fd,
+                ".",
+                OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(errno_io);
         }
         rustix::fs::openat2(
             &self.fd,
@@ -131,8 +136,13 @@ impl Root {
                 Err(err) if err.kind() == io::ErrorKind::NotFound => {
                     // `fd` is the resolved parent; a dangling symlink named `part` would make
                     // mkdirat fail with EEXIST, which we report.
-                    rustix::fs::mkdirat(&fd, part.as_os_str(), Mode::from_raw_mode(0o755))
-                        .map_err(|e| Error::EntryIo { entry: entry.to_owned(), op: "create parent directory", source: errno_io(e) })?;
+                    rustix::fs::mkdirat(&fd, part.as_os_str(), Mode::from_raw_mode(0o755)).map_err(|e| {
+                        Error::EntryIo {
+                            entry: entry.to_owned(),
+                            op: "create parent directory",
+                            source: errno_io(e),
+                        }
+                    })?;
                     fd = self.open_dir(&next).map_err(|e| resolve_error(entry, &next, e))?;
                 }
                 Err(err) => return Err(resolve_error(entry, &next, err)),
@@ -254,22 +264,12 @@ mod tests {
 
     #[test]
     fn normalisation_table() {
-        let ok = [
-            ("a/b", "a/b"),
-            ("./a/b/", "a/b"),
-            ("a//b/./c", "a/b/c"),
-            ("./", "."),
-            ("", "."),
-        ];
+        let ok = [("a/b", "a/b"), ("./a/b/", "a/b"), ("a//b/./c", "a/b/c"), ("./", "."), ("", ".")];
         for (input, want) in ok {
             assert_eq!(RelPath::from_archive(input.as_bytes()).unwrap().display(), want, "{input}");
         }
-        let bad = [
-            ("../etc/passwd", "`..`"),
-            ("a/../../b", "`..`"),
-            ("a/..", "`..`"),
-            ("/etc/passwd", "absolute"),
-        ];
+        let bad =
+            [("../etc/passwd", "`..`"), ("a/../../b", "`..`"), ("a/..", "`..`"), ("/etc/passwd", "absolute")];
         for (input, want) in bad {
             let err = RelPath::from_archive(input.as_bytes()).unwrap_err();
             assert!(err.to_string().contains(want), "{input}: {err}");

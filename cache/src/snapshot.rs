@@ -76,7 +76,8 @@ impl Snapshots {
     pub fn info(&self, chain_id: &Digest) -> Result<SnapshotInfo> {
         let path = self.dir(chain_id).join("info.json");
         let bytes = std::fs::read(&path).ctx("read", &path)?;
-        serde_json::from_slice(&bytes).map_err(|source| Error::Json { what: path.display().to_string(), source })
+        serde_json::from_slice(&bytes)
+            .map_err(|source| Error::Json { what: path.display().to_string(), source })
     }
 
     /// Makes sure every layer of the chain is unpacked; returns the lower dirs in the order of the
@@ -108,11 +109,7 @@ impl Snapshots {
             let reader = decompress(blob).ctx("read layer", &blob_path)?;
             let stats = apply_tar(reader, &fs_dir, ApplyMode::Overlay)?;
             if stats.diff_id != layer.diff_id {
-                return Err(Error::DiffIdMismatch {
-                    layer: layer.blob.digest().clone(),
-                    expected: layer.diff_id.clone(),
-                    actual: stats.diff_id,
-                });
+                return Err(Error::diff_id_mismatch(layer.blob.digest(), &layer.diff_id, &stats.diff_id));
             }
             let info = SnapshotInfo {
                 chain_id: chain_id.clone(),
@@ -153,7 +150,14 @@ impl Snapshots {
     /// Turns a directory (e.g. an overlay upperdir after a RUN, on the store's filesystem) into
     /// the snapshot `chain_id` by moving it. `diff_id` is that of the layer made from the same
     /// directory. If the snapshot already exists the directory is left alone.
-    pub fn commit_dir(&self, dir: &Path, chain_id: &Digest, diff_id: &Digest, parent: Option<Digest>, size: u64) -> Result<PathBuf> {
+    pub fn commit_dir(
+        &self,
+        dir: &Path,
+        chain_id: &Digest,
+        diff_id: &Digest,
+        parent: Option<Digest>,
+        size: u64,
+    ) -> Result<PathBuf> {
         if self.exists(chain_id) {
             return Ok(self.path(chain_id));
         }
@@ -161,7 +165,8 @@ impl Snapshots {
         std::fs::create_dir(&work).ctx("create", &work)?;
         let fs_dir = work.join("fs");
         std::fs::rename(dir, &fs_dir).ctx("move into snapshot", dir)?;
-        let info = SnapshotInfo { chain_id: chain_id.clone(), diff_id: diff_id.clone(), blob: None, parent, size };
+        let info =
+            SnapshotInfo { chain_id: chain_id.clone(), diff_id: diff_id.clone(), blob: None, parent, size };
         self.install(&work, &info)?;
         Ok(self.path(chain_id))
     }
@@ -204,11 +209,7 @@ impl Snapshots {
             let reader: Box<dyn Read> = decompress(blob).ctx("read layer", &blob_path)?;
             let stats = apply_tar(reader, dest, ApplyMode::Merge)?;
             if stats.diff_id != layer.diff_id {
-                return Err(Error::DiffIdMismatch {
-                    layer: layer.blob.digest().clone(),
-                    expected: layer.diff_id.clone(),
-                    actual: stats.diff_id,
-                });
+                return Err(Error::diff_id_mismatch(layer.blob.digest(), &layer.diff_id, &stats.diff_id));
             }
         }
         Ok(())

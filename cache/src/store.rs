@@ -46,13 +46,7 @@ impl Store {
         fs_err::create_dir_all(root).map_err(|e| Error::io("create store root", root, e))?;
         let root = root.canonicalize().ctx("resolve store root", root)?;
         check_version(&root)?;
-        for dir in [
-            "content/blobs/sha256",
-            "snapshots",
-            "images",
-            "tmp",
-            "gcroots",
-        ] {
+        for dir in ["content/blobs/sha256", "snapshots", "images", "tmp", "gcroots"] {
             let path = root.join(dir);
             std::fs::create_dir_all(&path).ctx("create store directory", &path)?;
         }
@@ -118,6 +112,16 @@ impl Store {
             let _ = std::fs::remove_file(&tmp);
         }
         result
+    }
+}
+
+impl Drop for Inner {
+    /// The last clone of a store removes this process's temp directory (the lock file goes
+    /// last, while still locked, so no other process can mistake the directory for a leftover
+    /// it must clean while we remove it).
+    fn drop(&mut self) {
+        let _ = remove_any(&self.tmp);
+        let _ = std::fs::remove_file(self.tmp.with_extension("lock"));
     }
 }
 

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! Hostile layer tars: nothing is ever created outside the snapshot directory and the error
 //! names the entry. Runs as root (device nodes, trusted.* xattrs).
 
@@ -75,7 +76,8 @@ fn dotdot_is_refused_with_entry_name() {
 
 #[test]
 fn absolute_path_is_refused() {
-    let err = apply_expect_error(&build(&[entry("/tmp/kiln-escape-canary", tar::EntryType::Regular, None, b"x")]));
+    let err =
+        apply_expect_error(&build(&[entry("/tmp/kiln-escape-canary", tar::EntryType::Regular, None, b"x")]));
     assert!(err.contains("/tmp/kiln-escape-canary") && err.contains("absolute"), "{err}");
 }
 
@@ -98,13 +100,20 @@ fn file_written_through_symlink_stays_inside() {
     if let Err(err) = result {
         assert!(err.to_string().contains("evil"), "{err}");
     } else {
-        assert!(root.join("evil2").exists() || root.join(outside.trim_start_matches('/')).join("evil").exists());
+        assert!(
+            root.join("evil2").exists() || root.join(outside.trim_start_matches('/')).join("evil").exists()
+        );
     }
 }
 
 #[test]
 fn hardlink_to_outside_is_refused() {
-    let err = apply_expect_error(&build(&[entry("passwd", tar::EntryType::Link, Some("../../../../etc/passwd"), b"")]));
+    let err = apply_expect_error(&build(&[entry(
+        "passwd",
+        tar::EntryType::Link,
+        Some("../../../../etc/passwd"),
+        b"",
+    )]));
     assert!(err.contains("\"passwd\"") && err.contains("`..`"), "{err}");
     let err = apply_expect_error(&build(&[entry("passwd", tar::EntryType::Link, Some("/etc/passwd"), b"")]));
     assert!(err.contains("absolute"), "{err}");
@@ -187,3 +196,23 @@ fn whiteout_of_dotdot_is_refused() {
     assert!(err.contains(".wh.."), "{err}");
 }
 
+#[test]
+fn file_entry_over_symlink_replaces_the_link_not_its_target() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    let victim = tmp.path().join("root-victim");
+    let victim_str = victim.to_str().unwrap().to_owned();
+    // a symlink to a file outside, a hardlink to that symlink, then files written at both names
+    let tar = build(&[
+        entry("link", tar::EntryType::Symlink, Some(&victim_str), b""),
+        entry("hard", tar::EntryType::Link, Some("link"), b""),
+        entry("link", tar::EntryType::Regular, None, b"pwned"),
+        entry("hard", tar::EntryType::Regular, None, b"pwned"),
+    ]);
+    apply_tar(&tar[..], &root, ApplyMode::Overlay).unwrap();
+    assert!(!victim.exists(), "nothing written through the symlink");
+    assert_eq!(std::fs::read(root.join("link")).unwrap(), b"pwned");
+    assert!(std::fs::symlink_metadata(root.join("hard")).unwrap().is_file());
+    assert_nothing_outside(tmp.path());
+}

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! Layer diff → blob → snapshot/flatten round trips, overlay semantics. Runs as root.
 
 use std::io::Read;
@@ -57,9 +58,17 @@ fn plain_dir_round_trip_keeps_metadata() {
     assert!(std::fs::symlink_metadata(out.join("a/null")).unwrap().file_type().is_char_device());
     assert_eq!(std::fs::metadata(out.join("setuid")).unwrap().permissions().mode() & 0o7777, 0o4755);
     assert_eq!(std::fs::metadata(out.join("a/b")).unwrap().permissions().mode() & 0o7777, 0o1777);
-    assert_eq!(std::fs::metadata(out.join("a/b")).unwrap().mtime(), 1009843200, "dir mtime set after contents");
+    assert_eq!(
+        std::fs::metadata(out.join("a/b")).unwrap().mtime(),
+        1009843200,
+        "dir mtime set after contents"
+    );
     assert!(out.join(format!("a/{}", "x".repeat(150))).exists(), "long name via PAX");
-    let got = Command::new("getfattr").args(["-n", "user.kiln", "--only-values"]).arg(out.join("a/file")).output().unwrap();
+    let got = Command::new("getfattr")
+        .args(["-n", "user.kiln", "--only-values"])
+        .arg(out.join("a/file"))
+        .output()
+        .unwrap();
     assert_eq!(got.stdout, b"yes", "xattr kept");
     // idempotent
     assert_eq!(store.snapshots().ensure_unpacked(&[layer_ref(&layer)]).unwrap(), lowers);
@@ -73,12 +82,16 @@ fn overlay_upper_whiteouts_and_opaque_dirs_round_trip() {
     let base = tmp.path().join("base");
     std::fs::create_dir(&base).unwrap();
     sh("mkdir -p etc opq keep; echo a > etc/gone; echo b > opq/old; echo c > keep/x", &base);
-    let base_layer = store.content().write_layer(&base, DiffSource::PlainDir, &DiffOptions::default()).unwrap();
+    let base_layer =
+        store.content().write_layer(&base, DiffSource::PlainDir, &DiffOptions::default()).unwrap();
     // an upperdir as overlayfs writes it
     let upper = tmp.path().join("upper");
     std::fs::create_dir(&upper).unwrap();
-    sh("mkdir etc opq; mknod etc/gone c 0 0; setfattr -n trusted.overlay.opaque -v y opq; echo new > opq/new; \
-        setfattr -n trusted.overlay.origin -v junk opq/new", &upper);
+    sh(
+        "mkdir etc opq; mknod etc/gone c 0 0; setfattr -n trusted.overlay.opaque -v y opq; echo new > opq/new; \
+        setfattr -n trusted.overlay.origin -v junk opq/new",
+        &upper,
+    );
     let opts = DiffOptions { compression: Compression::Zstd, source_date_epoch: Some(100), threads: 0 };
     let top = store.content().write_layer(&upper, DiffSource::OverlayUpper, &opts).unwrap();
     // the tar has .wh. entries and no overlay xattrs, and clamped mtimes
@@ -103,7 +116,11 @@ fn overlay_upper_whiteouts_and_opaque_dirs_round_trip() {
     let top_dir = &lowers[0];
     let wh = std::fs::symlink_metadata(top_dir.join("etc/gone")).unwrap();
     assert!(wh.file_type().is_char_device() && wh.rdev() == 0, "whiteout device");
-    let opaque = Command::new("getfattr").args(["-n", "trusted.overlay.opaque", "--only-values"]).arg(top_dir.join("opq")).output().unwrap();
+    let opaque = Command::new("getfattr")
+        .args(["-n", "trusted.overlay.opaque", "--only-values"])
+        .arg(top_dir.join("opq"))
+        .output()
+        .unwrap();
     assert_eq!(opaque.stdout, b"y");
 
     // flatten: whiteouts delete, opaque clears

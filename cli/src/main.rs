@@ -34,6 +34,11 @@ pub struct GlobalOptions {
     /// Shorthand for `--log-level debug`; also shows full error chains.
     #[arg(long, global = true)]
     pub debug: bool,
+
+    /// Registry (`host[:port]`) to reach over plain HTTP or unverified TLS; repeatable. Also
+    /// read from `<root>/registries.toml`. Loopback registries are always allowed.
+    #[arg(long = "insecure-registry", global = true, value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
 }
 
 /// Logging verbosity.
@@ -76,9 +81,39 @@ enum Command {
     /// Inspect kiln's internals (parser output and the like).
     #[command(subcommand)]
     Debug(commands::debug::DebugCommand),
+    /// List images.
+    Images(commands::images::ImagesArgs),
+    /// Create a tag TARGET that refers to SOURCE.
+    Tag(commands::tag::TagArgs),
+    /// Remove one or more images.
+    Rmi(commands::rmi::RmiArgs),
+    /// Run a command in a new container.
+    Run(commands::run::RunArgs),
+    /// Show detailed information about images (JSON).
+    Inspect(commands::inspect::InspectArgs),
+    /// Show the history of an image.
+    History(commands::history::HistoryArgs),
+    /// Save images to a tar archive (docker-archive or OCI archive).
+    Save(commands::save::SaveArgs),
+    /// Load images from a tar archive or OCI layout.
+    Load(commands::load::LoadArgs),
+    /// Import a root filesystem tarball as an image.
+    Import(commands::import::ImportArgs),
+    /// Download an image from a registry.
+    Pull(commands::pull::PullArgs),
+    /// Upload an image to a registry.
+    Push(commands::push::PushArgs),
+    /// Log in to a registry (credentials saved in docker's config.json format).
+    Login(commands::login::LoginArgs),
+    /// Log out from a registry.
+    Logout(commands::logout::LogoutArgs),
 }
 
 fn main() -> ExitCode {
+    // a re-executed sandbox init: must run before anything starts a thread
+    if let Some(code) = executor::init::maybe_run_init() {
+        std::process::exit(code);
+    }
     let cli = Cli::parse();
     init_logging(&cli.global);
 
@@ -96,6 +131,19 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Debug(cmd) => commands::debug::run(&global, cmd).await,
+            Command::Images(args) => commands::images::run(&global, args).await,
+            Command::Tag(args) => commands::tag::run(&global, args).await,
+            Command::Rmi(args) => commands::rmi::run(&global, args).await,
+            Command::Run(args) => commands::run::run(&global, args).await,
+            Command::Inspect(args) => commands::inspect::run(&global, args).await,
+            Command::History(args) => commands::history::run(&global, args).await,
+            Command::Save(args) => commands::save::run(&global, args).await,
+            Command::Load(args) => commands::load::run(&global, args).await,
+            Command::Import(args) => commands::import::run(&global, args).await,
+            Command::Pull(args) => commands::pull::run(&global, args).await,
+            Command::Push(args) => commands::push::run(&global, args).await,
+            Command::Login(args) => commands::login::run(&global, args).await,
+            Command::Logout(args) => commands::logout::run(&global, args).await,
         }
     });
     match result {

@@ -109,8 +109,8 @@ pub fn read_insecure_registries(path: &Path) -> Result<Vec<String>> {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(err) => return Err(Error::io("read", path, err)),
     };
-    let file: RegistriesFile =
-        toml::from_str(&text).map_err(|err| Error::Config { path: path.to_owned(), problem: err.to_string() })?;
+    let file: RegistriesFile = toml::from_str(&text)
+        .map_err(|err| Error::Config { path: path.to_owned(), problem: err.to_string() })?;
     Ok(file.registry.into_iter().filter(|r| r.insecure).map(|r| r.location).collect())
 }
 

@@ -67,7 +67,7 @@ impl Platform {
         };
         let wanted_pos = ladder.iter().position(|v| *v == wanted)?;
         let offered_pos = ladder.iter().position(|v| *v == offered)?;
-        (offered_pos > wanted_pos).then_some(offered_pos - wanted_pos)
+        offered_pos.checked_sub(wanted_pos).filter(|rank| *rank > 0)
     }
 }
 
@@ -106,7 +106,8 @@ fn normalize_arch(architecture: &str, variant: &str) -> (String, String) {
     (arch.to_owned(), variant)
 }
 
-const KNOWN_OSES: &[&str] = &["linux", "windows", "darwin", "macos", "freebsd", "netbsd", "openbsd", "solaris"];
+const KNOWN_OSES: &[&str] =
+    &["linux", "windows", "darwin", "macos", "freebsd", "netbsd", "openbsd", "solaris"];
 
 impl FromStr for Platform {
     type Err = Error;
@@ -115,7 +116,9 @@ impl FromStr for Platform {
     fn from_str(value: &str) -> Result<Self, Error> {
         let fail = |problem| Error::Platform { value: value.to_owned(), problem };
         let parts: Vec<&str> = value.split('/').collect();
-        if parts.iter().any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)))
+        if parts
+            .iter()
+            .any(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b)))
         {
             return Err(fail("expected os/arch[/variant] made of letters, digits, `_`, `-` and `.`"));
         }

@@ -17,6 +17,16 @@ pub enum BlobKind {
     Manifest,
 }
 
+impl fmt::Display for BlobKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BlobKind::Config => "config",
+            BlobKind::Layer => "layer",
+            BlobKind::Manifest => "manifest",
+        })
+    }
+}
+
 /// Why no bytes were transferred for a blob.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Skipped {

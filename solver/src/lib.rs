@@ -1,1 +1,38 @@
-//! Build graph, Dockerfile lowering, cache keys, parallel scheduler, exporters.
+//! Build graph, cache keys, content checksums, the parallel scheduler and progress events.
+//!
+//! # Pipeline and entry points
+//!
+//! ```text
+//! frontend (next) ──► graph::GraphBuilder ──► graph::Definition (vertex digests)
+//!                                                   │
+//!   scheduler::Solver::solve(definition, options, progress, cancel)
+//!     per vertex: inputs ─► cachekey::input_uses ─► OpRunner::checksum (contenthash) ─►
+//!                 cachekey::compute ─► ResultCache::load ─(miss)─► OpRunner::run ─► ResultCache::save
+//!                                                   │
+//!   progress::ProgressEvent stream ─► progress::PlainRenderer (`--progress=plain`)
+//! ```
+//!
+//! - [`graph`]: ops ([`graph::SourceOp`], [`graph::ExecOp`] with [`graph::Mount`]s,
+//!   [`graph::FileOp`] with chained [`graph::FileAction`]s, [`graph::MergeOp`]), vertices with
+//!   digests over canonical JSON, [`graph::Definition`] (JSON round trip with digest checks).
+//! - [`cachekey`]: [`cachekey::CACHE_KEY_SCHEMA`], [`cachekey::input_uses`] (what an op reads
+//!   from each input), [`cachekey::compute`].
+//! - [`contenthash`]: [`contenthash::ContentHasher`] (checksum of a [`contenthash::Selection`]
+//!   in a directory; [`contenthash::ContentHasher::for_context`] loads/persists the per-file
+//!   cache in the store), `.dockerignore` handling in [`contenthash::ignore`].
+//! - [`scheduler`]: [`scheduler::Solver`], the [`scheduler::OpRunner`] and
+//!   [`scheduler::ResultCache`] traits, [`scheduler::MemoryCache`].
+//! - [`storecache`]: [`storecache::StoreCache`], the store's build-cache index as a
+//!   `ResultCache` for runner results implementing [`storecache::StoreRef`].
+//! - [`progress`]: events, [`progress::VertexLog`] for runners, [`progress::PlainRenderer`].
+
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod cachekey;
+pub mod contenthash;
+#[cfg(test)]
+mod golden;
+pub mod graph;
+pub mod progress;
+pub mod scheduler;
+pub mod storecache;

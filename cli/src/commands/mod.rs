@@ -1,3 +1,17 @@
 //! One module per command (or command group). Each exposes its clap arguments and an async `run`.
 
 pub mod debug;
+pub mod history;
+pub mod images;
+pub mod import;
+pub mod inspect;
+pub mod load;
+pub mod login;
+pub mod logout;
+pub mod pull;
+pub mod push;
+pub mod rmi;
+pub mod run;
+pub mod save;
+pub mod tag;
+pub mod transfer_progress;

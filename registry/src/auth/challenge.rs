@@ -15,13 +15,19 @@ pub(crate) enum Challenge {
 pub(crate) fn parse(header: &str) -> Vec<Challenge> {
     let mut out = Vec::new();
     for (scheme, params) in split_challenges(header) {
-        let get = |key: &str| params.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.clone());
+        let get =
+            |key: &str| params.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.clone());
         if scheme.eq_ignore_ascii_case("basic") {
             out.push(Challenge::Basic);
         } else if scheme.eq_ignore_ascii_case("bearer")
             && let Some(realm) = get("realm")
         {
-            out.push(Challenge::Bearer { realm, service: get("service"), scope: get("scope"), error: get("error") });
+            out.push(Challenge::Bearer {
+                realm,
+                service: get("service"),
+                scope: get("scope"),
+                error: get("error"),
+            });
         }
     }
     out

@@ -35,7 +35,10 @@ pub struct Credentials {
 
 impl std::fmt::Debug for Credentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials").field("username", &self.username).field("password", &"<redacted>").finish()
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
     }
 }
 
@@ -142,7 +145,10 @@ impl AuthConfig {
 impl AuthEntry {
     fn credentials(&self, path: &Path) -> Result<Option<Credentials>> {
         if let Some(auth) = self.auth.as_deref().filter(|a| !a.is_empty()) {
-            let invalid = || Error::Config { path: path.to_owned(), problem: "an `auth` value is not base64 of user:password".into() };
+            let invalid = || Error::Config {
+                path: path.to_owned(),
+                problem: "an `auth` value is not base64 of user:password".into(),
+            };
             let decoded = BASE64.decode(auth.trim()).map_err(|_| invalid())?;
             let decoded = String::from_utf8(decoded).map_err(|_| invalid())?;
             let (username, password) = decoded.split_once(':').ok_or_else(invalid)?;
@@ -194,7 +200,11 @@ fn read_config(path: &Path) -> Result<Option<ConfigFile>> {
 /// Writes `config` to `path` atomically with mode 0600 (directory created 0700).
 fn write_config(path: &Path, config: &ConfigFile) -> Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| Error::io("create", dir, e))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| Error::io("create", dir, e))?;
     let mut bytes = serde_json::to_vec_pretty(config)
         .map_err(|err| Error::Config { path: path.to_owned(), problem: err.to_string() })?;
     bytes.push(b'\n');
@@ -202,7 +212,9 @@ fn write_config(path: &Path, config: &ConfigFile) -> Result<()> {
         .prefix(".auth-")
         .tempfile_in(dir)
         .map_err(|e| Error::io("create a temp file in", dir, e))?;
-    temp.as_file().set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(|e| Error::io("chmod", temp.path(), e))?;
+    temp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| Error::io("chmod", temp.path(), e))?;
     temp.write_all(&bytes).map_err(|e| Error::io("write", temp.path().to_owned(), e))?;
     temp.as_file().sync_all().map_err(|e| Error::io("fsync", temp.path().to_owned(), e))?;
     temp.persist(path).map_err(|e| Error::io("rename into", path, e.error))?;
@@ -217,7 +229,10 @@ mod tests {
     use super::*;
 
     fn config(dir: &Path) -> AuthConfig {
-        AuthConfig { kiln_file: dir.join("kiln/auth.json"), docker_file: Some(dir.join("docker/config.json")) }
+        AuthConfig {
+            kiln_file: dir.join("kiln/auth.json"),
+            docker_file: Some(dir.join("docker/config.json")),
+        }
     }
 
     fn creds(user: &str, password: &str) -> Credentials {
@@ -255,8 +270,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cfg = config(dir.path());
         std::fs::create_dir_all(dir.path().join("kiln")).unwrap();
-        std::fs::write(&cfg.kiln_file, r#"{"auths": {"a.io": {"auth": "dTpw", "email": "x@y"}}, "proxies": {"k": 1}}"#)
-            .unwrap();
+        std::fs::write(
+            &cfg.kiln_file,
+            r#"{"auths": {"a.io": {"auth": "dTpw", "email": "x@y"}}, "proxies": {"k": 1}}"#,
+        )
+        .unwrap();
         cfg.store("localhost:5000", &creds("bob", "pw")).unwrap();
         cfg.store("docker.io", &creds("hub", "pw2")).unwrap();
         assert_eq!(cfg.credentials("localhost:5000").unwrap(), Some(creds("bob", "pw")));
@@ -275,7 +293,8 @@ mod tests {
         assert_eq!(cfg.credentials("localhost:5000").unwrap(), None);
         assert_eq!(cfg.remove("localhost:5000").unwrap(), Removal::NotLoggedIn);
         // No temp files left behind.
-        let names: Vec<_> = std::fs::read_dir(dir.path().join("kiln")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> =
+            std::fs::read_dir(dir.path().join("kiln")).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("auth.json")]);
     }
 

@@ -1,0 +1,53 @@
+#!/bin/sh
+# Benchmark: `kiln push` and `kiln pull` of an image with one 200 MB incompressible layer against
+# Debian's docker-registry on 127.0.0.1 (started and stopped here). Reports wall time and peak
+# RSS of each command, measured with /usr/bin/time -v. Run once; it builds kiln in release mode.
+#   bench/registry.sh            (env: KILN=path/to/kiln to skip the build, SIZE_MB=200)
+set -eu
+cd "$(dirname "$0")/.."
+size_mb=${SIZE_MB:-200}
+if [ -z "${KILN:-}" ]; then
+    cargo build --release --locked -p kiln >&2
+    KILN=$PWD/target/release/kiln
+fi
+work=$(mktemp -d /tmp/kiln-bench-registry.XXXXXX)
+registry_pid=""
+cleanup() {
+    [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
+    rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat > "$work/registry.yml" <<YAML
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $work/registry-data}}
+http: {addr: 127.0.0.1:$port}
+YAML
+/usr/bin/docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
+registry_pid=$!
+i=0
+until python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null; do
+    i=$((i + 1)); [ $i -gt 100 ] && { echo "registry did not start" >&2; cat "$work/registry.log" >&2; exit 1; }
+    sleep 0.1
+done
+
+# One incompressible layer: random bytes, stored uncompressed-equivalent by gzip.
+mkdir -p "$work/context"
+head -c "$((size_mb * 1024 * 1024))" /dev/urandom > "$work/context/random.bin"
+tar -C "$work/context" -cf "$work/layer.tar" .
+image=127.0.0.1:$port/bench/random:1
+"$KILN" --root "$work/src" import "$work/layer.tar" "$image" >/dev/null
+
+measure() { # name, command...
+    name=$1; shift
+    /usr/bin/time -v "$@" >/dev/null 2>"$work/$name.time" || { cat "$work/$name.time" >&2; exit 1; }
+    wall=$(sed -n 's/.*Elapsed (wall clock) time (h:mm:ss or m:ss): //p' "$work/$name.time")
+    rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$work/$name.time")
+    printf '%-5s wall %s  peak RSS %s MB\n' "$name" "$wall" "$((rss / 1024))"
+}
+layer_mb=$(du -m "$work/src/content/blobs/sha256" | tail -1 | cut -f1)
+echo "image $image: one layer of ${size_mb} MiB random data (blobs ${layer_mb} MB)"
+measure push "$KILN" --root "$work/src" push -q "$image"
+measure pull "$KILN" --root "$work/dst" pull -q "$image"

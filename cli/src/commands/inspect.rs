@@ -1,0 +1,78 @@
+//! `kiln inspect IMAGE…`: docker-like JSON about images.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use serde_json::json;
+
+use super::images::{familiar, open_store, resolve};
+use crate::GlobalOptions;
+
+/// Arguments of `kiln inspect`.
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    /// Images: names, name@digest, or image IDs.
+    #[arg(required = true, value_name = "IMAGE")]
+    pub images: Vec<String>,
+}
+
+pub async fn run(global: &GlobalOptions, args: InspectArgs) -> anyhow::Result<ExitCode> {
+    let store = open_store(global)?;
+    let mut out = Vec::new();
+    for query in &args.images {
+        let (records, _) = resolve(&store, query)?;
+        let first = records.first().ok_or_else(|| anyhow::anyhow!("no such image: {query}"))?;
+        let image = store
+            .content()
+            .read_image(&first.target)
+            .with_context(|| format!("cannot read image {query}"))?;
+        let all = store.images().names_of(image.id())?;
+        let repo_tags: Vec<String> = all.iter().filter_map(familiar).filter(|n| !n.contains('@')).collect();
+        let mut repo_digests: Vec<String> = all
+            .iter()
+            .filter(|r| !r.is_untagged())
+            .filter_map(|r| registry::Reference::parse(&r.name).ok())
+            .map(|r| format!("{}@{}", r.familiar_name(), first.target.digest()))
+            .collect();
+        repo_digests.sort();
+        repo_digests.dedup();
+        let config = &image.config;
+        let comment = config
+            .history()
+            .as_ref()
+            .and_then(|h| h.last())
+            .and_then(|h| h.comment().clone())
+            .unwrap_or_default();
+        let mut entry = json!({
+            "Id": image.id().to_string(),
+            "RepoTags": repo_tags,
+            "RepoDigests": repo_digests,
+            "Parent": "",
+            "Comment": comment,
+            "Created": config.created().clone().unwrap_or_default(),
+            "DockerVersion": "",
+            "Author": config.author().clone().unwrap_or_default(),
+            "Config": config.config(),
+            "Architecture": config.architecture().to_string(),
+            "Os": config.os().to_string(),
+            "Size": image.content_size(),
+            "RootFS": {
+                "Type": config.rootfs().typ(),
+                "Layers": config.rootfs().diff_ids(),
+            },
+            "Metadata": {
+                "LastTagTime": first.tagged_at,
+            },
+            "Descriptor": image.manifest_descriptor,
+        });
+        if let Some(variant) = config.variant() {
+            entry["Variant"] = json!(variant);
+        }
+        out.push(entry);
+    }
+    let mut stdout = std::io::stdout().lock();
+    serde_json::to_writer_pretty(&mut stdout, &out)?;
+    writeln!(stdout)?;
+    Ok(ExitCode::SUCCESS)
+}

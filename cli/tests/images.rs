@@ -1,0 +1,153 @@
+#![allow(clippy::unwrap_used)]
+//! The image commands end to end: a busybox rootfs tarball → `kiln import` → images, inspect,
+//! tag, history, save (docker and OCI, checked with skopeo), rmi, load (file and stdin). Each
+//! test uses its own `--root` in a temp dir.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+struct Kiln {
+    root: PathBuf,
+}
+
+impl Kiln {
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        cmd.arg("--root").arg(&self.root).args(args).env_remove("KILN_ROOT");
+        cmd
+    }
+
+    fn output(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs and expects success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.output(args);
+        assert!(out.status.success(), "kiln {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs and expects failure; returns stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.output(args);
+        assert!(!out.status.success(), "kiln {args:?} should fail");
+        String::from_utf8(out.stderr).unwrap()
+    }
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Builds the busybox rootfs tarball of testdata.
+fn busybox_tarball(dir: &Path) -> PathBuf {
+    let rootfs = dir.join("rootfs");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/rootfs/busybox-rootfs.sh");
+    run(Command::new("sh").arg(script).arg(&rootfs));
+    let tarball = dir.join("busybox.tar");
+    run(Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tarball).arg("."));
+    tarball
+}
+
+#[test]
+fn import_list_inspect_tag_save_rmi_load_round_trip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kiln = Kiln { root: tmp.path().join("root") };
+    let tarball = busybox_tarball(tmp.path());
+    let tarball = tarball.to_str().unwrap();
+
+    let id = kiln.ok(&["import", tarball, "busybox", "--change", r#"CMD ["sh"]"#, "-c", "ENV HELLO=world"]);
+    let id = id.trim().to_owned();
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
+    let short = &id[7..19];
+
+    let table = kiln.ok(&["images"]);
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].starts_with("REPOSITORY") && lines[0].contains("IMAGE ID"), "{table}");
+    let row: Vec<&str> = lines[1].split_whitespace().collect();
+    assert_eq!(&row[..3], ["busybox", "latest", short], "{table}");
+
+    let json = kiln.ok(&["images", "--format", "json"]);
+    let entry: serde_json::Value = serde_json::from_str(json.lines().next().unwrap()).unwrap();
+    assert_eq!(entry["Repository"], "busybox");
+    assert_eq!(entry["Tag"], "latest");
+    assert_eq!(entry["ID"], short);
+
+    let inspect: serde_json::Value = serde_json::from_str(&kiln.ok(&["inspect", "busybox"])).unwrap();
+    assert_eq!(inspect[0]["Id"], id.as_str());
+    assert_eq!(inspect[0]["RepoTags"], serde_json::json!(["busybox:latest"]));
+    assert_eq!(inspect[0]["Config"]["Cmd"], serde_json::json!(["sh"]));
+    assert!(inspect[0]["Config"]["Env"].as_array().unwrap().contains(&serde_json::json!("HELLO=world")));
+    assert_eq!(inspect[0]["RootFS"]["Layers"].as_array().unwrap().len(), 1);
+    // by short ID too
+    let by_id: serde_json::Value = serde_json::from_str(&kiln.ok(&["inspect", short])).unwrap();
+    assert_eq!(by_id[0]["Id"], id.as_str());
+
+    kiln.ok(&["tag", "busybox", "localhost:5000/base:1"]);
+    let table = kiln.ok(&["images"]);
+    assert!(table.contains("localhost:5000/base") && table.contains("busybox"), "{table}");
+
+    let history = kiln.ok(&["history", "busybox"]);
+    assert_eq!(history.lines().count(), 2, "{history}");
+    assert!(history.contains("Imported from"), "{history}");
+
+    let docker_tar = tmp.path().join("docker.tar");
+    let oci_tar = tmp.path().join("oci.tar");
+    kiln.ok(&["save", "-o", docker_tar.to_str().unwrap(), "busybox"]);
+    kiln.ok(&["save", "--format", "oci", "-o", oci_tar.to_str().unwrap(), "busybox"]);
+    run(Command::new("skopeo").arg("inspect").arg(format!("docker-archive:{}", docker_tar.display())));
+    run(Command::new("skopeo").arg("inspect").arg(format!("oci-archive:{}", oci_tar.display())));
+
+    // two names: by ID needs --force; by name removes just that name
+    let err = kiln.fails(&["rmi", short]);
+    assert!(err.contains("must be forced"), "{err}");
+    let out = kiln.ok(&["rmi", "busybox"]);
+    assert_eq!(out.trim(), "Untagged: busybox:latest");
+    let out = kiln.ok(&["rmi", short]);
+    assert!(
+        out.contains("Untagged: localhost:5000/base:1") && out.contains(&format!("Deleted: {id}")),
+        "{out}"
+    );
+    assert_eq!(kiln.ok(&["images", "-q"]), "");
+    let blobs = std::fs::read_dir(kiln.root.join("content/blobs/sha256")).unwrap().count();
+    assert_eq!(blobs, 0, "the removed image's blobs are garbage-collected");
+
+    let out = kiln.ok(&["load", "-i", docker_tar.to_str().unwrap()]);
+    assert_eq!(out.trim(), "Loaded image: busybox:latest");
+    let inspect: serde_json::Value = serde_json::from_str(&kiln.ok(&["inspect", "busybox:latest"])).unwrap();
+    assert_eq!(inspect[0]["Id"], id.as_str(), "image ID survives save/load");
+
+    // an OCI archive on stdin, into another store
+    let other = Kiln { root: tmp.path().join("other") };
+    let mut child = other.cmd(&["load"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    std::io::copy(&mut std::fs::File::open(&oci_tar).unwrap(), child.stdin.as_mut().unwrap()).unwrap();
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), "Loaded image: busybox:latest");
+    let inspect: serde_json::Value = serde_json::from_str(&other.ok(&["inspect", "busybox"])).unwrap();
+    assert_eq!(inspect[0]["Id"], id.as_str());
+}
+
+#[test]
+fn bad_input_gives_one_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kiln = Kiln { root: tmp.path().join("root") };
+    let err = kiln.fails(&["inspect", "nope"]);
+    assert!(err.starts_with("error: ") && err.contains("no such image: nope"), "{err}");
+    let err = kiln.fails(&["import", "/nonexistent.tar", "x"]);
+    assert!(err.contains("/nonexistent.tar"), "{err}");
+    let not_tar = tmp.path().join("junk.tar");
+    std::fs::write(&not_tar, b"this is not a tar archive at all").unwrap();
+    let err = kiln.fails(&["load", "-i", not_tar.to_str().unwrap()]);
+    assert!(err.contains("junk.tar"), "{err}");
+    let err = kiln.fails(&["import", not_tar.to_str().unwrap(), "x", "--change", "RUN echo"]);
+    assert!(err.contains("RUN"), "{err}");
+    let err = kiln.fails(&["tag", "nope", "other"]);
+    assert!(err.contains("no such image"), "{err}");
+    // the store still works
+    assert_eq!(kiln.ok(&["images", "-q"]), "");
+}

@@ -1,0 +1,207 @@
+#![allow(clippy::unwrap_used)]
+//! `kiln run` end to end (as root): a busybox image imported with ENTRYPOINT/CMD/ENV/WORKDIR/
+//! USER, docker's command-line rules, flags, exit codes, SIGTERM. Each test has its own
+//! `--root` and checks that nothing is left behind (state, container layers, mounts).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+struct Kiln {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Kiln {
+    /// A fresh root with `img` (busybox + config) imported.
+    fn new() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let rootfs = tmp.path().join("rootfs");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/rootfs/busybox-rootfs.sh");
+        assert!(Command::new("sh").arg(script).arg(&rootfs).status().unwrap().success());
+        let tarball = tmp.path().join("busybox.tar");
+        assert!(
+            Command::new("tar")
+                .arg("-C")
+                .arg(&rootfs)
+                .arg("-cf")
+                .arg(&tarball)
+                .arg(".")
+                .status()
+                .unwrap()
+                .success()
+        );
+        let kiln = Self { root: tmp.path().join("root"), _tmp: tmp };
+        let out = kiln.output(&[
+            "import",
+            tarball.to_str().unwrap(),
+            "img",
+            "-c",
+            r#"ENTRYPOINT ["/bin/echo", "ep"]"#,
+            "-c",
+            r#"CMD ["default"]"#,
+            "-c",
+            "ENV GREETING=hello",
+            "-c",
+            "WORKDIR /srv/app",
+            "-c",
+            "USER www-data",
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        kiln
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        cmd.arg("--root").arg(&self.root).args(args).env_remove("KILN_ROOT").stdin(Stdio::null());
+        cmd
+    }
+
+    fn output(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// `kiln run ARGS` → (exit code, stdout, stderr).
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let mut all = vec!["run", "--rm", "--network", "none"];
+        all.extend_from_slice(args);
+        let out = self.output(&all);
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    }
+}
+
+impl Drop for Kiln {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        for dir in ["run", "containers"] {
+            let left: Vec<_> = std::fs::read_dir(self.root.join(dir))
+                .map(|d| d.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default();
+            assert!(left.is_empty(), "left in {dir}: {left:?}");
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains(self.root.to_str().unwrap()), "mounts left under the root");
+    }
+}
+
+#[test]
+fn entrypoint_and_cmd_follow_docker_rules() {
+    let kiln = Kiln::new();
+    assert_eq!(kiln.run(&["img"]), (0, "ep default\n".into(), String::new()));
+    assert_eq!(kiln.run(&["img", "a", "-b"]).1, "ep a -b\n");
+    assert_eq!(kiln.run(&["--entrypoint", "/bin/echo", "img"]).1, "\n");
+    assert_eq!(kiln.run(&["--entrypoint", "", "img", "/bin/echo", "plain"]).1, "plain\n");
+}
+
+#[test]
+fn image_config_and_flags_apply() {
+    let kiln = Kiln::new();
+    let script = "echo $GREETING $EXTRA $FROMFILE; pwd; id -un";
+    let (code, out, err) = kiln.run(&["--entrypoint", "/bin/sh", "img", "-c", script]);
+    assert_eq!((code, out.as_str()), (0, "hello\n/srv/app\nwww-data\n"), "{err}");
+
+    let env_file = kiln.root.parent().unwrap().join("env.list");
+    std::fs::write(&env_file, "# comment\nFROMFILE=file\n").unwrap();
+    let (code, out, err) = kiln.run(&[
+        "-e",
+        "EXTRA=extra",
+        "--env-file",
+        env_file.to_str().unwrap(),
+        "-w",
+        "/tmp",
+        "-u",
+        "root",
+        "--hostname",
+        "boxy",
+        "--entrypoint",
+        "/bin/sh",
+        "img",
+        "-c",
+        "echo $GREETING $EXTRA $FROMFILE; pwd; id -un; hostname",
+    ]);
+    assert_eq!((code, out.as_str()), (0, "hello extra file\n/tmp\nroot\nboxy\n"), "{err}");
+}
+
+#[test]
+fn mounts_read_only_and_limits() {
+    let kiln = Kiln::new();
+    let host = kiln.root.parent().unwrap().join("vol");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("f"), "vol\n").unwrap();
+    let volume = format!("{}:/vol:ro", host.display());
+    let (code, out, err) = kiln.run(&[
+        "-v",
+        &volume,
+        "--tmpfs",
+        "/scratch:size=1m",
+        "--read-only",
+        "-m",
+        "64m",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "50",
+        "-u",
+        "root",
+        "--entrypoint",
+        "/bin/sh",
+        "img",
+        "-c",
+        "cat /vol/f; touch /vol/x 2>/dev/null || echo vol-ro; touch /x 2>/dev/null || echo root-ro; \
+         echo ok > /scratch/s && cat /scratch/s",
+    ]);
+    assert_eq!((code, out.as_str()), (0, "vol\nvol-ro\nroot-ro\nok\n"), "{err}");
+}
+
+#[test]
+fn exit_codes() {
+    let kiln = Kiln::new();
+    assert_eq!(kiln.run(&["--entrypoint", "/bin/sh", "img", "-c", "exit 42"]).0, 42);
+    let (code, _, err) = kiln.run(&["--entrypoint", "nosuch", "img"]);
+    assert_eq!(code, 127);
+    assert!(err.contains("executable file not found"), "{err}");
+    let out = kiln.output(&["run", "--network", "bogus", "img"]);
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown network mode"), "{err}");
+}
+
+#[test]
+fn sigterm_kills_the_container_and_cleans_up() {
+    let kiln = Kiln::new();
+    let mut child = kiln
+        .cmd(&["run", "--rm", "--network", "none", "--entrypoint", "/bin/sleep", "img", "100"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // started when the sandbox's cgroup holds a process
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let running = || {
+        std::fs::read_dir(kiln.root.join("run")).is_ok_and(|entries| {
+            entries.flatten().any(|e| {
+                let id = e.file_name();
+                std::fs::read_to_string(Path::new("/sys/fs/cgroup/pids/kiln").join(&id).join("cgroup.procs"))
+                    .or_else(|_| {
+                        std::fs::read_to_string(
+                            Path::new("/sys/fs/cgroup/kiln").join(&id).join("cgroup.procs"),
+                        )
+                    })
+                    .is_ok_and(|procs| !procs.trim().is_empty())
+            })
+        })
+    };
+    while !running() {
+        assert!(Instant::now() < deadline, "container never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(137));
+}

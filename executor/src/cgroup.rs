@@ -1,0 +1,262 @@
+//! cgroups for memory, cpu and pids limits on cgroup v2, v1, and the hybrid layout (v1
+//! controllers plus a cgroup2 mount at `/sys/fs/cgroup/unified`, used for tracking only).
+//!
+//! Each sandbox gets `kiln/<id>`; the container joins it itself (writes its pid to
+//! `cgroup.procs`) before unsharing its cgroup namespace. On v1 every join is a separate
+//! migration (each costs an RCU grace period, milliseconds), so only the hierarchies needed are
+//! used: `pids` always (tracking, killing, leak checks), `memory` and `cpu` when limited. The
+//! hybrid layout's cgroup2 mount holds no controller we need and is left alone.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+use crate::spec::Resources;
+
+const ROOT: &str = "/sys/fs/cgroup";
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+/// The CFS period used for `--cpus`.
+const CPU_PERIOD_US: u64 = 100_000;
+
+/// The cgroup layout of this machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Unified hierarchy at /sys/fs/cgroup.
+    V2,
+    /// v1 controllers, optionally with a cgroup2 mount at /sys/fs/cgroup/unified.
+    V1 { unified: bool },
+}
+
+fn is_cgroup2(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path).is_ok_and(|s| s.filesystem_type().0 == CGROUP2_SUPER_MAGIC)
+}
+
+/// Detects the layout.
+pub fn layout() -> Layout {
+    if is_cgroup2(Path::new(ROOT)) {
+        Layout::V2
+    } else {
+        Layout::V1 { unified: is_cgroup2(&Path::new(ROOT).join("unified")) }
+    }
+}
+
+/// The cgroups of one sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cgroups {
+    /// Every directory created (memory first when present), removed on cleanup.
+    pub dirs: Vec<PathBuf>,
+    pub version: u8,
+}
+
+fn write(path: &Path, value: &str) -> Result<(), Error> {
+    std::fs::write(path, value).map_err(|source| Error::Cgroup { path: path.to_owned(), source })
+}
+
+fn mkdir(path: &Path) -> Result<(), Error> {
+    match std::fs::create_dir(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(Error::Cgroup { path: path.to_owned(), source }),
+    }
+}
+
+impl Cgroups {
+    /// Creates the cgroups of sandbox `id` and applies `resources`.
+    pub fn create(id: &str, resources: &Resources) -> Result<Self, Error> {
+        match layout() {
+            Layout::V2 => Self::create_v2(Path::new(ROOT), id, resources),
+            Layout::V1 { .. } => Self::create_v1(id, resources),
+        }
+    }
+
+    fn create_v2(root: &Path, id: &str, resources: &Resources) -> Result<Self, Error> {
+        let parent = root.join("kiln");
+        let wanted = ["memory", "cpu", "pids"];
+        let available = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+        let enable: Vec<String> = wanted
+            .iter()
+            .filter(|c| available.split_whitespace().any(|a| a == **c))
+            .map(|c| format!("+{c}"))
+            .collect();
+        if !enable.is_empty() {
+            write(&root.join("cgroup.subtree_control"), &enable.join(" "))?;
+        }
+        mkdir(&parent)?;
+        if !enable.is_empty() {
+            write(&parent.join("cgroup.subtree_control"), &enable.join(" "))?;
+        }
+        let dir = parent.join(id);
+        mkdir(&dir)?;
+        let cgroups = Self { dirs: vec![dir.clone()], version: 2 };
+        let apply = || -> Result<(), Error> {
+            if let Some(memory) = resources.memory {
+                write(&dir.join("memory.max"), &memory.to_string())?;
+                let swap = dir.join("memory.swap.max");
+                if swap.exists() {
+                    write(&swap, "0")?;
+                }
+            }
+            if let Some(millis) = resources.cpu_millis {
+                write(&dir.join("cpu.max"), &format!("{} {CPU_PERIOD_US}", millis * CPU_PERIOD_US / 1000))?;
+            }
+            if let Some(pids) = resources.pids {
+                write(&dir.join("pids.max"), &pids.to_string())?;
+            }
+            Ok(())
+        };
+        if let Err(err) = apply() {
+            cgroups.remove();
+            return Err(err);
+        }
+        Ok(cgroups)
+    }
+
+    fn create_v1(id: &str, resources: &Resources) -> Result<Self, Error> {
+        let mut cgroups = Self { dirs: Vec::new(), version: 1 };
+        let result = (|| -> Result<(), Error> {
+            for controller in v1_controllers(resources) {
+                let mount = Path::new(ROOT).join(controller);
+                if !mount.exists() {
+                    if (controller == "memory" && resources.memory.is_some())
+                        || (controller == "cpu" && resources.cpu_millis.is_some())
+                        || (controller == "pids" && resources.pids.is_some())
+                    {
+                        return Err(Error::NoController(controller));
+                    }
+                    continue;
+                }
+                let parent = mount.join("kiln");
+                mkdir(&parent)?;
+                let dir = parent.join(id);
+                mkdir(&dir)?;
+                cgroups.dirs.push(dir.clone());
+                match controller {
+                    "memory" => {
+                        if let Some(memory) = resources.memory {
+                            write(&dir.join("memory.limit_in_bytes"), &memory.to_string())?;
+                            let memsw = dir.join("memory.memsw.limit_in_bytes");
+                            if memsw.exists() {
+                                write(&memsw, &memory.to_string())?;
+                            }
+                            write(&dir.join("memory.swappiness"), "0").ok();
+                        }
+                    }
+                    "cpu" => {
+                        if let Some(millis) = resources.cpu_millis {
+                            write(&dir.join("cpu.cfs_period_us"), &CPU_PERIOD_US.to_string())?;
+                            write(
+                                &dir.join("cpu.cfs_quota_us"),
+                                &(millis * CPU_PERIOD_US / 1000).to_string(),
+                            )?;
+                        }
+                    }
+                    _ => {
+                        if let Some(pids) = resources.pids {
+                            write(&dir.join("pids.max"), &pids.to_string())?;
+                        }
+                    }
+                }
+            }
+            Ok(())
+        })();
+        if let Err(err) = result {
+            cgroups.remove();
+            return Err(err);
+        }
+        Ok(cgroups)
+    }
+
+    /// Every directory [`Cgroups::create`] makes for sandbox `id` (for the state record).
+    pub fn planned(id: &str, resources: &Resources) -> Self {
+        let root = Path::new(ROOT);
+        match layout() {
+            Layout::V2 => Self { dirs: vec![root.join("kiln").join(id)], version: 2 },
+            Layout::V1 { .. } => Self {
+                dirs: v1_controllers(resources).iter().map(|c| root.join(c).join("kiln").join(id)).collect(),
+                version: 1,
+            },
+        }
+    }
+
+    /// The `cgroup.procs` files the container joins.
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        self.dirs.iter().map(|d| d.join("cgroup.procs")).collect()
+    }
+
+    /// Whether the kernel OOM-killed a process of this sandbox.
+    pub fn oom_killed(&self) -> bool {
+        let count = |path: PathBuf, key: &str| -> u64 {
+            std::fs::read_to_string(path)
+                .ok()
+                .and_then(|text| {
+                    text.lines().find_map(|line| line.strip_prefix(key).and_then(|v| v.trim().parse().ok()))
+                })
+                .unwrap_or(0)
+        };
+        self.dirs.iter().any(|dir| {
+            if self.version == 2 {
+                count(dir.join("memory.events"), "oom_kill ") > 0
+            } else {
+                dir.join("memory.oom_control").exists()
+                    && count(dir.join("memory.oom_control"), "oom_kill ") > 0
+            }
+        })
+    }
+
+    /// Kills whatever still runs in the cgroups and removes them (retrying while the kernel
+    /// finishes tearing processes down). Best effort; returns whether everything went.
+    pub fn remove(&self) -> bool {
+        let mut all = true;
+        for dir in &self.dirs {
+            let mut removed = false;
+            for attempt in 0..200 {
+                match std::fs::remove_dir(dir) {
+                    Ok(()) => {
+                        removed = true;
+                        break;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        removed = true;
+                        break;
+                    }
+                    Err(err) => {
+                        tracing::trace!(dir = %dir.display(), attempt, %err, "cgroup busy");
+                        kill_all(dir);
+                        std::thread::sleep(Duration::from_millis(if attempt < 20 { 1 } else { 10 }));
+                    }
+                }
+            }
+            tracing::trace!(dir = %dir.display(), removed, "cgroup removal");
+            all &= removed;
+        }
+        all
+    }
+}
+
+/// The v1 hierarchies a sandbox with `resources` joins (memory first: OOM checks read it).
+fn v1_controllers(resources: &Resources) -> Vec<&'static str> {
+    let mut controllers = Vec::with_capacity(3);
+    if resources.memory.is_some() {
+        controllers.push("memory");
+    }
+    if resources.cpu_millis.is_some() {
+        controllers.push("cpu");
+    }
+    controllers.push("pids");
+    controllers
+}
+
+/// SIGKILLs every process listed in a cgroup.
+pub fn kill_all(dir: &Path) {
+    if std::fs::write(dir.join("cgroup.kill"), "1").is_ok() {
+        return;
+    }
+    if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        for pid in procs.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! Container-side filesystem setup, run by the sandbox init inside the new mount namespace:
+//! the rootfs, `/proc`, `/dev`, `/sys`, extra mounts, generated `/etc` files, masked paths,
+//! `pivot_root`.
+
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, symlink};
+use std::path::{Component, Path, PathBuf};
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sys::stat::{Mode, SFlag, makedev, mknod};
+
+use crate::init::InitError;
+use crate::spec::{Mount, MountKind, OverlayUpper, Rootfs};
+
+/// runc's default masked paths (hidden behind /dev/null or an empty read-only tmpfs).
+pub const MASKED_PATHS: &[&str] = &[
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/interrupts",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// runc's default read-only paths.
+pub const READONLY_PATHS: &[&str] =
+    &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+/// Mount options must fit in one page (with its terminating NUL).
+const OPTIONS_LIMIT: usize = 4000;
+
+/// Host files bind-mounted over the container's `/etc` entries.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct EtcFiles {
+    pub hosts: PathBuf,
+    pub hostname: PathBuf,
+    pub resolv_conf: PathBuf,
+}
+
+fn errno(what: impl Into<String>) -> impl FnOnce(nix::errno::Errno) -> InitError {
+    let what = what.into();
+    move |source| InitError::Sys { what, source }
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> InitError {
+    let what = what.into();
+    move |source| InitError::Io { what, source }
+}
+
+/// Resolves `path` (absolute, container view) inside `root` without letting `..` or symlinks
+/// escape it: symlinks are followed relative to `root`, like a chroot would.
+pub fn resolve_in_root(root: &Path, path: &Path) -> Result<PathBuf, InitError> {
+    let mut resolved = PathBuf::new(); // relative to root
+    let mut pending: Vec<PathBuf> = path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(name) => Some(PathBuf::from(name)),
+            Component::ParentDir => Some(PathBuf::from("..")),
+            _ => None,
+        })
+        .rev()
+        .collect();
+    let mut links = 0;
+    while let Some(part) = pending.pop() {
+        if part == Path::new("..") {
+            resolved.pop();
+            continue;
+        }
+        let candidate = resolved.join(&part);
+        let full = root.join(&candidate);
+        match fs::symlink_metadata(&full) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                links += 1;
+                if links > 40 {
+                    return Err(InitError::Invalid(format!(
+                        "too many symlinks resolving {}",
+                        path.display()
+                    )));
+                }
+                let target = fs::read_link(&full).map_err(io(format!("readlink {}", full.display())))?;
+                if target.is_absolute() {
+                    resolved = PathBuf::new();
+                }
+                for c in target.components().rev() {
+                    match c {
+                        Component::Normal(name) => pending.push(PathBuf::from(name)),
+                        Component::ParentDir => pending.push(PathBuf::from("..")),
+                        _ => {}
+                    }
+                }
+            }
+            _ => resolved = candidate,
+        }
+    }
+    Ok(root.join(resolved))
+}
+
+/// Creates `path` (already resolved inside the root) as a directory or empty file stub.
+fn ensure_mountpoint(path: &Path, directory: bool) -> Result<(), InitError> {
+    if fs::symlink_metadata(path).is_ok() {
+        return Ok(());
+    }
+    if directory {
+        fs::DirBuilder::new().recursive(true).mode(0o755).create(path)
+    } else {
+        if let Some(parent) = path.parent() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(parent)
+                .map_err(io(format!("create {}", parent.display())))?;
+        }
+        fs::OpenOptions::new().write(true).create(true).truncate(false).open(path).map(drop)
+    }
+    .map_err(io(format!("create mount point {}", path.display())))
+}
+
+fn overlay_options(lowers: &[PathBuf], upper: &Option<OverlayUpper>) -> String {
+    let escape =
+        |p: &Path| p.display().to_string().replace('\\', "\\\\").replace(':', "\\:").replace(',', "\\,");
+    let mut options = format!("lowerdir={}", lowers.iter().map(|p| escape(p)).collect::<Vec<_>>().join(":"));
+    if let Some(upper) = upper {
+        // volatile: no syncs (a sandbox's upper is either committed after a clean exit or thrown
+        // away), which also makes unmounting cheap
+        options.push_str(&format!(
+            ",upperdir={},workdir={},volatile",
+            escape(&upper.upper),
+            escape(&upper.work)
+        ));
+    }
+    options
+}
+
+fn mount_overlay(target: &Path, lowers: &[PathBuf], upper: &Option<OverlayUpper>) -> Result<(), InitError> {
+    if lowers.is_empty() {
+        return Err(InitError::Invalid("overlay needs at least one lower directory".into()));
+    }
+    if lowers.len() == 1 && upper.is_none() {
+        return bind(&lowers[0], target, true);
+    }
+    if let Some(upper) = upper {
+        // a workdir that served a volatile mount before carries `work/incompat/volatile`, and the
+        // kernel refuses to mount it again until that marker is gone (podman clears it the same way)
+        let marker = upper.work.join("work/incompat/volatile");
+        if fs::symlink_metadata(&marker).is_ok() {
+            fs::remove_dir_all(&marker).map_err(io(format!("remove {}", marker.display())))?;
+        }
+    }
+    let options = overlay_options(lowers, upper);
+    if options.len() >= OPTIONS_LIMIT {
+        // too many layers for one page of mount options: add them one by one
+        let upper = upper.as_ref().map(|u| (u.upper.as_path(), u.work.as_path()));
+        return crate::sys::mount_overlay_fsconfig(target, lowers, upper).map_err(errno(format!(
+            "mount overlay with {} layers on {} (fsconfig)",
+            lowers.len(),
+            target.display()
+        )));
+    }
+    mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(options.as_str()))
+        .map_err(errno(format!("mount overlay on {} ({options})", target.display())))
+}
+
+fn bind(source: &Path, target: &Path, readonly: bool) -> Result<(), InitError> {
+    mount(Some(source), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .map_err(errno(format!("bind mount {} on {}", source.display(), target.display())))?;
+    if readonly {
+        remount_readonly(target)?;
+    }
+    Ok(())
+}
+
+fn remount_readonly(target: &Path) -> Result<(), InitError> {
+    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+    let current =
+        nix::sys::statvfs::statvfs(target).map_err(errno(format!("statvfs {}", target.display())))?;
+    // keep nosuid/nodev/noexec of the existing mount: a bind remount must not clear locked flags
+    let mut extra = MsFlags::empty();
+    let f = current.flags();
+    if f.contains(nix::sys::statvfs::FsFlags::ST_NOSUID) {
+        extra |= MsFlags::MS_NOSUID;
+    }
+    if f.contains(nix::sys::statvfs::FsFlags::ST_NODEV) {
+        extra |= MsFlags::MS_NODEV;
+    }
+    if f.contains(nix::sys::statvfs::FsFlags::ST_NOEXEC) {
+        extra |= MsFlags::MS_NOEXEC;
+    }
+    mount(None::<&str>, target, None::<&str>, flags | extra, None::<&str>)
+        .map_err(errno(format!("remount {} read-only", target.display())))
+}
+
+/// Mounts the rootfs on `target` (an empty host directory inside the sandbox's state dir).
+pub fn mount_rootfs(rootfs: &Rootfs, target: &Path) -> Result<(), InitError> {
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(errno("make / private"))?;
+    match rootfs {
+        Rootfs::Dir(dir) => bind(dir, target, false),
+        Rootfs::Overlay { lowers, upper } => mount_overlay(target, lowers, upper),
+    }
+}
+
+fn mount_fs(fstype: &str, target: &Path, flags: MsFlags, data: Option<&str>) -> Result<(), InitError> {
+    ensure_mountpoint(target, true)?;
+    mount(Some(fstype), target, Some(fstype), flags, data)
+        .map_err(errno(format!("mount {fstype} on {}", target.display())))
+}
+
+/// `/proc`, `/dev` (+ devices, pts, shm, mqueue, links) and read-only `/sys`.
+pub fn mount_system(root: &Path) -> Result<(), InitError> {
+    let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount_fs("proc", &resolve_in_root(root, Path::new("/proc"))?, nosuid_nodev_noexec, None)?;
+    let dev = resolve_in_root(root, Path::new("/dev"))?;
+    mount_fs("tmpfs", &dev, MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME, Some("mode=755,size=65536k"))?;
+    let devices: [(&str, u64, u64); 6] =
+        [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
+    for (name, major, minor) in devices {
+        let path = dev.join(name);
+        mknod(&path, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(major, minor))
+            .map_err(errno(format!("mknod {}", path.display())))?;
+    }
+    mount_fs(
+        "devpts",
+        &dev.join("pts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+    )?;
+    mount_fs("tmpfs", &dev.join("shm"), nosuid_nodev_noexec, Some("mode=1777,size=65536k"))?;
+    mount_fs("mqueue", &dev.join("mqueue"), nosuid_nodev_noexec, None)?;
+    for (link, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+        ("core", "/proc/kcore"),
+    ] {
+        symlink(target, dev.join(link)).map_err(io(format!("symlink /dev/{link}")))?;
+    }
+    let sys = resolve_in_root(root, Path::new("/sys"))?;
+    mount_fs("sysfs", &sys, nosuid_nodev_noexec | MsFlags::MS_RDONLY, None)?;
+    Ok(())
+}
+
+/// The caller's extra mounts, in order.
+pub fn mount_extra(root: &Path, mounts: &[Mount]) -> Result<(), InitError> {
+    for m in mounts {
+        let target = resolve_in_root(root, &m.target)?;
+        match &m.kind {
+            MountKind::Bind { source } => {
+                let is_dir =
+                    fs::metadata(source).map_err(io(format!("bind source {}", source.display())))?.is_dir();
+                ensure_mountpoint(&target, is_dir)?;
+                bind(source, &target, m.readonly)?;
+            }
+            MountKind::Tmpfs { size, mode } => {
+                let mut data = format!("mode={mode:o}");
+                if let Some(size) = size {
+                    data.push_str(&format!(",size={size}"));
+                }
+                let mut flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+                if m.readonly {
+                    flags |= MsFlags::MS_RDONLY;
+                }
+                mount_fs("tmpfs", &target, flags, Some(&data))?;
+            }
+            MountKind::Overlay { lowers, upper } => {
+                ensure_mountpoint(&target, true)?;
+                mount_overlay(&target, lowers, upper)?;
+                if m.readonly {
+                    remount_readonly(&target)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Bind-mounts the generated hosts/hostname/resolv.conf (skipped when the rootfs is read-only
+/// and has no such file to mount over).
+pub fn mount_etc_files(root: &Path, files: &EtcFiles, rootfs_readonly: bool) -> Result<(), InitError> {
+    for (name, source) in
+        [("hosts", &files.hosts), ("hostname", &files.hostname), ("resolv.conf", &files.resolv_conf)]
+    {
+        let target = resolve_in_root(root, &Path::new("/etc").join(name))?;
+        if rootfs_readonly && fs::symlink_metadata(&target).is_err() {
+            continue;
+        }
+        ensure_mountpoint(&target, false)?;
+        bind(source, &target, false)?;
+    }
+    Ok(())
+}
+
+/// runc's masked and read-only paths (missing ones are skipped).
+pub fn mask_paths(root: &Path) -> Result<(), InitError> {
+    let null = root.join("dev/null");
+    for path in MASKED_PATHS {
+        let target = root.join(path.trim_start_matches('/'));
+        match fs::metadata(&target) {
+            Ok(meta) if meta.is_dir() => mount(
+                Some("tmpfs"),
+                &target,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                Some("size=0"),
+            )
+            .map_err(errno(format!("mask {path}")))?,
+            Ok(_) => bind(&null, &target, false)?,
+            Err(_) => {}
+        }
+    }
+    for path in READONLY_PATHS {
+        let target = root.join(path.trim_start_matches('/'));
+        if fs::symlink_metadata(&target).is_ok() {
+            bind(&target, &target, true)?;
+        }
+    }
+    Ok(())
+}
+
+/// pivot_root into `root` and detach the old root.
+pub fn pivot(root: &Path) -> Result<(), InitError> {
+    nix::unistd::chdir(root).map_err(errno(format!("chdir {}", root.display())))?;
+    nix::unistd::pivot_root(".", ".").map_err(errno("pivot_root"))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(errno("detach the old root"))?;
+    nix::unistd::chdir("/").map_err(errno("chdir /"))?;
+    Ok(())
+}
+
+/// Remounts `/` read-only (after pivot_root).
+pub fn readonly_root() -> Result<(), InitError> {
+    remount_readonly(Path::new("/"))
+}
+
+/// Creates the working directory (like docker's WORKDIR, owned by root) and enters it.
+pub fn enter_cwd(cwd: &Path) -> Result<(), InitError> {
+    let resolved = resolve_in_root(Path::new("/"), cwd)?;
+    if fs::metadata(&resolved).is_err() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o755)
+            .create(&resolved)
+            .map_err(io(format!("create working directory {}", cwd.display())))?;
+    }
+    nix::unistd::chdir(&resolved).map_err(errno(format!("chdir to working directory {}", cwd.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_stays_inside_root() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        fs::create_dir_all(root.join("a/b")).expect("mkdir");
+        symlink("/etc", root.join("a/abs")).expect("symlink");
+        symlink("../../../../..", root.join("a/b/up")).expect("symlink");
+        symlink("b", root.join("a/rel")).expect("symlink");
+        let cases = [
+            ("/a/b", "a/b"),
+            ("/../../a", "a"),
+            ("/a/abs/passwd", "etc/passwd"),
+            ("/a/b/up/etc", "etc"),
+            ("/a/rel/x", "a/b/x"),
+            ("/missing/x", "missing/x"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(resolve_in_root(root, Path::new(input)).expect(input), root.join(expected), "{input}");
+        }
+    }
+
+    #[test]
+    fn symlink_loops_are_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        symlink("loop", dir.path().join("loop")).expect("symlink");
+        assert!(resolve_in_root(dir.path(), Path::new("/loop/x")).is_err());
+    }
+
+    #[test]
+    fn overlay_options_escape() {
+        let options = overlay_options(
+            &[PathBuf::from("/l1"), PathBuf::from("/l:2")],
+            &Some(OverlayUpper { upper: "/u".into(), work: "/w".into() }),
+        );
+        assert_eq!(options, "lowerdir=/l1:/l\\:2,upperdir=/u,workdir=/w,volatile");
+    }
+}

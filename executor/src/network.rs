@@ -1,0 +1,327 @@
+//! Sandbox networking.
+//!
+//! `none`: a fresh network namespace with loopback up. `host`: no namespace. `default`: a fresh
+//! namespace whose `eth0` is one end of a veth pair; the host end is enslaved to the `kiln0`
+//! bridge (10.89.0.1/16), and outbound traffic is masqueraded. Addresses come from a host-wide
+//! lease directory under `/run/kiln/ipam` (one file per address, created with `O_EXCL`), so
+//! concurrent kiln processes with different `--root`s never collide. Published ports, user
+//! networks and DNS for `kiln run` will hang off [`Bridge`] and [`Attachment`] later.
+
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::{Deserialize, Serialize};
+
+use crate::Error;
+use crate::init::InitError;
+
+/// Host-wide runtime directory of the network module.
+pub const RUN_DIR: &str = "/run/kiln";
+
+/// A bridge network (the default one is [`Bridge::default_bridge`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bridge {
+    pub name: String,
+    pub gateway: Ipv4Addr,
+    pub prefix: u8,
+}
+
+/// What the init configures inside the namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InterfaceConfig {
+    pub name: String,
+    pub address: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Ipv4Addr,
+}
+
+/// A sandbox's place on a bridge: its address lease and host-side veth name. The veth
+/// disappears with the namespace; the lease is released by [`Attachment::release`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    pub lease: PathBuf,
+    pub host_veth: String,
+    pub bridge: String,
+    pub interface: InterfaceConfig,
+}
+
+fn run(command: &str, args: &[&str], stdin: Option<&str>) -> Result<(), Error> {
+    let describe = || format!("{command} {}", args.join(" "));
+    let mut child = Command::new(command)
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::NetworkCommand { command: describe(), stderr: e.to_string() })?;
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(input.as_bytes())
+            .map_err(|e| Error::NetworkCommand { command: describe(), stderr: e.to_string() })?;
+    }
+    let output = child
+        .wait_with_output()
+        .map_err(|e| Error::NetworkCommand { command: describe(), stderr: e.to_string() })?;
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(Error::NetworkCommand {
+            command: format!("{}{}", describe(), stdin.map(|s| format!(" <<{s:?}")).unwrap_or_default()),
+            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        })
+    }
+}
+
+fn ip_command() -> &'static str {
+    ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+        .unwrap_or("ip")
+}
+
+fn iptables_command() -> &'static str {
+    ["/usr/sbin/iptables", "/sbin/iptables"].into_iter().find(|p| Path::new(p).exists()).unwrap_or("iptables")
+}
+
+impl Bridge {
+    /// kiln's default bridge for build steps and `kiln run`.
+    pub fn default_bridge() -> Self {
+        Self { name: "kiln0".to_owned(), gateway: Ipv4Addr::new(10, 89, 0, 1), prefix: 16 }
+    }
+
+    fn subnet(&self) -> String {
+        let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+        format!("{}/{}", Ipv4Addr::from(u32::from(self.gateway) & mask), self.prefix)
+    }
+
+    /// Creates the bridge, forwarding and NAT rules unless they exist (idempotent, serialised
+    /// by a host-wide lock).
+    pub fn ensure(&self) -> Result<(), Error> {
+        if Path::new("/sys/class/net").join(&self.name).exists() {
+            return Ok(());
+        }
+        let _lock = HostLock::acquire("network.lock")?;
+        if Path::new("/sys/class/net").join(&self.name).exists() {
+            return Ok(());
+        }
+        let ip = ip_command();
+        let batch = format!(
+            "link add {name} type bridge\naddr add {gw}/{prefix} dev {name}\nlink set {name} up\n",
+            name = self.name,
+            gw = self.gateway,
+            prefix = self.prefix
+        );
+        run(ip, &["-batch", "-"], Some(&batch))?;
+        std::fs::write("/proc/sys/net/ipv4/ip_forward", b"1")
+            .map_err(|e| Error::io("enable IPv4 forwarding", "/proc/sys/net/ipv4/ip_forward", e))?;
+        let subnet = self.subnet();
+        let iptables = iptables_command();
+        let rules: [&[&str]; 3] = [
+            &["-t", "nat", "POSTROUTING", "-s", &subnet, "!", "-o", &self.name, "-j", "MASQUERADE"],
+            &["-t", "filter", "FORWARD", "-i", &self.name, "-j", "ACCEPT"],
+            &["-t", "filter", "FORWARD", "-o", &self.name, "-j", "ACCEPT"],
+        ];
+        for rule in rules {
+            let (table, rest) = rule.split_at(2);
+            let (chain, spec) = rest.split_at(1);
+            let mut check: Vec<&str> = table.to_vec();
+            check.push("-C");
+            check.extend_from_slice(chain);
+            check.extend_from_slice(spec);
+            if run(iptables, &check, None).is_err() {
+                let mut insert: Vec<&str> = table.to_vec();
+                insert.push("-I");
+                insert.extend_from_slice(chain);
+                insert.extend_from_slice(spec);
+                run(iptables, &insert, None)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Leases a free address on the bridge (creating the bridge first when needed).
+    pub fn lease(&self, sandbox_id: &str) -> Result<Attachment, Error> {
+        self.ensure()?;
+        let (lease, address) = lease_address(self)?;
+        Ok(Attachment {
+            lease,
+            host_veth: format!("kv{}", &sandbox_id[..sandbox_id.len().min(12)]),
+            bridge: self.name.clone(),
+            interface: InterfaceConfig {
+                name: "eth0".to_owned(),
+                address,
+                prefix: self.prefix,
+                gateway: self.gateway,
+            },
+        })
+    }
+}
+
+impl Attachment {
+    /// Plugs a veth pair between the bridge and the network namespace of `pid` (named `eth0`
+    /// there; configured by the init).
+    pub fn plug(&self, pid: i32) -> Result<(), Error> {
+        let batch = format!(
+            "link add {veth} type veth peer name {inner} netns {pid}\nlink set {veth} master {bridge} up\n",
+            veth = self.host_veth,
+            inner = self.interface.name,
+            bridge = self.bridge
+        );
+        run(ip_command(), &["-batch", "-"], Some(&batch))
+    }
+
+    /// Releases the address lease (the veth pair dies with the namespace).
+    pub fn release(&self) {
+        // the kernel tears the namespace (and with it the veth pair) down asynchronously:
+        // delete the host end now so no interface outlives the sandbox
+        if Path::new("/sys/class/net").join(&self.host_veth).exists() {
+            let _ = run(ip_command(), &["link", "del", &self.host_veth], None);
+        }
+        let _ = std::fs::remove_file(&self.lease);
+    }
+}
+
+/// An exclusive host-wide lock file under [`RUN_DIR`] (flock, released on drop).
+#[derive(Debug)]
+struct HostLock(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
+
+impl HostLock {
+    fn acquire(name: &str) -> Result<Self, Error> {
+        std::fs::create_dir_all(RUN_DIR).map_err(|e| Error::io("create directory", RUN_DIR, e))?;
+        let path = Path::new(RUN_DIR).join(name);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| Error::io("open lock", &path, e))?;
+        let locked = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+            .map_err(|(_, errno)| Error::sys(format!("lock {}", path.display()), errno))?;
+        Ok(Self(locked))
+    }
+}
+
+/// Owner identity written into leases: pid and start time (so a reused pid is not mistaken).
+pub(crate) fn owner_token() -> String {
+    let pid = std::process::id();
+    format!("{pid} {}", crate::state::process_start_time(pid as i32).unwrap_or(0))
+}
+
+/// Whether the process named by an owner token still runs.
+pub(crate) fn owner_alive(token: &str) -> bool {
+    let mut parts = token.split_whitespace();
+    let (Some(pid), Some(start)) = (parts.next().and_then(|p| p.parse::<i32>().ok()), parts.next()) else {
+        return false;
+    };
+    crate::state::process_start_time(pid).is_some_and(|actual| actual.to_string() == start)
+}
+
+fn lease_address(bridge: &Bridge) -> Result<(PathBuf, Ipv4Addr), Error> {
+    let dir = Path::new(RUN_DIR).join("ipam").join(&bridge.name);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io("create directory", &dir, e))?;
+    let base = u32::from(bridge.gateway);
+    let size = 1u32 << (32 - u32::from(bridge.prefix));
+    let host_mask = size - 1;
+    let network = base & !host_mask;
+    let token = owner_token();
+    let start = (std::process::id().wrapping_mul(2_654_435_761)) % size;
+    for offset in 0..size {
+        let host = (start + offset) % size;
+        let address = Ipv4Addr::from(network | host);
+        if host == 0 || host == host_mask || address == bridge.gateway {
+            continue;
+        }
+        let path = dir.join(address.to_string());
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(mut file) => {
+                file.write_all(token.as_bytes()).map_err(|e| Error::io("write lease", &path, e))?;
+                return Ok((path, address));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let owner = std::fs::read_to_string(&path).unwrap_or_default();
+                if !owner.is_empty() && !owner_alive(&owner) {
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+            Err(e) => return Err(Error::io("create lease", &path, e)),
+        }
+    }
+    Err(Error::AddressesExhausted(bridge.subnet()))
+}
+
+/// Inside the namespace (run by the init before pivot_root, so the host's `ip` is visible):
+/// address, link up, default route.
+pub fn configure_inside(interface: &InterfaceConfig) -> Result<(), InitError> {
+    let batch = format!(
+        "addr add {addr}/{prefix} dev {name}\nlink set {name} up\nroute add default via {gw}\n",
+        addr = interface.address,
+        prefix = interface.prefix,
+        name = interface.name,
+        gw = interface.gateway
+    );
+    run(ip_command(), &["-batch", "-"], Some(&batch)).map_err(InitError::from)
+}
+
+/// `/etc/resolv.conf` for a sandbox: the host's, without loopback name servers (which are
+/// unreachable from a private namespace); Google's public resolvers when nothing remains.
+pub fn resolv_conf(host: &str, network: crate::NetworkMode) -> String {
+    if network == crate::NetworkMode::Host {
+        return host.to_owned();
+    }
+    let mut out = String::new();
+    let mut servers = 0;
+    for line in host.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() == Some("nameserver") {
+            match words.next() {
+                Some(server) if server.starts_with("127.") || server == "::1" => continue,
+                Some(_) => servers += 1,
+                None => continue,
+            }
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    if servers == 0 {
+        out.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+    }
+    out
+}
+
+/// `/etc/hosts` for a sandbox.
+pub fn hosts_file(hostname: &str, address: Option<Ipv4Addr>, extra: &[(String, String)]) -> String {
+    let mut out = String::from(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n\
+         ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+    );
+    for (name, ip) in extra {
+        out.push_str(&format!("{ip}\t{name}\n"));
+    }
+    match address {
+        Some(address) => out.push_str(&format!("{address}\t{hostname}\n")),
+        None => out.push_str(&format!("127.0.1.1\t{hostname}\n")),
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolv_conf_drops_loopback() {
+        let host = "search example\nnameserver 127.0.0.53\nnameserver 10.0.0.2\n";
+        assert_eq!(resolv_conf(host, crate::NetworkMode::Default), "search example\nnameserver 10.0.0.2\n");
+        assert_eq!(
+            resolv_conf("nameserver 127.0.0.53\n", crate::NetworkMode::None),
+            "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
+        );
+        assert_eq!(resolv_conf(host, crate::NetworkMode::Host), host);
+    }
+
+    #[test]
+    fn subnet_of_default_bridge() {
+        assert_eq!(Bridge::default_bridge().subnet(), "10.89.0.0/16");
+    }
+}

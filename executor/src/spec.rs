@@ -1,0 +1,184 @@
+//! What a sandbox runs: the rootfs, extra mounts, the process, and its limits.
+//!
+//! These types are plain data (serde), sent as JSON to the re-executed init process.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The root filesystem of a sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rootfs {
+    /// An existing directory used as is (bind-mounted; writes go straight into it).
+    Dir(PathBuf),
+    /// An overlay of read-only lower dirs (first = top-most, overlayfs order) with an optional
+    /// writable upper dir. `upper` and `work` must be on the same filesystem; `work` must be empty.
+    /// Without `upper`, the rootfs is read-only.
+    Overlay { lowers: Vec<PathBuf>, upper: Option<OverlayUpper> },
+}
+
+/// The writable part of an overlay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverlayUpper {
+    pub upper: PathBuf,
+    pub work: PathBuf,
+}
+
+/// An extra mount inside the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mount {
+    /// Absolute path inside the container; created (as a stub) when missing.
+    pub target: PathBuf,
+    pub kind: MountKind,
+    pub readonly: bool,
+}
+
+/// The source of an extra mount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MountKind {
+    /// Recursive bind mount of a host path (file or directory).
+    Bind { source: PathBuf },
+    /// A fresh tmpfs; `size` in bytes (None: kernel default), `mode` of its root.
+    Tmpfs { size: Option<u64>, mode: u32 },
+    /// An overlay with its own lowers (top-most first) and optional upper.
+    Overlay { lowers: Vec<PathBuf>, upper: Option<OverlayUpper> },
+}
+
+/// Network of a sandbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum NetworkMode {
+    /// A private network namespace with only loopback up.
+    None,
+    /// The host's network namespace.
+    Host,
+    /// A private namespace attached to the `kiln0` bridge through a veth pair, with NAT
+    /// masquerade for outbound traffic (what build steps get).
+    #[default]
+    Default,
+}
+
+impl std::str::FromStr for NetworkMode {
+    type Err = crate::Error;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "none" => Ok(Self::None),
+            "host" => Ok(Self::Host),
+            "default" | "bridge" => Ok(Self::Default),
+            other => Err(crate::Error::UnknownNetwork(other.to_owned())),
+        }
+    }
+}
+
+/// Resource limits applied through cgroups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Resources {
+    /// Memory limit in bytes (swap is disabled for the container when set).
+    pub memory: Option<u64>,
+    /// CPU quota in millicpus (1000 = one full CPU).
+    pub cpu_millis: Option<u64>,
+    /// Maximum number of processes/threads.
+    pub pids: Option<u64>,
+}
+
+/// A resource limit (setrlimit) for the process; values above the current hard limit fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rlimit {
+    /// Name as in docker's `--ulimit`: `nofile`, `nproc`, `core`, `stack`, …
+    pub resource: RlimitResource,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// Resources settable with [`Rlimit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RlimitResource {
+    Core,
+    Cpu,
+    Data,
+    Fsize,
+    Memlock,
+    Nofile,
+    Nproc,
+    Stack,
+}
+
+/// The process started in the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessSpec {
+    /// argv; `args[0]` is looked up in the container's `PATH` when it has no `/`.
+    pub args: Vec<String>,
+    /// `KEY=VALUE` entries. `PATH` and `HOME` get docker's defaults when missing.
+    pub env: Vec<String>,
+    /// Working directory inside the container; created when missing.
+    pub cwd: PathBuf,
+    /// Docker-style user: `name`, `uid`, `uid:gid`, `name:group`, … (empty = root).
+    pub user: String,
+    /// Extra supplementary groups (names or gids), like `--group-add`.
+    pub additional_groups: Vec<String>,
+    /// Give the process a pseudo-terminal (`-t`).
+    pub tty: bool,
+    /// Capabilities to add to / drop from docker's default set (`CAP_` prefix optional,
+    /// `ALL` allowed).
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    /// Extra rlimits; everything else is inherited from the caller.
+    pub rlimits: Vec<Rlimit>,
+    /// Run a tiny init as PID 1 that reaps zombies and forwards signals (`--init`).
+    pub init: bool,
+    /// Apply docker's default seccomp profile (true unless explicitly unconfined).
+    pub seccomp: bool,
+    /// Set `no_new_privs`.
+    pub no_new_privileges: bool,
+}
+
+impl Default for ProcessSpec {
+    fn default() -> Self {
+        Self {
+            args: Vec::new(),
+            env: Vec::new(),
+            cwd: PathBuf::from("/"),
+            user: String::new(),
+            additional_groups: Vec::new(),
+            tty: false,
+            cap_add: Vec::new(),
+            cap_drop: Vec::new(),
+            rlimits: Vec::new(),
+            init: false,
+            seccomp: true,
+            no_new_privileges: true,
+        }
+    }
+}
+
+/// Everything needed to start one sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxSpec {
+    pub rootfs: Rootfs,
+    /// Make the rootfs read-only (`--read-only`).
+    pub readonly_rootfs: bool,
+    pub mounts: Vec<Mount>,
+    pub process: ProcessSpec,
+    /// Hostname; defaults to the first 12 characters of the sandbox id.
+    pub hostname: Option<String>,
+    pub network: NetworkMode,
+    pub resources: Resources,
+    /// Extra `/etc/hosts` entries (`name`, `ip`).
+    pub extra_hosts: Vec<(String, String)>,
+}
+
+impl SandboxSpec {
+    /// A spec running `args` in `rootfs` with defaults everywhere else.
+    pub fn new(rootfs: Rootfs, args: Vec<String>) -> Self {
+        Self {
+            rootfs,
+            readonly_rootfs: false,
+            mounts: Vec::new(),
+            process: ProcessSpec { args, ..ProcessSpec::default() },
+            hostname: None,
+            network: NetworkMode::None,
+            resources: Resources::default(),
+            extra_hosts: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Shared helpers of the executor's root integration tests: a busybox rootfs built once per
+//! test binary, per-test overlay uppers, output capture and leak checks.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use executor::{Executor, ExitStatus, OutputStream, OverlayUpper, Rootfs, SandboxSpec, Stdio};
+
+/// The busybox rootfs (read-only lower shared by all tests of this binary).
+pub fn base_rootfs() -> &'static Path {
+    static BASE: OnceLock<tempfile::TempDir> = OnceLock::new();
+    BASE.get_or_init(|| {
+        let dir = tempfile::Builder::new().prefix("kiln-executor-base-").tempdir().expect("tempdir");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/rootfs/busybox-rootfs.sh");
+        let status = std::process::Command::new("sh")
+            .arg(&script)
+            .arg(dir.path())
+            .status()
+            .expect("run busybox-rootfs.sh");
+        assert!(status.success(), "busybox-rootfs.sh failed");
+        dir
+    })
+    .path()
+}
+
+/// One test's world: a temp dir with the state dir and an overlay upper over the busybox base.
+pub struct TestEnv {
+    pub dir: tempfile::TempDir,
+    pub executor: Executor,
+    pub ids: std::sync::Mutex<Vec<String>>,
+}
+
+impl TestEnv {
+    pub fn new() -> Self {
+        assert!(nix::unistd::Uid::effective().is_root(), "the executor tests need root");
+        let dir = tempfile::Builder::new().prefix("kiln-executor-test-").tempdir().expect("tempdir");
+        let executor = Executor::new(dir.path().join("run"))
+            .expect("executor")
+            .with_init_program(env!("CARGO_BIN_EXE_kiln-sandbox-init"));
+        Self { dir, executor, ids: std::sync::Mutex::new(Vec::new()) }
+    }
+
+    pub fn upper(&self) -> PathBuf {
+        self.dir.path().join("upper")
+    }
+
+    /// An overlay rootfs (busybox lower + fresh upper) running `args`.
+    pub fn spec(&self, args: &[&str]) -> SandboxSpec {
+        self.spec_in("", args)
+    }
+
+    /// Like [`TestEnv::spec`] with its own upper/work under `name` (for concurrent sandboxes).
+    pub fn spec_in(&self, name: &str, args: &[&str]) -> SandboxSpec {
+        let upper = self.upper().join(name);
+        let work = self.dir.path().join("work").join(name);
+        std::fs::create_dir_all(&upper).expect("upper");
+        std::fs::create_dir_all(&work).expect("work");
+        SandboxSpec::new(
+            Rootfs::Overlay {
+                lowers: vec![base_rootfs().to_owned()],
+                upper: Some(OverlayUpper { upper, work }),
+            },
+            args.iter().map(|a| (*a).to_owned()).collect(),
+        )
+    }
+
+    /// Runs `spec`, collecting output.
+    pub async fn run(&self, spec: SandboxSpec) -> Output {
+        let (sender, mut receiver) = tokio::sync::mpsc::channel(64);
+        let sandbox = self.executor.spawn(spec, Stdio::Stream(sender)).await.expect("spawn");
+        self.ids.lock().expect("ids").push(sandbox.id().to_owned());
+        let collect = tokio::spawn(async move {
+            let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+            while let Some(chunk) = receiver.recv().await {
+                match chunk.stream {
+                    OutputStream::Stdout => stdout.extend(chunk.data),
+                    OutputStream::Stderr => stderr.extend(chunk.data),
+                }
+            }
+            (stdout, stderr)
+        });
+        let status = sandbox.wait().await.expect("wait");
+        let (stdout, stderr) = collect.await.expect("collect");
+        Output {
+            status,
+            stdout: String::from_utf8_lossy(&stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&stderr).into_owned(),
+        }
+    }
+
+    /// Runs a shell script in the default spec.
+    pub async fn sh(&self, script: &str) -> Output {
+        self.run(self.spec(&["/bin/sh", "-c", script])).await
+    }
+}
+
+/// A finished sandbox's status and output.
+#[derive(Debug)]
+pub struct Output {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    #[track_caller]
+    pub fn ok(&self) -> &str {
+        assert_eq!(self.status.code, 0, "failed: {self:?}");
+        &self.stdout
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let root = self.dir.path().to_string_lossy().into_owned();
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        assert!(!mountinfo.contains(&root), "mounts left under {root}");
+        let run = self.dir.path().join("run");
+        let left: Vec<_> =
+            std::fs::read_dir(&run).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+        assert!(left.is_empty(), "state left: {left:?}");
+        for id in self.ids.lock().expect("ids").iter() {
+            for hierarchy in ["memory", "cpu", "pids", "unified", ""] {
+                let dir = Path::new("/sys/fs/cgroup").join(hierarchy).join("kiln").join(id);
+                assert!(!dir.exists(), "cgroup left: {}", dir.display());
+            }
+            let veth = format!("/sys/class/net/kv{}", &id[..12]);
+            assert!(!Path::new(&veth).exists(), "veth left: {veth}");
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! Root integration tests: cancellation, dropping a running sandbox, cleaning up after a
+//! killed kiln, and ttys.
+
+mod common;
+
+use std::io::Read;
+use std::time::Duration;
+
+use common::TestEnv;
+use executor::{Executor, NetworkMode, Resources, Stdio};
+
+#[tokio::test]
+async fn cancellation_kills_the_whole_tree_and_cleans_up() {
+    let env = TestEnv::new();
+    let mut spec = env.spec(&["/bin/sh", "-c", "sleep 100 & sleep 100 & sleep 100"]);
+    spec.network = NetworkMode::Default;
+    let sandbox = env.executor.spawn(spec, Stdio::Inherit { stdin: false }).await.expect("spawn");
+    env.ids.lock().expect("ids").push(sandbox.id().to_owned());
+    let pid = sandbox.pid();
+    let status = sandbox.wait_or_cancel(tokio::time::sleep(Duration::from_millis(200))).await.expect("wait");
+    assert_eq!(status.code, 137);
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "PID 1 survived");
+}
+
+#[tokio::test]
+async fn dropping_a_running_sandbox_cleans_up() {
+    let env = TestEnv::new();
+    let mut spec = env.spec(&["/bin/sleep", "100"]);
+    spec.resources = Resources { memory: Some(64 << 20), ..Resources::default() };
+    let sandbox = env.executor.spawn(spec, Stdio::Inherit { stdin: false }).await.expect("spawn");
+    env.ids.lock().expect("ids").push(sandbox.id().to_owned());
+    drop(sandbox);
+}
+
+#[tokio::test]
+async fn leftovers_of_a_killed_kiln_are_cleaned_by_the_next_one() {
+    let env = TestEnv::new();
+    let state_dir = env.dir.path().join("run");
+    let id = "0123456789abcdef-stale-test";
+    let dir = state_dir.join(id);
+    std::fs::create_dir_all(dir.join("rootfs")).expect("dir");
+    let cgroups = executor::cgroup::Cgroups::create(id, &Resources::default()).expect("cgroups");
+    assert!(cgroups.dirs.iter().all(|d| d.exists()));
+    let record = executor::state::Record {
+        id: id.into(),
+        owner: format!("{} 12345", i32::MAX),
+        cgroups: Some(cgroups.clone()),
+        network: None,
+    };
+    record.save(&dir).expect("record");
+    let _next = Executor::new(&state_dir).expect("executor");
+    assert!(!dir.exists(), "state dir left");
+    assert!(cgroups.dirs.iter().all(|d| !d.exists()), "cgroups left");
+}
+
+#[tokio::test]
+async fn tty_gives_a_terminal() {
+    let env = TestEnv::new();
+    let mut spec = env.spec(&[
+        "/bin/sh",
+        "-c",
+        "test -t 0 && test -t 1 && echo is-a-tty; stty size; read line; stty size",
+    ]);
+    spec.process.tty = true;
+    let mut sandbox = env.executor.spawn(spec, Stdio::Tty { size: Some((24, 80)) }).await.expect("spawn");
+    env.ids.lock().expect("ids").push(sandbox.id().to_owned());
+    let master = sandbox.take_pty().expect("pty");
+    let mut input = std::fs::File::from(master.try_clone().expect("dup"));
+    let reader_master = master.try_clone().expect("dup");
+    let (chunks, received) = std::sync::mpsc::channel::<Vec<u8>>();
+    let reader = std::thread::spawn(move || {
+        let mut file = std::fs::File::from(reader_master);
+        let mut buffer = [0u8; 4096];
+        // EIO once the slave side is closed
+        while let Ok(n) = file.read(&mut buffer) {
+            if n == 0 || chunks.send(buffer[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut output = Vec::new();
+    // resize while it waits for input (after the first `stty size`), then let it continue
+    while !String::from_utf8_lossy(&output).contains("24 80") {
+        output.extend(received.recv_timeout(Duration::from_secs(10)).expect("first output"));
+    }
+    executor::tty::set_window_size(&master, 33, 101).expect("resize");
+    std::io::Write::write_all(&mut input, b"go\n").expect("input");
+    let status = sandbox.wait().await.expect("wait");
+    drop((input, master));
+    reader.join().expect("reader");
+    output.extend(received.try_iter().flatten());
+    let output = String::from_utf8_lossy(&output);
+    assert_eq!(status.code, 0, "{output}");
+    assert_eq!(output, "is-a-tty\r\n24 80\r\ngo\r\n33 101\r\n");
+}

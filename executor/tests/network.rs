@@ -1,0 +1,74 @@
+//! Root integration tests of sandbox networking: none, host, default (bridge + NAT).
+
+mod common;
+
+use std::io::{Read, Write};
+
+use common::TestEnv;
+use executor::NetworkMode;
+use executor::network::Bridge;
+
+#[tokio::test]
+async fn network_none_has_only_loopback_up() {
+    let env = TestEnv::new();
+    let mut spec = env.spec(&["/bin/sh", "-c", "ls /sys/class/net; cat /sys/class/net/lo/operstate"]);
+    spec.network = NetworkMode::None;
+    let out = env.run(spec).await;
+    let lines: Vec<&str> = out.ok().lines().collect();
+    assert_eq!(lines[0], "lo");
+    assert_eq!(lines.len(), 2, "{lines:?}");
+}
+
+#[tokio::test]
+async fn network_host_shares_interfaces() {
+    let env = TestEnv::new();
+    let mut spec = env.spec(&["/bin/ls", "/sys/class/net"]);
+    spec.network = NetworkMode::Host;
+    let out = env.run(spec).await;
+    let host: Vec<String> = std::fs::read_dir("/sys/class/net")
+        .expect("host interfaces")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    for name in out.ok().split_whitespace() {
+        assert!(host.iter().any(|h| h == name), "{name} not on the host");
+    }
+    assert!(host.len() > 1);
+}
+
+#[tokio::test]
+async fn default_network_reaches_a_server_on_the_bridge() {
+    let env = TestEnv::new();
+    let bridge = Bridge::default_bridge();
+    bridge.ensure().expect("bridge");
+    let listener = std::net::TcpListener::bind((bridge.gateway, 0)).expect("listen on the bridge address");
+    let port = listener.local_addr().expect("addr").port();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().expect("accept");
+        let mut buffer = [0u8; 1024];
+        let _ = stream.read(&mut buffer);
+        stream.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 15\r\n\r\nhello-from-host").expect("respond");
+    });
+    let script = format!(
+        "ip -4 addr show eth0 2>/dev/null | grep -c 'inet 10.89.' ; printf 'GET / HTTP/1.0\r\n\r\n' | nc {} {port} | tail -n 1",
+        bridge.gateway
+    );
+    let mut spec = env.spec(&["/bin/sh", "-c", &script]);
+    spec.network = NetworkMode::Default;
+    let out = env.run(spec).await;
+    assert_eq!(out.ok(), "1\nhello-from-host", "{}", out.stderr);
+    server.join().expect("server");
+}
+
+#[tokio::test]
+async fn concurrent_default_sandboxes_get_distinct_addresses() {
+    let env = TestEnv::new();
+    let run = |env: &TestEnv, name: &str| {
+        let mut spec = env.spec_in(name, &["/bin/sh", "-c", "ip -4 -o addr show eth0 | awk '{print $4}'"]);
+        spec.network = NetworkMode::Default;
+        spec
+    };
+    let (a, b) = tokio::join!(env.run(run(&env, "a")), env.run(run(&env, "b")));
+    assert!(a.ok().starts_with("10.89."), "{a:?}");
+    assert_ne!(a.ok(), b.ok());
+}

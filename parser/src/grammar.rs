@@ -1,0 +1,64 @@
+//! The pest grammar (`grammar.pest`) and small helpers around it. `Rule` stays crate-private.
+
+use pest::Parser as _;
+use pest::iterators::Pair;
+
+#[derive(pest_derive::Parser)]
+#[grammar = "grammar.pest"]
+pub(crate) struct Grammar;
+
+/// Parses `input` with `rule` and returns the top pair, or `None` when it does not match.
+pub(crate) fn parse_rule(rule: Rule, input: &str) -> Option<Pair<'_, Rule>> {
+    Grammar::parse(rule, input).ok().and_then(|mut pairs| pairs.next())
+}
+
+/// Byte ranges of the physical lines of `text`, line endings included.
+pub(crate) fn physical_lines(text: &str) -> Vec<(usize, usize)> {
+    let Some(file) = parse_rule(Rule::dockerfile_lines, text) else {
+        // Unreachable: every string is a sequence of lines. Fall back to one line.
+        return if text.is_empty() { Vec::new() } else { vec![(0, text.len())] };
+    };
+    file.into_inner()
+        .filter(|p| matches!(p.as_rule(), Rule::line_with_end | Rule::last_line))
+        .map(|p| (p.as_span().start(), p.as_span().end()))
+        .collect()
+}
+
+/// The first inner pair of `pair` with the given rule.
+pub(crate) fn inner<'i>(pair: &Pair<'i, Rule>, rule: Rule) -> Option<Pair<'i, Rule>> {
+    pair.clone().into_inner().find(|p| p.as_rule() == rule)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_physical_lines() {
+        let lines = physical_lines("a\r\nb\n\nc");
+        assert_eq!(lines, [(0, 3), (3, 5), (5, 6), (6, 7)]);
+        assert!(physical_lines("").is_empty());
+        assert_eq!(physical_lines("x\n"), [(0, 2)]);
+    }
+
+    #[test]
+    fn heredoc_marker() {
+        let pair = parse_rule(Rule::heredoc_marker, "3<<- \"EOF\"").expect("matches");
+        assert_eq!(inner(&pair, Rule::heredoc_fd).map(|p| p.as_str()), Some("3"));
+        assert!(inner(&pair, Rule::heredoc_chomp).is_some());
+        assert_eq!(inner(&pair, Rule::heredoc_word).map(|p| p.as_str()), Some("\"EOF\""));
+        assert!(parse_rule(Rule::heredoc_marker, "a<<EOF").is_none());
+        assert!(parse_rule(Rule::heredoc_marker, "<<EOF<").is_none());
+    }
+
+    #[test]
+    fn durations() {
+        for ok in ["0", "1s", "1.5h", "-2m3s", "300ms", ".5s", "1.s"] {
+            assert!(parse_rule(Rule::duration, ok).is_some(), "{ok}");
+        }
+        for bad in ["", "1", "s", "1x", "00", "1s2"] {
+            assert!(parse_rule(Rule::duration, bad).is_none(), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,577 @@
+//! Shell-word lexing and variable expansion with BuildKit's exact behaviour.
+//!
+//! This is the equivalent of BuildKit's `frontend/dockerfile/shell` package: quotes and escapes,
+//! `$V ${V} ${V:-w} ${V-w} ${V:+w} ${V+w} ${V:?msg} ${V?msg} ${V#p} ${V##p} ${V%p} ${V%%p}
+//! ${V/p/r} ${V//p/r}`, and word splitting after expansion (unquoted expansion results are
+//! split, quoted ones are not).
+//!
+//! Entry points: [`expand_word`] (single-word mode, no splitting), [`expand_words`] (multi-word
+//! mode), [`expand_word_with_matches`] (also reports which variables were looked up and found
+//! or missing, for unused-ARG style warnings) and [`Lexer`] for the less common switches.
+//!
+//! One BuildKit quirk is kept on purpose so results stay identical: in multi-word mode, a
+//! `${V<op>…}` expansion drops the part of the current word that preceded it (BuildKit's
+//! nested scan reuses the word buffer).
+
+mod pattern;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// A source of variable values for expansion.
+pub trait Env {
+    /// The value of `name`, or `None` when it is unset (set-but-empty is `Some("")`).
+    fn get(&self, name: &str) -> Option<&str>;
+}
+
+impl Env for HashMap<String, String> {
+    fn get(&self, name: &str) -> Option<&str> {
+        HashMap::get(self, name).map(String::as_str)
+    }
+}
+
+impl Env for BTreeMap<String, String> {
+    fn get(&self, name: &str) -> Option<&str> {
+        BTreeMap::get(self, name).map(String::as_str)
+    }
+}
+
+/// Ordered `(name, value)` pairs; a later duplicate wins.
+impl Env for [(String, String)] {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+impl Env for Vec<(String, String)> {
+    fn get(&self, name: &str) -> Option<&str> {
+        Env::get(self.as_slice(), name)
+    }
+}
+
+/// An environment with no variables.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EmptyEnv;
+
+impl Env for EmptyEnv {
+    fn get(&self, _name: &str) -> Option<&str> {
+        None
+    }
+}
+
+/// Why an expansion failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ShellErrorKind {
+    #[error("unexpected end of statement while looking for matching single-quote")]
+    UnterminatedSingleQuote,
+    #[error("unexpected end of statement while looking for matching double-quote")]
+    UnterminatedDoubleQuote,
+    #[error("unexpected end of statement while looking for matching {0}")]
+    UnexpectedEnd(char),
+    #[error("syntax error: missing '}}'")]
+    MissingBrace,
+    #[error("syntax error: missing '/' in ${{}}")]
+    MissingSlash,
+    #[error("syntax error: bad substitution")]
+    BadSubstitution,
+    #[error("unsupported modifier ({0}) in substitution")]
+    UnsupportedModifier(String),
+    #[error("{name}: {message}")]
+    Required { name: String, message: String },
+    #[error("invalid pattern ({pattern}) in substitution: {reason}")]
+    InvalidPattern { pattern: String, reason: String },
+}
+
+/// An expansion error, naming the text that was being expanded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("failed to process {source_text:?}: {kind}")]
+pub struct ShellError {
+    pub source_text: String,
+    #[source]
+    pub kind: ShellErrorKind,
+}
+
+/// The full result of one expansion.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Expansion {
+    /// Single-word result: quotes removed, escapes processed, variables expanded.
+    pub value: String,
+    /// Multi-word result: `value` split on unquoted whitespace.
+    pub words: Vec<String>,
+    /// Variables that were looked up and set.
+    pub matched: BTreeSet<String>,
+    /// Variables that were looked up and unset.
+    pub unmatched: BTreeSet<String>,
+}
+
+/// Expands `word` in single-word mode (no splitting).
+pub fn expand_word(word: &str, env: &dyn Env, escape: char) -> Result<String, ShellError> {
+    Lexer::new(escape).process(word, env).map(|e| e.value)
+}
+
+/// Expands `word` and splits the result into words.
+pub fn expand_words(word: &str, env: &dyn Env, escape: char) -> Result<Vec<String>, ShellError> {
+    Lexer::new(escape).process(word, env).map(|e| e.words)
+}
+
+/// Expands `word` in single-word mode and reports the variables used.
+pub fn expand_word_with_matches(word: &str, env: &dyn Env, escape: char) -> Result<Expansion, ShellError> {
+    Lexer::new(escape).process(word, env)
+}
+
+/// A configurable lexer, mirroring BuildKit's `shell.Lex` switches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lexer {
+    /// The escape character (`\` or `` ` ``).
+    pub escape: char,
+    /// Keep quote characters in the output.
+    pub raw_quotes: bool,
+    /// Keep escape characters in the output.
+    pub raw_escapes: bool,
+    /// Treat quotes as ordinary characters.
+    pub skip_process_quotes: bool,
+    /// Leave references to unset variables unexpanded (`$X` stays `$X`).
+    pub skip_unset_env: bool,
+}
+
+impl Lexer {
+    pub fn new(escape: char) -> Lexer {
+        Lexer {
+            escape,
+            raw_quotes: false,
+            raw_escapes: false,
+            skip_process_quotes: false,
+            skip_unset_env: false,
+        }
+    }
+
+    /// Expands `word`, returning both the single-word and the split result.
+    pub fn process(&self, word: &str, env: &dyn Env) -> Result<Expansion, ShellError> {
+        let mut chars: Vec<char> = word.chars().collect();
+        if chars.first() == Some(&'\u{feff}') {
+            chars.remove(0);
+        }
+        let mut state = State {
+            lexer: self,
+            chars,
+            pos: 0,
+            env,
+            raw_escapes: self.raw_escapes,
+            word_buf: String::new(),
+            matched: BTreeSet::new(),
+            unmatched: BTreeSet::new(),
+        };
+        match state.process_stop_on(None, self.raw_escapes) {
+            Ok((value, words)) => {
+                Ok(Expansion { value, words, matched: state.matched, unmatched: state.unmatched })
+            }
+            Err(kind) => Err(ShellError { source_text: word.to_string(), kind }),
+        }
+    }
+}
+
+struct State<'a> {
+    lexer: &'a Lexer,
+    chars: Vec<char>,
+    pos: usize,
+    env: &'a dyn Env,
+    raw_escapes: bool,
+    /// Shared between nested scans, like BuildKit's `wordsBuffer`.
+    word_buf: String,
+    matched: BTreeSet<String>,
+    unmatched: BTreeSet<String>,
+}
+
+struct Words {
+    words: Vec<String>,
+    in_word: bool,
+}
+
+impl Words {
+    fn add_char(&mut self, buf: &mut String, ch: char) {
+        if ch.is_whitespace() {
+            if self.in_word && !buf.is_empty() {
+                self.words.push(std::mem::take(buf));
+                self.in_word = false;
+            }
+        } else {
+            self.add_raw_char(buf, ch);
+        }
+    }
+
+    fn add_raw_char(&mut self, buf: &mut String, ch: char) {
+        buf.push(ch);
+        self.in_word = true;
+    }
+
+    fn add_string(&mut self, buf: &mut String, s: &str) {
+        for ch in s.chars() {
+            self.add_char(buf, ch);
+        }
+    }
+
+    fn add_raw_string(&mut self, buf: &mut String, s: &str) {
+        buf.push_str(s);
+        self.in_word = true;
+    }
+
+    fn finish(mut self, buf: &mut String) -> Vec<String> {
+        if !buf.is_empty() {
+            self.words.push(std::mem::take(buf));
+        }
+        self.words
+    }
+}
+
+type Scan<T> = Result<T, ShellErrorKind>;
+
+impl State<'_> {
+    fn peek(&self) -> Option<char> {
+        self.chars.get(self.pos).copied()
+    }
+
+    fn next(&mut self) -> Option<char> {
+        let ch = self.peek();
+        if ch.is_some() {
+            self.pos += 1;
+        }
+        ch
+    }
+
+    fn process_stop_on(&mut self, stop: Option<char>, raw_escapes: bool) -> Scan<(String, Vec<String>)> {
+        let saved = self.raw_escapes;
+        self.raw_escapes = raw_escapes;
+        let result = self.scan_until(stop);
+        self.raw_escapes = saved;
+        result
+    }
+
+    fn scan_until(&mut self, stop: Option<char>) -> Scan<(String, Vec<String>)> {
+        let mut result = String::new();
+        self.word_buf.clear();
+        let mut words = Words { words: Vec::new(), in_word: false };
+        let escape = self.lexer.escape;
+        let quotes = !self.lexer.skip_process_quotes;
+        while let Some(ch) = self.peek() {
+            if stop == Some(ch) {
+                self.pos += 1;
+                return Ok((result, words.finish(&mut self.word_buf)));
+            }
+            let special = match ch {
+                '$' => Some(self.process_dollar()?),
+                '<' => Some(self.process_possible_heredoc()),
+                '\'' if quotes => Some(self.process_single_quote()?),
+                '"' if quotes => Some(self.process_double_quote()?),
+                _ => None,
+            };
+            if let Some(tmp) = special {
+                result.push_str(&tmp);
+                if ch == '$' {
+                    words.add_string(&mut self.word_buf, &tmp);
+                } else {
+                    words.add_raw_string(&mut self.word_buf, &tmp);
+                }
+                continue;
+            }
+            self.pos += 1;
+            let mut ch = ch;
+            if ch == escape {
+                if self.raw_escapes {
+                    words.add_raw_char(&mut self.word_buf, ch);
+                    result.push(ch);
+                }
+                match self.next() {
+                    Some(escaped) => ch = escaped,
+                    None => break,
+                }
+                words.add_raw_char(&mut self.word_buf, ch);
+            } else {
+                words.add_char(&mut self.word_buf, ch);
+            }
+            result.push(ch);
+        }
+        if let Some(stop) = stop {
+            return Err(ShellErrorKind::UnexpectedEnd(stop));
+        }
+        Ok((result, words.finish(&mut self.word_buf)))
+    }
+
+    fn process_single_quote(&mut self) -> Scan<String> {
+        let mut result = String::new();
+        let open = self.next();
+        if self.lexer.raw_quotes {
+            result.extend(open);
+        }
+        loop {
+            match self.next() {
+                None => return Err(ShellErrorKind::UnterminatedSingleQuote),
+                Some('\'') => {
+                    if self.lexer.raw_quotes {
+                        result.push('\'');
+                    }
+                    return Ok(result);
+                }
+                Some(ch) => result.push(ch),
+            }
+        }
+    }
+
+    fn process_double_quote(&mut self) -> Scan<String> {
+        let mut result = String::new();
+        let open = self.next();
+        if self.lexer.raw_quotes {
+            result.extend(open);
+        }
+        let escape = self.lexer.escape;
+        loop {
+            match self.peek() {
+                None => return Err(ShellErrorKind::UnterminatedDoubleQuote),
+                Some('"') => {
+                    self.pos += 1;
+                    if self.lexer.raw_quotes {
+                        result.push('"');
+                    }
+                    return Ok(result);
+                }
+                Some('$') => {
+                    let value = self.process_dollar()?;
+                    result.push_str(&value);
+                }
+                Some(mut ch) => {
+                    self.pos += 1;
+                    if ch == escape {
+                        if self.raw_escapes {
+                            result.push(ch);
+                        }
+                        match self.peek() {
+                            None => continue,
+                            Some(next) if next == '"' || next == '$' || next == escape => {
+                                self.pos += 1;
+                                ch = next;
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                    result.push(ch);
+                }
+            }
+        }
+    }
+
+    fn process_dollar(&mut self) -> Scan<String> {
+        self.pos += 1;
+        if self.peek() != Some('{') {
+            let name = self.process_name();
+            if name.is_empty() {
+                return Ok("$".to_string());
+            }
+            return Ok(match self.get_env(&name) {
+                Some(value) => value,
+                None if self.lexer.skip_unset_env => format!("${name}"),
+                None => String::new(),
+            });
+        }
+        self.pos += 1;
+        match self.peek() {
+            None => return Err(ShellErrorKind::MissingBrace),
+            Some('{' | '}' | ':') => return Err(ShellErrorKind::BadSubstitution),
+            Some(_) => {}
+        }
+        let name = self.process_name();
+        let Some(mut ch) = self.next() else {
+            return Err(ShellErrorKind::MissingBrace);
+        };
+        let mut modifier = ch.to_string();
+        match ch {
+            '}' => Ok(match self.get_env(&name) {
+                Some(value) => value,
+                None if self.lexer.skip_unset_env => format!("${{{name}}}"),
+                None => String::new(),
+            }),
+            ':' | '+' | '-' | '?' | '#' | '%' => {
+                let null_is_unset = ch == ':';
+                if null_is_unset {
+                    match self.next() {
+                        Some(c) => {
+                            ch = c;
+                            modifier.push(c);
+                        }
+                        None => return Err(ShellErrorKind::MissingBrace),
+                    }
+                }
+                let raw = ch == '#' || ch == '%';
+                if null_is_unset && raw {
+                    return Err(ShellErrorKind::UnsupportedModifier(modifier));
+                }
+                let word = self.nested(Some('}'), raw, ShellErrorKind::MissingBrace)?;
+                let value = self.get_env(&name);
+                if self.lexer.skip_unset_env && value.is_none() {
+                    return Ok(format!("${{{name}{modifier}{word}}}"));
+                }
+                let empty = value.as_deref().is_none_or(|v| null_is_unset && v.is_empty());
+                match ch {
+                    '-' => Ok(if empty { word } else { value.unwrap_or_default() }),
+                    '+' => Ok(if empty { String::new() } else { word }),
+                    '?' => match value {
+                        None => Err(ShellErrorKind::Required {
+                            name,
+                            message: if word.is_empty() { "is not allowed to be unset".into() } else { word },
+                        }),
+                        Some(v) if null_is_unset && v.is_empty() => Err(ShellErrorKind::Required {
+                            name,
+                            message: if word.is_empty() { "is not allowed to be empty".into() } else { word },
+                        }),
+                        Some(v) => Ok(v),
+                    },
+                    '#' | '%' => {
+                        let (pattern, greedy) = match word.strip_prefix(ch) {
+                            Some(rest) => (rest.to_string(), true),
+                            None => (word, false),
+                        };
+                        let value = value.unwrap_or_default();
+                        if ch == '%' {
+                            pattern::trim_suffix(&pattern, &value, greedy)
+                        } else {
+                            pattern::trim_prefix(&pattern, &value, greedy)
+                        }
+                    }
+                    _ => Err(ShellErrorKind::UnsupportedModifier(modifier)),
+                }
+            }
+            '/' => {
+                let all = self.peek() == Some('/');
+                if all {
+                    self.pos += 1;
+                }
+                let pat = self.nested(Some('/'), true, ShellErrorKind::MissingSlash)?;
+                let replacement = self.nested(Some('}'), true, ShellErrorKind::MissingBrace)?;
+                let value = self.get_env(&name);
+                if self.lexer.skip_unset_env && value.is_none() {
+                    return Ok(format!("${{{name}/{pat}/{replacement}}}"));
+                }
+                pattern::replace(&pat, &value.unwrap_or_default(), &replacement, all)
+            }
+            _ => Err(ShellErrorKind::UnsupportedModifier(modifier)),
+        }
+    }
+
+    /// A nested scan up to `stop`; at end of input the error becomes `at_end`.
+    fn nested(&mut self, stop: Option<char>, raw: bool, at_end: ShellErrorKind) -> Scan<String> {
+        match self.process_stop_on(stop, raw) {
+            Ok((word, _)) => Ok(word),
+            Err(_) if self.peek().is_none() => Err(at_end),
+            Err(err) => Err(err),
+        }
+    }
+
+    fn process_name(&mut self) -> String {
+        let mut name = String::new();
+        while let Some(ch) = self.peek() {
+            if name.is_empty() && is_digit(ch) {
+                while let Some(d) = self.peek().filter(|c| is_digit(*c)) {
+                    self.pos += 1;
+                    name.push(d);
+                }
+                return name;
+            }
+            if name.is_empty() && matches!(ch, '@' | '*' | '#' | '?' | '-' | '$' | '!' | '0') {
+                self.pos += 1;
+                return ch.to_string();
+            }
+            if !ch.is_alphabetic() && !is_digit(ch) && ch != '_' {
+                break;
+            }
+            self.pos += 1;
+            name.push(ch);
+        }
+        name
+    }
+
+    fn process_possible_heredoc(&mut self) -> String {
+        self.pos += 1;
+        if self.peek() != Some('<') {
+            return "<".to_string();
+        }
+        self.pos += 1;
+        let mut result = "<<".to_string();
+        while let Some(ch) = self.peek().filter(|c| matches!(c, '\t' | '\r' | ' ')) {
+            result.push(ch);
+            self.pos += 1;
+        }
+        result
+    }
+
+    fn get_env(&mut self, name: &str) -> Option<String> {
+        match self.env.get(name) {
+            Some(value) => {
+                if !self.matched.contains(name) {
+                    self.matched.insert(name.to_string());
+                }
+                Some(value.to_string())
+            }
+            None => {
+                if !self.unmatched.contains(name) {
+                    self.unmatched.insert(name.to_string());
+                }
+                None
+            }
+        }
+    }
+}
+
+/// Go's `unicode.IsDigit` (decimal digits), approximated for non-ASCII by `is_numeric`.
+fn is_digit(ch: char) -> bool {
+    ch.is_ascii_digit() || (!ch.is_ascii() && ch.is_numeric())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn modifiers() {
+        let e = env(&[("V", "abcabc"), ("E", ""), ("P", "/a/b/c.tar.gz")]);
+        let cases = [
+            ("${V}", "abcabc"),
+            ("${U:-w}", "w"),
+            ("${E:-w}", "w"),
+            ("${E-w}", ""),
+            ("${V:+w}", "w"),
+            ("${E+w}", "w"),
+            ("${E:+w}", ""),
+            ("${V#a*}", "bcabc"),
+            ("${V##a*}", ""),
+            ("${P%.*}", "/a/b/c.tar"),
+            ("${P%%.*}", "/a/b/c"),
+            ("${P##*/}", "c.tar.gz"),
+            ("${V/b/X}", "aXcabc"),
+            ("${V//b/X}", "aXcaXc"),
+            ("${V:?}", "abcabc"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(expand_word(input, &e, '\\').unwrap(), want, "{input}");
+        }
+        assert!(expand_word("${U:?must be set}", &e, '\\').is_err());
+        assert!(expand_word("${E:?}", &e, '\\').is_err());
+        assert!(expand_word("${V:#a}", &e, '\\').is_err());
+    }
+
+    #[test]
+    fn matches_are_reported() {
+        let e = env(&[("A", "1")]);
+        let got = expand_word_with_matches("$A ${B:-x}", &e, '\\').unwrap();
+        assert_eq!(got.value, "1 x");
+        assert_eq!(got.matched.into_iter().collect::<Vec<_>>(), ["A"]);
+        assert_eq!(got.unmatched.into_iter().collect::<Vec<_>>(), ["B"]);
+    }
+
+    #[test]
+    fn backtick_escape_and_words() {
+        let e = env(&[("X", "a b")]);
+        assert_eq!(expand_words("`$X $X \"$X\"", &e, '`').unwrap(), ["$X", "a", "b", "a b"]);
+    }
+}

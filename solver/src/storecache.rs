@@ -1,0 +1,76 @@
+//! [`ResultCache`] over the store's build-cache index ([`cache::buildcache::BuildCache`]).
+
+use cache::buildcache::{BuildCache, CacheRecord, CacheResult};
+
+use crate::cachekey::CacheKey;
+use crate::graph::Vertex;
+use crate::scheduler::{KeyGuard, ResultCache, RunError};
+
+/// A runner result that can be recorded in (and restored from) the build-cache index.
+pub trait StoreRef: Clone + Send + Sync + 'static {
+    /// The record of this result; `None` when it cannot be cached (e.g. a live local context).
+    fn to_cache(&self) -> Option<CacheResult>;
+    /// Restores a result; `None` when the record is not usable by this runner.
+    fn from_cache(result: &CacheResult) -> Option<Self>;
+}
+
+impl StoreRef for CacheResult {
+    fn to_cache(&self) -> Option<CacheResult> {
+        Some(self.clone())
+    }
+    fn from_cache(result: &CacheResult) -> Option<Self> {
+        Some(result.clone())
+    }
+}
+
+/// The build cache of a store as a [`ResultCache`]; safe for concurrent builds on one root.
+#[derive(Debug, Clone)]
+pub struct StoreCache {
+    index: BuildCache,
+}
+
+impl StoreCache {
+    pub fn new(index: BuildCache) -> StoreCache {
+        StoreCache { index }
+    }
+
+    pub fn index(&self) -> &BuildCache {
+        &self.index
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, cache::Error> + Send + 'static,
+) -> Result<T, RunError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(result) => result.map_err(RunError::failed),
+        Err(join) => Err(RunError::failed(join)),
+    }
+}
+
+impl<R: StoreRef> ResultCache<R> for StoreCache {
+    async fn load(&self, key: &CacheKey, _vertex: &Vertex) -> Result<Option<Vec<R>>, RunError> {
+        let index = self.index.clone();
+        let digest = key.0.clone();
+        let Some(record) = blocking(move || index.get(&digest)).await? else {
+            return Ok(None);
+        };
+        Ok(record.results.iter().map(R::from_cache).collect())
+    }
+
+    async fn save(&self, key: &CacheKey, vertex: &Vertex, results: &[R]) -> Result<(), RunError> {
+        let Some(results) = results.iter().map(R::to_cache).collect::<Option<Vec<_>>>() else {
+            return Ok(());
+        };
+        let record = CacheRecord::new(key.0.clone(), results, vertex.metadata.description.clone());
+        let index = self.index.clone();
+        blocking(move || index.put(&record)).await
+    }
+
+    async fn lock(&self, key: &CacheKey) -> Result<Option<KeyGuard>, RunError> {
+        let index = self.index.clone();
+        let digest = key.0.clone();
+        let lock = blocking(move || index.lock_key(&digest)).await?;
+        Ok(Some(Box::new(lock)))
+    }
+}
