@@ -1,7 +1,8 @@
 #!/bin/sh
 # Benchmark: `kiln push` and `kiln pull` of an image with one 200 MB incompressible layer against
 # Debian's docker-registry on 127.0.0.1 (started and stopped here). Reports wall time and peak
-# RSS of each command, measured with /usr/bin/time -v. Run once; it builds kiln in release mode.
+# RSS (and CPU time) of each command, measured with /usr/bin/time -v. Run once (under nice); it
+# builds kiln in release mode.
 #   bench/registry.sh            (env: KILN=path/to/kiln to skip the build, SIZE_MB=200)
 set -eu
 cd "$(dirname "$0")/.."
@@ -13,7 +14,10 @@ fi
 work=$(mktemp -d /tmp/kiln-bench-registry.XXXXXX)
 registry_pid=""
 cleanup() {
-    [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
+    if [ -n "$registry_pid" ]; then
+        kill "$registry_pid" 2>/dev/null || true
+        wait "$registry_pid" 2>/dev/null || true
+    fi
     rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
@@ -45,7 +49,9 @@ measure() { # name, command...
     /usr/bin/time -v "$@" >/dev/null 2>"$work/$name.time" || { cat "$work/$name.time" >&2; exit 1; }
     wall=$(sed -n 's/.*Elapsed (wall clock) time (h:mm:ss or m:ss): //p' "$work/$name.time")
     rss=$(sed -n 's/.*Maximum resident set size (kbytes): //p' "$work/$name.time")
-    printf '%-5s wall %s  peak RSS %s MB\n' "$name" "$wall" "$((rss / 1024))"
+    user=$(sed -n 's/.*User time (seconds): //p' "$work/$name.time")
+    sys=$(sed -n 's/.*System time (seconds): //p' "$work/$name.time")
+    printf '%-5s wall %s  peak RSS %s MB  cpu user %ss sys %ss\n' "$name" "$wall" "$((rss / 1024))" "$user" "$sys"
 }
 layer_mb=$(du -m "$work/src/content/blobs/sha256" | tail -1 | cut -f1)
 echo "image $image: one layer of ${size_mb} MiB random data (blobs ${layer_mb} MB)"

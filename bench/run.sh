@@ -15,7 +15,20 @@ if [ -z "${KILN:-}" ]; then
     KILN=$PWD/target/release/kiln
 fi
 work=$(mktemp -d /tmp/kiln-bench-run.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+# the default bridge stays once made (like docker0): remove it afterwards unless it was there
+had_bridge=no
+[ -e /sys/class/net/kiln0 ] && had_bridge=yes
+cleanup() {
+    rm -rf "$work"
+    if [ "$had_bridge" = no ] && [ -e /sys/class/net/kiln0 ]; then
+        ip link del kiln0 || true
+        iptables -t nat -D POSTROUTING -s 10.89.0.0/16 ! -o kiln0 -j MASQUERADE 2>/dev/null || true
+        iptables -D FORWARD -i kiln0 -j ACCEPT 2>/dev/null || true
+        iptables -D FORWARD -o kiln0 -j ACCEPT 2>/dev/null || true
+        rm -rf /run/kiln/ipam/kiln0
+    fi
+}
+trap cleanup EXIT
 root=$work/root
 sh testdata/rootfs/busybox-rootfs.sh "$work/rootfs"
 tar -C "$work/rootfs" -cf "$work/rootfs.tar" .

@@ -5,6 +5,12 @@
 //! `..`, absolute names, symlinks or hardlinks the archive contains. Names with a `..` component
 //! and absolute names are refused outright (the error names the entry).
 //!
+//! Device nodes (character and block) are created as the archive says, like containerd does
+//! when it runs as root outside a user namespace: a device node in a snapshot is inert until a
+//! sandbox's device policy allows it, and `mknodat` under the resolved parent cannot escape. Where
+//! `mknod` is not permitted (user namespace, no `CAP_MKNOD`) the node is skipped with a warning,
+//! again like containerd. FIFOs are always created.
+//!
 //! Two modes:
 //! - [`ApplyMode::Overlay`]: into an empty per-layer directory used as an overlay lower dir;
 //!   `.wh.NAME` becomes a 0/0 character device and `.wh..wh..opq` the `trusted.overlay.opaque=y`
@@ -178,7 +184,11 @@ impl Applier<'_> {
                 )
                 .map_err(|e| entry_io(&name, "create file", e.into()))?;
                 let mut file = std::fs::File::from(file);
-                io::copy(&mut entry, &mut file).map_err(|e| entry_io(&name, "write file", e))?;
+                let declared = entry.size();
+                let copied = io::copy(&mut entry, &mut file).map_err(|e| entry_io(&name, "write file", e))?;
+                if copied != declared {
+                    return Err(Error::entry(&name, EntryProblem::Truncated { declared, actual: copied }));
+                }
                 drop(file);
                 set_owner_mode(dir, base, &meta, &name, true)?;
                 set_xattrs(dir, base, &meta, &name)?;
@@ -219,8 +229,15 @@ impl Applier<'_> {
                         (file_type, rustix::fs::makedev(major, minor))
                     }
                 };
-                rustix::fs::mknodat(dir, base, file_type, Mode::from_raw_mode(0o600), dev)
-                    .map_err(|e| entry_io(&name, "create device node", e.into()))?;
+                match rustix::fs::mknodat(dir, base, file_type, Mode::from_raw_mode(0o600), dev) {
+                    Ok(()) => {}
+                    // Not permitted (a user namespace, no CAP_MKNOD): skipped like containerd does.
+                    Err(rustix::io::Errno::PERM) if kind != EntryType::Fifo => {
+                        tracing::warn!("layer entry {name:?}: device node not created (not permitted)");
+                        return Ok(());
+                    }
+                    Err(e) => return Err(entry_io(&name, "create device node", e.into())),
+                }
                 set_owner_mode(dir, base, &meta, &name, true)?;
                 set_xattrs(dir, base, &meta, &name)?;
                 set_mtime(dir, base, meta.mtime, &name)?;

@@ -98,7 +98,12 @@ impl ContentStore {
                     crate::safefs::RelPath::from_archive(&target)
                         .map_err(|p| Error::entry(String::from_utf8_lossy(&name), p))?;
                 }
-                io::copy(&mut entry, &mut io::sink()).map_err(tar_err)?;
+                let declared = entry.size();
+                let copied = io::copy(&mut entry, &mut io::sink()).map_err(tar_err)?;
+                if copied != declared {
+                    let problem = crate::error::EntryProblem::Truncated { declared, actual: copied };
+                    return Err(Error::entry(String::from_utf8_lossy(&name), problem));
+                }
             }
         }
         io::copy(&mut tee, &mut io::sink()).map_err(|source| Error::Tar {

@@ -20,7 +20,10 @@ pub enum Error {
         source: io::Error,
     },
     /// The store was written by an incompatible kiln.
-    #[error("store at {root} has format version {found:?}, this kiln supports version {supported}")]
+    #[error(
+        "store at {root} has format version {found:?}, this kiln supports only version {supported} \
+         (written by a newer kiln? use that kiln or another --root)"
+    )]
     StoreVersion { root: PathBuf, found: String, supported: u32 },
     /// A blob's content does not match the digest it was expected to have.
     #[error("digest mismatch for {what}: expected {expected}, got {actual}")]
@@ -116,6 +119,8 @@ pub enum EntryProblem {
     BadWhiteout(String),
     #[error("parent {0:?} is not a directory")]
     ParentNotDirectory(String),
+    #[error("entry declares {declared} bytes but the archive ends after {actual}")]
+    Truncated { declared: u64, actual: u64 },
     #[error("invalid header field: {0}")]
     BadHeader(&'static str),
 }

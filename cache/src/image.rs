@@ -201,6 +201,27 @@ impl Store {
     }
 }
 
+impl Store {
+    /// [`Store::write_image`], then points every name of `names` (fully qualified) at it; with
+    /// no names the image is recorded untagged (`<none>`). Returns the manifest descriptor.
+    pub fn write_image_tagged(
+        &self,
+        config: &ImageConfiguration,
+        layers: &[Descriptor],
+        names: &[&str],
+    ) -> Result<Descriptor> {
+        let manifest = self.write_image(config, layers)?;
+        let images = self.images();
+        if names.is_empty() {
+            images.add_untagged(&manifest)?;
+        }
+        for name in names {
+            images.tag(name, &manifest)?;
+        }
+        Ok(manifest)
+    }
+}
+
 /// Now as an RFC 3339 timestamp (UTC, seconds precision with nanoseconds like docker).
 pub fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)

@@ -53,6 +53,61 @@
 //!   tarball → one-layer image, docker `--change` instructions via [`formats::apply_change`]).
 //! - Test helpers (feature `test-support`): [`test_support::busybox_image`] stores a busybox base
 //!   image built from `testdata/rootfs/busybox-rootfs.sh`.
+//!
+//! # For the build exporter: four calls
+//!
+//! Every call below is safe from several threads and several processes on the same root at once
+//! (blobs and snapshots are written under private temp names and renamed into place; identical
+//! concurrent writes both succeed; the image index is updated under a file lock; GC sweeps only
+//! while no other `Store` is open).
+//!
+//! | need | call |
+//! |---|---|
+//! | (a) overlay upperdir → layer blob + diffID, streamed | [`ContentStore::write_layer`]`(dir, DiffSource::OverlayUpper, &DiffOptions) -> Result<NewLayer>` |
+//! | (b) config + manifest into the store, tagged | [`Store::write_image_tagged`]`(&config, &[Descriptor], &[&str]) -> Result<Descriptor>` (or [`Store::write_image`] + [`ImageStore::tag`]) |
+//! | (c) docker / OCI archive of images to a file | [`formats::save_to_file`]`(&store, &[ExportImage], ArchiveFormat, path) -> Result<()>` (any `Write`: [`formats::save`]) |
+//! | (d) overlay lower dirs for a layer chain, unpacked from blobs when missing | [`Snapshots::ensure_unpacked`]`(&[LayerRef]) -> Result<Vec<PathBuf>>` (topmost first) |
+//!
+//! ```no_run
+//! use cache::formats::{self, ArchiveFormat, ExportImage};
+//! use cache::{Compression, DiffOptions, DiffSource, LayerRef, Store};
+//! use oci_spec::image::{ImageConfigurationBuilder, RootFsBuilder};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = Store::open(std::path::Path::new("/var/lib/kiln"))?;
+//!
+//! // (a) the upperdir of a RUN → a gzip layer blob (zstd: Compression::Zstd), diffID computed
+//! // in the same pass; threads: 0 = all cores; source_date_epoch clamps mtimes
+//! let options = DiffOptions { compression: Compression::Gzip, source_date_epoch: None, threads: 0 };
+//! let layer = store.content().write_layer(
+//!     std::path::Path::new("/var/lib/kiln/tmp/run-1/upper"),
+//!     DiffSource::OverlayUpper,
+//!     &options,
+//! )?;
+//!
+//! // (b) config (one diffID per layer) + OCI manifest, tagged with fully qualified names
+//! let rootfs =
+//!     RootFsBuilder::default().typ("layers").diff_ids(vec![layer.diff_id.to_string()]).build()?;
+//! let config = ImageConfigurationBuilder::default().rootfs(rootfs).build()?;
+//! let manifest = store.write_image_tagged(
+//!     &config,
+//!     &[layer.descriptor.clone()],
+//!     &["docker.io/library/app:latest"],
+//! )?;
+//!
+//! // (c) a docker-archive (`docker load`-able) or an OCI archive, written atomically
+//! let export = ExportImage { target: manifest, names: vec!["docker.io/library/app:latest".into()] };
+//! formats::save_to_file(&store, &[export], ArchiveFormat::Docker, std::path::Path::new("app.tar"))?;
+//!
+//! // (d) lower dirs for `mount -t overlay -o lowerdir=…` (topmost first), unpacked if missing
+//! let lowers = store
+//!     .snapshots()
+//!     .ensure_unpacked(&[LayerRef { blob: layer.descriptor, diff_id: layer.diff_id }])?;
+//! let lowerdir = lowers.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(":");
+//! # let _ = lowerdir;
+//! # Ok(())
+//! # }
+//! ```
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 

@@ -310,3 +310,50 @@ fn legacy_docker_archive_with_symlinked_layer_loads() {
     store.snapshots().flatten(&image.layers().unwrap(), &flat).unwrap();
     assert_eq!(std::fs::read(flat.join("etc/motd")).unwrap(), b"hello\n");
 }
+
+/// The exporter's path: config + layers → tagged image → archive file (atomic) → another store.
+#[test]
+fn write_image_tagged_then_save_to_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = Store::open(&tmp.path().join("a")).unwrap();
+    let base = a.content().read_image(&busybox_image(&a, NAME).unwrap()).unwrap();
+    let names = ["localhost:5000/app:1", "localhost:5000/app:2"];
+    let manifest = a.write_image_tagged(&base.config, base.manifest.layers(), &names).unwrap();
+    for name in names {
+        assert_eq!(a.images().get(name).unwrap().unwrap().target, manifest);
+    }
+    let untagged = a.write_image_tagged(&base.config, &[], &[]);
+    assert!(untagged.is_err(), "a layer count that does not match the diffIDs is refused");
+
+    let archive = tmp.path().join("out/app.tar");
+    std::fs::create_dir_all(archive.parent().unwrap()).unwrap();
+    std::fs::write(&archive, b"previous content").unwrap();
+    let export =
+        ExportImage { target: manifest.clone(), names: names.iter().map(|n| n.to_string()).collect() };
+    formats::save_to_file(&a, &[export], ArchiveFormat::Oci, &archive).unwrap();
+    let leftovers: Vec<_> = std::fs::read_dir(archive.parent().unwrap()).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "no temp file left next to the archive");
+
+    let b = Store::open(&tmp.path().join("b")).unwrap();
+    let loaded = formats::load(&b, &archive).unwrap();
+    // one index.json entry per name, like containerd
+    assert!(loaded.iter().all(|l| l.manifest.digest() == manifest.digest()), "{loaded:?}");
+    let loaded_names: Vec<&str> = loaded.iter().flat_map(|l| l.names.iter().map(String::as_str)).collect();
+    assert_eq!(loaded_names, names);
+}
+
+/// A rootfs tarball cut in the middle of a file: the error names the entry, nothing is stored.
+#[test]
+fn truncated_import_names_the_entry_and_stores_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tarball = tmp.path().join("cut.tar");
+    tar_of(&tarball, &[("etc/hostname", b"kiln\n"), ("big.bin", &[7u8; 100_000])]);
+    let bytes = std::fs::read(&tarball).unwrap();
+    std::fs::write(&tarball, &bytes[..1024 + 512 + 50_000]).unwrap();
+    let store = Store::open(&tmp.path().join("store")).unwrap();
+    let file = std::fs::File::open(&tarball).unwrap();
+    let err = formats::import_rootfs(&store, file, "cut.tar", &ImportOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("\"big.bin\"") && err.to_string().contains("100000 bytes"), "{err}");
+    assert!(store.content().list().unwrap().is_empty());
+    assert!(store.images().list().unwrap().is_empty());
+}

@@ -118,3 +118,57 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// The same 8 MiB blob, written in 64 KiB chunks.
+fn shared_blob() -> Vec<u8> {
+    (0..8u32 << 20).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect()
+}
+
+/// Two separate processes (this test binary re-run, selected by an environment variable) write
+/// the same blob at the same moment: both commits succeed, the blob is whole, nothing is left in
+/// `tmp/`.
+#[test]
+fn two_processes_writing_the_same_blob_both_succeed() {
+    if let Ok(root) = std::env::var("KILN_TEST_BLOB_WRITER_ROOT") {
+        let store = Store::open(std::path::Path::new(&root)).unwrap();
+        let data = shared_blob();
+        let expected = sha256_digest(&data);
+        let go = std::path::Path::new(&root).join("go");
+        while !go.exists() {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let mut writer = store.content().writer().unwrap();
+        for chunk in data.chunks(65536) {
+            writer.write_all(chunk).unwrap();
+        }
+        let info = writer.commit(Some(&expected)).unwrap();
+        assert_eq!(info.digest, expected);
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    Store::open(&root).unwrap();
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "two_processes_writing_the_same_blob_both_succeed", "--nocapture"])
+                .env("KILN_TEST_BLOB_WRITER_ROOT", &root)
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::fs::write(root.join("go"), b"").unwrap();
+    for mut child in children {
+        assert!(child.wait().unwrap().success(), "a concurrent writer failed");
+    }
+    let store = Store::open(&root).unwrap();
+    let data = shared_blob();
+    let expected = sha256_digest(&data);
+    assert_eq!(store.content().list().unwrap(), vec![expected.clone()]);
+    assert_eq!(store.content().read(&expected).unwrap(), data);
+    assert!(
+        walk(&root.join("tmp")).iter().all(|p| p.extension().is_some_and(|e| e == "lock")),
+        "no leftovers"
+    );
+}

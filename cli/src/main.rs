@@ -78,6 +78,8 @@ impl Ord for LogLevel {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Build an image from a Dockerfile.
+    Build(Box<commands::build::BuildArgs>),
     /// Inspect kiln's internals (parser output and the like).
     #[command(subcommand)]
     Debug(commands::debug::DebugCommand),
@@ -130,6 +132,7 @@ fn main() -> ExitCode {
     let global = cli.global.clone();
     let result = runtime.block_on(async move {
         match cli.command {
+            Command::Build(args) => commands::build::run(&global, *args).await,
             Command::Debug(cmd) => commands::debug::run(&global, cmd).await,
             Command::Images(args) => commands::images::run(&global, args).await,
             Command::Tag(args) => commands::tag::run(&global, args).await,

@@ -151,3 +151,100 @@ fn bad_input_gives_one_clear_error() {
     // the store still works
     assert_eq!(kiln.ok(&["images", "-q"]), "");
 }
+
+/// Interop without a docker daemon: `kiln save` archives are copied by skopeo and unpacked by
+/// umoci; a docker-archive written by skopeo loads into kiln; the OCI round trip keeps the
+/// manifest digest (a docker-archive stores uncompressed layers and no manifest, so there only
+/// the image ID survives).
+#[test]
+fn saved_archives_interoperate_with_skopeo_and_umoci() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kiln = Kiln { root: tmp.path().join("root") };
+    let tarball = busybox_tarball(tmp.path());
+    let id = kiln.ok(&["import", tarball.to_str().unwrap(), "busybox:interop"]).trim().to_owned();
+    let digests = kiln.ok(&["images", "--digests", "--no-trunc"]);
+    let manifest_digest = digests.lines().nth(1).unwrap().split_whitespace().nth(2).unwrap().to_owned();
+    assert!(manifest_digest.starts_with("sha256:"), "{digests}");
+
+    // kiln save (docker-archive) → skopeo copy → OCI layout → umoci unpack
+    let docker_tar = tmp.path().join("docker.tar");
+    kiln.ok(&["save", "-o", docker_tar.to_str().unwrap(), "busybox:interop"]);
+    let layout = tmp.path().join("layout");
+    run(Command::new("skopeo")
+        .arg("copy")
+        .arg(format!("docker-archive:{}", docker_tar.display()))
+        .arg(format!("oci:{}:from-docker", layout.display())));
+    let bundle = tmp.path().join("bundle-docker");
+    run(Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:from-docker", layout.display()))
+        .arg(&bundle));
+    assert_busybox(&bundle.join("rootfs"));
+
+    // kiln save --format oci → extracted layout → umoci unpack directly
+    let oci_tar = tmp.path().join("oci.tar");
+    kiln.ok(&["save", "--format", "oci", "-o", oci_tar.to_str().unwrap(), "busybox:interop"]);
+    let extracted = tmp.path().join("oci-extracted");
+    std::fs::create_dir(&extracted).unwrap();
+    run(Command::new("tar").arg("-C").arg(&extracted).arg("-xf").arg(&oci_tar));
+    let bundle = tmp.path().join("bundle-oci");
+    run(Command::new("umoci")
+        .args(["unpack", "--image"])
+        .arg(format!("{}:interop", extracted.display()))
+        .arg(&bundle));
+    assert_busybox(&bundle.join("rootfs"));
+
+    // skopeo: OCI layout → docker-archive (its own writer) → kiln load
+    let skopeo_tar = tmp.path().join("skopeo-docker.tar");
+    run(Command::new("skopeo")
+        .arg("copy")
+        .arg(format!("oci:{}:from-docker", layout.display()))
+        .arg(format!("docker-archive:{}:localhost/from-skopeo:v1", skopeo_tar.display())));
+    let other = Kiln { root: tmp.path().join("other") };
+    let out = other.ok(&["load", "-i", skopeo_tar.to_str().unwrap()]);
+    assert_eq!(out.trim(), "Loaded image: localhost/from-skopeo:v1");
+    let inspect: serde_json::Value =
+        serde_json::from_str(&other.ok(&["inspect", "localhost/from-skopeo:v1"])).unwrap();
+    assert_eq!(inspect[0]["Id"], id.as_str(), "the config (image ID) survives kiln → skopeo → kiln");
+
+    // OCI round trip keeps the manifest digest
+    let third = Kiln { root: tmp.path().join("third") };
+    third.ok(&["load", "-i", oci_tar.to_str().unwrap()]);
+    let digests = third.ok(&["images", "--digests", "--no-trunc"]);
+    assert!(digests.contains(&manifest_digest), "{digests}");
+}
+
+fn assert_busybox(rootfs: &Path) {
+    assert!(rootfs.join("bin/busybox").is_file(), "{}", rootfs.display());
+    assert_eq!(std::fs::read_link(rootfs.join("bin/sh")).unwrap(), Path::new("busybox"));
+    assert!(std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap().contains("nobody:x:65534"));
+}
+
+#[test]
+fn images_prune_removes_dangling_then_all() {
+    let tmp = tempfile::tempdir().unwrap();
+    let kiln = Kiln { root: tmp.path().join("root") };
+    let tarball = busybox_tarball(tmp.path());
+    let tarball = tarball.to_str().unwrap();
+    let kept = kiln.ok(&["import", tarball, "keep:1"]).trim().to_owned();
+    // a second image, saved by ID (no names in the archive), removed and loaded back: dangling
+    let dangling = kiln.ok(&["import", tarball, "gone:1", "--change", "CMD [\"true\"]"]).trim().to_owned();
+    let archive = tmp.path().join("unnamed.tar");
+    kiln.ok(&["save", "--format", "oci", "-o", archive.to_str().unwrap(), &dangling]);
+    kiln.ok(&["rmi", "gone:1"]);
+    kiln.ok(&["load", "-i", archive.to_str().unwrap()]);
+    let table = kiln.ok(&["images"]);
+    assert!(table.contains("<none>") && table.contains(&dangling[7..19]), "{table}");
+
+    let out = kiln.ok(&["images", "prune", "-f"]);
+    assert!(out.contains(&format!("deleted: {dangling}")) && out.contains("Total reclaimed space"), "{out}");
+    assert!(!out.contains(&kept), "{out}");
+    assert_eq!(kiln.ok(&["images", "-q"]).trim(), &kept[7..19]);
+
+    let out = kiln.ok(&["images", "prune", "--all", "--force"]);
+    assert!(out.contains("untagged: keep:1") && out.contains(&format!("deleted: {kept}")), "{out}");
+    assert_eq!(kiln.ok(&["images", "-q"]), "");
+    assert_eq!(std::fs::read_dir(kiln.root.join("content/blobs/sha256")).unwrap().count(), 0);
+    // a repository filter still works next to the subcommand
+    assert_eq!(kiln.ok(&["images", "busybox"]).lines().count(), 1);
+}

@@ -74,6 +74,35 @@ impl Kiln {
     }
 }
 
+impl Kiln {
+    /// Ids of this root's sandboxes whose cgroup holds a process.
+    fn running_ids(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(self.root.join("run")) else { return Vec::new() };
+        entries
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|id| {
+                ["/sys/fs/cgroup/pids/kiln", "/sys/fs/cgroup/kiln"].iter().any(|parent| {
+                    std::fs::read_to_string(Path::new(parent).join(id).join("cgroup.procs"))
+                        .is_ok_and(|procs| !procs.trim().is_empty())
+                })
+            })
+            .collect()
+    }
+
+    fn wait_until_running(&self) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ids = self.running_ids();
+            if !ids.is_empty() {
+                return ids;
+            }
+            assert!(Instant::now() < deadline, "container never started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 impl Drop for Kiln {
     fn drop(&mut self) {
         if std::thread::panicking() {
@@ -181,27 +210,106 @@ fn sigterm_kills_the_container_and_cleans_up() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // started when the sandbox's cgroup holds a process
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let running = || {
-        std::fs::read_dir(kiln.root.join("run")).is_ok_and(|entries| {
-            entries.flatten().any(|e| {
-                let id = e.file_name();
-                std::fs::read_to_string(Path::new("/sys/fs/cgroup/pids/kiln").join(&id).join("cgroup.procs"))
-                    .or_else(|_| {
-                        std::fs::read_to_string(
-                            Path::new("/sys/fs/cgroup/kiln").join(&id).join("cgroup.procs"),
-                        )
-                    })
-                    .is_ok_and(|procs| !procs.trim().is_empty())
-            })
-        })
-    };
-    while !running() {
-        assert!(Instant::now() < deadline, "container never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let ids = kiln.wait_until_running();
     Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(137));
+    for hierarchy in ["pids", ""] {
+        let dir = Path::new("/sys/fs/cgroup").join(hierarchy).join("kiln").join(&ids[0]);
+        assert!(!dir.exists(), "cgroup left (container tree alive?): {}", dir.display());
+    }
+}
+
+#[test]
+fn leftovers_of_a_sigkilled_kiln_are_cleaned_by_the_next_run() {
+    let kiln = Kiln::new();
+    let mut child = kiln
+        .cmd(&["run", "--rm", "--network", "none", "-m", "64m", "--entrypoint", "/bin/sleep", "img", "100"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ids = kiln.wait_until_running();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let id = &ids[0];
+    assert!(kiln.root.join("run").join(id).exists(), "nothing left to clean: the test proves nothing");
+    assert!(std::fs::read_dir(kiln.root.join("containers")).unwrap().next().is_some());
+    let (code, _, err) = kiln.run(&["--entrypoint", "/bin/true", "img"]);
+    assert_eq!(code, 0, "{err}");
+    for hierarchy in ["memory", "pids", ""] {
+        let dir = Path::new("/sys/fs/cgroup").join(hierarchy).join("kiln").join(id);
+        assert!(!dir.exists(), "cgroup left: {}", dir.display());
+    }
+    // the drop guard checks that run/ and containers/ are empty and nothing is mounted
+}
+
+#[test]
+fn stdin_tty_caps_init_signals_and_oom() {
+    let kiln = Kiln::new();
+    // -i: the caller's stdin reaches the container
+    let mut child = kiln
+        .cmd(&["run", "--rm", "-i", "--network", "none", "--entrypoint", "/bin/cat", "img"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"from-stdin\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!((out.status.code(), String::from_utf8_lossy(&out.stdout).as_ref()), (Some(0), "from-stdin\n"));
+    // without -i, stdin is /dev/null
+    assert_eq!(kiln.run(&["--entrypoint", "/bin/cat", "img"]), (0, String::new(), String::new()));
+    // -t: a terminal, even when kiln's own stdio is not one
+    let (code, out, err) =
+        kiln.run(&["-t", "--entrypoint", "/bin/sh", "img", "-c", "test -t 0 && test -t 1 && echo tty"]);
+    assert_eq!((code, out.as_str()), (0, "tty\r\n"), "{err}");
+    // capabilities: docker's default set, minus/plus flags
+    let cap_eff = |extra: &[&str]| {
+        let mut args = extra.to_vec();
+        args.extend(["-u", "root", "--entrypoint", "/bin/sh", "img", "-c", "grep CapEff /proc/self/status"]);
+        let (code, out, err) = kiln.run(&args);
+        assert_eq!(code, 0, "{err}");
+        u64::from_str_radix(out.trim().rsplit('\t').next().unwrap(), 16).unwrap()
+    };
+    assert_eq!(cap_eff(&[]), 0x00000000a80425fb);
+    assert_eq!(cap_eff(&["--cap-drop", "ALL"]), 0);
+    assert_eq!(cap_eff(&["--cap-drop", "ALL", "--cap-add", "NET_ADMIN"]), 1 << 12);
+    assert_eq!(
+        cap_eff(&["--cap-add", "SYS_ADMIN", "--cap-drop", "CHOWN"]),
+        (0x00000000a80425fb | 1 << 21) & !1
+    );
+    // --init: an init is PID 1, the command is not
+    let (code, out, err) = kiln.run(&["--init", "--entrypoint", "/bin/sh", "img", "-c", "echo $$"]);
+    assert_eq!(code, 0, "{err}");
+    assert_ne!(out.trim(), "1");
+    assert_eq!(kiln.run(&["--entrypoint", "/bin/sh", "img", "-c", "echo $$"]).1, "1\n");
+    // death by signal N exits 128+N (the command must not be PID 1, which ignores signals it
+    // has no handler for, as in docker)
+    assert_eq!(
+        kiln.run(&["--init", "--entrypoint", "/bin/sh", "img", "-c", "kill -TERM $$; sleep 5"]).0,
+        128 + 15
+    );
+    assert_eq!(kiln.run(&["--init", "--entrypoint", "/bin/sh", "img", "-c", "kill -KILL $$"]).0, 128 + 9);
+    // an OOM kill is reported
+    let (_, _, err) = kiln.run(&[
+        "-m",
+        "32m",
+        "--entrypoint",
+        "/bin/sh",
+        "img",
+        "-c",
+        "dd if=/dev/zero of=/dev/null bs=100M count=1 2>/dev/null",
+    ]);
+    assert!(err.contains("OOM"), "{err}");
+}
+
+#[test]
+fn missing_images_are_pulled_and_pull_errors_are_clear() {
+    let kiln = Kiln::new();
+    // port 1 on loopback: nothing listens, the pull fails fast
+    let out = kiln.output(&["run", "--rm", "--network", "none", "127.0.0.1:1/nosuch:v1"]);
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Unable to find image '127.0.0.1:1/nosuch:v1' locally"), "{err}");
+    assert!(err.contains("127.0.0.1:1"), "{err}");
 }

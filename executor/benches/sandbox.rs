@@ -14,7 +14,12 @@ fn bench(c: &mut Criterion) {
     assert!(std::process::Command::new("sh").arg(script).arg(&base).status().expect("script").success());
     let executor = Executor::new(dir.path().join("run"))
         .expect("executor")
-        .with_init_program(env!("CARGO_BIN_EXE_kiln-sandbox-init"));
+        .with_init_program(env!("CARGO_BIN_EXE_kiln-sandbox-init"))
+        .with_bridge(executor::network::Bridge::new(
+            format!("kb{}", std::process::id() % 100_000),
+            std::net::Ipv4Addr::new(10, 199, 0, 1),
+            24,
+        ));
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let mut group = c.benchmark_group("sandbox");
     group.sample_size(30);
@@ -39,6 +44,7 @@ fn bench(c: &mut Criterion) {
         });
     }
     group.finish();
+    executor.bridge().remove();
 }
 
 criterion_group!(benches, bench);

@@ -62,6 +62,25 @@ fn mkdir(path: &Path) -> Result<(), Error> {
     }
 }
 
+/// Creates `dir` and its parent (the shared `kiln` cgroup, set up by `setup_parent`), retrying
+/// when the last other sandbox removes the parent in between.
+fn mkdir_in_parent(dir: &Path, setup_parent: impl Fn(&Path) -> Result<(), Error>) -> Result<(), Error> {
+    let parent = dir.parent().unwrap_or(dir);
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let result = mkdir(parent).and_then(|()| setup_parent(parent)).and_then(|()| mkdir(dir));
+        match result {
+            Err(Error::Cgroup { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound && attempts < 100 =>
+            {
+                continue;
+            }
+            other => return other,
+        }
+    }
+}
+
 impl Cgroups {
     /// Creates the cgroups of sandbox `id` and applies `resources`.
     pub fn create(id: &str, resources: &Resources) -> Result<Self, Error> {
@@ -83,12 +102,13 @@ impl Cgroups {
         if !enable.is_empty() {
             write(&root.join("cgroup.subtree_control"), &enable.join(" "))?;
         }
-        mkdir(&parent)?;
-        if !enable.is_empty() {
-            write(&parent.join("cgroup.subtree_control"), &enable.join(" "))?;
-        }
         let dir = parent.join(id);
-        mkdir(&dir)?;
+        mkdir_in_parent(&dir, |parent| {
+            if !enable.is_empty() {
+                write(&parent.join("cgroup.subtree_control"), &enable.join(" "))?;
+            }
+            Ok(())
+        })?;
         let cgroups = Self { dirs: vec![dir.clone()], version: 2 };
         let apply = || -> Result<(), Error> {
             if let Some(memory) = resources.memory {
@@ -127,10 +147,8 @@ impl Cgroups {
                     }
                     continue;
                 }
-                let parent = mount.join("kiln");
-                mkdir(&parent)?;
-                let dir = parent.join(id);
-                mkdir(&dir)?;
+                let dir = mount.join("kiln").join(id);
+                mkdir_in_parent(&dir, |_| Ok(()))?;
                 cgroups.dirs.push(dir.clone());
                 match controller {
                     "memory" => {
@@ -230,6 +248,11 @@ impl Cgroups {
             }
             tracing::trace!(dir = %dir.display(), removed, "cgroup removal");
             all &= removed;
+            // the shared `kiln` parent goes with its last sandbox (fails while others remain;
+            // a concurrent create re-makes it, see `mkdir_in_parent`)
+            if removed && let Some(parent) = dir.parent() {
+                let _ = std::fs::remove_dir(parent);
+            }
         }
         all
     }

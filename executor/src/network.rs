@@ -85,9 +85,46 @@ fn iptables_command() -> &'static str {
 }
 
 impl Bridge {
-    /// kiln's default bridge for build steps and `kiln run`.
+    /// kiln's default bridge for build steps and `kiln run`. Like `docker0` it stays once made;
+    /// [`Bridge::remove`] takes it down.
     pub fn default_bridge() -> Self {
-        Self { name: "kiln0".to_owned(), gateway: Ipv4Addr::new(10, 89, 0, 1), prefix: 16 }
+        Self::new("kiln0", Ipv4Addr::new(10, 89, 0, 1), 16)
+    }
+
+    /// A bridge `name` (at most 15 bytes) whose own address is `gateway`/`prefix`. Use a
+    /// distinct subnet per bridge: the host routes each subnet to one bridge.
+    pub fn new(name: impl Into<String>, gateway: Ipv4Addr, prefix: u8) -> Self {
+        Self { name: name.into(), gateway, prefix }
+    }
+
+    /// The iptables rules of the bridge as (table, chain, rule spec).
+    fn rules(&self) -> [(&'static str, &'static str, Vec<String>); 3] {
+        let name = self.name.clone();
+        [
+            (
+                "nat",
+                "POSTROUTING",
+                ["-s", &self.subnet(), "!", "-o", &name, "-j", "MASQUERADE"].map(str::to_owned).to_vec(),
+            ),
+            ("filter", "FORWARD", ["-i", &name, "-j", "ACCEPT"].map(str::to_owned).to_vec()),
+            ("filter", "FORWARD", ["-o", &name, "-j", "ACCEPT"].map(str::to_owned).to_vec()),
+        ]
+    }
+
+    /// Deletes the bridge, its NAT/forward rules and its lease directory (idempotent). Sandboxes
+    /// still attached lose their network.
+    pub fn remove(&self) {
+        let Ok(_lock) = HostLock::acquire("network.lock") else { return };
+        if Path::new("/sys/class/net").join(&self.name).exists() {
+            let _ = run(ip_command(), &["link", "del", &self.name], None);
+        }
+        let iptables = iptables_command();
+        for (table, chain, spec) in self.rules() {
+            let mut args: Vec<&str> = vec!["-t", table, "-D", chain];
+            args.extend(spec.iter().map(String::as_str));
+            while run(iptables, &args, None).is_ok() {}
+        }
+        let _ = std::fs::remove_dir_all(Path::new(RUN_DIR).join("ipam").join(&self.name));
     }
 
     fn subnet(&self) -> String {
@@ -115,26 +152,13 @@ impl Bridge {
         run(ip, &["-batch", "-"], Some(&batch))?;
         std::fs::write("/proc/sys/net/ipv4/ip_forward", b"1")
             .map_err(|e| Error::io("enable IPv4 forwarding", "/proc/sys/net/ipv4/ip_forward", e))?;
-        let subnet = self.subnet();
         let iptables = iptables_command();
-        let rules: [&[&str]; 3] = [
-            &["-t", "nat", "POSTROUTING", "-s", &subnet, "!", "-o", &self.name, "-j", "MASQUERADE"],
-            &["-t", "filter", "FORWARD", "-i", &self.name, "-j", "ACCEPT"],
-            &["-t", "filter", "FORWARD", "-o", &self.name, "-j", "ACCEPT"],
-        ];
-        for rule in rules {
-            let (table, rest) = rule.split_at(2);
-            let (chain, spec) = rest.split_at(1);
-            let mut check: Vec<&str> = table.to_vec();
-            check.push("-C");
-            check.extend_from_slice(chain);
-            check.extend_from_slice(spec);
+        for (table, chain, spec) in self.rules() {
+            let mut check: Vec<&str> = vec!["-t", table, "-C", chain];
+            check.extend(spec.iter().map(String::as_str));
             if run(iptables, &check, None).is_err() {
-                let mut insert: Vec<&str> = table.to_vec();
-                insert.push("-I");
-                insert.extend_from_slice(chain);
-                insert.extend_from_slice(spec);
-                run(iptables, &insert, None)?;
+                check[2] = "-I";
+                run(iptables, &check, None)?;
             }
         }
         Ok(())

@@ -71,6 +71,7 @@ pub struct Timings {
 pub struct Executor {
     state_dir: PathBuf,
     init_program: PathBuf,
+    bridge: Bridge,
 }
 
 fn random_id() -> String {
@@ -97,7 +98,19 @@ impl Executor {
         let init_program = std::env::var_os("KILN_SANDBOX_INIT")
             .map(PathBuf::from)
             .unwrap_or_else(|| "/proc/self/exe".into());
-        Ok(Self { state_dir, init_program })
+        Ok(Self { state_dir, init_program, bridge: Bridge::default_bridge() })
+    }
+
+    /// Attaches [`NetworkMode::Default`] sandboxes to `bridge` instead of `kiln0` (tests use a
+    /// bridge of their own and [`Bridge::remove`] it afterwards).
+    pub fn with_bridge(mut self, bridge: Bridge) -> Self {
+        self.bridge = bridge;
+        self
+    }
+
+    /// The bridge [`NetworkMode::Default`] sandboxes are attached to.
+    pub fn bridge(&self) -> &Bridge {
+        &self.bridge
     }
 
     /// Uses another binary as the init (it must call [`crate::init::maybe_run_init`]).
@@ -127,6 +140,10 @@ impl Executor {
             dir: dir.clone(),
             stubs: stub_candidates(&spec),
             writable: writable_layer(&spec.rootfs),
+            lowers: match &spec.rootfs {
+                Rootfs::Overlay { lowers, .. } => lowers.clone(),
+                Rootfs::Dir(_) => Vec::new(),
+            },
             done: false,
         };
         let hostname = spec.hostname.clone().unwrap_or_else(|| id[..12].to_owned());
@@ -136,7 +153,7 @@ impl Executor {
         cleanup.record.save(&dir)?;
         cleanup.record.cgroups = Some(Cgroups::create(&id, &spec.resources)?);
         if spec.network == NetworkMode::Default {
-            cleanup.record.network = Some(Bridge::default_bridge().lease(&id)?);
+            cleanup.record.network = Some(self.bridge.lease(&id)?);
             cleanup.record.save(&dir)?;
         }
         let etc_files = write_etc_files(&dir, &spec, &hostname, cleanup.record.network.as_ref())?;
@@ -427,12 +444,21 @@ struct Cleanup {
     /// Mount points that did not exist in the rootfs before the run (relative paths).
     stubs: Vec<PathBuf>,
     writable: Option<PathBuf>,
+    /// Lower dirs of an overlay rootfs (empty for a plain dir).
+    lowers: Vec<PathBuf>,
     done: bool,
 }
 
 impl Cleanup {
     fn empty() -> Self {
-        Self { record: Record::default(), dir: PathBuf::new(), stubs: Vec::new(), writable: None, done: true }
+        Self {
+            record: Record::default(),
+            dir: PathBuf::new(),
+            stubs: Vec::new(),
+            writable: None,
+            lowers: Vec::new(),
+            done: true,
+        }
     }
 
     fn run(&mut self) {
@@ -443,7 +469,7 @@ impl Cleanup {
         self.record.cleanup();
         tracing::trace!("sandbox records cleaned");
         if let Some(layer) = &self.writable {
-            remove_stubs(layer, &self.stubs);
+            remove_stubs(layer, &self.stubs, &self.lowers);
         }
         state::remove_dir(&self.dir);
         tracing::trace!("sandbox state removed");
@@ -508,20 +534,34 @@ fn stub_candidates(spec: &SandboxSpec) -> Vec<PathBuf> {
     candidates
 }
 
-/// Removes stubs left in the writable layer: empty files or directories, deepest first.
-fn remove_stubs(layer: &Path, stubs: &[PathBuf]) {
+/// Removes stubs left in the writable layer: empty files or directories, deepest first. In an
+/// overlay upper, creating a stub copied its parent directories up from the lowers: such a
+/// copy that is now empty, and not opaque (a directory the process replaced), goes as well, so
+/// the upper holds only what the process wrote.
+fn remove_stubs(layer: &Path, stubs: &[PathBuf], lowers: &[PathBuf]) {
     let mut stubs: Vec<&PathBuf> = stubs.iter().collect();
     stubs.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    let mut parents: Vec<&Path> = Vec::new();
     for stub in stubs {
         let path = layer.join(stub);
-        match std::fs::symlink_metadata(&path) {
-            Ok(meta) if meta.is_file() && meta.len() == 0 => {
-                let _ = std::fs::remove_file(&path);
-            }
-            Ok(meta) if meta.is_dir() => {
-                let _ = std::fs::remove_dir(&path); // fails unless empty: then it is not a stub
-            }
-            _ => {}
+        let removed = match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_file() && meta.len() == 0 => std::fs::remove_file(&path).is_ok(),
+            // fails unless empty: then it is not a stub
+            Ok(meta) if meta.is_dir() => std::fs::remove_dir(&path).is_ok(),
+            _ => false,
+        };
+        if removed && !lowers.is_empty() {
+            parents.extend(stub.ancestors().skip(1).filter(|a| !a.as_os_str().is_empty()));
+        }
+    }
+    parents.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    parents.dedup();
+    for parent in parents {
+        let path = layer.join(parent);
+        let copied_up = lowers.iter().any(|lower| lower.join(parent).is_dir())
+            && !sys::has_xattr(&path, "trusted.overlay.opaque");
+        if copied_up {
+            let _ = std::fs::remove_dir(&path); // fails unless empty
         }
     }
 }

@@ -187,6 +187,15 @@ const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
 const FSMOUNT_CLOEXEC: libc::c_uint = 1;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
 
+/// Whether `path` (not followed when a symlink) carries the extended attribute `name`.
+pub fn has_xattr(path: &std::path::Path, name: &str) -> bool {
+    let (Ok(path), Ok(name)) = (cstr(path), std::ffi::CString::new(name)) else { return false };
+    // SAFETY: both pointers are valid NUL-terminated strings for the call's duration; a null
+    // buffer with size 0 only asks for the value's size.
+    let size = unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
+    size >= 0
+}
+
 fn cstr(value: &std::path::Path) -> Result<std::ffi::CString, Errno> {
     use std::os::unix::ffi::OsStrExt;
     std::ffi::CString::new(value.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)

@@ -39,18 +39,29 @@ async fn leftovers_of_a_killed_kiln_are_cleaned_by_the_next_one() {
     let id = "0123456789abcdef-stale-test";
     let dir = state_dir.join(id);
     std::fs::create_dir_all(dir.join("rootfs")).expect("dir");
-    let cgroups = executor::cgroup::Cgroups::create(id, &Resources::default()).expect("cgroups");
+    let resources = Resources { memory: Some(64 << 20), ..Resources::default() };
+    let cgroups = executor::cgroup::Cgroups::create(id, &resources).expect("cgroups");
     assert!(cgroups.dirs.iter().all(|d| d.exists()));
+    // an address lease and a host veth, as a sandbox on the default network has
+    let attachment = env.executor.bridge().lease(id).expect("lease");
+    let status = std::process::Command::new("ip")
+        .args(["link", "add", &attachment.host_veth, "type", "veth", "peer", "name", "kvpeer-stale"])
+        .status()
+        .expect("ip");
+    assert!(status.success());
     let record = executor::state::Record {
         id: id.into(),
         owner: format!("{} 12345", i32::MAX),
         cgroups: Some(cgroups.clone()),
-        network: None,
+        network: Some(attachment.clone()),
     };
     record.save(&dir).expect("record");
     let _next = Executor::new(&state_dir).expect("executor");
     assert!(!dir.exists(), "state dir left");
     assert!(cgroups.dirs.iter().all(|d| !d.exists()), "cgroups left");
+    assert!(!attachment.lease.exists(), "address lease left");
+    let veth = std::path::Path::new("/sys/class/net").join(&attachment.host_veth);
+    assert!(!veth.exists(), "veth left");
 }
 
 #[tokio::test]

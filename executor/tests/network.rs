@@ -6,7 +6,6 @@ use std::io::{Read, Write};
 
 use common::TestEnv;
 use executor::NetworkMode;
-use executor::network::Bridge;
 
 #[tokio::test]
 async fn network_none_has_only_loopback_up() {
@@ -39,8 +38,9 @@ async fn network_host_shares_interfaces() {
 #[tokio::test]
 async fn default_network_reaches_a_server_on_the_bridge() {
     let env = TestEnv::new();
-    let bridge = Bridge::default_bridge();
+    let bridge = env.executor.bridge().clone();
     bridge.ensure().expect("bridge");
+    let subnet_prefix = bridge.gateway.to_string().rsplit_once('.').expect("dotted").0.to_owned();
     let listener = std::net::TcpListener::bind((bridge.gateway, 0)).expect("listen on the bridge address");
     let port = listener.local_addr().expect("addr").port();
     let server = std::thread::spawn(move || {
@@ -50,7 +50,7 @@ async fn default_network_reaches_a_server_on_the_bridge() {
         stream.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 15\r\n\r\nhello-from-host").expect("respond");
     });
     let script = format!(
-        "ip -4 addr show eth0 2>/dev/null | grep -c 'inet 10.89.' ; printf 'GET / HTTP/1.0\r\n\r\n' | nc {} {port} | tail -n 1",
+        "ip -4 addr show eth0 2>/dev/null | grep -c 'inet {subnet_prefix}.' ; printf 'GET / HTTP/1.0\r\n\r\n' | nc {} {port} | tail -n 1",
         bridge.gateway
     );
     let mut spec = env.spec(&["/bin/sh", "-c", &script]);
@@ -69,6 +69,8 @@ async fn concurrent_default_sandboxes_get_distinct_addresses() {
         spec
     };
     let (a, b) = tokio::join!(env.run(run(&env, "a")), env.run(run(&env, "b")));
-    assert!(a.ok().starts_with("10.89."), "{a:?}");
+    let gateway = env.executor.bridge().gateway.to_string();
+    let subnet_prefix = gateway.rsplit_once('.').expect("dotted").0;
+    assert!(a.ok().starts_with(subnet_prefix), "{a:?}");
     assert_ne!(a.ok(), b.ok());
 }

@@ -5,7 +5,6 @@ use std::time::Duration;
 use crate::ast::Healthcheck;
 use crate::error::ErrorKind;
 use crate::flags::Flags;
-use crate::grammar::{Rule, parse_rule};
 
 pub(crate) fn healthcheck(args: &[String], json: bool, flags: &Flags) -> Result<Healthcheck, ErrorKind> {
     let Some(typ) = args.first() else {
@@ -87,36 +86,27 @@ fn interval(flags: &Flags, name: &str) -> Result<Option<Duration>, ErrorKind> {
 
 /// Go's `time.ParseDuration`, in nanoseconds.
 pub fn parse_go_duration(text: &str) -> Option<i64> {
-    let pair = parse_rule(Rule::duration, text)?;
-    let mut negative = false;
+    let (negative, parts) = split_duration(text)?;
     let mut total: u128 = 0;
-    for part in pair.into_inner() {
-        match part.as_rule() {
-            Rule::duration_sign => negative = part.as_str() == "-",
-            Rule::duration_part => {
-                let mut inner = part.into_inner();
-                let number = inner.next()?.as_str();
-                let unit: u128 = match inner.next()?.as_str() {
-                    "ns" => 1,
-                    "us" | "µs" | "μs" => 1_000,
-                    "ms" => 1_000_000,
-                    "s" => 1_000_000_000,
-                    "m" => 60_000_000_000,
-                    _ => 3_600_000_000_000,
-                };
-                let (int, frac) = number.split_once('.').unwrap_or((number, ""));
-                let int_value: u128 = if int.is_empty() { 0 } else { int.parse().ok()? };
-                let mut value = int_value.checked_mul(unit)?;
-                if !frac.is_empty() {
-                    let digits = &frac[..frac.len().min(30)];
-                    let scale = 10f64.powi(digits.len() as i32);
-                    let f: f64 = digits.parse::<f64>().ok()?;
-                    value = value.checked_add((f * (unit as f64 / scale)) as u128)?;
-                }
-                total = total.checked_add(value)?;
-            }
-            _ => {}
+    for (number, unit) in parts {
+        let unit: u128 = match unit {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            _ => 3_600_000_000_000,
+        };
+        let (int, frac) = number.split_once('.').unwrap_or((number, ""));
+        let int_value: u128 = if int.is_empty() { 0 } else { int.parse().ok()? };
+        let mut value = int_value.checked_mul(unit)?;
+        if !frac.is_empty() {
+            let digits = &frac[..frac.len().min(30)];
+            let scale = 10f64.powi(digits.len() as i32);
+            let f: f64 = digits.parse::<f64>().ok()?;
+            value = value.checked_add((f * (unit as f64 / scale)) as u128)?;
         }
+        total = total.checked_add(value)?;
     }
     let limit = if negative { 1u128 << 63 } else { (1u128 << 63) - 1 };
     if total > limit {
@@ -126,10 +116,81 @@ pub fn parse_go_duration(text: &str) -> Option<i64> {
     i64::try_from(if negative { -magnitude } else { magnitude }).ok()
 }
 
+type DurationParts<'a> = (bool, Vec<(&'a str, &'a str)>);
+
+/// Splits a duration into its sign and (number, unit) parts as the grammar's `duration` rule
+/// does. Hand-written because HEALTHCHECK flags are on the hot path; the unit test
+/// `duration_split_agrees_with_the_grammar` checks it against the pest rule.
+fn split_duration(text: &str) -> Option<DurationParts<'_>> {
+    let (negative, mut rest) = match text.as_bytes().first() {
+        Some(b'-') => (true, &text[1..]),
+        Some(b'+') => (false, &text[1..]),
+        _ => (false, text),
+    };
+    if rest == "0" {
+        return Some((negative, Vec::new()));
+    }
+    let mut parts = Vec::new();
+    while !rest.is_empty() {
+        let digits = |s: &str| s.bytes().take_while(u8::is_ascii_digit).count();
+        let int = digits(rest);
+        let mut len = int;
+        if rest[len..].starts_with('.') {
+            let frac = digits(&rest[len + 1..]);
+            if int == 0 && frac == 0 {
+                return None;
+            }
+            len += 1 + frac;
+        } else if int == 0 {
+            return None;
+        }
+        let (number, after) = rest.split_at(len);
+        let unit = ["ns", "us", "µs", "μs", "ms", "s", "m", "h"].into_iter().find(|u| after.starts_with(u))?;
+        parts.push((number, unit));
+        rest = &after[unit.len()..];
+    }
+    if parts.is_empty() {
+        return None;
+    }
+    Some((negative, parts))
+}
+
+/// [`split_duration`] with the pest grammar (the reference).
+#[cfg(test)]
+fn split_duration_pest(text: &str) -> Option<DurationParts<'_>> {
+    use crate::grammar::{Rule, parse_rule};
+    let pair = parse_rule(Rule::duration, text)?;
+    let mut negative = false;
+    let mut parts = Vec::new();
+    for part in pair.into_inner() {
+        match part.as_rule() {
+            Rule::duration_sign => negative = part.as_str() == "-",
+            Rule::duration_part => {
+                let mut inner = part.into_inner();
+                parts.push((inner.next()?.as_str(), inner.next()?.as_str()));
+            }
+            _ => {}
+        }
+    }
+    Some((negative, parts))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn duration_split_agrees_with_the_grammar() {
+        let cases = [
+            "", "0", "-0", "+0", "00", "0s", "1", "s", "1s", "1.5h", "-2m3s", "300ms", ".5s", "1.s", ".s", "1x",
+            "1s2", "1µs", "2μs", "3us", "4ns", "1h2m3s4ms5us6ns", "1msm", "1ms5", "+-1s", "--1s", "1..5s",
+            "0.000000001s", "99999999999999999999h", "1e3s", "1 s", "٣s",
+        ];
+        for text in cases {
+            assert_eq!(split_duration(text), split_duration_pest(text), "{text:?}");
+        }
+    }
 
     #[test]
     fn go_durations() {

@@ -87,7 +87,8 @@ impl Converter<'_> {
             .map(|offset| {
                 let start = span.start + offset;
                 let len = self.text[start..span.end].find(char::is_whitespace).unwrap_or(span.end - start);
-                let mut location = LineIndex::new(self.text).location(self.text, Span::new(start, start + len));
+                let mut location =
+                    LineIndex::new(self.text).location(self.text, Span::new(start, start + len));
                 location.end_line = location.start_line;
                 location
             })

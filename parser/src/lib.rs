@@ -8,6 +8,25 @@
 //!   validating flags and arguments of every instruction.
 //!
 //! [`shell`] holds BuildKit-exact variable expansion and word splitting, used when lowering.
+//!
+//! # For the Dockerfile → graph lowering
+//!
+//! - Entry points: [`parse_file`] (errors name the file), [`parse_bytes`], [`parse`].
+//! - [`Dockerfile`]: `directives`, `escape` (pass it to the [`shell`] functions), `global_args`
+//!   (ARGs before the first FROM, the only ones `FROM` may use), `stages`, `warnings`.
+//! - [`Stage`]: `name` (lower-cased), `base` and `platform` (unexpanded), `location`,
+//!   `instructions`. [`Dockerfile::stage`] finds one by name.
+//! - [`Instruction`]: `keyword`, `location` (byte span, first/last physical line, column),
+//!   `original` (the logical line, for history `created_by`), `comments`, and the typed
+//!   [`Command`]: flags are already validated and typed ([`Run`] with parsed
+//!   [`mount::Mount`]s, [`NetworkMode`], [`SecurityMode`]; [`Copy`](struct@Copy)/[`Add`] options;
+//!   [`Healthcheck`] durations), [`CommandForm::Exec`] vs [`CommandForm::Shell`], heredocs as
+//!   [`HeredocFile`] (body, `expand`, `chomp`) or [`SourceContent`] for COPY/ADD.
+//! - Values stay as written; expand them with [`shell::expand_word`] and friends following
+//!   the table in the [`shell`] module docs, and `RUN --mount` values with
+//!   [`mount::Mount::expand`].
+//! - Errors are [`ParseError`]: `location` and a typed [`ErrorKind`]; `Display` gives
+//!   `file:line:col: message`.
 
 mod ast;
 mod error;

@@ -62,8 +62,24 @@ pub(crate) fn node_from_line(line: String, escape: char) -> Result<Node, ErrorKi
 
 fn dispatch(keyword: &str, rest: &str, escape: char) -> Result<ParsedArgs, ErrorKind> {
     const KEYWORDS: [&str; 18] = [
-        "add", "arg", "cmd", "copy", "entrypoint", "env", "expose", "from", "healthcheck", "label", "maintainer",
-        "onbuild", "run", "shell", "stopsignal", "user", "volume", "workdir",
+        "add",
+        "arg",
+        "cmd",
+        "copy",
+        "entrypoint",
+        "env",
+        "expose",
+        "from",
+        "healthcheck",
+        "label",
+        "maintainer",
+        "onbuild",
+        "run",
+        "shell",
+        "stopsignal",
+        "user",
+        "volume",
+        "workdir",
     ];
     let key = if keyword.is_ascii() {
         KEYWORDS.iter().find(|k| keyword.eq_ignore_ascii_case(k)).copied().unwrap_or("")

@@ -338,6 +338,10 @@ fn can_contain_heredoc(node: &Node) -> bool {
 
 /// `heredocsFromLine`: the heredoc markers among the shell words of a logical line.
 fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, ErrorKind> {
+    if !line.contains('<') {
+        // Fast path: no word of a line without `<` can be a heredoc marker.
+        return Ok(Vec::new());
+    }
     let lexer = Lexer { raw_quotes: true, raw_escapes: true, skip_unset_env: true, ..Lexer::new('\\') };
     let words = lexer.process(line, &crate::shell::EmptyEnv).map(|e| e.words).unwrap_or_default();
     let mut docs = Vec::new();
@@ -355,12 +359,12 @@ pub fn parse_heredoc_marker(word: &str) -> Result<Option<Heredoc>, ErrorKind> {
 }
 
 fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, ErrorKind> {
-    let Some(pair) = parse_rule(Rule::heredoc_marker, word) else {
+    if !word.contains("<<") {
+        return Ok(None);
+    }
+    let Some((fd, chomp, rest)) = split_heredoc_marker(word) else {
         return Ok(None);
     };
-    let fd = inner(&pair, Rule::heredoc_fd).map_or("", |p| p.as_str());
-    let chomp = inner(&pair, Rule::heredoc_chomp).is_some();
-    let rest = inner(&pair, Rule::heredoc_word).map_or("", |p| p.as_str());
     if rest.is_empty() {
         return Ok(None);
     }
@@ -381,9 +385,47 @@ fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, ErrorKind> {
     Ok(Some(Heredoc { name: words[0].clone(), file_descriptor, expand, chomp, content: String::new() }))
 }
 
+/// Splits a word matching the grammar's `heredoc_marker` into (fd, chomp, word), or `None`.
+/// Hand-written because it runs for every `<<` word; `marker_split_agrees_with_the_grammar`
+/// checks it against the pest rule.
+fn split_heredoc_marker(word: &str) -> Option<(&str, bool, &str)> {
+    let digits = word.bytes().take_while(u8::is_ascii_digit).count();
+    let rest = word[digits..].strip_prefix("<<")?;
+    let (chomp, rest) = match rest.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, rest),
+    };
+    let rest = rest.trim_start_matches([' ', '\t', '\n', '\x0C', '\r']);
+    if rest.contains('<') {
+        return None;
+    }
+    Some((&word[..digits], chomp, rest))
+}
+
+/// [`split_heredoc_marker`] with the pest grammar (the reference).
+#[cfg(test)]
+fn split_heredoc_marker_pest(word: &str) -> Option<(&str, bool, &str)> {
+    let pair = parse_rule(Rule::heredoc_marker, word)?;
+    let fd = inner(&pair, Rule::heredoc_fd).map_or("", |p| p.as_str());
+    let chomp = inner(&pair, Rule::heredoc_chomp).is_some();
+    let rest = inner(&pair, Rule::heredoc_word).map_or("", |p| p.as_str());
+    Some((fd, chomp, rest))
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    #[test]
+    fn marker_split_agrees_with_the_grammar() {
+        let words = [
+            "<<EOF", "<<-EOF", "3<<EOF", "12<<-'EOF'", "<<\"EOF\"", "<< EOF", "<<-\t\nE", "<<", "<<-",
+            "a<<EOF", "<<EOF<", "<<<EOF", "<<E<F", "<<--EOF", "-<<EOF", "<<é", "٣<<EOF", "<<  ",
+        ];
+        for word in words {
+            assert_eq!(split_heredoc_marker(word), split_heredoc_marker_pest(word), "{word:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -178,11 +178,12 @@ impl Client {
     async fn ping(&self, registry: &str, credentials: Option<Credentials>) -> Result<Endpoint> {
         let host = if registry == crate::DEFAULT_DOMAIN { DOCKER_HUB_API_HOST } else { registry };
         let options = &self.inner.options;
-        let candidates: Vec<(&str, &reqwest::Client)> = if options.is_insecure(registry) {
-            vec![("https", &self.inner.unverified), ("http", &self.inner.unverified)]
-        } else {
-            vec![("https", &self.inner.verified)]
-        };
+        let candidates: Vec<(&str, &reqwest::Client)> = schemes(options, registry)
+            .iter()
+            .map(|&(scheme, verify)| {
+                (scheme, if verify { &self.inner.verified } else { &self.inner.unverified })
+            })
+            .collect();
         for (index, (scheme, http)) in candidates.iter().enumerate() {
             let is_last = index + 1 == candidates.len();
             let invalid = |problem: String| Error::InvalidDocument {
@@ -379,6 +380,13 @@ impl Endpoint {
     }
 }
 
+/// The schemes tried for `registry`, in order, and whether certificates are verified: HTTPS
+/// with verification, or — for loopback and insecure registries only — unverified HTTPS, then
+/// plain HTTP.
+fn schemes(options: &ClientOptions, registry: &str) -> &'static [(&'static str, bool)] {
+    if options.is_insecure(registry) { &[("https", false), ("http", false)] } else { &[("https", true)] }
+}
+
 fn basic_header(credentials: &Credentials) -> String {
     let raw = format!("{}:{}", credentials.username, credentials.password);
     format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw))
@@ -469,6 +477,22 @@ mod tests {
         headers.append(WWW_AUTHENTICATE, HeaderValue::from_static("Negotiate abc"));
         let err = auth_mode("reg.io", &headers).unwrap_err().to_string();
         assert!(err.contains("reg.io") && err.contains("Negotiate"), "{err}");
+    }
+
+    #[test]
+    fn plain_http_only_for_loopback_and_insecure_registries() {
+        let options = ClientOptions {
+            insecure_registries: vec!["reg.internal:5000".into()],
+            ..ClientOptions::default()
+        };
+        let insecure: &[(&str, bool)] = &[("https", false), ("http", false)];
+        let secure: &[(&str, bool)] = &[("https", true)];
+        for registry in ["localhost:5000", "127.0.0.1:43211", "[::1]:5000", "reg.internal:5000"] {
+            assert_eq!(schemes(&options, registry), insecure, "{registry}");
+        }
+        for registry in ["docker.io", "reg.internal:5001", "ghcr.io", "10.0.0.1:5000"] {
+            assert_eq!(schemes(&options, registry), secure, "{registry}");
+        }
     }
 
     #[test]

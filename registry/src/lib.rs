@@ -2,12 +2,41 @@
 //!
 //! - [`Reference`]: docker-style image references (`busybox` → `docker.io/library/busybox:latest`).
 //! - [`Client`]: the distribution API client ([`ClientOptions`]: insecure registries, retries,
-//!   parallelism, upload chunking; credentials from docker-format files via [`AuthConfig`]).
+//!   parallelism, upload chunking; credentials from docker's `config.json` via [`AuthConfig`]).
+//!   Make one per command with `Client::new(ClientOptions::load(store_root)?)` (plus any
+//!   `--insecure-registry` hosts in [`ClientOptions::insecure_registries`]) and share it.
 //! - [`pull`] / [`resolve`]: registry → [`cache::Store`] (index → [`Platform`] manifest →
 //!   verified config and layers → tagged image).
 //! - [`push`] / [`push_manifest`]: store → registry (HEAD to skip, cross-repository mount,
 //!   monolithic or chunked uploads).
 //! - [`Progress`] receives typed [`Event`]s; the library never prints.
+//!
+//! # Entry points for the builder
+//!
+//! **`FROM` (build runner):** [`resolve_image`] turns a reference into a single-platform image
+//! in the store — manifest descriptor (its digest pins the base) and the validated manifest and
+//! image config — pulling it when the store lacks it ([`PullPolicy::Missing`], docker's default)
+//! or always ([`PullPolicy::Always`], `--pull`); `FROM --platform` goes in
+//! [`PullOptions::platform`]:
+//!
+//! ```ignore
+//! let reference = registry::Reference::parse("busybox:1.36")?;
+//! let base = registry::resolve_image(&client, &store, &reference, &registry::PullOptions::default(),
+//!     registry::PullPolicy::Missing, &progress).await?;
+//! let digest = base.manifest.digest();          // pin in the cache key
+//! let config = &base.image.config;              // Env, Cmd, WorkingDir, User, rootfs diff IDs
+//! let layers = base.image.layers()?;            // for store.snapshots().ensure_unpacked(…)
+//! ```
+//!
+//! **`--push` / `--output type=image,push=true` (exporter):** [`push_manifest`] uploads the
+//! manifest or index already in the store under `destination` (its tag, or by digest), with its
+//! config and layers; the result's `manifest.digest()` is what the registry stores:
+//!
+//! ```ignore
+//! let pushed = registry::push_manifest(&client, &store, &manifest_descriptor, &reference, &progress).await?;
+//! ```
+//!
+//! Both errors name the image and the cause (render the [`std::error::Error::source`] chain).
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
@@ -22,6 +51,7 @@ mod progress;
 mod pull;
 mod push;
 mod reference;
+mod resolve;
 mod sources;
 
 pub use auth::{AuthConfig, Credentials, Removal};
@@ -33,3 +63,4 @@ pub use progress::{BlobKind, Event, Progress, Skipped, short_digest};
 pub use pull::{PullOptions, Pulled, pull, resolve};
 pub use push::{Pushed, push, push_manifest};
 pub use reference::{DEFAULT_DOMAIN, DEFAULT_TAG, Reference, ReferenceError, ReferenceErrorKind};
+pub use resolve::{PullPolicy, ResolvedImage, resolve_image};

@@ -293,6 +293,24 @@ mod tests {
     }
 
     #[test]
+    fn chooses_from_a_docker_manifest_list() {
+        let m = cache::DOCKER_MANIFEST;
+        let list = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[{},{}]}}"#,
+            cache::DOCKER_MANIFEST_LIST,
+            entry('a', m, r#"{"os":"linux","architecture":"arm","variant":"v7"}"#),
+            entry('b', m, r#"{"os":"linux","architecture":"amd64"}"#),
+        );
+        let mut f = fetched(&list);
+        f.media_type = cache::DOCKER_MANIFEST_LIST.to_owned();
+        let (chosen, platform) = choose_platform(&f, &Platform::host()).unwrap();
+        assert!(chosen.digest().digest().starts_with('b'));
+        assert_eq!(platform.to_string(), "linux/amd64");
+        let (chosen, _) = choose_platform(&f, &"linux/arm/v7".parse().unwrap()).unwrap();
+        assert!(chosen.digest().digest().starts_with('a'));
+    }
+
+    #[test]
     fn rejects_unknown_layer_types() {
         let json = r#"{"schemaVersion":2,"config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","size":2},
             "layers":[{"mediaType":"application/x-weird","digest":"sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb","size":3}]}"#;

@@ -8,7 +8,8 @@ mod support;
 use cache::{DiffOptions, DiffSource};
 use oci_spec::image::{Descriptor, ImageIndexBuilder, MediaType, PlatformBuilder};
 use registry::{
-    AuthConfig, Credentials, Event, Platform, PullOptions, Reference, Skipped, pull, push, push_manifest,
+    AuthConfig, Credentials, Event, Platform, PullOptions, PullPolicy, Reference, Skipped, pull, push,
+    push_manifest,
 };
 use support::token_server::TokenServer;
 use support::{
@@ -123,8 +124,8 @@ fn htpasswd_basic_auth() {
 
     // Credentials in docker's config.json (as DOCKER_CONFIG would point to) are honoured.
     let config = AuthConfig {
-        kiln_file: auth.path().join("kiln-auth.json"),
-        docker_file: Some(auth.path().join("docker/config.json")),
+        file: auth.path().join("kiln-auth.json"),
+        fallback: Some(auth.path().join("docker/config.json")),
     };
     std::fs::create_dir_all(auth.path().join("docker")).unwrap();
     let token = base64::Engine::encode(
@@ -132,7 +133,7 @@ fn htpasswd_basic_auth() {
         format!("{}:{}", support::USER, support::PASSWORD),
     );
     std::fs::write(
-        config.docker_file.as_ref().unwrap(),
+        config.fallback.as_ref().unwrap(),
         format!(r#"{{"auths":{{"http://{}":{{"auth":"{token}"}}}}}}"#, server.host()),
     )
     .unwrap();
@@ -168,7 +169,7 @@ fn bearer_tokens_from_the_challenge() {
     let text = format!("{err}: {}", err_source(&err));
     assert!(text.contains("team/busybox:1") && text.contains("token server"), "{text}");
 
-    AuthConfig { kiln_file: auth.path().join("kiln-auth.json"), docker_file: None }
+    AuthConfig { file: auth.path().join("kiln-auth.json"), fallback: None }
         .store(
             &proxy.host(),
             &Credentials { username: support::USER.into(), password: support::PASSWORD.into() },
@@ -206,7 +207,7 @@ fn registry_token_auth() {
     let good = Credentials { username: support::USER.into(), password: support::PASSWORD.into() };
     rt.block_on(anonymous.check_credentials(&server.host(), &good)).unwrap();
 
-    AuthConfig { kiln_file: auth.path().join("kiln-auth.json"), docker_file: None }
+    AuthConfig { file: auth.path().join("kiln-auth.json"), fallback: None }
         .store(&server.host(), &good)
         .unwrap();
     let authed = client(auth.path());
@@ -339,4 +340,109 @@ fn concurrent_pulls_into_one_store() {
     assert_eq!(b.unwrap().manifest.digest(), manifest.digest());
     assert_store_consistent(&store);
     assert!(leftover_temp_files(&store).is_empty());
+}
+
+/// Layers go up and down in parallel: with every blob transfer held 300 ms by the proxy, several
+/// are in flight at once (a sequential client would never have more than one).
+#[test]
+fn layers_transfer_in_parallel() {
+    let server = RegistryServer::start(Auth::None);
+    let proxy = Proxy::start(server.addr, None);
+    let auth = tempfile::tempdir().unwrap();
+    let client = client(auth.path());
+    let rt = runtime();
+    let (_dir, store) = support::store();
+    let mut layers = Vec::new();
+    let mut diff_ids = Vec::new();
+    for i in 0..3 {
+        let tree = tempfile::tempdir().unwrap();
+        std::fs::write(tree.path().join(format!("file{i}")), vec![i as u8; 50_000]).unwrap();
+        let layer =
+            store.content().write_layer(tree.path(), DiffSource::PlainDir, &DiffOptions::default()).unwrap();
+        diff_ids.push(layer.diff_id.to_string());
+        layers.push(layer.descriptor);
+    }
+    let config: oci_spec::image::ImageConfiguration = serde_json::from_value(serde_json::json!({
+        "architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": diff_ids}
+    }))
+    .unwrap();
+    let manifest = store.write_image(&config, &layers).unwrap();
+    let r = reference(&proxy.host(), "parallel/three:1");
+    store.images().tag(&r.to_string(), &manifest).unwrap();
+
+    proxy.inject(support::Fault::Delay { path: "/blobs/uploads/".into(), millis: 300 });
+    rt.block_on(push(&client, &store, &r, &registry::Progress::none())).unwrap();
+    let pushed_at_once = proxy.max_concurrent_delayed();
+    assert!(pushed_at_once >= 3, "at most {pushed_at_once} uploads at once");
+
+    proxy.clear();
+    proxy.inject(support::Fault::Delay { path: "/blobs/sha256:".into(), millis: 300 });
+    let (_d, dst) = support::store();
+    let pulled =
+        rt.block_on(pull(&client, &dst, &r, &PullOptions::default(), &registry::Progress::none())).unwrap();
+    assert_eq!(pulled.manifest.digest(), manifest.digest());
+    assert_store_consistent(&dst);
+    // 4 blobs (config and 3 layers), 3 download slots.
+    let pulled_at_once = proxy.max_concurrent_delayed();
+    assert_eq!(pulled_at_once, 3, "downloads at once");
+}
+
+/// `FROM`: the first resolve pulls, the next uses the store without asking the registry;
+/// `Always` asks again (downloading nothing), `Never` never asks.
+#[test]
+fn resolve_image_pulls_only_when_missing() {
+    let server = RegistryServer::start(Auth::None);
+    let proxy = Proxy::start(server.addr, None);
+    let auth = tempfile::tempdir().unwrap();
+    let client = client(auth.path());
+    let rt = runtime();
+    let manifest = push_busybox(&rt, &client, &proxy.host());
+    let r = reference(&proxy.host(), "test/busybox:1");
+    let (_d, store) = support::store();
+    let options = PullOptions::default();
+    let resolve = |policy, progress: &registry::Progress| {
+        rt.block_on(registry::resolve_image(&client, &store, &r, &options, policy, progress))
+    };
+
+    let err = resolve(PullPolicy::Never, &registry::Progress::none()).unwrap_err();
+    assert!(err.to_string().contains("test/busybox:1") && err.to_string().contains("not found"), "{err}");
+
+    let requests = proxy.requests().len();
+    let first = resolve(PullPolicy::Missing, &registry::Progress::none()).unwrap();
+    assert!(first.pulled);
+    assert_eq!(first.manifest.digest(), manifest.digest());
+    assert_eq!(first.name, r.to_string());
+    assert_eq!(first.image.config.os().to_string(), "linux");
+    assert_eq!(first.image.layers().unwrap().len(), 1);
+    assert!(proxy.requests().len() > requests);
+
+    let requests = proxy.requests().len();
+    let second = resolve(PullPolicy::Missing, &registry::Progress::none()).unwrap();
+    assert!(!second.pulled);
+    assert_eq!(second.manifest.digest(), manifest.digest());
+    assert_eq!(second.image.id(), first.image.id());
+    assert_eq!(proxy.requests().len(), requests, "no registry request for a stored image");
+    assert!(!resolve(PullPolicy::Never, &registry::Progress::none()).unwrap().pulled);
+
+    let (progress, events) = support::recorder();
+    let again = resolve(PullPolicy::Always, &progress).unwrap();
+    assert!(again.pulled);
+    assert_eq!(again.manifest.digest(), manifest.digest());
+    assert!(proxy.requests().len() > requests);
+    assert!(!events.lock().unwrap().iter().any(|e| matches!(e, Event::BlobStarted { .. })));
+
+    // A stored image for another platform does not satisfy `FROM --platform`.
+    let arm = PullOptions { platform: Some("linux/arm64".parse::<Platform>().unwrap()) };
+    let err = rt
+        .block_on(registry::resolve_image(
+            &client,
+            &store,
+            &r,
+            &arm,
+            PullPolicy::Missing,
+            &registry::Progress::none(),
+        ))
+        .unwrap_err();
+    let text = format!("{err}: {}", err_source(&err));
+    assert!(text.contains("no image for platform linux/arm64"), "{text}");
 }

@@ -9,7 +9,7 @@
 //!     per vertex: inputs ─► cachekey::input_uses ─► OpRunner::checksum (contenthash) ─►
 //!                 cachekey::compute ─► ResultCache::load ─(miss)─► OpRunner::run ─► ResultCache::save
 //!                                                   │
-//!   progress::ProgressEvent stream ─► progress::PlainRenderer (`--progress=plain`)
+//!   progress::ProgressEvent stream ─► progress::render(mode, events) (plain/tty/rawjson/quiet)
 //! ```
 //!
 //! - [`graph`]: ops ([`graph::SourceOp`], [`graph::ExecOp`] with [`graph::Mount`]s,
@@ -24,15 +24,20 @@
 //!   [`scheduler::ResultCache`] traits, [`scheduler::MemoryCache`].
 //! - [`storecache`]: [`storecache::StoreCache`], the store's build-cache index as a
 //!   `ResultCache` for runner results implementing [`storecache::StoreRef`].
-//! - [`progress`]: events, [`progress::VertexLog`] for runners, [`progress::PlainRenderer`].
+//! - [`progress`]: events, [`progress::VertexLog`] for runners, renderers (plain, tty, rawjson,
+//!   quiet) and the CLI entry point [`progress::render`].
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod build;
 pub mod cachekey;
 pub mod contenthash;
+pub mod export;
+pub mod frontend;
 #[cfg(test)]
 mod golden;
 pub mod graph;
 pub mod progress;
+pub mod runner;
 pub mod scheduler;
 pub mod storecache;

@@ -12,13 +12,37 @@
 //! #4 0.512 cc -o app main.c
 //! #4 DONE 1.2s
 //! ```
+//!
+//! # Rendering (for the CLI)
+//!
+//! ```ignore
+//! let (sender, events) = solver::progress::channel();
+//! let renderer = solver::progress::render(ProgressMode::Auto, events); // on stderr
+//! let result = solver.solve(&definition, &options, sender, cancel).await; // drops the sender
+//! renderer.await??; // returns once every event is drawn (the channel closed)
+//! ```
+//!
+//! [`ProgressMode`]: `auto` (tty when stderr is a terminal, else plain), `tty`
+//! ([`TtyRenderer`]: live indicatif view, falls back to plain when stderr is not a terminal),
+//! `plain` ([`PlainRenderer`]), `rawjson` ([`RawJsonRenderer`]: one JSON object per event per line),
+//! `quiet` ([`QuietRenderer`]: nothing, except the whole block of a failed step).
+//! [`render_to`] does the same on any writer (tty then means plain). The renderer finishes when
+//! every [`ProgressSender`] clone is dropped, so drop the senders (the solve does) before awaiting.
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::time::{Duration, SystemTime};
 
 use oci_spec::image::Digest;
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+
+#[path = "progress_json.rs"]
+mod json;
+#[path = "progress_tty.rs"]
+mod tty;
+
+pub use json::RawJsonRenderer;
+pub use tty::{TAIL_LINES, TtyAction, TtyModel, TtyRenderer};
 
 /// Which output stream a log chunk came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,12 +272,158 @@ impl<W: Write> PlainRenderer<W> {
     }
 }
 
+/// How to show progress (`--progress`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProgressMode {
+    /// `Tty` when stderr is a terminal, else `Plain`.
+    #[default]
+    Auto,
+    Tty,
+    Plain,
+    RawJson,
+    Quiet,
+}
+
+impl ProgressMode {
+    /// Parses `auto|tty|plain|rawjson|quiet`.
+    pub fn parse(text: &str) -> Option<ProgressMode> {
+        Some(match text {
+            "auto" => ProgressMode::Auto,
+            "tty" => ProgressMode::Tty,
+            "plain" => ProgressMode::Plain,
+            "rawjson" => ProgressMode::RawJson,
+            "quiet" => ProgressMode::Quiet,
+            _ => return None,
+        })
+    }
+
+    /// The mode used on stderr: `Auto` and `Tty` become `Plain` when stderr is not a terminal.
+    pub fn resolve(self) -> ProgressMode {
+        use std::io::IsTerminal;
+        match self {
+            ProgressMode::Auto | ProgressMode::Tty if std::io::stderr().is_terminal() => ProgressMode::Tty,
+            ProgressMode::Auto | ProgressMode::Tty => ProgressMode::Plain,
+            other => other,
+        }
+    }
+}
+
+/// A sender for a solve and the receiver to give [`render`].
+pub fn channel() -> (ProgressSender, UnboundedReceiver<ProgressEvent>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    (ProgressSender::new(tx), rx)
+}
+
+/// Renders `events` on stderr in `mode` (resolved with [`ProgressMode::resolve`]) on a blocking
+/// thread until the channel closes. Must be called inside a tokio runtime.
+pub fn render(
+    mode: ProgressMode,
+    events: UnboundedReceiver<ProgressEvent>,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    match mode.resolve() {
+        ProgressMode::Tty => tokio::task::spawn_blocking(move || {
+            let mut renderer = TtyRenderer::default();
+            let result = drain(events, |event| renderer.handle(event));
+            renderer.finish();
+            result
+        }),
+        other => render_to(other, events, std::io::stderr()),
+    }
+}
+
+/// Renders `events` on `out` in `mode` (`Auto` and `Tty` mean `Plain` here) on a blocking
+/// thread until the channel closes; the writer is flushed at the end.
+pub fn render_to<W: Write + Send + 'static>(
+    mode: ProgressMode,
+    events: UnboundedReceiver<ProgressEvent>,
+    out: W,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    tokio::task::spawn_blocking(move || match mode {
+        ProgressMode::RawJson => {
+            let mut renderer = RawJsonRenderer::new(out);
+            drain(events, |event| renderer.handle(event))?;
+            renderer.into_inner().flush()
+        }
+        ProgressMode::Quiet => {
+            let mut renderer = QuietRenderer::new(out);
+            drain(events, |event| renderer.handle(event))?;
+            renderer.into_inner().flush()
+        }
+        ProgressMode::Auto | ProgressMode::Tty | ProgressMode::Plain => {
+            let mut renderer = PlainRenderer::new(out);
+            drain(events, |event| renderer.handle(event))?;
+            renderer.into_inner().flush()
+        }
+    })
+}
+
+/// Feeds every event to `handle`; after a write error (e.g. a closed pipe) keeps draining so
+/// senders never block, and returns the first error.
+fn drain(
+    mut events: UnboundedReceiver<ProgressEvent>,
+    mut handle: impl FnMut(&ProgressEvent) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut first_error = None;
+    while let Some(event) = events.blocking_recv() {
+        if first_error.is_none()
+            && let Err(error) = handle(&event)
+        {
+            first_error = Some(error);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
+}
+
+/// `--progress=quiet`: prints nothing, except a failed step's block in plain format (its name,
+/// its whole log and the error), so a failure is never silent.
+#[derive(Debug)]
+pub struct QuietRenderer<W: Write> {
+    plain: PlainRenderer<W>,
+    pending: HashMap<Digest, Vec<ProgressEvent>>,
+}
+
+impl<W: Write> QuietRenderer<W> {
+    pub fn new(out: W) -> QuietRenderer<W> {
+        QuietRenderer { plain: PlainRenderer::new(out), pending: HashMap::new() }
+    }
+
+    /// Gives the writer back.
+    pub fn into_inner(self) -> W {
+        self.plain.into_inner()
+    }
+
+    /// Renders one event (buffers a running step's events until it ends).
+    pub fn handle(&mut self, event: &ProgressEvent) -> std::io::Result<()> {
+        match &event.kind {
+            EventKind::Started { .. } => {
+                self.pending.insert(event.vertex.clone(), vec![event.clone()]);
+            }
+            EventKind::Log { .. } => {
+                if let Some(events) = self.pending.get_mut(&event.vertex) {
+                    events.push(event.clone());
+                }
+            }
+            EventKind::Failed { .. } => {
+                for earlier in self.pending.remove(&event.vertex).unwrap_or_default() {
+                    self.plain.handle(&earlier)?;
+                }
+                self.plain.handle(event)?;
+            }
+            EventKind::Cached { .. } | EventKind::Completed | EventKind::Canceled => {
+                self.pending.remove(&event.vertex);
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn scripted_events_render_like_buildkit_plain() {
+    /// A scripted build with a fake clock: two cached steps, two parallel runs with partial
+    /// lines, one failure, one cancellation.
+    fn scripted_events() -> Vec<ProgressEvent> {
         let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let at = |ms: u64| base + Duration::from_millis(ms);
         let d = |n: u8| cache::sha256_digest(&[n]);
@@ -281,11 +451,93 @@ mod tests {
             ev(5, 1800, EventKind::Started { name: "[final 2/2] COPY --from=build /app /app".into() }),
             ev(5, 1900, EventKind::Canceled),
         ];
+        events
+    }
+
+    #[test]
+    fn scripted_events_render_like_buildkit_plain() {
         let mut renderer = PlainRenderer::new(Vec::new());
-        for event in &events {
+        for event in &scripted_events() {
             renderer.handle(event).unwrap();
         }
         let text = String::from_utf8(renderer.into_inner()).unwrap();
         crate::golden::check("progress/plain.txt", &text);
+    }
+
+    #[test]
+    fn failed_step_logs_are_never_clipped_in_plain() {
+        let d = cache::sha256_digest(b"step");
+        let ev = |kind| ProgressEvent { vertex: d.clone(), time: SystemTime::UNIX_EPOCH, kind };
+        let mut renderer = PlainRenderer::new(Vec::new());
+        renderer.handle(&ev(EventKind::Started { name: "[2/2] RUN make".into() })).unwrap();
+        let log: String = (0..500).map(|i| format!("line {i}\n")).collect();
+        let data = log.into_bytes();
+        renderer.handle(&ev(EventKind::Log { stream: LogStream::Stderr, data })).unwrap();
+        renderer.handle(&ev(EventKind::Failed { error: "exit code: 2".into() })).unwrap();
+        let text = String::from_utf8(renderer.into_inner()).unwrap();
+        assert_eq!(text.lines().count(), 502);
+        assert!(text.contains("#1 0.000 line 0\n") && text.contains("#1 0.000 line 499\n"));
+        assert!(text.ends_with("#1 ERROR: exit code: 2\n"));
+    }
+
+    #[test]
+    fn scripted_events_render_as_rawjson() {
+        let mut renderer = RawJsonRenderer::new(Vec::new());
+        for event in &scripted_events() {
+            renderer.handle(event).unwrap();
+        }
+        let text = String::from_utf8(renderer.into_inner()).unwrap();
+        for line in text.lines() {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert!(value.get("vertexes").is_some() || value.get("logs").is_some(), "{line}");
+        }
+        crate::golden::check("progress/rawjson.jsonl", &text);
+    }
+
+    #[test]
+    fn quiet_shows_only_failed_steps() {
+        let mut renderer = QuietRenderer::new(Vec::new());
+        for event in &scripted_events() {
+            renderer.handle(event).unwrap();
+        }
+        let text = String::from_utf8(renderer.into_inner()).unwrap();
+        crate::golden::check("progress/quiet.txt", &text);
+        assert!(text.starts_with("#1 [other 2/2] RUN sleep 1\n"), "{text}");
+    }
+
+    #[tokio::test]
+    async fn render_to_drains_until_every_sender_is_dropped() {
+        for (mode, golden) in [
+            (ProgressMode::Plain, "progress/plain.txt"),
+            (ProgressMode::Tty, "progress/plain.txt"),
+            (ProgressMode::RawJson, "progress/rawjson.jsonl"),
+            (ProgressMode::Quiet, "progress/quiet.txt"),
+        ] {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            let out = SharedBuf::default();
+            let task = render_to(mode, rx, out.clone());
+            for event in scripted_events() {
+                tx.send(event).unwrap();
+            }
+            drop(tx);
+            task.await.unwrap().unwrap();
+            let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+            crate::golden::check(golden, &text);
+        }
+        assert_eq!(ProgressMode::parse("rawjson"), Some(ProgressMode::RawJson));
+        assert_eq!(ProgressMode::parse("fancy"), None);
+    }
+
+    #[derive(Clone, Default)]
+    struct SharedBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl Write for SharedBuf {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
     }
 }

@@ -370,11 +370,17 @@ async fn solve_vertex<R: OpRunner, C: ResultCache<R::Ref>>(
             shared.progress.send(&digest, kind);
         }
     };
+    // Whether `Started` was reported: a failure before the run (a missing COPY source) reports
+    // it first, so renderers know the step's name.
+    let started = std::sync::atomic::AtomicBool::new(false);
     let fail = |source: RunError| {
         // After cancellation, whatever a runner returns is a consequence of it.
         if shared.cancel.is_cancelled() {
             report(EventKind::Canceled);
         } else {
+            if !started.swap(true, Ordering::Relaxed) {
+                report(EventKind::Started { name: name.clone() });
+            }
             report(EventKind::Failed { error: error_chain(&source) });
             shared.fail(SolveError::Vertex { digest: digest.clone(), name: name.clone(), source });
         }
@@ -480,6 +486,7 @@ async fn solve_vertex<R: OpRunner, C: ResultCache<R::Ref>>(
         },
         () = shared.cancel.cancelled() => return Err(NotDone),
     };
+    started.store(true, Ordering::Relaxed);
     report(EventKind::Started { name: name.clone() });
     let refs: Vec<R::Ref> =
         parents.iter().filter_map(|(done, output)| done.results.get(*output as usize).cloned()).collect();

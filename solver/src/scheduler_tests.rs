@@ -312,9 +312,21 @@ async fn missing_copy_source_fails_at_key_computation() {
     let ctx = context(&mut b);
     let copied = copy(&mut b, base, ctx, "/missing.txt", "[2/2] COPY missing.txt /app/");
     let def = b.finish(vec![copied]).unwrap();
-    let (result, _) = solve(&solver(&runner, &cache), &def, 2).await;
+    let (result, events) = solve(&solver(&runner, &cache), &def, 2).await;
     let err = result.unwrap_err();
     assert!(matches!(err, SolveError::Vertex { source: RunError::Checksum(_), .. }), "{err:?}");
+    // The step is reported (started, then failed) so renderers can name it.
+    let mut renderer = PlainRenderer::new(Vec::new());
+    for ev in &events {
+        renderer.handle(ev).unwrap();
+    }
+    let text = String::from_utf8(renderer.into_inner()).unwrap();
+    assert!(
+        text.ends_with(
+            "#3 [2/2] COPY missing.txt /app/\n#3 ERROR: failed to compute cache key: \"/missing.txt\": not found\n"
+        ),
+        "{text}"
+    );
     assert_eq!(
         err.to_string(),
         "[2/2] COPY missing.txt /app/: failed to compute cache key: \"/missing.txt\": not found"

@@ -76,6 +76,26 @@ pub fn save(store: &Store, images: &[ExportImage], format: ArchiveFormat, out: &
     }
 }
 
+/// [`save`] into the file `path`, atomically: the archive is written to a temp file in the same
+/// directory, fsynced and renamed, so `path` is never seen half written (an existing file is
+/// replaced only on success).
+pub fn save_to_file(store: &Store, images: &[ExportImage], format: ArchiveFormat, path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    };
+    let mut temp =
+        tempfile::Builder::new().prefix(".kiln-save-").tempfile_in(dir).ctx("create a file in", dir)?;
+    {
+        let mut out = io::BufWriter::with_capacity(1 << 20, temp.as_file_mut());
+        save(store, images, format, &mut out)?;
+        out.flush().ctx("write", path)?;
+    }
+    temp.as_file().sync_all().ctx("write", path)?;
+    temp.persist(path).map_err(|err| Error::io("write", path, err.error))?;
+    Ok(())
+}
+
 /// Loads every image of the archive (tar file, possibly gzip or zstd compressed, or OCI layout
 /// directory) at `path`.
 pub fn load(store: &Store, path: &Path) -> Result<Vec<LoadedImage>> {

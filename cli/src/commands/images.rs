@@ -1,4 +1,5 @@
-//! `kiln images`: list the images of the store, like `docker images`. Also the helpers the
+//! `kiln images`: list the images of the store, like `docker images`; `kiln images prune [-a]`
+//! removes dangling (or all) images and reclaims their space. Also the helpers the
 //! other image commands (tag, rmi, inspect, history, save, load, import) share: opening the
 //! store, resolving what the user typed, docker-style sizes and ages.
 
@@ -23,7 +24,10 @@ pub enum ListFormat {
 
 /// Arguments of `kiln images`.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct ImagesArgs {
+    #[command(subcommand)]
+    pub command: Option<ImagesCommand>,
     /// Only show images of this repository (`busybox`, `localhost:5000/app`).
     #[arg(value_name = "REPOSITORY")]
     pub repository: Option<String>,
@@ -41,7 +45,29 @@ pub struct ImagesArgs {
     pub format: ListFormat,
 }
 
+/// Subcommands of `kiln images`.
+#[derive(Debug, clap::Subcommand)]
+pub enum ImagesCommand {
+    /// Remove unused images: untagged ones, or every image with `--all`; then reclaim the space
+    /// of blobs and snapshots nothing references any more (like `docker image prune`).
+    Prune(PruneArgs),
+}
+
+/// Arguments of `kiln images prune`.
+#[derive(Debug, clap::Args)]
+pub struct PruneArgs {
+    /// Remove all images, not just untagged (dangling) ones.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub force: bool,
+}
+
 pub async fn run(global: &GlobalOptions, args: ImagesArgs) -> anyhow::Result<ExitCode> {
+    if let Some(ImagesCommand::Prune(prune_args)) = args.command {
+        return prune(global, prune_args);
+    }
     let store = open_store(global)?;
     let mut records = store.images().list().context("cannot list images")?;
     if let Some(repository) = &args.repository {
@@ -104,6 +130,48 @@ pub async fn run(global: &GlobalOptions, args: ImagesArgs) -> anyhow::Result<Exi
             }
             write_table(&mut out, &rows)?;
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn prune(global: &GlobalOptions, args: PruneArgs) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal;
+    if !args.force && std::io::stdin().is_terminal() {
+        let what = if args.all { "all images" } else { "all dangling images" };
+        eprint!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer).context("cannot read the answer")?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let store = open_store(global)?;
+    let records = store.images().list().context("cannot list images")?;
+    let mut out = std::io::stdout().lock();
+    let mut deleted = std::collections::BTreeSet::new();
+    for record in records.iter().filter(|r| args.all || r.is_untagged()) {
+        store.images().untag(&record.name).with_context(|| format!("cannot remove {}", record.name))?;
+        if deleted.is_empty() {
+            writeln!(out, "Deleted Images:")?;
+        }
+        if let Some(name) = familiar(record) {
+            writeln!(out, "untagged: {name}")?;
+        }
+        if store.images().names_of(&record.image_id)?.is_empty()
+            && deleted.insert(record.image_id.to_string())
+        {
+            writeln!(out, "deleted: {}", record.image_id)?;
+        }
+    }
+    let build_cache = cache::buildcache::BuildCache::open(&store).context("cannot open the build cache")?;
+    let report = store.gc(&[&build_cache]).context("cannot reclaim the space of removed images")?;
+    if !deleted.is_empty() {
+        writeln!(out)?;
+    }
+    if report.skipped_busy {
+        writeln!(out, "Space not reclaimed yet: another kiln process has the store open")?;
+    } else {
+        writeln!(out, "Total reclaimed space: {}", human_size(report.reclaimed))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -82,7 +82,7 @@ pub async fn run(global: &GlobalOptions, args: LoginArgs) -> anyhow::Result<Exit
         .with_context(|| format!("cannot log in to {server}"))?;
     let config = AuthConfig::from_env();
     config.store(&server, &credentials)?;
-    eprintln!("Credentials saved in {}", config.kiln_file.display());
+    eprintln!("Credentials saved in {}", config.file.display());
     println!("Login Succeeded");
     Ok(ExitCode::SUCCESS)
 }

@@ -1,4 +1,5 @@
-//! `kiln logout [SERVER]`: forget kiln's saved credentials for a registry.
+//! `kiln logout [SERVER]`: forget the saved credentials for a registry (docker's
+//! `config.json`, see `registry::AuthConfig`).
 
 use std::process::ExitCode;
 
@@ -20,8 +21,9 @@ pub async fn run(_global: &GlobalOptions, args: LogoutArgs) -> anyhow::Result<Ex
     let config = AuthConfig::from_env();
     match config.remove(&server)? {
         Removal::Removed => println!("Removing login credentials for {server}"),
-        Removal::OnlyInDockerConfig(path) => println!(
-            "Not logged in to {server} with kiln; the credentials in {} (docker's) are left untouched",
+        Removal::OnlyInFallback(path) => println!(
+            "Not logged in to {server} in {}; the credentials in {} are left untouched",
+            config.file.display(),
             path.display()
         ),
         Removal::NotLoggedIn => println!("Not logged in to {server}"),

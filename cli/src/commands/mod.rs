@@ -1,5 +1,6 @@
 //! One module per command (or command group). Each exposes its clap arguments and an async `run`.
 
+pub mod build;
 pub mod debug;
 pub mod history;
 pub mod images;

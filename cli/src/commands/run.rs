@@ -9,11 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use executor::{
-    Executor, Mount, MountKind, NetworkMode, OverlayUpper, Resources, Rootfs, SandboxSpec, Stdio,
-};
+use executor::{Executor, Mount, MountKind, NetworkMode, Resources, Rootfs, SandboxSpec, Stdio};
 
 mod io;
+mod layer;
 
 use super::images::{normalise, open_store, resolve};
 use crate::GlobalOptions;
@@ -244,17 +243,8 @@ pub async fn run(global: &GlobalOptions, args: RunArgs) -> anyhow::Result<ExitCo
     }
     env.extend(args.env.iter().filter_map(|e| expand_env_entry(e)));
 
-    let containers = global.root.join("containers");
-    std::fs::create_dir_all(&containers)
-        .with_context(|| format!("cannot create {}", containers.display()))?;
-    let layer_dir = tempfile::Builder::new()
-        .prefix("run-")
-        .tempdir_in(&containers)
-        .with_context(|| format!("cannot create a container directory in {}", containers.display()))?;
-    let upper = OverlayUpper { upper: layer_dir.path().join("upper"), work: layer_dir.path().join("work") };
-    for dir in [&upper.upper, &upper.work] {
-        std::fs::create_dir(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
+    let layer_dir = layer::ContainerLayer::create(&global.root.join("containers"))?;
+    let upper = layer_dir.overlay_upper();
 
     let mut spec = SandboxSpec::new(Rootfs::Overlay { lowers, upper: Some(upper) }, argv);
     spec.process.env = env;
@@ -291,6 +281,7 @@ pub async fn run(global: &GlobalOptions, args: RunArgs) -> anyhow::Result<ExitCo
     } else {
         Stdio::Inherit { stdin: args.interactive }
     };
+    let signals = io::Signals::install()?;
     let sandbox = match executor.spawn(spec, stdio).await {
         Ok(sandbox) => sandbox,
         Err(executor::Error::Setup { message, exit_code }) => {
@@ -299,7 +290,7 @@ pub async fn run(global: &GlobalOptions, args: RunArgs) -> anyhow::Result<ExitCo
         }
         Err(err) => return Err(err.into()),
     };
-    let status = io::drive(sandbox, args.tty, args.interactive).await?;
+    let status = io::drive(sandbox, signals, args.tty, args.interactive).await?;
     drop(layer_dir);
     if status.oom_killed {
         eprintln!("kiln: the container ran out of memory and was OOM-killed");

@@ -58,7 +58,8 @@ pub async fn run(global: &GlobalOptions, args: SaveArgs) -> anyhow::Result<ExitC
         SaveFormat::Oci => ArchiveFormat::Oci,
     };
     match &args.output {
-        Some(path) => save_to_file(&store, &exports, format, path)?,
+        Some(path) => formats::save_to_file(&store, &exports, format, path)
+            .with_context(|| format!("cannot save images to {}", path.display()))?,
         None => {
             let stdout = std::io::stdout();
             if stdout.is_terminal() {
@@ -72,29 +73,4 @@ pub async fn run(global: &GlobalOptions, args: SaveArgs) -> anyhow::Result<ExitC
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Writes the archive next to `path` and renames it into place, so `path` is never half written.
-fn save_to_file(
-    store: &cache::Store,
-    exports: &[ExportImage],
-    format: ArchiveFormat,
-    path: &Path,
-) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    let mut temp = tempfile::Builder::new()
-        .prefix(".kiln-save-")
-        .tempfile_in(dir)
-        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
-    {
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, temp.as_file_mut());
-        formats::save(store, exports, format, &mut out).context("cannot save images")?;
-        out.flush().with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    temp.as_file().sync_all().with_context(|| format!("cannot write {}", path.display()))?;
-    temp.persist(path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }

@@ -5,7 +5,20 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use executor::network::Bridge;
 use executor::{Executor, ExitStatus, OutputStream, OverlayUpper, Rootfs, SandboxSpec, Stdio};
+
+/// A bridge of this test alone (unique name and /24 subnet), removed by [`TestEnv`]'s drop.
+pub fn unique_bridge() -> Bridge {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let pid = std::process::id();
+    Bridge::new(
+        format!("kt{}x{n}", pid % 100_000),
+        std::net::Ipv4Addr::new(10, 200 + (pid % 50) as u8, (n % 256) as u8, 1),
+        24,
+    )
+}
 
 /// The busybox rootfs (read-only lower shared by all tests of this binary).
 pub fn base_rootfs() -> &'static Path {
@@ -37,7 +50,8 @@ impl TestEnv {
         let dir = tempfile::Builder::new().prefix("kiln-executor-test-").tempdir().expect("tempdir");
         let executor = Executor::new(dir.path().join("run"))
             .expect("executor")
-            .with_init_program(env!("CARGO_BIN_EXE_kiln-sandbox-init"));
+            .with_init_program(env!("CARGO_BIN_EXE_kiln-sandbox-init"))
+            .with_bridge(unique_bridge());
         Self { dir, executor, ids: std::sync::Mutex::new(Vec::new()) }
     }
 
@@ -113,6 +127,8 @@ impl Output {
 
 impl Drop for TestEnv {
     fn drop(&mut self) {
+        let bridge = self.executor.bridge().clone();
+        let _remove_bridge = BridgeGuard(bridge.clone());
         if std::thread::panicking() {
             return;
         }
@@ -130,6 +146,23 @@ impl Drop for TestEnv {
             }
             let veth = format!("/sys/class/net/kv{}", &id[..12]);
             assert!(!Path::new(&veth).exists(), "veth left: {veth}");
+        }
+        let leases = Path::new(executor::network::RUN_DIR).join("ipam").join(&bridge.name);
+        let left: Vec<_> =
+            std::fs::read_dir(&leases).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+        assert!(left.is_empty(), "address leases left: {left:?}");
+    }
+}
+
+/// Removes a test's bridge (link, iptables rules, lease dir) even when the test failed.
+struct BridgeGuard(Bridge);
+
+impl Drop for BridgeGuard {
+    fn drop(&mut self) {
+        self.0.remove();
+        let link = Path::new("/sys/class/net").join(&self.0.name);
+        if !std::thread::panicking() {
+            assert!(!link.exists(), "bridge left: {}", link.display());
         }
     }
 }

@@ -3,11 +3,44 @@
 //! This is the equivalent of BuildKit's `frontend/dockerfile/shell` package: quotes and escapes,
 //! `$V ${V} ${V:-w} ${V-w} ${V:+w} ${V+w} ${V:?msg} ${V?msg} ${V#p} ${V##p} ${V%p} ${V%%p}
 //! ${V/p/r} ${V//p/r}`, and word splitting after expansion (unquoted expansion results are
-//! split, quoted ones are not).
+//! split, quoted ones are not). It passes every non-Windows line of BuildKit's `envVarTest` and
+//! `wordsTest` (see `parser/tests/conformance.rs`).
 //!
-//! Entry points: [`expand_word`] (single-word mode, no splitting), [`expand_words`] (multi-word
-//! mode), [`expand_word_with_matches`] (also reports which variables were looked up and found
-//! or missing, for unused-ARG style warnings) and [`Lexer`] for the less common switches.
+//! # Entry points
+//!
+//! | function | BuildKit | result |
+//! |---|---|---|
+//! | [`expand_word`] | `ProcessWord` | one string, no splitting |
+//! | [`expand_words`] | `ProcessWords` | the result split into words |
+//! | [`expand_word_with_matches`] / [`expand_words_with_matches`] | `ProcessWordWithMatches` | an [`Expansion`]: value, words and the variable names used ([`Expansion::matched`], [`Expansion::unmatched`], [`Expansion::used`]) |
+//! | [`expand_heredoc`] | the `ExpandRaw` lexer | heredoc bodies: quotes kept, escape is always `\` |
+//! | [`Lexer`] | `shell.Lex` | the switches (`raw_quotes`, `raw_escapes`, `skip_process_quotes`, `skip_unset_env`) |
+//!
+//! `escape` is the Dockerfile's escape character ([`crate::Dockerfile::escape`]). The
+//! environment is anything implementing [`Env`]: ordered `Vec<(String, String)>` (later entries
+//! win, like BuildKit's env list), `HashMap`, `BTreeMap` or [`EmptyEnv`].
+//!
+//! # What BuildKit expands, and how (for the Dockerfile → graph lowering)
+//!
+//! The AST keeps every value as written; the lowering expands them with the stage's current
+//! environment (build args in scope + `ENV` so far, `ENV` winning), in this way:
+//!
+//! - single word ([`expand_word`]): `ENV` and `LABEL` keys and values; `ARG` defaults (names are
+//!   not expanded); `WORKDIR`; `USER`; each `VOLUME` path; `STOPSIGNAL`; `COPY`/`ADD` sources,
+//!   destination, `--from`, `--chown`, `--chmod`, ADD `--checksum` (not `--exclude`); the
+//!   `RUN --mount` values (the parser already rejects a variable in `from=`; expand the other
+//!   fields of [`crate::mount::Mount`] when lowering);
+//! - several words ([`expand_words`]): each `EXPOSE` argument (`EXPOSE $PORTS` may give many);
+//! - `FROM` base and `--platform`: single word, with only the global `ARG`s (those before the
+//!   first `FROM`, [`crate::Dockerfile::global_args`]) plus `--build-arg` overrides; stage names
+//!   are not expanded;
+//! - heredoc bodies of `COPY`/`ADD` whose delimiter was not quoted (`expand == true`):
+//!   [`expand_heredoc`]. `RUN` heredocs are not expanded by the builder (the shell does it);
+//! - never expanded: `RUN`, `CMD`, `ENTRYPOINT`, `SHELL`, `HEALTHCHECK` commands, `ONBUILD`
+//!   triggers (expanded when the trigger runs in a child build), `MAINTAINER`.
+//!
+//! Unset variables expand to the empty string. Names in [`Expansion::unmatched`] are what
+//! BuildKit reports in its "undefined variable" lint.
 //!
 //! One BuildKit quirk is kept on purpose so results stay identical: in multi-word mode, a
 //! `${V<op>…}` expansion drops the part of the current word that preceded it (BuildKit's
@@ -103,19 +136,69 @@ pub struct Expansion {
     pub unmatched: BTreeSet<String>,
 }
 
-/// Expands `word` in single-word mode (no splitting).
+impl Expansion {
+    /// Every variable name the expansion looked up, set or not, in sorted order.
+    pub fn used(&self) -> impl Iterator<Item = &str> {
+        let mut names: Vec<&str> = self.matched.iter().chain(&self.unmatched).map(String::as_str).collect();
+        names.sort_unstable();
+        names.dedup();
+        names.into_iter()
+    }
+}
+
+/// Expands `word` in single-word mode (no splitting): BuildKit's `ProcessWord`.
+///
+/// ```
+/// use parser::shell::expand_word;
+/// let env = vec![("NAME".to_string(), "world".to_string())];
+/// assert_eq!(expand_word("'hello' \"${NAME:-x}\"", &env, '\\').unwrap(), "hello world");
+/// ```
 pub fn expand_word(word: &str, env: &dyn Env, escape: char) -> Result<String, ShellError> {
     Lexer::new(escape).process(word, env).map(|e| e.value)
 }
 
-/// Expands `word` and splits the result into words.
+/// Expands `word` and splits the result into words: BuildKit's `ProcessWords`.
+///
+/// ```
+/// use parser::shell::expand_words;
+/// let env = vec![("PORTS".to_string(), "80/tcp 443".to_string())];
+/// assert_eq!(expand_words("$PORTS \"8 0\"", &env, '\\').unwrap(), ["80/tcp", "443", "8 0"]);
+/// ```
 pub fn expand_words(word: &str, env: &dyn Env, escape: char) -> Result<Vec<String>, ShellError> {
     Lexer::new(escape).process(word, env).map(|e| e.words)
 }
 
-/// Expands `word` in single-word mode and reports the variables used.
+/// Expands `word` and reports the variables used: BuildKit's `ProcessWordWithMatches`.
+/// Use [`Expansion::value`] for the single-word result.
+///
+/// ```
+/// use parser::shell::expand_word_with_matches;
+/// let env = vec![("A".to_string(), "1".to_string())];
+/// let expansion = expand_word_with_matches("$A-${B:-2}", &env, '\\').unwrap();
+/// assert_eq!(expansion.value, "1-2");
+/// assert_eq!(expansion.used().collect::<Vec<_>>(), ["A", "B"]);
+/// assert!(expansion.unmatched.contains("B"));
+/// ```
 pub fn expand_word_with_matches(word: &str, env: &dyn Env, escape: char) -> Result<Expansion, ShellError> {
     Lexer::new(escape).process(word, env)
+}
+
+/// Expands `word` in multi-word mode and reports the variables used; use [`Expansion::words`].
+pub fn expand_words_with_matches(word: &str, env: &dyn Env, escape: char) -> Result<Expansion, ShellError> {
+    Lexer::new(escape).process(word, env)
+}
+
+/// Expands a heredoc body (`COPY <<EOF` with an unquoted delimiter) as BuildKit does: escape
+/// character `\` whatever the Dockerfile's, quotes left untouched (they belong to the file),
+/// variables expanded. Use [`Expansion::value`].
+///
+/// ```
+/// use parser::shell::expand_heredoc;
+/// let env = vec![("USER".to_string(), "me".to_string())];
+/// assert_eq!(expand_heredoc("echo '$USER' \"$USER\"\n", &env).unwrap().value, "echo 'me' \"me\"\n");
+/// ```
+pub fn expand_heredoc(content: &str, env: &dyn Env) -> Result<Expansion, ShellError> {
+    Lexer { skip_process_quotes: true, ..Lexer::new('\\') }.process(content, env)
 }
 
 /// A configurable lexer, mirroring BuildKit's `shell.Lex` switches.

@@ -1,15 +1,15 @@
 //! Registry credentials in docker's `config.json` format.
 //!
-//! kiln reads, in order:
-//! 1. its own auth file: `$KILN_AUTH_FILE`, else `$XDG_CONFIG_HOME/kiln/auth.json`, else
-//!    `~/.config/kiln/auth.json` (written by `kiln login`, removed from by `kiln logout`);
-//! 2. docker's file: `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json` (read only).
+//! kiln reads and writes docker's file, like docker and podman do: `$DOCKER_CONFIG/config.json`,
+//! else `~/.docker/config.json` (`kiln login` adds an entry, `kiln logout` removes it, so
+//! `docker login` and `kiln login` share credentials). `$KILN_AUTH_FILE` names another file to
+//! use instead; docker's file is then still read (never written) as a fallback.
 //!
-//! Both have docker's shape, `{"auths": {"<registry>": {"auth": base64("user:password")}}}`, so
-//! either file can be copied to the other place. Keys are matched by host name: `https://` and
-//! paths are ignored, and Docker Hub's `https://index.docker.io/v1/` (which `kiln login` writes,
-//! like docker) matches `docker.io`. Credential helpers (`credsStore`, `credHelpers`) are not run.
-//! kiln's file is written atomically (temp file + fsync + rename) with mode 0600; keys it does
+//! The shape is docker's, `{"auths": {"<registry>": {"auth": base64("user:password")}}}`. Keys
+//! are matched by host name: `https://` and paths are ignored, and Docker Hub's
+//! `https://index.docker.io/v1/` (which `kiln login` writes, like docker) matches `docker.io`.
+//! Credential helpers (`credsStore`, `credHelpers`) are not run, but are kept in the file.
+//! The file is written atomically (temp file + fsync + rename) with mode 0600; keys kiln does
 //! not know are kept.
 
 use std::collections::BTreeMap;
@@ -45,19 +45,19 @@ impl std::fmt::Debug for Credentials {
 /// Where credentials are read from and written to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthConfig {
-    /// kiln's own file (read first; the only one written).
-    pub kiln_file: PathBuf,
-    /// docker's `config.json` (read only), if any.
-    pub docker_file: Option<PathBuf>,
+    /// The file read first, and the only one written (docker's `config.json` by default).
+    pub file: PathBuf,
+    /// A file read after `file`, never written (docker's when `$KILN_AUTH_FILE` is set).
+    pub fallback: Option<PathBuf>,
 }
 
 /// What [`AuthConfig::remove`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Removal {
-    /// The entry was removed from kiln's file.
+    /// The entry was removed from [`AuthConfig::file`].
     Removed,
-    /// kiln's file has no entry; docker's file (not touched) has one.
-    OnlyInDockerConfig(PathBuf),
+    /// The written file has no entry; the fallback file (not touched) has one.
+    OnlyInFallback(PathBuf),
     /// No entry anywhere.
     NotLoggedIn,
 }
@@ -85,22 +85,22 @@ struct AuthEntry {
 impl AuthConfig {
     /// The default locations, from the environment (see the module docs).
     pub fn from_env() -> Self {
-        let home = std::env::var_os("HOME").map(PathBuf::from);
-        let kiln_file = match (std::env::var_os("KILN_AUTH_FILE"), std::env::var_os("XDG_CONFIG_HOME")) {
-            (Some(file), _) if !file.is_empty() => PathBuf::from(file),
-            (_, Some(xdg)) if !xdg.is_empty() => PathBuf::from(xdg).join("kiln/auth.json"),
-            _ => home.clone().unwrap_or_else(|| PathBuf::from("/root")).join(".config/kiln/auth.json"),
-        };
         let docker_file = match std::env::var_os("DOCKER_CONFIG") {
-            Some(dir) if !dir.is_empty() => Some(PathBuf::from(dir).join("config.json")),
-            _ => home.map(|h| h.join(".docker/config.json")),
+            Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("config.json"),
+            _ => std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map_or_else(|| PathBuf::from("/root"), PathBuf::from)
+                .join(".docker/config.json"),
         };
-        Self { kiln_file, docker_file }
+        match std::env::var_os("KILN_AUTH_FILE") {
+            Some(file) if !file.is_empty() => Self { file: PathBuf::from(file), fallback: Some(docker_file) },
+            _ => Self { file: docker_file, fallback: None },
+        }
     }
 
     /// Credentials for `registry` (`docker.io`, `localhost:5000`), if any file has them.
     pub fn credentials(&self, registry: &str) -> Result<Option<Credentials>> {
-        for path in std::iter::once(&self.kiln_file).chain(self.docker_file.as_ref()) {
+        for path in std::iter::once(&self.file).chain(self.fallback.as_ref()) {
             let Some(config) = read_config(path)? else { continue };
             if let Some((_, entry)) = config.auths.iter().find(|(key, _)| key_matches(key, registry)) {
                 if let Some(credentials) = entry.credentials(path)? {
@@ -113,30 +113,30 @@ impl AuthConfig {
         Ok(None)
     }
 
-    /// Stores credentials for `registry` in kiln's file.
+    /// Stores credentials for `registry` in [`AuthConfig::file`].
     pub fn store(&self, registry: &str, credentials: &Credentials) -> Result<()> {
-        let mut config = read_config(&self.kiln_file)?.unwrap_or_default();
+        let mut config = read_config(&self.file)?.unwrap_or_default();
         config.auths.retain(|key, _| !key_matches(key, registry));
         let token = BASE64.encode(format!("{}:{}", credentials.username, credentials.password));
         config.auths.insert(auth_key(registry), AuthEntry { auth: Some(token), ..AuthEntry::default() });
-        write_config(&self.kiln_file, &config)
+        write_config(&self.file, &config)
     }
 
-    /// Removes the credentials of `registry` from kiln's file.
+    /// Removes the credentials of `registry` from [`AuthConfig::file`].
     pub fn remove(&self, registry: &str) -> Result<Removal> {
-        if let Some(mut config) = read_config(&self.kiln_file)? {
+        if let Some(mut config) = read_config(&self.file)? {
             let before = config.auths.len();
             config.auths.retain(|key, _| !key_matches(key, registry));
             if config.auths.len() != before {
-                write_config(&self.kiln_file, &config)?;
+                write_config(&self.file, &config)?;
                 return Ok(Removal::Removed);
             }
         }
-        if let Some(docker_file) = &self.docker_file
-            && let Some(config) = read_config(docker_file)?
+        if let Some(fallback) = &self.fallback
+            && let Some(config) = read_config(fallback)?
             && config.auths.keys().any(|key| key_matches(key, registry))
         {
-            return Ok(Removal::OnlyInDockerConfig(docker_file.clone()));
+            return Ok(Removal::OnlyInFallback(fallback.clone()));
         }
         Ok(Removal::NotLoggedIn)
     }
@@ -229,10 +229,7 @@ mod tests {
     use super::*;
 
     fn config(dir: &Path) -> AuthConfig {
-        AuthConfig {
-            kiln_file: dir.join("kiln/auth.json"),
-            docker_file: Some(dir.join("docker/config.json")),
-        }
+        AuthConfig { file: dir.join("kiln/auth.json"), fallback: Some(dir.join("docker/config.json")) }
     }
 
     fn creds(user: &str, password: &str) -> Credentials {
@@ -247,7 +244,7 @@ mod tests {
         let hub = BASE64.encode("hubuser:hub:pass");
         let local = BASE64.encode("alice:secret");
         std::fs::write(
-            cfg.docker_file.as_ref().unwrap(),
+            cfg.fallback.as_ref().unwrap(),
             format!(
                 r#"{{"auths": {{"https://index.docker.io/v1/": {{"auth": "{hub}"}},
                     "http://localhost:5000/v2/": {{"auth": "{local}"}},
@@ -271,7 +268,7 @@ mod tests {
         let cfg = config(dir.path());
         std::fs::create_dir_all(dir.path().join("kiln")).unwrap();
         std::fs::write(
-            &cfg.kiln_file,
+            &cfg.file,
             r#"{"auths": {"a.io": {"auth": "dTpw", "email": "x@y"}}, "proxies": {"k": 1}}"#,
         )
         .unwrap();
@@ -280,10 +277,10 @@ mod tests {
         assert_eq!(cfg.credentials("localhost:5000").unwrap(), Some(creds("bob", "pw")));
         assert_eq!(cfg.credentials("docker.io").unwrap(), Some(creds("hub", "pw2")));
         assert_eq!(cfg.credentials("a.io").unwrap(), Some(creds("u", "p")));
-        let text = std::fs::read_to_string(&cfg.kiln_file).unwrap();
+        let text = std::fs::read_to_string(&cfg.file).unwrap();
         assert!(text.contains("\"https://index.docker.io/v1/\""), "{text}");
         assert!(text.contains("\"proxies\"") && text.contains("\"email\""), "{text}");
-        assert_eq!(std::fs::metadata(&cfg.kiln_file).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::metadata(&cfg.file).unwrap().mode() & 0o777, 0o600);
 
         // Overwrite replaces, does not duplicate.
         cfg.store("localhost:5000", &creds("bob", "new")).unwrap();
@@ -299,21 +296,18 @@ mod tests {
     }
 
     #[test]
-    fn kiln_file_wins_and_docker_file_is_never_written() {
+    fn file_wins_and_fallback_is_never_written() {
         let dir = tempfile::tempdir().unwrap();
         let cfg = config(dir.path());
         std::fs::create_dir_all(dir.path().join("docker")).unwrap();
         let docker_text = format!(r#"{{"auths": {{"r.io": {{"auth": "{}"}}}}}}"#, BASE64.encode("d:1"));
-        std::fs::write(cfg.docker_file.as_ref().unwrap(), &docker_text).unwrap();
+        std::fs::write(cfg.fallback.as_ref().unwrap(), &docker_text).unwrap();
         assert_eq!(cfg.credentials("r.io").unwrap(), Some(creds("d", "1")));
         cfg.store("r.io", &creds("k", "2")).unwrap();
         assert_eq!(cfg.credentials("r.io").unwrap(), Some(creds("k", "2")));
         assert_eq!(cfg.remove("r.io").unwrap(), Removal::Removed);
-        assert_eq!(
-            cfg.remove("r.io").unwrap(),
-            Removal::OnlyInDockerConfig(cfg.docker_file.clone().unwrap())
-        );
-        assert_eq!(std::fs::read_to_string(cfg.docker_file.as_ref().unwrap()).unwrap(), docker_text);
+        assert_eq!(cfg.remove("r.io").unwrap(), Removal::OnlyInFallback(cfg.fallback.clone().unwrap()));
+        assert_eq!(std::fs::read_to_string(cfg.fallback.as_ref().unwrap()).unwrap(), docker_text);
     }
 
     #[test]
@@ -321,10 +315,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cfg = config(dir.path());
         std::fs::create_dir_all(dir.path().join("kiln")).unwrap();
-        std::fs::write(&cfg.kiln_file, "{not json").unwrap();
+        std::fs::write(&cfg.file, "{not json").unwrap();
         let err = cfg.credentials("x").unwrap_err().to_string();
         assert!(err.contains("auth.json"), "{err}");
-        std::fs::write(&cfg.kiln_file, r#"{"auths": {"x": {"auth": "!!!"}}}"#).unwrap();
+        std::fs::write(&cfg.file, r#"{"auths": {"x": {"auth": "!!!"}}}"#).unwrap();
         let err = cfg.credentials("x").unwrap_err().to_string();
         assert!(err.contains("auth.json") && err.contains("base64"), "{err}");
     }

@@ -125,8 +125,8 @@ pub fn client(auth_dir: &Path) -> Client {
 pub fn options(auth_dir: &Path) -> ClientOptions {
     ClientOptions {
         auth: AuthConfig {
-            kiln_file: auth_dir.join("kiln-auth.json"),
-            docker_file: Some(auth_dir.join("docker/config.json")),
+            file: auth_dir.join("kiln-auth.json"),
+            fallback: Some(auth_dir.join("docker/config.json")),
         },
         initial_backoff: Duration::from_millis(10),
         max_attempts: 4,
@@ -194,6 +194,9 @@ pub enum Fault {
     Replace { path: String, body: Vec<u8>, content_type: String },
     /// Answer this status with an empty body.
     Status { path: String, status: u16 },
+    /// Hold every matching request this long before forwarding it (never consumed); the most
+    /// requests held at once is [`Proxy::max_concurrent_delayed`].
+    Delay { path: String, millis: u64 },
 }
 
 impl Fault {
@@ -204,7 +207,8 @@ impl Fault {
             | Fault::Corrupt { path }
             | Fault::Truncate { path }
             | Fault::Replace { path, .. }
-            | Fault::Status { path, .. } => path,
+            | Fault::Status { path, .. }
+            | Fault::Delay { path, .. } => path,
         }
     }
 }
@@ -224,6 +228,9 @@ struct ProxyState {
     tokens: Vec<(String, Vec<String>)>,
     requests: Vec<String>,
     token_requests: usize,
+    /// Delayed requests in progress now, and the most at any time.
+    delayed_now: usize,
+    delayed_max: usize,
 }
 
 /// A proxy in front of a registry, on its own port, serving until dropped.
@@ -271,8 +278,11 @@ impl Proxy {
         self.state.lock().unwrap().faults.push(fault);
     }
 
+    /// Removes every fault and resets [`Proxy::max_concurrent_delayed`].
     pub fn clear(&self) {
-        self.state.lock().unwrap().faults.clear();
+        let mut state = self.state.lock().unwrap();
+        state.faults.clear();
+        state.delayed_max = 0;
     }
 
     /// `METHOD path` of every request forwarded so far.
@@ -282,6 +292,11 @@ impl Proxy {
 
     pub fn token_requests(&self) -> usize {
         self.state.lock().unwrap().token_requests
+    }
+
+    /// The most requests held by a [`Fault::Delay`] at the same time.
+    pub fn max_concurrent_delayed(&self) -> usize {
+        self.state.lock().unwrap().delayed_max
     }
 }
 
@@ -348,6 +363,15 @@ async fn handle(
     match &fault {
         Some(Fault::ServerError { .. }) => return Ok(status(StatusCode::INTERNAL_SERVER_ERROR)),
         Some(Fault::Status { status: code, .. }) => return Ok(status(StatusCode::from_u16(*code).unwrap())),
+        Some(Fault::Delay { millis, .. }) => {
+            {
+                let mut state = state.lock().unwrap();
+                state.delayed_now += 1;
+                state.delayed_max = state.delayed_max.max(state.delayed_now);
+            }
+            tokio::time::sleep(Duration::from_millis(*millis)).await;
+            state.lock().unwrap().delayed_now -= 1;
+        }
         _ => {}
     }
 

@@ -197,3 +197,29 @@ fn recent_files_are_not_cached() {
     h.checksum(&Selection::all()).unwrap();
     assert!(h.cache().is_empty());
 }
+
+#[test]
+fn digest_covers_owner_and_link_target_unless_chowned() {
+    let dir = context();
+    let root = dir.path();
+    symlink("src/main.rs", root.join("link")).unwrap();
+    let all = Selection::all();
+    let mut no_owner = Selection::all();
+    no_owner.include_owner = false;
+    let base = sum(root, &all);
+    let base_no_owner = sum(root, &no_owner);
+    // Owner changes (we run as root, as CI does) change the digest, unless `--chown` overrides.
+    std::os::unix::fs::lchown(root.join("README.md"), Some(4242), Some(4343)).unwrap();
+    assert_ne!(base, sum(root, &all), "uid/gid matter");
+    assert_eq!(base_no_owner, sum(root, &no_owner), "COPY --chown ignores source owners");
+    std::os::unix::fs::lchown(root.join("README.md"), Some(0), Some(0)).unwrap();
+    let chowned_back = sum(root, &all);
+    // A link's target matters even when the link is not followed.
+    std::fs::remove_file(root.join("link")).unwrap();
+    symlink("src/lib.rs", root.join("link")).unwrap();
+    assert_ne!(chowned_back, sum(root, &all), "link targets matter");
+    // Type matters: a file with the link's target as content is not the link.
+    std::fs::remove_file(root.join("link")).unwrap();
+    write(root, "link", "src/lib.rs");
+    assert_ne!(chowned_back, sum(root, &all), "entry types matter");
+}

@@ -22,12 +22,33 @@ fn copy(mut from: impl Read, mut to: impl Write) {
     }
 }
 
+/// The signals kiln handles while a container runs. Installed before the sandbox is spawned,
+/// so that a Ctrl-C or SIGTERM during setup still kills the container and cleans up.
+pub struct Signals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+    resize: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub fn install() -> anyhow::Result<Self> {
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+            terminate: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            resize: signal(SignalKind::window_change()).context("cannot handle SIGWINCH")?,
+        })
+    }
+}
+
 /// Runs the container to completion and returns its status.
-pub async fn drive(mut sandbox: Sandbox, tty: bool, interactive: bool) -> anyhow::Result<ExitStatus> {
+pub async fn drive(
+    mut sandbox: Sandbox,
+    signals: Signals,
+    tty: bool,
+    interactive: bool,
+) -> anyhow::Result<ExitStatus> {
     let killer = sandbox.killer();
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
-    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    let mut resize = signal(SignalKind::window_change()).context("cannot handle SIGWINCH")?;
+    let Signals { mut interrupt, mut terminate, mut resize } = signals;
 
     let mut output_thread = None;
     let mut raw_mode = None;

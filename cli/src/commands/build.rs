@@ -1,0 +1,430 @@
+//! `kiln build [OPTIONS] CONTEXT`: build an image from a Dockerfile, with `docker buildx build`'s
+//! flags. The library does the work ([`solver::build`]); this file turns flags into a
+//! [`BuildRequest`], renders progress and errors, pushes, and writes `--iidfile` /
+//! `--metadata-file`.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::ValueEnum;
+use registry::Reference;
+use solver::build::{BuildError, BuildOutcome, BuildRequest, ExportSettings, SecretSource, SecretSpec};
+use solver::export::output::Output;
+use solver::export::{ImageOptions, metadata_json};
+use solver::progress::{self, ProgressSender};
+use tokio_util::sync::CancellationToken;
+
+use super::images::open_store;
+use super::transfer_progress::{Direction, Renderer, client};
+use crate::GlobalOptions;
+
+/// `--progress` modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    /// `tty` on a terminal, else `plain`.
+    Auto,
+    Tty,
+    Plain,
+    Rawjson,
+    Quiet,
+}
+
+/// Arguments of `kiln build`.
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
+    /// Name of the Dockerfile (default: `CONTEXT/Dockerfile`); `-` reads it from stdin.
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    pub file: Option<String>,
+    /// Name and optionally a tag (`name:tag`); repeatable.
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    pub tags: Vec<String>,
+    /// Build-time variable `K=V`, or `K` to take the value from the environment; repeatable.
+    #[arg(long = "build-arg", value_name = "K[=V]")]
+    pub build_args: Vec<String>,
+    /// The stage to build.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Do not use the cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Do not use the cache for these stages; repeatable.
+    #[arg(long = "no-cache-filter", value_name = "STAGE", value_delimiter = ',')]
+    pub no_cache_filter: Vec<String>,
+    /// Always look for newer versions of base images.
+    #[arg(long)]
+    pub pull: bool,
+    /// Image metadata `K=V`; repeatable.
+    #[arg(long = "label", value_name = "K=V")]
+    pub labels: Vec<String>,
+    /// Secret for `RUN --mount=type=secret`: `id=ID,src=PATH` or `id=ID,env=VAR`; repeatable.
+    #[arg(long = "secret", value_name = "id=ID[,src=PATH|env=VAR]")]
+    pub secrets: Vec<String>,
+    /// SSH agent socket for `RUN --mount=type=ssh` (`default`); repeatable.
+    #[arg(long = "ssh", value_name = "default")]
+    pub ssh: Vec<String>,
+    /// Network mode for RUN instructions (`default`, `none`, `host`).
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<String>,
+    /// Progress output.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+    /// Print only the image ID on success.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Write the image ID to this file.
+    #[arg(long, value_name = "FILE")]
+    pub iidfile: Option<PathBuf>,
+    /// Write build result metadata (JSON) to this file.
+    #[arg(long = "metadata-file", value_name = "FILE")]
+    pub metadata_file: Option<PathBuf>,
+    /// Output: `type=local,dest=DIR`, `type=tar|oci|docker,dest=FILE|-`,
+    /// `type=image,name=REF,push=true`, or a directory; repeatable.
+    #[arg(short = 'o', long = "output", value_name = "SPEC")]
+    pub outputs: Vec<String>,
+    /// Push the image to its registry (like `--output type=image,push=true`).
+    #[arg(long)]
+    pub push: bool,
+    /// Accepted for compatibility: the image store is the default output.
+    #[arg(long)]
+    pub load: bool,
+    /// Target platform; only the host's (`linux/amd64` here) is supported.
+    #[arg(long, value_name = "OS/ARCH")]
+    pub platform: Option<String>,
+    /// Timestamp (seconds since the epoch) for the image and its layers, for reproducible builds.
+    #[arg(long = "source-date-epoch", env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
+    pub source_date_epoch: Option<i64>,
+    /// Maximum number of steps running at once (default: the number of cores).
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// The build context: a directory, or `-` to read a Dockerfile from stdin without context.
+    #[arg(value_name = "CONTEXT")]
+    pub context: String,
+}
+
+/// `K=V` or `K` (value from the environment; dropped when unset, like docker).
+fn parse_build_args(args: &[String]) -> Vec<(String, String)> {
+    args.iter()
+        .filter_map(|arg| match arg.split_once('=') {
+            Some((k, v)) => Some((k.to_owned(), v.to_owned())),
+            None => std::env::var(arg).ok().map(|v| (arg.clone(), v)),
+        })
+        .collect()
+}
+
+fn parse_labels(labels: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    labels
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+            None if !l.is_empty() => Ok((l.clone(), String::new())),
+            _ => bail!("invalid label {l:?}: expected KEY=VALUE"),
+        })
+        .collect()
+}
+
+/// `id=ID,src=PATH` | `id=ID,env=VAR` | `id=ID` (env var ID, else file) — buildx's forms,
+/// including `type=file|env` and `source=`/`target`-less shorthands.
+fn parse_secret(spec: &str) -> anyhow::Result<SecretSpec> {
+    let mut id = None;
+    let mut src = None;
+    let mut env = None;
+    let mut kind = None;
+    for field in spec.split(',') {
+        let (key, value) = field.split_once('=').with_context(|| format!("invalid --secret {spec:?}"))?;
+        match key {
+            "id" => id = Some(value.to_owned()),
+            "src" | "source" => src = Some(value.to_owned()),
+            "env" => env = Some(value.to_owned()),
+            "type" => kind = Some(value.to_owned()),
+            other => bail!("invalid --secret {spec:?}: unknown key {other:?}"),
+        }
+    }
+    let id = id.or_else(|| src.clone()).or_else(|| env.clone());
+    let Some(id) = id.filter(|i| !i.is_empty()) else { bail!("invalid --secret {spec:?}: missing id=") };
+    let source = match (kind.as_deref(), src, env) {
+        (_, Some(path), None) => SecretSource::File(PathBuf::from(path)),
+        (_, None, Some(var)) => SecretSource::Env(var),
+        (Some("env"), None, None) => SecretSource::Env(id.clone()),
+        (Some("file") | None, None, None) => {
+            if std::env::var_os(&id).is_some() && kind.is_none() {
+                SecretSource::Env(id.clone())
+            } else {
+                SecretSource::File(PathBuf::from(&id))
+            }
+        }
+        (Some(other), None, None) => bail!("invalid --secret {spec:?}: unknown type {other:?}"),
+        (_, Some(_), Some(_)) => bail!("invalid --secret {spec:?}: give either src= or env=, not both"),
+    };
+    Ok(SecretSpec { id, source })
+}
+
+fn check_platform(platform: Option<&str>) -> anyhow::Result<()> {
+    let Some(wanted) = platform else { return Ok(()) };
+    let (os, arch) = cache::host_platform();
+    let host = format!("{os}/{arch}");
+    for one in wanted.split(',') {
+        let one = one.trim();
+        if one != host && one != "local" {
+            bail!("platform {one:?} is not supported: kiln builds only for the host platform ({host})");
+        }
+    }
+    Ok(())
+}
+
+/// The outputs and the fully qualified names to write, and the references to push.
+struct Plan {
+    outputs: Vec<Output>,
+    names: Vec<String>,
+    push: Vec<Reference>,
+}
+
+fn plan_outputs(args: &BuildArgs) -> anyhow::Result<Plan> {
+    let mut outputs = Vec::new();
+    let mut refs = Vec::new();
+    for tag in &args.tags {
+        refs.push(Reference::parse(tag).with_context(|| format!("invalid tag {tag:?}"))?);
+    }
+    let mut push = args.push;
+    for spec in &args.outputs {
+        let output = Output::parse(spec)?;
+        if let Output::Image { names, push: p } = &output {
+            push |= *p;
+            for name in names {
+                refs.push(Reference::parse(name).with_context(|| format!("invalid image name {name:?}"))?);
+            }
+        }
+        outputs.push(output);
+    }
+    if outputs.is_empty() || (args.push && !outputs.iter().any(|o| matches!(o, Output::Image { .. }))) {
+        outputs.push(Output::Image { names: vec![], push: args.push });
+    }
+    if push && refs.is_empty() {
+        bail!("--push needs a name: give -t NAME or --output type=image,name=NAME");
+    }
+    let stdout_outputs = outputs.iter().filter(|o| o.uses_stdout()).count();
+    if stdout_outputs > 1 {
+        bail!("only one output can write to stdout");
+    }
+    let names = refs.iter().map(ToString::to_string).collect();
+    Ok(Plan { outputs, names, push: if push { refs } else { Vec::new() } })
+}
+
+fn read_stdin() -> anyhow::Result<String> {
+    let mut text = String::new();
+    std::io::stdin().read_to_string(&mut text).context("cannot read the Dockerfile from stdin")?;
+    Ok(text)
+}
+
+fn request(args: &BuildArgs, plan: &Plan) -> anyhow::Result<BuildRequest> {
+    check_platform(args.platform.as_deref())?;
+    let secrets = args.secrets.iter().map(|s| parse_secret(s)).collect::<anyhow::Result<Vec<_>>>()?;
+    let (context, dockerfile_path, dockerfile_text) = match (args.context.as_str(), args.file.as_deref()) {
+        ("-", Some("-")) => bail!("cannot read both the context and the Dockerfile from stdin"),
+        ("-", Some(_)) => bail!("`-f` cannot be used with a context from stdin (`-`)"),
+        ("-", None) => (None, None, Some(read_stdin()?)),
+        (dir, Some("-")) => (Some(PathBuf::from(dir)), None, Some(read_stdin()?)),
+        (dir, file) => (Some(PathBuf::from(dir)), file.map(PathBuf::from), None),
+    };
+    if let Some(dir) = &context
+        && !dir.is_dir()
+    {
+        bail!("the build context {} is not a directory", dir.display());
+    }
+    Ok(BuildRequest {
+        context,
+        dockerfile_path,
+        dockerfile_text,
+        build_args: parse_build_args(&args.build_args),
+        target: args.target.clone(),
+        no_cache: args.no_cache,
+        no_cache_filter: args.no_cache_filter.clone(),
+        pull: args.pull,
+        secrets,
+        ssh: args.ssh.clone(),
+        network: args.network.clone(),
+        jobs: args.jobs,
+        export: ExportSettings {
+            image: ImageOptions {
+                labels: parse_labels(&args.labels)?,
+                source_date_epoch: args.source_date_epoch,
+                ..ImageOptions::default()
+            },
+            outputs: plan.outputs.clone(),
+            names: plan.names.clone(),
+        },
+    })
+}
+
+/// Runs the build itself.
+async fn execute(
+    request: BuildRequest,
+    store: cache::Store,
+    registry: Option<registry::Client>,
+    progress: ProgressSender,
+    cancel: CancellationToken,
+) -> Result<BuildOutcome, BuildError> {
+    solver::build::build(request, store, registry, progress, cancel).await
+}
+
+pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<ExitCode> {
+    let plan = plan_outputs(&args)?;
+    let request = request(&args, &plan)?;
+    let store = open_store(global)?;
+    let mode = match (args.quiet, args.progress) {
+        (true, _) | (_, ProgressMode::Quiet) => progress::ProgressMode::Quiet,
+        (_, ProgressMode::Auto) => progress::ProgressMode::Auto,
+        (_, ProgressMode::Tty) => progress::ProgressMode::Tty,
+        (_, ProgressMode::Plain) => progress::ProgressMode::Plain,
+        (_, ProgressMode::Rawjson) => progress::ProgressMode::RawJson,
+    };
+    let (progress, events) = progress::channel();
+    let renderer = progress::render(mode, events);
+    let cancel = CancellationToken::new();
+    let ctrl_c = {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                cancel.cancel();
+            }
+        })
+    };
+    let registry = client(global).ok();
+    let result = execute(request, store.clone(), registry, progress, cancel).await;
+    ctrl_c.abort();
+    let _ = renderer.await;
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(BuildError::Step(failure)) => {
+            eprintln!("{failure}");
+            eprintln!("ERROR: failed to solve: {}", failure.error);
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(BuildError::Frontend { text, error }) => {
+            eprintln!("{}", render_frontend_error(&error, &text, &args.file_name()));
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(BuildError::Parse { text, error, .. }) => {
+            return Err(crate::report::SourceError::new(error, text).into());
+        }
+        Err(other) => return Err(other.into()),
+    };
+
+    for warning in &outcome.warnings {
+        eprintln!("WARNING: {warning}");
+    }
+    if !plan.push.is_empty() {
+        let client = client(global)?;
+        for reference in &plan.push {
+            let renderer = Renderer::new(Direction::Push, args.quiet);
+            let pushed = registry::push_manifest(
+                &client,
+                &store,
+                &outcome.image.manifest,
+                reference,
+                &renderer.progress(),
+            )
+            .await;
+            renderer.finish();
+            let pushed = pushed?;
+            if !args.quiet {
+                eprintln!("pushed {} ({})", reference.familiar(), pushed.manifest.digest());
+            }
+        }
+    }
+    let id = outcome.image.config_digest.to_string();
+    if let Some(path) = &args.iidfile {
+        std::fs::write(path, &id).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(path) = &args.metadata_file {
+        let json = serde_json::to_vec_pretty(&metadata_json(&outcome.image, &plan.names))?;
+        std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    let stdout_used = plan.outputs.iter().any(Output::uses_stdout);
+    if args.quiet && !stdout_used {
+        println!("{id}");
+    } else if !args.quiet {
+        eprintln!("writing image {id} done");
+        for name in &plan.names {
+            eprintln!("naming to {name} done");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+impl BuildArgs {
+    /// The Dockerfile's name in messages.
+    fn file_name(&self) -> String {
+        match self.file.as_deref() {
+            None | Some("-") => "Dockerfile".into(),
+            Some(path) => path.to_owned(),
+        }
+    }
+}
+
+/// A lowering error with the Dockerfile lines it concerns marked, like BuildKit.
+fn render_frontend_error(error: &solver::frontend::FrontendError, text: &str, name: &str) -> String {
+    let mut message = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(c) = cause {
+        message.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    let Some(location) = error.location() else { return format!("ERROR: {message}") };
+    let (start, end) = (location.line.max(1), location.end_line.max(location.line.max(1)));
+    let mut out = format!("{name}:{start}\n--------------------\n");
+    for (number, line) in text.lines().enumerate().map(|(i, l)| (i + 1, l)) {
+        if number + 2 >= start && number <= end {
+            let marker = if number >= start { ">>>" } else { "   " };
+            out.push_str(&format!("{number:>4} | {marker} {line}\n"));
+        }
+    }
+    out.push_str("--------------------\n");
+    out.push_str(&format!("ERROR: {message}"));
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_parse_like_buildx() {
+        let table = [
+            ("id=a,src=/x", SecretSpec { id: "a".into(), source: SecretSource::File("/x".into()) }),
+            ("id=a,env=V", SecretSpec { id: "a".into(), source: SecretSource::Env("V".into()) }),
+            ("id=a,type=env", SecretSpec { id: "a".into(), source: SecretSource::Env("a".into()) }),
+            ("src=/p/f", SecretSpec { id: "/p/f".into(), source: SecretSource::File("/p/f".into()) }),
+        ];
+        for (spec, expected) in table {
+            assert_eq!(parse_secret(spec).unwrap(), expected, "{spec}");
+        }
+        for bad in ["", "id=", "id=a,bogus=1", "id=a,src=x,env=y", "junk"] {
+            assert!(parse_secret(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn labels_and_build_args() {
+        assert_eq!(
+            parse_labels(&["a=b=c".into(), "k".into()]).unwrap(),
+            vec![("a".into(), "b=c".into()), ("k".into(), String::new())]
+        );
+        assert!(parse_labels(&["=x".into()]).is_err());
+        let args = parse_build_args(&["A=1".into(), "PATH".into(), "KILN_SURELY_UNSET_VAR".into()]);
+        assert_eq!(args[0], ("A".into(), "1".into()));
+        assert_eq!(args[1].0, "PATH");
+        assert_eq!(args.len(), 2);
+    }
+
+    #[test]
+    fn only_the_host_platform() {
+        let (os, arch) = cache::host_platform();
+        check_platform(Some(&format!("{os}/{arch}"))).unwrap();
+        check_platform(None).unwrap();
+        let err = check_platform(Some("linux/s390x")).unwrap_err().to_string();
+        assert!(err.contains("only for the host platform"), "{err}");
+    }
+}

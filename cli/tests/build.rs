@@ -1,0 +1,62 @@
+#![allow(clippy::unwrap_used)]
+//! `kiln build` from the command line: flag validation and errors that need no build. The end to
+//! end builds are in `build_e2e.rs`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn kiln(root: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kiln"))
+        .arg("--root")
+        .arg(root)
+        .args(args)
+        .env_remove("KILN_ROOT")
+        .env_remove("SOURCE_DATE_EPOCH")
+        .output()
+        .unwrap()
+}
+
+fn fails(root: &Path, args: &[&str]) -> String {
+    let out = kiln(root, args);
+    assert_eq!(out.status.code(), Some(1), "kiln {args:?} should fail with 1");
+    String::from_utf8(out.stderr).unwrap()
+}
+
+fn context() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/build/multistage")
+}
+
+#[test]
+fn foreign_platforms_are_refused_clearly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = context();
+    let err = fails(tmp.path(), &["build", "--platform", "linux/s390x", ctx.to_str().unwrap()]);
+    assert!(err.contains("platform \"linux/s390x\" is not supported"), "{err}");
+}
+
+#[test]
+fn bad_outputs_and_names_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = context();
+    let ctx = ctx.to_str().unwrap();
+    let err = fails(tmp.path(), &["build", "-o", "type=floppy,dest=x", ctx]);
+    assert!(err.contains("unknown type `floppy`"), "{err}");
+    let err = fails(tmp.path(), &["build", "-o", "type=oci", ctx]);
+    assert!(err.contains("needs dest=FILE"), "{err}");
+    let err = fails(tmp.path(), &["build", "--push", ctx]);
+    assert!(err.contains("--push needs a name"), "{err}");
+    let err = fails(tmp.path(), &["build", "-t", "Bad Name", ctx]);
+    assert!(err.contains("invalid tag"), "{err}");
+    let err = fails(tmp.path(), &["build", "--secret", "id=a,src=x,env=y", ctx]);
+    assert!(err.contains("not both"), "{err}");
+}
+
+#[test]
+fn missing_context_or_dockerfile_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let missing = tmp.path().join("nowhere");
+    let err = fails(tmp.path(), &["build", missing.to_str().unwrap()]);
+    assert!(err.contains("is not a directory") && err.contains("nowhere"), "{err}");
+    let err = fails(tmp.path(), &["build", "-f", "/nonexistent/Dockerfile.x", context().to_str().unwrap()]);
+    assert!(err.contains("/nonexistent/Dockerfile.x"), "{err}");
+}

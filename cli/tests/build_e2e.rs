@@ -1,0 +1,351 @@
+#![allow(clippy::unwrap_used)]
+//! `kiln build` end to end (root): each test imports a busybox base image (from
+//! `testdata/rootfs/busybox-rootfs.sh`) as `busybox` into its own `--root`, builds a context of
+//! `testdata/build/`, and checks the image config and the files of the flattened layers
+//! (`--output type=local`). Cache tests count the steps the plain progress shows as run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Kiln {
+    tmp: tempfile::TempDir,
+    root: PathBuf,
+}
+
+fn testdata(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/build").join(name)
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A busybox rootfs tarball (made once per test; shared by the roots of one test so their base
+/// images are identical).
+fn busybox_tarball(dir: &Path) -> PathBuf {
+    let rootfs = dir.join("busybox-rootfs");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/rootfs/busybox-rootfs.sh");
+    run(Command::new("sh").arg(script).arg(&rootfs));
+    let tarball = dir.join("busybox.tar");
+    run(Command::new("tar")
+        .arg("--sort=name")
+        .arg("--mtime=@0")
+        .arg("-C")
+        .arg(&rootfs)
+        .arg("-cf")
+        .arg(&tarball)
+        .arg("."));
+    tarball
+}
+
+impl Kiln {
+    fn new() -> Kiln {
+        let tmp = tempfile::tempdir().unwrap();
+        let tarball = busybox_tarball(tmp.path());
+        Kiln::with_base(tmp, "root", &tarball)
+    }
+
+    fn with_base(tmp: tempfile::TempDir, root: &str, tarball: &Path) -> Kiln {
+        let kiln = Kiln { root: tmp.path().join(root), tmp };
+        kiln.ok(&["import", tarball.to_str().unwrap(), "busybox", "--change", r#"CMD ["sh"]"#]);
+        kiln
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        cmd.arg("--root").arg(&self.root).args(args).env_remove("KILN_ROOT").env_remove("SOURCE_DATE_EPOCH");
+        cmd
+    }
+
+    fn output(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.output(args);
+        assert!(out.status.success(), "kiln {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Builds with plain progress; returns stderr (the progress).
+    fn build(&self, args: &[&str]) -> String {
+        let mut all = vec!["build", "--progress", "plain"];
+        all.extend_from_slice(args);
+        let out = self.output(&all);
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(out.status.success(), "kiln {all:?} failed: {stderr}");
+        stderr
+    }
+
+    /// Builds into a directory (`type=local`) and returns it.
+    fn build_local(&self, name: &str, args: &[&str]) -> PathBuf {
+        let dest = self.path(name);
+        let output = format!("type=local,dest={}", dest.display());
+        let mut all = vec!["-o", output.as_str()];
+        all.extend_from_slice(args);
+        self.build(&all);
+        dest
+    }
+
+    /// The raw config JSON of a built image, via `--metadata-file`.
+    fn config_of_metadata(&self, metadata: &Path) -> serde_json::Value {
+        let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(metadata).unwrap()).unwrap();
+        let digest = meta["containerimage.config.digest"].as_str().unwrap().to_owned();
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        let blob = self.root.join("content/blobs/sha256").join(hex);
+        serde_json::from_slice(&std::fs::read(blob).unwrap()).unwrap()
+    }
+}
+
+/// Steps of a plain progress log: name → "CACHED" | "DONE" | "ERROR".
+fn steps(progress: &str) -> BTreeMap<String, String> {
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    let mut status = BTreeMap::new();
+    for line in progress.lines() {
+        let Some(rest) = line.strip_prefix('#') else { continue };
+        let Some((number, text)) = rest.split_once(' ') else { continue };
+        if !number.chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        if text == "CACHED" || text.starts_with("DONE") || text.starts_with("ERROR") {
+            if let Some(name) = names.get(number) {
+                status.insert(name.clone(), text.split_whitespace().next().unwrap_or("").to_owned());
+            }
+        } else if text.starts_with('[') && !names.contains_key(number) {
+            names.insert(number.to_owned(), text.to_owned());
+        }
+    }
+    status
+}
+
+/// Names of the RUN/COPY steps that ran (not cached).
+fn ran(progress: &str) -> BTreeSet<String> {
+    steps(progress)
+        .into_iter()
+        .filter(|(name, status)| status == "DONE" && (name.contains("] RUN ") || name.contains("] COPY ")))
+        .map(|(name, _)| name)
+        .collect()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    run(Command::new("cp").arg("-a").arg(from).arg(to));
+}
+
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn multi_stage_with_copy_from() {
+    let kiln = Kiln::new();
+    let ctx = testdata("multistage");
+    let progress = kiln.build(&["-t", "ms", ctx.to_str().unwrap()]);
+    assert!(!progress.contains("this stage must never run"), "{progress}");
+    let out = kiln.build_local("out", &[ctx.to_str().unwrap()]);
+    assert_eq!(read(&out.join("app/joined.txt")), "hello\nworld\n");
+    assert_eq!(read(&out.join("app/origin")), "base\n");
+    assert!(out.join("bin/busybox").is_file());
+    let inspect: serde_json::Value = serde_json::from_str(&kiln.ok(&["inspect", "ms"])).unwrap();
+    assert_eq!(inspect[0]["Config"]["Cmd"], serde_json::json!(["cat", "/app/joined.txt"]));
+}
+
+#[test]
+fn every_instruction_shapes_the_config() {
+    let kiln = Kiln::new();
+    let meta = kiln.path("meta.json");
+    let ctx = testdata("instructions");
+    kiln.build(&[
+        "--build-arg",
+        "FROM_ENV=given",
+        "--label",
+        "cli.label=yes",
+        "--metadata-file",
+        meta.to_str().unwrap(),
+        "-t",
+        "instr",
+        ctx.to_str().unwrap(),
+    ]);
+    let config = kiln.config_of_metadata(&meta);
+    let c = &config["config"];
+    assert_eq!(c["Labels"]["org.example.version"], "1.0");
+    assert_eq!(c["Labels"]["other"], "two words");
+    assert_eq!(c["Labels"]["cli.label"], "yes");
+    assert_eq!(config["author"], "kiln-team");
+    let env: Vec<&str> = c["Env"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(env.contains(&"APP_HOME=/opt/app"), "{env:?}");
+    assert!(env.iter().any(|e| e.starts_with("PATH=/opt/app/bin:/usr/local/sbin")), "{env:?}");
+    assert_eq!(c["WorkingDir"], "/opt/app/sub");
+    assert_eq!(c["User"], "www-data:www-data");
+    assert!(c["ExposedPorts"].get("8080/tcp").is_some() && c["ExposedPorts"].get("53/udp").is_some());
+    assert!(c["Volumes"].get("/data").is_some());
+    assert_eq!(c["StopSignal"], "SIGTERM");
+    assert_eq!(c["Entrypoint"], serde_json::json!(["/bin/echo"]));
+    assert_eq!(c["Cmd"], serde_json::json!(["from", "cmd", "${FROM_ENV}"]));
+    assert_eq!(c["Healthcheck"]["Test"], serde_json::json!(["CMD", "true"]));
+    assert_eq!(c["Healthcheck"]["Interval"], 5_000_000_000u64);
+    assert_eq!(c["Healthcheck"]["Retries"], 4);
+    assert_eq!(c["Shell"], serde_json::json!(["/bin/sh", "-ec"]));
+    // one history entry per instruction after FROM's, non-empty ones matching the layers
+    let history = config["history"].as_array().unwrap();
+    let layers = config["rootfs"]["diff_ids"].as_array().unwrap();
+    let non_empty = history.iter().filter(|h| h["empty_layer"] != true).count();
+    assert_eq!(non_empty, layers.len());
+    assert!(history.iter().any(|h| h["created_by"].as_str().unwrap_or("").contains("EXPOSE")));
+}
+
+#[test]
+fn files_modes_and_owners_in_the_layers() {
+    let kiln = Kiln::new();
+    let out = kiln.build_local("out", &[testdata("files").to_str().unwrap()]);
+    let meta = |p: &str| std::fs::symlink_metadata(out.join(p)).unwrap();
+    assert_eq!((meta("srv/owned.txt").uid(), meta("srv/owned.txt").gid()), (33, 33));
+    assert_eq!(meta("srv/secret-mode.txt").permissions().mode() & 0o7777, 0o600);
+    let tool = meta("usr/local/bin/tool");
+    assert_eq!((tool.uid(), tool.gid(), tool.permissions().mode() & 0o7777), (65534, 33, 0o755));
+    assert_eq!(read(&out.join("srv/dir/nested/n.txt")), "n\n");
+    assert_eq!(std::fs::read_link(out.join("srv/link")).unwrap(), Path::new("/srv/owned.txt"));
+    let private = meta("srv/private");
+    assert_eq!((private.uid(), private.permissions().mode() & 0o7777), (33, 0o750));
+    assert_eq!(read(&out.join("srv/run.txt")), "done\n");
+}
+
+#[test]
+fn heredocs_in_run_and_copy() {
+    let kiln = Kiln::new();
+    let out = kiln.build_local("out", &[testdata("heredoc").to_str().unwrap()]);
+    assert_eq!(read(&out.join("out/run.txt")), "first line\nsecond line\n");
+    assert_eq!(read(&out.join("out/copied.txt")), "copied kiln\n");
+    assert_eq!(read(&out.join("out/a.txt")), "from a\n");
+    assert_eq!(read(&out.join("out/b.txt")), "from b\n");
+}
+
+#[test]
+fn run_mounts_cache_secret_bind_tmpfs() {
+    let kiln = Kiln::new();
+    let secret = kiln.path("token");
+    std::fs::write(&secret, "s3cr3t").unwrap();
+    let secret_arg = format!("id=token,src={}", secret.display());
+    let ctx = testdata("mounts");
+    let out = kiln.build_local("out", &["--secret", &secret_arg, ctx.to_str().unwrap()]);
+    assert_eq!(read(&out.join("cache-count.txt")).trim(), "1");
+    assert_eq!(read(&out.join("secret-length.txt")).trim(), "6");
+    assert_eq!(read(&out.join("secret-env.txt")), "ok\n");
+    assert_eq!(read(&out.join("from-bind.txt")), "bound input\n");
+    assert!(!out.join("cache").join("count").exists());
+    assert!(!out.join("run/secrets/token").exists());
+    // the cache mount persists across builds
+    let again = kiln.build_local("again", &["--no-cache", "--secret", &secret_arg, ctx.to_str().unwrap()]);
+    assert_eq!(read(&again.join("cache-count.txt")).trim(), "2");
+}
+
+#[test]
+fn onbuild_triggers_run_in_the_child() {
+    let kiln = Kiln::new();
+    let ctx = testdata("onbuild");
+    let base = ctx.join("base.Dockerfile");
+    let child = ctx.join("child.Dockerfile");
+    kiln.build(&["-f", base.to_str().unwrap(), "-t", "onbuild-base", ctx.to_str().unwrap()]);
+    let out = kiln.build_local("out", &["-f", child.to_str().unwrap(), ctx.to_str().unwrap()]);
+    assert_eq!(read(&out.join("onbuild-ran.txt")), "triggered\n");
+    assert_eq!(read(&out.join("trigger.txt")), "trigger\n");
+}
+
+#[test]
+fn dockerignore_filters_the_context() {
+    let kiln = Kiln::new();
+    let out = kiln.build_local("out", &[testdata("ignore").to_str().unwrap()]);
+    assert!(out.join("ctx/keep.txt").is_file());
+    assert!(out.join("ctx/sub/keep.txt").is_file());
+    for gone in ["ctx/debug.log", "ctx/secret.env", "ctx/sub/drop.txt"] {
+        assert!(!out.join(gone).exists(), "{gone} should be ignored");
+    }
+}
+
+#[test]
+fn cache_no_change_edit_and_unrelated_touch() {
+    let kiln = Kiln::new();
+    let ctx = kiln.path("ctx");
+    copy_dir(&testdata("cache10"), &ctx);
+    let ctx_arg = ctx.to_str().unwrap();
+    let cold = kiln.build(&["-t", "c10", ctx_arg]);
+    assert_eq!(ran(&cold).len(), 9, "{cold}");
+
+    let warm = kiln.build(&["-t", "c10", ctx_arg]);
+    assert!(ran(&warm).is_empty(), "a rebuild without change ran steps: {warm}");
+
+    // only mtimes change, and an unrelated file changes: everything stays cached
+    run(Command::new("touch").arg("-d").arg("2001-01-01").arg(ctx.join("edit.txt")));
+    std::fs::write(ctx.join("unrelated.txt"), "changed\n").unwrap();
+    let touched = kiln.build(&["-t", "c10", ctx_arg]);
+    assert!(ran(&touched).is_empty(), "{touched}");
+
+    // editing the file COPYed at step 8 re-runs steps 8-10 only
+    std::fs::write(ctx.join("edit.txt"), "version 2\n").unwrap();
+    let edited = kiln.build(&["-t", "c10", ctx_arg]);
+    let ran = ran(&edited);
+    assert_eq!(ran.len(), 3, "{edited}");
+    assert!(ran.iter().any(|n| n.contains("COPY edit.txt")), "{ran:?}");
+    assert!(ran.iter().any(|n| n.contains("RUN cat /edit.txt")), "{ran:?}");
+    assert!(ran.iter().any(|n| n.contains("RUN echo step10")), "{ran:?}");
+}
+
+#[test]
+fn concurrent_builds_share_one_root() {
+    let kiln = Kiln::new();
+    let a = kiln.path("a");
+    let b = kiln.path("b");
+    copy_dir(&testdata("cache10"), &a);
+    copy_dir(&testdata("cache10"), &b);
+    std::fs::write(b.join("edit.txt"), "other\n").unwrap();
+    let mut first =
+        kiln.cmd(&["build", "--progress", "quiet", "-t", "a", a.to_str().unwrap()]).spawn().unwrap();
+    let mut second =
+        kiln.cmd(&["build", "--progress", "quiet", "-t", "b", b.to_str().unwrap()]).spawn().unwrap();
+    assert!(first.wait().unwrap().success());
+    assert!(second.wait().unwrap().success());
+    let out = kiln.build_local("out", &[b.to_str().unwrap()]);
+    assert_eq!(read(&out.join("s9")), "other\n");
+}
+
+#[test]
+fn source_date_epoch_builds_are_reproducible_across_roots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tarball = busybox_tarball(tmp.path());
+    let mut digests = Vec::new();
+    for root in ["one", "two"] {
+        let kiln = Kiln::with_base(tempfile::tempdir().unwrap(), root, &tarball);
+        let meta = kiln.path("meta.json");
+        kiln.build(&[
+            "--source-date-epoch",
+            "946684800",
+            "--metadata-file",
+            meta.to_str().unwrap(),
+            testdata("multistage").to_str().unwrap(),
+        ]);
+        let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(meta).unwrap()).unwrap();
+        digests.push(meta["containerimage.digest"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(digests[0], digests[1]);
+}
+
+#[test]
+fn a_failing_run_shows_the_instruction_exit_code_and_last_lines() {
+    let kiln = Kiln::new();
+    let out = kiln.output(&["build", "--progress", "quiet", testdata("failing").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let block = &stderr[stderr.find("------").unwrap_or(0)..];
+    assert!(block.contains(">>> RUN for i in"), "{stderr}");
+    assert!(block.contains(">>>     exit 7"), "{stderr}");
+    assert!(block.contains("exit code: 7"), "{stderr}");
+    assert!(block.contains("line 30"), "{stderr}");
+    assert!(!block.contains("line 5\n"), "only the last 20 lines: {stderr}");
+}

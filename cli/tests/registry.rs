@@ -1,0 +1,264 @@
+#![allow(clippy::unwrap_used)]
+//! `kiln push`, `kiln pull`, `kiln login` and `kiln logout` end to end against Debian's real
+//! `docker-registry` (started on a free 127.0.0.1 port, killed by PID on drop): a busybox image
+//! imported with `kiln import` is pushed (skopeo sees the same manifest digest), pulled into an
+//! empty store and run; with htpasswd auth, `kiln login` writes docker's `config.json` (which
+//! skopeo reads), and `kiln logout` removes the entry. Each test has its own `--root`.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const USER: &str = "kiln";
+const PASSWORD: &str = "cli-s3cret";
+
+/// A `docker-registry` process on 127.0.0.1; killed and reaped on drop.
+struct Registry {
+    child: Child,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start(htpasswd: bool) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut auth = String::new();
+        if htpasswd {
+            let out = Command::new("htpasswd").args(["-Bbn", USER, PASSWORD]).output().unwrap();
+            assert!(out.status.success(), "htpasswd failed");
+            let file = dir.path().join("htpasswd");
+            std::fs::write(&file, &out.stdout).unwrap();
+            auth = format!("auth:\n  htpasswd:\n    realm: kiln-cli\n    path: {}\n", file.display());
+        }
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    \
+             rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
+            dir.path().join("data").display()
+        );
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child = Command::new("/usr/bin/docker-registry")
+            .arg("serve")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start /usr/bin/docker-registry (apt-get install docker-registry)");
+        let mut registry = Self { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), dir };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = registry.child.try_wait().unwrap() {
+                let log =
+                    std::fs::read_to_string(registry.dir.path().join("registry.log")).unwrap_or_default();
+                panic!("docker-registry exited with {status}: {log}");
+            }
+            if TcpStream::connect_timeout(&registry.addr, Duration::from_millis(200)).is_ok() {
+                return registry;
+            }
+            assert!(Instant::now() < deadline, "docker-registry did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn host(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// kiln with its own root and its own docker config dir (credentials).
+struct Kiln {
+    root: PathBuf,
+    docker_config: PathBuf,
+}
+
+impl Kiln {
+    fn new(dir: &Path, name: &str) -> Self {
+        Self { root: dir.join(name), docker_config: dir.join(format!("{name}-docker")) }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        cmd.arg("--root")
+            .arg(&self.root)
+            .args(args)
+            .env_remove("KILN_ROOT")
+            .env_remove("KILN_AUTH_FILE")
+            .env_remove("KILN_REGISTRIES_CONFIG")
+            .env("DOCKER_CONFIG", &self.docker_config)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn output(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs and expects success; returns (stdout, stderr).
+    fn ok(&self, args: &[&str]) -> (String, String) {
+        let out = self.output(args);
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(out.status.success(), "kiln {args:?} failed: {stderr}");
+        (String::from_utf8(out.stdout).unwrap(), stderr)
+    }
+
+    /// Runs and expects failure; returns stderr.
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.output(args);
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(!out.status.success(), "kiln {args:?} should fail: {stderr}");
+        stderr
+    }
+
+    /// `kiln login` with the password on stdin.
+    fn login(&self, server: &str, user: &str, password: &str) -> Output {
+        let mut child = self
+            .cmd(&["login", "-u", user, "--password-stdin", server])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    }
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Imports the testdata busybox rootfs as `name` into `kiln`'s store.
+fn import_busybox(kiln: &Kiln, dir: &Path, name: &str) {
+    let rootfs = dir.join("rootfs");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/rootfs/busybox-rootfs.sh");
+    run(Command::new("sh").arg(script).arg(&rootfs));
+    let tarball = dir.join("busybox.tar");
+    run(Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tarball).arg("."));
+    kiln.ok(&["import", tarball.to_str().unwrap(), name, "--change", r#"CMD ["sh"]"#]);
+}
+
+/// The manifest digest skopeo reads from the registry.
+fn skopeo_digest(reference: &str, extra: &[&str]) -> String {
+    let json = run(Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false"])
+        .args(extra)
+        .arg(format!("docker://{reference}")));
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    value["Digest"].as_str().unwrap().to_owned()
+}
+
+#[test]
+fn push_then_pull_and_run() {
+    let registry = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = Kiln::new(tmp.path(), "src");
+    let image = format!("{}/cli/busybox:1", registry.host());
+    import_busybox(&src, tmp.path(), &image);
+
+    let (stdout, stderr) = src.ok(&["push", &image]);
+    let digest = stdout.trim().to_owned();
+    assert!(digest.starts_with("sha256:") && digest.len() == 71, "{stdout}");
+    assert!(stderr.contains(&format!("The push refers to repository [{}/cli/busybox]", registry.host())));
+    // One line per blob (layer and config), like docker.
+    assert_eq!(stderr.lines().filter(|l| l.ends_with(": Pushed")).count(), 2, "{stderr}");
+    assert!(stderr.contains(&format!("1: digest: {digest} size: ")), "{stderr}");
+    assert_eq!(skopeo_digest(&image, &[]), digest);
+
+    // Pushing again uploads nothing.
+    let (_, stderr) = src.ok(&["push", &image]);
+    assert_eq!(stderr.lines().filter(|l| l.ends_with(": Layer already exists")).count(), 2, "{stderr}");
+
+    // Pull into an empty store: per-layer lines, the digest, then a run-able image.
+    let dst = Kiln::new(tmp.path(), "dst");
+    let (stdout, stderr) = dst.ok(&["pull", &image]);
+    assert_eq!(stdout.trim(), image);
+    assert_eq!(stderr.lines().filter(|l| l.ends_with(": Pull complete")).count(), 2, "{stderr}");
+    assert!(stderr.contains(&format!("Digest: {digest}")), "{stderr}");
+    assert!(stderr.contains(&format!("Status: Downloaded newer image for {image}")), "{stderr}");
+    let (stdout, _) = dst.ok(&["run", "--rm", "--network", "none", &image, "echo", "hello from pulled"]);
+    assert_eq!(stdout, "hello from pulled\n");
+
+    // Again: up to date; -q prints only the name.
+    let (_, stderr) = dst.ok(&["pull", &image]);
+    assert!(stderr.contains("Status: Image is up to date"), "{stderr}");
+    let (stdout, stderr) = dst.ok(&["pull", "-q", &image]);
+    assert_eq!((stdout.as_str(), stderr.as_str()), (format!("{image}\n").as_str(), ""));
+
+    // A platform the image is not for, a missing tag, a bad reference: one clear error each.
+    let other = Kiln::new(tmp.path(), "other");
+    let err = other.fails(&["pull", "--platform", "linux/arm64", &image]);
+    assert!(err.contains("linux/arm64") && err.contains("cli/busybox:1"), "{err}");
+    let err = other.fails(&["pull", &format!("{}/cli/busybox:nope", registry.host())]);
+    assert!(err.contains("cli/busybox:nope"), "{err}");
+    let err = other.fails(&["pull", "UPPER/case"]);
+    assert!(err.to_lowercase().contains("upper/case"), "{err}");
+    let err = other.fails(&["push", &format!("{}/cli/absent:1", registry.host())]);
+    assert!(err.contains("cli/absent:1"), "{err}");
+}
+
+#[test]
+fn login_writes_docker_config_and_logout_removes_it() {
+    let registry = Registry::start(true);
+    let host = registry.host();
+    let tmp = tempfile::tempdir().unwrap();
+    let kiln = Kiln::new(tmp.path(), "root");
+    let image = format!("{host}/private/busybox:1");
+    import_busybox(&kiln, tmp.path(), &image);
+    let config_file = kiln.docker_config.join("config.json");
+
+    let err = kiln.fails(&["push", &image]);
+    assert!(err.contains("private/busybox:1") && err.contains("kiln login"), "{err}");
+
+    let out = kiln.login(&host, USER, "wrong");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&host) && err.contains("rejected"), "{err}");
+    assert!(!config_file.exists());
+
+    // docker's config.json, with other settings kept.
+    std::fs::create_dir_all(&kiln.docker_config).unwrap();
+    std::fs::write(&config_file, r#"{"auths": {}, "detachKeys": "ctrl-x"}"#).unwrap();
+    let out = kiln.login(&format!("http://{host}/"), USER, PASSWORD);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Login Succeeded\n");
+    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_file).unwrap()).unwrap();
+    let auth = config["auths"][host.as_str()]["auth"].as_str().unwrap();
+    let decoded = run(Command::new("sh").arg("-c").arg(format!("printf %s '{auth}' | base64 -d")));
+    assert_eq!(decoded, format!("{USER}:{PASSWORD}"));
+    assert_eq!(config["detachKeys"], "ctrl-x");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&config_file).unwrap().permissions().mode() & 0o777, 0o600);
+
+    let (stdout, _) = kiln.ok(&["push", "-q", &image]);
+    let digest = stdout.trim().to_owned();
+    // skopeo reads the same file.
+    let authfile = config_file.to_str().unwrap();
+    assert_eq!(skopeo_digest(&image, &["--authfile", authfile]), digest);
+    let other = Kiln { root: tmp.path().join("other"), docker_config: kiln.docker_config.clone() };
+    let (stdout, _) = other.ok(&["pull", "-q", &image]);
+    assert_eq!(stdout.trim(), image);
+
+    let (stdout, _) = kiln.ok(&["logout", &host]);
+    assert_eq!(stdout, format!("Removing login credentials for {host}\n"));
+    let config: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_file).unwrap()).unwrap();
+    assert!(config["auths"].get(host.as_str()).is_none(), "{config}");
+    let (stdout, _) = kiln.ok(&["logout", &host]);
+    assert_eq!(stdout, format!("Not logged in to {host}\n"));
+    let third = Kiln { root: tmp.path().join("third"), docker_config: kiln.docker_config.clone() };
+    let err = third.fails(&["pull", &image]);
+    assert!(err.contains("private/busybox:1") && err.contains("kiln login"), "{err}");
+}

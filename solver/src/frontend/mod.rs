@@ -1,0 +1,325 @@
+//! The Dockerfile frontend: a parsed [`parser::Dockerfile`] → a build graph + image config,
+//! with BuildKit's `dockerfile2llb` semantics.
+//!
+//! # API
+//!
+//! ```text
+//! pub async fn lower(dockerfile: &parser::Dockerfile, options: &FrontendOptions,
+//!                    resolver: &impl ImageResolver) -> Result<BuildPlan, FrontendError>
+//! ```
+//!
+//! - [`ImageResolver`] resolves `FROM` / `COPY --from=<image>` / `RUN --mount=from=<image>`
+//!   references to a pinned reference and the image config ([`ResolvedImage`]); the runner
+//!   implements it over the store and the registry. It is only called for stages the target
+//!   needs, once per (reference, platform).
+//! - [`BuildPlan`]: the [`Definition`], the target stage's filesystem ([`BuildPlan::target`]),
+//!   the image config ([`BuildPlan::image`], history with one entry per instruction, `created_by`
+//!   as BuildKit writes it, `rootfs.diff_ids` left as the base image's — the exporter replaces
+//!   them), the Docker-only config fields oci-spec cannot hold ([`BuildPlan::docker`]:
+//!   `Healthcheck`, `OnBuild`, `Shell`; [`BuildPlan::config_json`] merges them into the
+//!   config JSON) and [`Warning`]s (unused build args…).
+//!
+//! # Graph conventions (what the runner and exporter can rely on)
+//!
+//! - Every instruction vertex has `metadata.description` like BuildKit's progress names
+//!   (`[build 3/7] RUN make`, `[2/3] COPY a b`, `[internal] load build context`,
+//!   `[stage-0 1/2] FROM docker.io/library/busybox:latest@sha256:…`), `progress_group` = the
+//!   stage name (or `stage-N`), `ignore_cache` for `--no-cache` / `--no-cache-filter`, and
+//!   annotations [`ANNOTATION_LINES`] (`"START-END"`), [`ANNOTATION_LINE_START`],
+//!   [`ANNOTATION_LINE_END`], [`ANNOTATION_COLUMN`] and [`ANNOTATION_STAGE`].
+//! - The build context is one `Local` source named [`FrontendOptions::context_name`] with the
+//!   `.dockerignore` patterns as `exclude_patterns` and `follow_paths` = the context paths
+//!   COPY/ADD read (relative, may hold wildcards; empty when something reads the whole
+//!   context, e.g. `RUN --mount=type=bind` without `from`).
+//! - RUN: an exec op whose mount 0 is the rootfs at `/` (input 0, output 0); extra mounts
+//!   follow with their own inputs. `env` = base image Env + ENV + ARG values in declaration
+//!   order (later wins), `PATH` defaulted, proxy build args (`HTTP_PROXY` family) appended.
+//! - COPY/ADD: one file op (base = input 0) with one action per source, in order. Local
+//!   sources copy from the context input; `--from` from a stage's output or an image source;
+//!   URLs from an `Http` source (the file is `/<filename>` in it). `--chown` is carried as
+//!   names/ids in [`crate::graph::ChownOpt`] (the runner resolves names in the target's
+//!   passwd/group). `--link` copies onto scratch and merges (`Merge [previous, copy]`).
+//! - WORKDIR creates the directory with a mkdir action (as BuildKit), except for `/`.
+
+mod copy;
+mod dispatch;
+mod format;
+mod plan;
+mod run;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use oci_spec::image::ImageConfiguration;
+use serde::{Deserialize, Serialize};
+
+use crate::graph::{Definition, GraphError, Input, NetworkMode, Platform};
+
+pub use plan::lower;
+
+/// Annotation: the instruction's lines, `"START-END"` (what `build::failure` reads).
+pub const ANNOTATION_LINES: &str = "dockerfile.lines";
+/// Annotation: first line of the instruction (1-based).
+pub const ANNOTATION_LINE_START: &str = "dockerfile.line_start";
+/// Annotation: last line of the instruction (1-based, inclusive).
+pub const ANNOTATION_LINE_END: &str = "dockerfile.line_end";
+/// Annotation: column of the instruction's first character (1-based).
+pub const ANNOTATION_COLUMN: &str = "dockerfile.column";
+/// Annotation: the stage name (or `stage-N`).
+pub const ANNOTATION_STAGE: &str = "stage";
+
+/// Settings of one lowering (what `kiln build` flags turn into).
+#[derive(Debug, Clone)]
+pub struct FrontendOptions {
+    /// `--build-arg K=V` (`--build-arg K` is resolved from the environment by the CLI).
+    pub build_args: BTreeMap<String, String>,
+    /// `--target`; default: the last stage.
+    pub target: Option<String>,
+    /// Platform the image is built for (`TARGETPLATFORM`).
+    pub target_platform: Platform,
+    /// Platform the build runs on (`BUILDPLATFORM`).
+    pub build_platform: Platform,
+    /// `--label`: added to the target's config.
+    pub labels: BTreeMap<String, String>,
+    pub no_cache: bool,
+    /// Stage names whose vertices ignore the cache.
+    pub no_cache_filter: Vec<String>,
+    /// `SOURCE_DATE_EPOCH`: history and config `created`, file timestamps.
+    pub source_date_epoch: Option<i64>,
+    /// Name of the context's local source (default `context`).
+    pub context_name: String,
+    /// Key for the per-file checksum cache of the context (e.g. its absolute path).
+    pub context_shared_key: String,
+    /// `.dockerignore` patterns.
+    pub dockerignore: Vec<String>,
+    /// `--secret id=…` ids available (for warnings about missing ones).
+    pub secrets: Vec<String>,
+    /// `--ssh` ids available.
+    pub ssh: Vec<String>,
+    /// `--network`: default network of RUN.
+    pub network: NetworkMode,
+}
+
+impl Default for FrontendOptions {
+    fn default() -> FrontendOptions {
+        let host = Platform { os: "linux".into(), architecture: "amd64".into(), variant: None };
+        FrontendOptions {
+            build_args: BTreeMap::new(),
+            target: None,
+            target_platform: host.clone(),
+            build_platform: host,
+            labels: BTreeMap::new(),
+            no_cache: false,
+            no_cache_filter: Vec::new(),
+            source_date_epoch: None,
+            context_name: "context".into(),
+            context_shared_key: String::new(),
+            dockerignore: Vec::new(),
+            secrets: Vec::new(),
+            ssh: Vec::new(),
+            network: NetworkMode::Default,
+        }
+    }
+}
+
+/// `HEALTHCHECK` as docker writes it in the config (durations in nanoseconds).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HealthConfig {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub test: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub interval: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub timeout: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub start_period: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub start_interval: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub retries: i64,
+}
+
+fn is_zero(value: &i64) -> bool {
+    *value == 0
+}
+
+/// The Docker image config fields that oci-spec's `Config` has no place for.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DockerExtras {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<HealthConfig>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty", rename = "OnBuild")]
+    pub on_build: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shell: Vec<String>,
+}
+
+impl DockerExtras {
+    /// Reads the Docker-only fields from an image config JSON (`{"config": {...}}`).
+    pub fn from_config_json(bytes: &[u8]) -> Result<DockerExtras, serde_json::Error> {
+        #[derive(Deserialize)]
+        struct Outer {
+            #[serde(default)]
+            config: Option<DockerExtras>,
+        }
+        let outer: Outer = serde_json::from_slice(bytes)?;
+        Ok(outer.config.unwrap_or_default())
+    }
+}
+
+/// A base image resolved for the build.
+#[derive(Debug, Clone)]
+pub struct ResolvedImage {
+    /// Canonical, pinned: `docker.io/library/busybox:latest@sha256:…`.
+    pub reference: String,
+    pub config: ImageConfiguration,
+    /// `Healthcheck`, `OnBuild`, `Shell` of the config (see [`ResolvedImage::from_config_json`]).
+    pub extras: DockerExtras,
+}
+
+impl ResolvedImage {
+    /// Builds a resolved image from the raw config blob (keeps the Docker-only fields).
+    pub fn from_config_json(reference: String, bytes: &[u8]) -> Result<ResolvedImage, serde_json::Error> {
+        let config: ImageConfiguration = serde_json::from_slice(bytes)?;
+        let extras = DockerExtras::from_config_json(bytes)?;
+        Ok(ResolvedImage { reference, config, extras })
+    }
+}
+
+/// Why an image reference could not be resolved.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to resolve source metadata for {reference}")]
+pub struct ResolveError {
+    pub reference: String,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// Resolves image references for the frontend (implemented by the runner).
+pub trait ImageResolver: Send + Sync {
+    fn resolve(
+        &self,
+        reference: &str,
+        platform: &Platform,
+    ) -> impl Future<Output = Result<ResolvedImage, ResolveError>> + Send;
+}
+
+/// A non-fatal finding of the frontend.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Warning {
+    pub message: String,
+    /// Dockerfile line it concerns, when there is one.
+    pub line: Option<usize>,
+}
+
+/// The result of lowering.
+#[derive(Debug, Clone)]
+pub struct BuildPlan {
+    pub definition: Definition,
+    /// The target stage's final filesystem.
+    pub target: Input,
+    /// The image config (history per instruction; `rootfs` as the base image's).
+    pub image: ImageConfiguration,
+    /// Docker-only config fields of the target.
+    pub docker: DockerExtras,
+    pub warnings: Vec<Warning>,
+}
+
+impl BuildPlan {
+    /// The image config as Docker/BuildKit write it: [`BuildPlan::image`] with
+    /// [`BuildPlan::docker`] merged into `config`.
+    pub fn config_json(&self) -> Result<serde_json::Value, serde_json::Error> {
+        merge_extras(&self.image, &self.docker)
+    }
+}
+
+/// `image` as JSON with `extras` merged into its `config` object.
+pub fn merge_extras(
+    image: &ImageConfiguration,
+    extras: &DockerExtras,
+) -> Result<serde_json::Value, serde_json::Error> {
+    let mut value = serde_json::to_value(image)?;
+    let extra = serde_json::to_value(extras)?;
+    if let (Some(root), serde_json::Value::Object(extra)) = (value.as_object_mut(), extra) {
+        let config = root.entry("config").or_insert_with(|| serde_json::Value::Object(Default::default()));
+        if let Some(config) = config.as_object_mut() {
+            config.extend(extra);
+        }
+    }
+    Ok(value)
+}
+
+/// Where an error is in the Dockerfile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceLocation {
+    pub line: usize,
+    pub end_line: usize,
+    pub column: usize,
+    /// The instruction text (logical line).
+    pub instruction: String,
+}
+
+impl std::fmt::Display for SourceLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "dockerfile:{}:{}: {}", self.line, self.column, self.instruction)
+    }
+}
+
+impl From<&parser::Location> for SourceLocation {
+    fn from(location: &parser::Location) -> SourceLocation {
+        SourceLocation {
+            line: location.start_line,
+            end_line: location.end_line,
+            column: location.column,
+            instruction: String::new(),
+        }
+    }
+}
+
+/// A Dockerfile that cannot be lowered.
+#[derive(Debug, thiserror::Error)]
+pub enum FrontendError {
+    #[error("dockerfile contains no stages to build")]
+    NoStages,
+    #[error("target stage {target:?} could not be found")]
+    UnknownTarget { target: String },
+    /// An instruction is invalid (the message says why).
+    #[error("{location}: {message}")]
+    Instruction { location: SourceLocation, message: String },
+    #[error("{location}: cannot expand variables")]
+    Expand {
+        location: SourceLocation,
+        #[source]
+        source: Box<parser::shell::ShellError>,
+    },
+    #[error("{location}: cannot resolve the image")]
+    Resolve {
+        location: SourceLocation,
+        #[source]
+        source: ResolveError,
+    },
+    #[error("{location}: invalid ONBUILD trigger {trigger:?} of the base image")]
+    Trigger {
+        location: SourceLocation,
+        trigger: String,
+        #[source]
+        source: Box<parser::ParseError>,
+    },
+    #[error("cannot build the graph")]
+    Graph(#[from] GraphError),
+}
+
+impl FrontendError {
+    /// The Dockerfile location of the error, when it has one.
+    pub fn location(&self) -> Option<&SourceLocation> {
+        match self {
+            FrontendError::Instruction { location, .. }
+            | FrontendError::Expand { location, .. }
+            | FrontendError::Resolve { location, .. }
+            | FrontendError::Trigger { location, .. } => Some(location),
+            _ => None,
+        }
+    }
+}

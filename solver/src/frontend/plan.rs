@@ -1,0 +1,463 @@
+//! Stage planning (names, bases, dependencies, `--target` pruning) and the lowering driver.
+
+use std::collections::{BTreeSet, HashMap};
+
+use oci_spec::image::ImageConfiguration;
+use parser::shell::expand_word_with_matches;
+use parser::{Command, Dockerfile, Instruction, Stage};
+
+use super::dispatch::StageState;
+use super::{
+    BuildPlan, DockerExtras, FrontendError, FrontendOptions, ImageResolver, ResolvedImage, SourceLocation,
+    Warning,
+};
+use crate::graph::{GraphBuilder, Input, LocalSource, Op, Platform, SourceOp, VertexMetadata};
+
+/// Build args that are predefined (never reported as unused).
+const PROXY_ARGS: &[&str] = &[
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// What a stage's `FROM` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Base {
+    Scratch,
+    Stage(usize),
+    Image(String),
+}
+
+/// A stage after planning.
+#[derive(Debug, Clone)]
+pub(super) struct PlannedStage {
+    /// Progress/stage name: `AS` name, `stage-N`, or empty for a lone unnamed stage.
+    pub display: String,
+    pub base: Base,
+    pub platform: Platform,
+    pub deps: BTreeSet<usize>,
+}
+
+/// Memoised image resolution (shared by both passes of [`lower`]).
+pub(super) struct Resolutions<'r, R> {
+    resolver: &'r R,
+    cache: HashMap<String, ResolvedImage>,
+}
+
+impl<R: ImageResolver> Resolutions<'_, R> {
+    pub(super) async fn resolve(
+        &mut self,
+        reference: &str,
+        platform: &Platform,
+        location: &SourceLocation,
+    ) -> Result<ResolvedImage, FrontendError> {
+        let key = format!("{reference}\0{}/{}/{:?}", platform.os, platform.architecture, platform.variant);
+        if let Some(found) = self.cache.get(&key) {
+            return Ok(found.clone());
+        }
+        let resolved = self
+            .resolver
+            .resolve(reference, platform)
+            .await
+            .map_err(|source| FrontendError::Resolve { location: location.clone(), source })?;
+        self.cache.insert(key, resolved.clone());
+        Ok(resolved)
+    }
+}
+
+/// The state of one lowering pass.
+pub(super) struct Lowerer<'a, 'r, R> {
+    pub dockerfile: &'a Dockerfile,
+    pub options: &'a FrontendOptions,
+    pub resolutions: &'a mut Resolutions<'r, R>,
+    pub graph: GraphBuilder,
+    pub stages: Vec<PlannedStage>,
+    /// Stage name → index.
+    pub names: HashMap<String, usize>,
+    /// Global scope: predefined platform args + global ARGs with values.
+    pub global: Vec<(String, String)>,
+    /// Lowered stages (by index).
+    pub results: Vec<Option<StageState>>,
+    pub context: Option<Input>,
+    /// Context paths read so far (`None` = the whole context).
+    pub context_paths: Option<BTreeSet<String>>,
+    /// Follow paths for the context source (second pass).
+    pub follow_paths: Vec<String>,
+    /// Build args some ARG consumed.
+    pub consumed: BTreeSet<String>,
+    pub warnings: Vec<Warning>,
+    pub epoch: Option<i64>,
+    /// Index of the target stage.
+    pub target: usize,
+}
+
+/// Lowers `dockerfile` into a build plan (see the module docs).
+pub async fn lower(
+    dockerfile: &Dockerfile,
+    options: &FrontendOptions,
+    resolver: &impl ImageResolver,
+) -> Result<BuildPlan, FrontendError> {
+    let mut resolutions = Resolutions { resolver, cache: HashMap::new() };
+    // Pass 1 learns which context paths are read (the context source's follow paths must be
+    // known before any vertex that uses it is built); pass 2 builds the final graph.
+    let first = run_pass(dockerfile, options, &mut resolutions, Vec::new()).await?;
+    let follow: Vec<String> =
+        first.context_paths.clone().map(|p| p.into_iter().collect()).unwrap_or_default();
+    if first.context.is_none() || follow.is_empty() {
+        return first.finish();
+    }
+    run_pass(dockerfile, options, &mut resolutions, follow).await?.finish()
+}
+
+async fn run_pass<'a, 'r, R: ImageResolver>(
+    dockerfile: &'a Dockerfile,
+    options: &'a FrontendOptions,
+    resolutions: &'a mut Resolutions<'r, R>,
+    follow_paths: Vec<String>,
+) -> Result<Lowerer<'a, 'r, R>, FrontendError> {
+    if dockerfile.stages.is_empty() {
+        return Err(FrontendError::NoStages);
+    }
+    let epoch = options
+        .source_date_epoch
+        .or_else(|| options.build_args.get("SOURCE_DATE_EPOCH").and_then(|v| v.parse().ok()));
+    let mut lowerer = Lowerer {
+        dockerfile,
+        options,
+        resolutions,
+        graph: GraphBuilder::new(),
+        stages: Vec::new(),
+        names: HashMap::new(),
+        global: Vec::new(),
+        results: vec![None; dockerfile.stages.len()],
+        context: None,
+        context_paths: Some(BTreeSet::new()),
+        follow_paths,
+        consumed: BTreeSet::new(),
+        warnings: Vec::new(),
+        epoch,
+        target: 0,
+    };
+    let target = lowerer.plan()?;
+    let order = lowerer.order(target)?;
+    for index in order {
+        let state = lowerer.lower_stage(index).await?;
+        lowerer.results[index] = Some(state);
+    }
+    lowerer.target = target;
+    Ok(lowerer)
+}
+
+impl<R: ImageResolver> Lowerer<'_, '_, R> {
+    /// Location of a stage's FROM, for errors.
+    pub(super) fn stage_location(&self, stage: &Stage) -> SourceLocation {
+        let mut location = SourceLocation::from(&stage.location);
+        location.instruction = match &stage.platform {
+            Some(platform) => format!("FROM --platform={platform} {}", stage.base),
+            None => format!("FROM {}", stage.base),
+        };
+        if let Some(name) = &stage.name {
+            location.instruction.push_str(&format!(" AS {name}"));
+        }
+        location
+    }
+
+    fn predefined(&self) -> Vec<(String, String)> {
+        let format = |p: &Platform| match &p.variant {
+            Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+            None => format!("{}/{}", p.os, p.architecture),
+        };
+        let (build, target) = (&self.options.build_platform, &self.options.target_platform);
+        let target_stage = self
+            .options
+            .target
+            .clone()
+            .or_else(|| self.dockerfile.stages.last().and_then(|s| s.name.clone()))
+            .unwrap_or_else(|| "default".into());
+        let values = [
+            ("BUILDPLATFORM", format(build)),
+            ("BUILDOS", build.os.clone()),
+            ("BUILDARCH", build.architecture.clone()),
+            ("BUILDVARIANT", build.variant.clone().unwrap_or_default()),
+            ("TARGETPLATFORM", format(target)),
+            ("TARGETOS", target.os.clone()),
+            ("TARGETARCH", target.architecture.clone()),
+            ("TARGETVARIANT", target.variant.clone().unwrap_or_default()),
+            ("TARGETSTAGE", target_stage),
+        ];
+        values
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), self.options.build_args.get(k).cloned().unwrap_or(v)))
+            .collect()
+    }
+
+    /// Computes the global scope, each stage's base and dependencies; returns the target index.
+    fn plan(&mut self) -> Result<usize, FrontendError> {
+        self.global = self.predefined();
+        let global_args: Vec<Instruction> = self.dockerfile.global_args.clone();
+        for instruction in &global_args {
+            let Command::Arg { args } = &instruction.command else { continue };
+            for arg in args {
+                let value = match (self.options.build_args.get(&arg.name), &arg.default) {
+                    (Some(value), _) => Some(value.clone()),
+                    (None, Some(default)) => {
+                        Some(self.expand_at(default, &self.global.clone(), instruction)?)
+                    }
+                    (None, None) => None,
+                };
+                self.consumed.insert(arg.name.clone());
+                if let Some(value) = value {
+                    self.global.retain(|(k, _)| k != &arg.name);
+                    self.global.push((arg.name.clone(), value));
+                }
+            }
+        }
+        for (index, stage) in self.dockerfile.stages.iter().enumerate() {
+            if let Some(name) = &stage.name {
+                self.names.entry(name.clone()).or_insert(index);
+            }
+        }
+        let lone = self.dockerfile.stages.len() == 1;
+        for (index, stage) in self.dockerfile.stages.iter().enumerate() {
+            let location = self.stage_location(stage);
+            let expansion =
+                expand_word_with_matches(&stage.base, &self.global, self.dockerfile.escape).map_err(
+                    |source| FrontendError::Expand { location: location.clone(), source: Box::new(source) },
+                )?;
+            let base_name = expansion.value;
+            if base_name.is_empty() {
+                return Err(FrontendError::Instruction {
+                    location,
+                    message: format!("base name ({}) should not be blank", stage.base),
+                });
+            }
+            let platform = match &stage.platform {
+                Some(raw) => {
+                    let value = parser::shell::expand_word(raw, &self.global, self.dockerfile.escape)
+                        .map_err(|source| FrontendError::Expand {
+                            location: location.clone(),
+                            source: Box::new(source),
+                        })?;
+                    parse_platform(&value).ok_or_else(|| FrontendError::Instruction {
+                        location: location.clone(),
+                        message: format!("failed to parse platform {raw}: invalid platform {value:?}"),
+                    })?
+                }
+                None => self.options.target_platform.clone(),
+            };
+            let base = if base_name == "scratch" {
+                Base::Scratch
+            } else if let Some(&other) = self.names.get(&base_name.to_ascii_lowercase()) {
+                Base::Stage(other)
+            } else {
+                Base::Image(base_name)
+            };
+            let mut deps = BTreeSet::new();
+            if let Base::Stage(other) = base {
+                deps.insert(other);
+            }
+            for instruction in &stage.instructions {
+                for from in from_references(instruction) {
+                    let from = self.expand_at(&from, &self.global.clone(), instruction)?;
+                    if let Some(other) = self.stage_reference(&from, index) {
+                        deps.insert(other);
+                    }
+                }
+            }
+            let display = match &stage.name {
+                Some(name) => name.clone(),
+                None if lone => String::new(),
+                None => format!("stage-{index}"),
+            };
+            self.stages.push(PlannedStage { display, base, platform, deps });
+        }
+        match &self.options.target {
+            None => Ok(self.dockerfile.stages.len() - 1),
+            Some(target) => self
+                .names
+                .get(&target.to_ascii_lowercase())
+                .copied()
+                .ok_or_else(|| FrontendError::UnknownTarget { target: target.clone() }),
+        }
+    }
+
+    /// A `--from` value that names a stage: by name, or by index (only earlier stages).
+    pub(super) fn stage_reference(&self, from: &str, current: usize) -> Option<usize> {
+        if let Some(&index) = self.names.get(&from.to_ascii_lowercase()) {
+            return Some(index);
+        }
+        match from.parse::<usize>() {
+            Ok(index) if index < current.min(self.dockerfile.stages.len()) => Some(index),
+            _ => None,
+        }
+    }
+
+    /// Stages the target needs, dependencies first; detects cycles.
+    fn order(&self, target: usize) -> Result<Vec<usize>, FrontendError> {
+        #[derive(Clone, Copy, PartialEq)]
+        enum Mark {
+            New,
+            Active,
+            Done,
+        }
+        let mut marks = vec![Mark::New; self.stages.len()];
+        let mut order = Vec::new();
+        // iterative DFS: (stage, next dependency position)
+        let mut stack: Vec<(usize, Vec<usize>)> = Vec::new();
+        marks[target] = Mark::Active;
+        stack.push((target, self.stages[target].deps.iter().rev().copied().collect()));
+        while let Some((stage, pending)) = stack.last_mut() {
+            let stage = *stage;
+            match pending.pop() {
+                Some(dep) => match marks[dep] {
+                    Mark::Done => {}
+                    Mark::Active => {
+                        let name = self.stage_name(dep);
+                        return Err(FrontendError::Instruction {
+                            location: self.stage_location(&self.dockerfile.stages[dep]),
+                            message: format!("circular dependency detected on stage: {name}"),
+                        });
+                    }
+                    Mark::New => {
+                        marks[dep] = Mark::Active;
+                        stack.push((dep, self.stages[dep].deps.iter().rev().copied().collect()));
+                    }
+                },
+                None => {
+                    marks[stage] = Mark::Done;
+                    order.push(stage);
+                    stack.pop();
+                }
+            }
+        }
+        Ok(order)
+    }
+
+    fn stage_name(&self, index: usize) -> String {
+        self.dockerfile.stages[index].name.clone().unwrap_or_else(|| format!("stage-{index}"))
+    }
+
+    /// The context source (created on first use).
+    pub(super) fn context(&mut self) -> Result<Input, FrontendError> {
+        if let Some(input) = &self.context {
+            return Ok(input.clone());
+        }
+        let local = LocalSource {
+            name: self.options.context_name.clone(),
+            include_patterns: Vec::new(),
+            exclude_patterns: self.options.dockerignore.clone(),
+            follow_paths: self.follow_paths.clone(),
+            shared_key: self.options.context_shared_key.clone(),
+        };
+        let metadata = VertexMetadata {
+            description: Some("[internal] load build context".into()),
+            ..VertexMetadata::default()
+        };
+        let input = self.graph.add_output(Op::Source(SourceOp::Local(local)), Vec::new(), metadata)?;
+        self.context = Some(input.clone());
+        Ok(input)
+    }
+
+    /// Records a context path read by COPY/ADD (`None`: the whole context).
+    pub(super) fn read_context_path(&mut self, path: Option<&str>) {
+        let cleaned = path.map(|p| super::format::clean(&format!("/{p}")));
+        match (cleaned.as_deref().map(|p| p.trim_start_matches('/')), &mut self.context_paths) {
+            (Some(p), Some(paths)) if !p.is_empty() => {
+                paths.insert(p.to_owned());
+            }
+            _ => self.context_paths = None,
+        }
+    }
+
+    fn finish(self) -> Result<BuildPlan, FrontendError> {
+        let target = self.target;
+        let Some(state) = self.results.get(target).cloned().flatten() else {
+            return Err(FrontendError::NoStages);
+        };
+        let mut image: ImageConfiguration = state.image;
+        if !self.options.labels.is_empty() {
+            let mut config = image.config().clone().unwrap_or_default();
+            let mut labels = config.labels().clone().unwrap_or_default();
+            for (k, v) in &self.options.labels {
+                labels.insert(k.clone(), v.clone());
+            }
+            config.set_labels(Some(labels));
+            image.set_config(Some(config));
+        }
+        if let Some(epoch) = self.epoch {
+            image.set_created(Some(crate::export::rfc3339_from_epoch(epoch)));
+        }
+        let mut warnings: Vec<Warning> = self
+            .dockerfile
+            .warnings
+            .iter()
+            .map(|w| Warning { message: w.message.clone(), line: Some(w.line) })
+            .collect();
+        warnings.extend(self.warnings);
+        let unused: Vec<&String> = self
+            .options
+            .build_args
+            .keys()
+            .filter(|k| !self.consumed.contains(*k))
+            .filter(|k| !PROXY_ARGS.contains(&k.as_str()) && !is_predefined(k))
+            .collect();
+        if !unused.is_empty() {
+            let names: Vec<String> = unused.into_iter().cloned().collect();
+            warnings.push(Warning {
+                message: format!("one or more build-args [{}] were not consumed", names.join(" ")),
+                line: None,
+            });
+        }
+        let definition = self.graph.finish(vec![state.fs.clone()])?;
+        let docker: DockerExtras = state.extras;
+        Ok(BuildPlan { definition, target: state.fs, image, docker, warnings })
+    }
+}
+
+fn is_predefined(name: &str) -> bool {
+    matches!(
+        name,
+        "BUILDPLATFORM"
+            | "BUILDOS"
+            | "BUILDARCH"
+            | "BUILDVARIANT"
+            | "TARGETPLATFORM"
+            | "TARGETOS"
+            | "TARGETARCH"
+            | "TARGETVARIANT"
+            | "TARGETSTAGE"
+            | "SOURCE_DATE_EPOCH"
+    ) || name.starts_with("BUILDKIT_")
+}
+
+/// `os/arch[/variant]`.
+pub(super) fn parse_platform(value: &str) -> Option<Platform> {
+    let parts: Vec<&str> = value.split('/').collect();
+    match parts.as_slice() {
+        [os, arch] if !os.is_empty() && !arch.is_empty() => {
+            Some(Platform { os: (*os).into(), architecture: (*arch).into(), variant: None })
+        }
+        [os, arch, variant] if !os.is_empty() && !arch.is_empty() && !variant.is_empty() => Some(Platform {
+            os: (*os).into(),
+            architecture: (*arch).into(),
+            variant: Some((*variant).into()),
+        }),
+        _ => None,
+    }
+}
+
+/// `--from` values of an instruction (COPY, RUN mounts), unexpanded.
+fn from_references(instruction: &Instruction) -> Vec<String> {
+    match &instruction.command {
+        Command::Copy(copy) => copy.from.iter().cloned().collect(),
+        Command::Run(run) => run.mounts.iter().filter_map(|m| m.from.clone()).collect(),
+        _ => Vec::new(),
+    }
+}

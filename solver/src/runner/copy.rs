@@ -1,0 +1,471 @@
+//! The copy action (`COPY`, `ADD`): source selection (paths, globs, excludes) confined to the
+//! source root, docker's destination rules, `--chown`/`--chmod`/`--parents`, and archive
+//! extraction for `ADD`.
+
+use std::io::{BufReader, Read};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use cache::Store;
+use oci_spec::image::Descriptor;
+use tokio_util::sync::CancellationToken;
+
+use super::fileop::{FileOpError, io_err, mkdir_all, set_meta, set_mtime};
+use super::fsutil::resolve_in_root;
+use super::{RunnerError, source};
+use crate::contenthash::PatternMatcher;
+use crate::graph::CopyAction;
+
+/// Where copied files come from.
+#[derive(Debug)]
+pub(crate) struct SourceRoot {
+    path: PathBuf,
+    /// `.dockerignore` of a local directory (paths relative to the root).
+    ignore: PatternMatcher,
+    /// Client files are owned by root in the image (docker's behaviour).
+    root_owned: bool,
+}
+
+impl SourceRoot {
+    pub(crate) fn new(
+        path: PathBuf,
+        excludes: &[String],
+        root_owned: bool,
+    ) -> Result<SourceRoot, RunnerError> {
+        let ignore = PatternMatcher::new(excludes).map_err(FileOpError::from)?;
+        Ok(SourceRoot { path, ignore, root_owned })
+    }
+}
+
+/// Writes a downloaded blob into `dir` under its file name and mode.
+pub(crate) fn materialize_blob(
+    store: &Store,
+    descriptor: &Descriptor,
+    dir: &Path,
+) -> Result<(), RunnerError> {
+    let name = source::blob_filename(descriptor);
+    let dest = dir.join(&name);
+    let blob = store.content().blob_path(descriptor.digest())?;
+    std::fs::copy(&blob, &dest).map_err(RunnerError::io("copy", &dest))?;
+    set_meta(&dest, Some(source::blob_mode(descriptor)), Some((0, 0)), None)?;
+    Ok(())
+}
+
+pub(crate) fn has_glob(path: &str) -> bool {
+    path.contains(['*', '?', '['])
+}
+
+/// Shell-style matching of one path component: `*`, `?`, `[a-z]`, `[!x]`/`[^x]`, `\` escapes.
+pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
+    fn rec(p: &[char], n: &[char]) -> bool {
+        match p.first() {
+            None => n.is_empty(),
+            Some('*') => (0..=n.len()).any(|i| rec(&p[1..], &n[i..])),
+            Some('?') => !n.is_empty() && rec(&p[1..], &n[1..]),
+            Some('[') => {
+                let Some(c) = n.first() else { return false };
+                let mut i = 1;
+                let negate = matches!(p.get(1), Some('!') | Some('^'));
+                if negate {
+                    i += 1;
+                }
+                let mut matched = false;
+                let mut first = true;
+                while let Some(&pc) = p.get(i) {
+                    if pc == ']' && !first {
+                        break;
+                    }
+                    first = false;
+                    if p.get(i + 1) == Some(&'-') && p.get(i + 2).is_some_and(|e| *e != ']') {
+                        if pc <= *c && *c <= p[i + 2] {
+                            matched = true;
+                        }
+                        i += 3;
+                    } else {
+                        if pc == *c {
+                            matched = true;
+                        }
+                        i += 1;
+                    }
+                }
+                if p.get(i) != Some(&']') {
+                    return false;
+                }
+                matched != negate && rec(&p[i + 1..], &n[1..])
+            }
+            Some('\\') if p.len() > 1 => n.first() == Some(&p[1]) && rec(&p[2..], &n[1..]),
+            Some(c) => n.first() == Some(c) && rec(&p[1..], &n[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    rec(&p, &n)
+}
+
+/// Expands a wildcard path inside `root`: (host path, in-root path) of every match, sorted.
+pub(crate) fn expand_glob(
+    root: &Path,
+    pattern: &str,
+    follow_last: bool,
+) -> Result<Vec<(PathBuf, PathBuf)>, FileOpError> {
+    let mut current = vec![PathBuf::from("/")];
+    let parts: Vec<&str> = pattern.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    for part in &parts {
+        let mut next = Vec::new();
+        for dir in &current {
+            if has_glob(part) {
+                let (host, inner) =
+                    resolve_in_root(root, &dir.to_string_lossy(), true).map_err(io_err("resolve", dir))?;
+                let Ok(entries) = std::fs::read_dir(&host) else { continue };
+                let mut names: Vec<String> = entries
+                    .filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
+                names.sort();
+                for name in names {
+                    if glob_match(part, &name) {
+                        next.push(inner.join(name));
+                    }
+                }
+            } else {
+                next.push(dir.join(part));
+            }
+        }
+        current = next;
+    }
+    let mut out = Vec::new();
+    for inner in current {
+        let (host, _) = resolve_in_root(root, &inner.to_string_lossy(), follow_last)
+            .map_err(io_err("resolve", &inner))?;
+        if std::fs::symlink_metadata(&host).is_ok() {
+            // Keep the matched name (not a symlink target's) for the destination.
+            out.push((host, inner));
+        }
+    }
+    Ok(out)
+}
+
+fn rel_string(inner: &Path) -> String {
+    inner.strip_prefix("/").unwrap_or(inner).to_string_lossy().into_owned()
+}
+
+#[derive(Clone, Copy)]
+struct CopyCtx<'a> {
+    action: &'a CopyAction,
+    source: &'a SourceRoot,
+    dest_root: &'a Path,
+    owner: Option<(u32, u32)>,
+    exclude: &'a PatternMatcher,
+    cancel: &'a CancellationToken,
+}
+
+impl CopyCtx<'_> {
+    fn owner_for(&self, meta: &std::fs::Metadata) -> (u32, u32) {
+        match self.owner {
+            Some(owner) => owner,
+            None if self.source.root_owned => (0, 0),
+            None => (meta.uid(), meta.gid()),
+        }
+    }
+
+    fn mode_for(&self, meta: &std::fs::Metadata) -> u32 {
+        self.action.mode.unwrap_or(meta.mode() & 0o7777)
+    }
+
+    fn mtime_for(&self, meta: &std::fs::Metadata) -> i64 {
+        self.action.timestamp.unwrap_or(meta.mtime())
+    }
+
+    /// Copies the source entry at host path `src` (in-root `src_inner`) to the in-root
+    /// destination path `dst_inner`; `rel` is its path below the selected source (for
+    /// `--exclude`).
+    fn copy_entry(
+        &self,
+        src: &Path,
+        src_inner: &Path,
+        dst_inner: &Path,
+        rel: &str,
+    ) -> Result<(), FileOpError> {
+        if self.cancel.is_cancelled() {
+            return Err(FileOpError::Canceled);
+        }
+        let meta = std::fs::symlink_metadata(src).map_err(io_err("inspect", src_inner))?;
+        let (dst, dst_resolved) =
+            resolve_in_root(self.dest_root, &dst_inner.to_string_lossy(), meta.is_dir())
+                .map_err(io_err("resolve", dst_inner))?;
+        let existing = std::fs::symlink_metadata(&dst).ok();
+        let (uid, gid) = self.owner_for(&meta);
+        if meta.is_dir() {
+            match existing {
+                Some(e) if e.is_dir() => {}
+                Some(_) => {
+                    std::fs::remove_file(&dst).map_err(io_err("replace", &dst_resolved))?;
+                    std::fs::create_dir(&dst).map_err(io_err("create directory", &dst_resolved))?;
+                }
+                None => std::fs::create_dir(&dst).map_err(io_err("create directory", &dst_resolved))?,
+            }
+            let mut names: Vec<_> = std::fs::read_dir(src)
+                .map_err(io_err("read directory", src_inner))?
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name())
+                .collect();
+            names.sort();
+            for name in names {
+                let child_inner = src_inner.join(&name);
+                let child_rel = if rel.is_empty() {
+                    name.to_string_lossy().into_owned()
+                } else {
+                    format!("{rel}/{}", name.to_string_lossy())
+                };
+                if self.source.ignore.matches(&rel_string(&child_inner)) || self.exclude.matches(&child_rel) {
+                    continue;
+                }
+                self.copy_entry(&src.join(&name), &child_inner, &dst_resolved.join(&name), &child_rel)?;
+            }
+            set_meta(&dst, Some(self.mode_for(&meta)), Some((uid, gid)), Some(self.mtime_for(&meta)))?;
+            return Ok(());
+        }
+        if let Some(e) = existing {
+            if e.is_dir() {
+                std::fs::remove_dir_all(&dst).map_err(io_err("replace", &dst_resolved))?;
+            } else {
+                std::fs::remove_file(&dst).map_err(io_err("replace", &dst_resolved))?;
+            }
+        }
+        let file_type = meta.file_type();
+        if file_type.is_symlink() {
+            let target = std::fs::read_link(src).map_err(io_err("read link", src_inner))?;
+            std::os::unix::fs::symlink(&target, &dst).map_err(io_err("create symlink", &dst_resolved))?;
+            std::os::unix::fs::lchown(&dst, Some(uid), Some(gid)).map_err(io_err("chown", &dst_resolved))?;
+            return set_mtime(&dst, self.mtime_for(&meta));
+        }
+        if file_type.is_file() {
+            std::fs::copy(src, &dst).map_err(io_err("copy", &dst_resolved))?;
+        } else if file_type.is_fifo() || file_type.is_char_device() || file_type.is_block_device() {
+            let kind = if file_type.is_fifo() {
+                nix::sys::stat::SFlag::S_IFIFO
+            } else if file_type.is_char_device() {
+                nix::sys::stat::SFlag::S_IFCHR
+            } else {
+                nix::sys::stat::SFlag::S_IFBLK
+            };
+            nix::sys::stat::mknod(&dst, kind, nix::sys::stat::Mode::from_bits_truncate(0o600), meta.rdev())
+                .map_err(|errno| FileOpError::Io {
+                op: "create",
+                path: dst_resolved.clone(),
+                source: errno.into(),
+            })?;
+        } else {
+            return Ok(()); // sockets are not copied
+        }
+        set_meta(&dst, Some(self.mode_for(&meta)), Some((uid, gid)), Some(self.mtime_for(&meta)))
+    }
+}
+
+/// Decompresses an xz stream on a helper thread (lzma-rs has no streaming reader); a
+/// decoding error surfaces at the end of the stream.
+struct XzReader {
+    pipe: std::io::PipeReader,
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+impl Read for XzReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.pipe.read(buf)?;
+        if n == 0
+            && !buf.is_empty()
+            && let Some(thread) = self.thread.take()
+        {
+            thread.join().map_err(|_| std::io::Error::other("xz decoder panicked"))??;
+        }
+        Ok(n)
+    }
+}
+
+const XZ_MAGIC: [u8; 6] = [0xfd, b'7', b'z', b'X', b'Z', 0];
+
+/// Opens a file that may be compressed (gzip, zstd, bzip2, xz; sniffed by content) as the
+/// uncompressed stream.
+fn open_decompressed(path: &Path) -> std::io::Result<Box<dyn Read>> {
+    let mut file = std::fs::File::open(path)?;
+    let mut magic = [0u8; 6];
+    let mut filled = 0;
+    while filled < magic.len() {
+        match file.read(&mut magic[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    std::io::Seek::rewind(&mut file)?;
+    if magic.starts_with(b"BZh") {
+        return Ok(Box::new(bzip2::read::MultiBzDecoder::new(file)));
+    }
+    if filled == magic.len() && magic == XZ_MAGIC {
+        let (pipe, mut writer) = std::io::pipe()?;
+        let thread = std::thread::spawn(move || {
+            let mut input = BufReader::new(file);
+            lzma_rs::xz_decompress(&mut input, &mut writer).map_err(|e| std::io::Error::other(e.to_string()))
+        });
+        return Ok(Box::new(XzReader { pipe, thread: Some(thread) }));
+    }
+    cache::compress::decompress(file)
+}
+
+/// A tar stream (plain, gzip, zstd, bzip2 or xz) at `path`? (`ADD` extracts those.)
+fn is_archive(path: &Path) -> bool {
+    let Ok(reader) = open_decompressed(path) else { return false };
+    let mut head = Vec::with_capacity(512);
+    if reader.take(512).read_to_end(&mut head).is_err() {
+        return false;
+    }
+    head.len() >= 262 && &head[257..262] == b"ustar"
+}
+
+/// Extracts the archive `src` into the in-root directory `dest_inner`. With `--chown`, the
+/// archive is first unpacked into `scratch` (hostile-input safe) and then copied in with the
+/// owner applied; otherwise it is unpacked in place (owners as in the archive).
+fn extract(ctx: &CopyCtx<'_>, src: &Path, dest_inner: &Path, scratch: &Path) -> Result<(), FileOpError> {
+    let dir = mkdir_all(ctx.dest_root, dest_inner, 0o755, ctx.owner, None)?;
+    let reader = open_decompressed(src).map_err(io_err("read", src))?;
+    if ctx.owner.is_none() {
+        cache::apply::apply_tar(reader, &dir, cache::apply::ApplyMode::Merge)
+            .map_err(|source| FileOpError::Extract { path: src.to_owned(), source })?;
+        return Ok(());
+    }
+    std::fs::create_dir_all(scratch).map_err(io_err("create", scratch))?;
+    let result = (|| {
+        cache::apply::apply_tar(reader, scratch, cache::apply::ApplyMode::Merge)
+            .map_err(|source| FileOpError::Extract { path: src.to_owned(), source })?;
+        let unpacked =
+            SourceRoot { path: scratch.to_owned(), ignore: PatternMatcher::default(), root_owned: false };
+        let no_excludes = PatternMatcher::default();
+        let inner = CopyCtx { source: &unpacked, exclude: &no_excludes, ..*ctx };
+        let mut names: Vec<_> = std::fs::read_dir(scratch)
+            .map_err(io_err("read directory", scratch))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name())
+            .collect();
+        names.sort();
+        for name in names {
+            let child_inner = Path::new("/").join(&name);
+            inner.copy_entry(&scratch.join(&name), &child_inner, &dest_inner.join(&name), "")?;
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(scratch);
+    result
+}
+
+/// Performs one copy action from `source` into the filesystem at `dest_root`.
+/// `scratch` is a path (not yet existing) for temporary files of this action.
+pub(crate) fn copy(
+    action: &CopyAction,
+    source: &SourceRoot,
+    dest_root: &Path,
+    scratch: &Path,
+    cancel: &CancellationToken,
+) -> Result<(), RunnerError> {
+    let owner = match &action.owner {
+        Some(chown) => Some(super::fileop::resolve_owner(dest_root, chown)?),
+        None => None,
+    };
+    let mut exclude_patterns = action.exclude_patterns.clone();
+    exclude_patterns.retain(|p| !p.is_empty());
+    let exclude = PatternMatcher::new(&exclude_patterns).map_err(FileOpError::from)?;
+    let ctx = CopyCtx { action, source, dest_root, owner, exclude: &exclude, cancel };
+    let root = &source.path;
+    let matches: Vec<(PathBuf, PathBuf)> = if action.allow_wildcard && has_glob(&action.src) {
+        let found: Vec<_> = expand_glob(root, &action.src, action.follow_symlinks)?
+            .into_iter()
+            .filter(|(_, inner)| {
+                !source.ignore.matches(&rel_string(inner)) && !ctx.exclude.matches(&rel_string(inner))
+            })
+            .collect();
+        if found.is_empty() && !action.allow_empty_wildcard {
+            return Err(FileOpError::NoMatch { pattern: action.src.clone() }.into());
+        }
+        found
+    } else {
+        let (host, inner) = resolve_in_root(root, &action.src, action.follow_symlinks)
+            .map_err(io_err("resolve", &action.src))?;
+        let rel = rel_string(&inner);
+        let excluded = !rel.is_empty() && source.ignore.matches(&rel);
+        if excluded || std::fs::symlink_metadata(&host).is_err() {
+            return Err(FileOpError::NotFound { path: action.src.clone(), excluded }.into());
+        }
+        vec![(host, inner)]
+    };
+
+    let dest_is_dir_hint = action.dest.ends_with('/') || matches.len() > 1 || action.parents;
+    let (dest_host, dest_inner) =
+        resolve_in_root(dest_root, &action.dest, true).map_err(io_err("resolve", &action.dest))?;
+    let dest_is_dir = dest_is_dir_hint || dest_host.is_dir();
+    if action.create_dest_path || dest_is_dir {
+        let parent_dir = if dest_is_dir {
+            dest_inner.clone()
+        } else {
+            dest_inner.parent().unwrap_or(Path::new("/")).to_owned()
+        };
+        mkdir_all(dest_root, &parent_dir, 0o755, owner, None)?;
+    }
+    for (host, inner) in matches {
+        let meta = std::fs::symlink_metadata(&host).map_err(io_err("inspect", &inner))?;
+        let name = inner.file_name().map(|n| n.to_owned());
+        let target = if action.parents {
+            dest_inner.join(rel_string(&inner))
+        } else if meta.is_dir() && action.copy_dir_contents {
+            dest_inner.clone()
+        } else if dest_is_dir {
+            match &name {
+                Some(name) => dest_inner.join(name),
+                None => dest_inner.clone(),
+            }
+        } else {
+            dest_inner.clone()
+        };
+        if action.parents
+            && let Some(parent) = target.parent()
+        {
+            mkdir_all(dest_root, parent, 0o755, owner, None)?;
+        }
+        if meta.is_file() && action.attempt_unpack_archive && is_archive(&host) {
+            extract(&ctx, &host, &dest_inner, scratch)?;
+            continue;
+        }
+        ctx.copy_entry(&host, &inner, &target, "")?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_like_the_shell() {
+        assert!(glob_match("*.txt", "a.txt"));
+        assert!(!glob_match("*.txt", "a.txt.bak"));
+        assert!(glob_match("file?", "file1"));
+        assert!(glob_match("[a-c]x", "bx"));
+        assert!(!glob_match("[!a-c]x", "bx"));
+        assert!(glob_match("\\*", "*"));
+        assert!(!glob_match("\\*", "a"));
+        assert!(glob_match("*", ""));
+    }
+
+    #[test]
+    fn expand_glob_stays_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("src")).unwrap();
+        std::fs::write(dir.path().join("src/a.rs"), "").unwrap();
+        std::fs::write(dir.path().join("src/b.rs"), "").unwrap();
+        std::fs::write(dir.path().join("src/c.txt"), "").unwrap();
+        std::os::unix::fs::symlink("/", dir.path().join("up")).unwrap();
+        let found = expand_glob(dir.path(), "src/*.rs", false).unwrap();
+        let names: Vec<_> = found.iter().map(|(_, inner)| inner.clone()).collect();
+        assert_eq!(names, vec![PathBuf::from("/src/a.rs"), PathBuf::from("/src/b.rs")]);
+        let found = expand_glob(dir.path(), "up/src/*.txt", false).unwrap();
+        assert_eq!(found.len(), 1);
+        assert!(found[0].0.starts_with(dir.path()));
+    }
+}

@@ -1,0 +1,423 @@
+//! Exec ops (`RUN`): the root filesystem as an overlay of the input chain with a fresh upper,
+//! extra mounts, the process in the sandbox, and the upper diffed into a layer afterwards.
+
+use std::collections::VecDeque;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cache::buildcache::{CacheMountGuard, CachedLayer, MountSharing};
+use cache::{DiffOptions, DiffSource};
+use executor::{
+    Mount as SandboxMount, MountKind as SandboxMountKind, OutputStream, OverlayUpper, Rootfs, SandboxSpec,
+    Stdio,
+};
+
+use super::fsutil::{ReadOnlyView, TempDir, lowers_or_empty, resolve_in_root};
+use super::{BuildRef, LayerChainRef, Runner, RunnerError, SecretValue};
+use crate::graph::{CacheSharing, ExecOp, Mount, MountKind, NetworkMode};
+use crate::progress::LogStream;
+use crate::scheduler::RunJob;
+
+/// How many output lines a failed process reports.
+pub const TAIL_LINES: usize = 20;
+
+/// A process exited with a non-zero code.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("process \"{}\" did not complete successfully: exit code: {exit_code}", command.join(" "))]
+pub struct ProcessFailed {
+    pub command: Vec<String>,
+    pub exit_code: i32,
+    /// The last [`TAIL_LINES`] lines of output (stdout and stderr interleaved).
+    pub output_tail: Vec<String>,
+}
+
+/// The last lines of a stream of chunks.
+#[derive(Debug, Default)]
+pub(crate) struct LineTail {
+    lines: VecDeque<String>,
+    partial: Vec<u8>,
+}
+
+impl LineTail {
+    pub(crate) fn push(&mut self, data: &[u8]) {
+        for &byte in data {
+            if byte == b'\n' {
+                let line = String::from_utf8_lossy(&self.partial).into_owned();
+                self.partial.clear();
+                self.lines.push_back(line);
+                if self.lines.len() > TAIL_LINES {
+                    self.lines.pop_front();
+                }
+            } else {
+                self.partial.push(byte);
+            }
+        }
+    }
+
+    pub(crate) fn finish(mut self) -> Vec<String> {
+        if !self.partial.is_empty() {
+            self.lines.push_back(String::from_utf8_lossy(&self.partial).into_owned());
+            if self.lines.len() > TAIL_LINES {
+                self.lines.pop_front();
+            }
+        }
+        self.lines.into()
+    }
+}
+
+/// A writable filesystem mount whose upper becomes an output.
+struct OutputMount {
+    index: u32,
+    parent: Arc<LayerChainRef>,
+    upper: PathBuf,
+}
+
+/// Everything that must stay alive while the process runs (dropped afterwards: unmounts,
+/// unlocks, removes temp dirs — also on error and cancellation).
+#[derive(Default)]
+struct Held {
+    views: Vec<ReadOnlyView>,
+    caches: Vec<CacheMountGuard>,
+}
+
+impl Runner {
+    pub(crate) async fn run_exec(
+        &self,
+        job: &RunJob<BuildRef>,
+        op: &ExecOp,
+    ) -> Result<Vec<BuildRef>, RunnerError> {
+        let temp = TempDir::new(&self.store, "exec")?;
+        let mut held = Held::default();
+        let mut outputs: Vec<OutputMount> = Vec::new();
+        let mut env = op.env.clone();
+
+        let root = op.root_mount().ok_or_else(|| RunnerError::MissingInput { kind: "exec", index: 0 })?;
+        let root_chain = match root.input {
+            Some(index) => {
+                Self::chain_of(Self::input(&job.inputs, "exec", index)?, || "the root filesystem".into())?
+            }
+            None => Arc::new(LayerChainRef { layers: Vec::new() }),
+        };
+        let store = self.store.clone();
+        let chain = root_chain.clone();
+        let scratch_holder = TempDir::new(&self.store, "exec-lower")?;
+        let lowers = {
+            let scratch = scratch_holder.path().to_owned();
+            tokio::task::spawn_blocking(move || -> Result<Vec<PathBuf>, RunnerError> {
+                let lowers = store.snapshots().ensure_unpacked(&chain.layer_refs())?;
+                if lowers.is_empty() {
+                    let empty = scratch.join("empty");
+                    std::fs::create_dir_all(&empty).map_err(RunnerError::io("create", &empty))?;
+                    return Ok(vec![empty]);
+                }
+                Ok(lowers)
+            })
+            .await??
+        };
+        let upper = temp.subdir("upper")?;
+        let work = temp.subdir("work")?;
+        if let Some(index) = root.output {
+            outputs.push(OutputMount { index, parent: root_chain.clone(), upper: upper.clone() });
+        }
+
+        let mut mounts = Vec::new();
+        for (n, mount) in op.mounts.iter().enumerate() {
+            if std::ptr::eq(mount, root) {
+                continue;
+            }
+            if let Some(m) =
+                self.sandbox_mount(job, mount, n, &temp, &mut held, &mut outputs, &mut env).await?
+            {
+                mounts.push(m);
+            }
+        }
+
+        let mut spec = SandboxSpec::new(
+            Rootfs::Overlay { lowers, upper: Some(OverlayUpper { upper: upper.clone(), work }) },
+            op.args.clone(),
+        );
+        spec.readonly_rootfs = root.readonly;
+        spec.mounts = mounts;
+        spec.process.env = env;
+        spec.process.cwd = PathBuf::from(if op.cwd.is_empty() { "/" } else { &op.cwd });
+        spec.process.user = op.user.clone();
+        spec.hostname = op.hostname.clone();
+        spec.network = match op.network {
+            NetworkMode::Default => self.options.network,
+            NetworkMode::None => executor::NetworkMode::None,
+            NetworkMode::Host => executor::NetworkMode::Host,
+        };
+
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<executor::OutputChunk>(64);
+        let log = job.log.clone();
+        let forward = tokio::spawn(async move {
+            let mut tail = LineTail::default();
+            while let Some(chunk) = receiver.recv().await {
+                let stream = match chunk.stream {
+                    OutputStream::Stdout => LogStream::Stdout,
+                    OutputStream::Stderr => LogStream::Stderr,
+                };
+                log.write(stream, &chunk.data);
+                tail.push(&chunk.data);
+            }
+            tail.finish()
+        });
+        let sandbox = self.executor.spawn(spec, Stdio::Stream(sender)).await?;
+        let cancel = job.cancel.clone();
+        let status = sandbox.wait_or_cancel(async move { cancel.cancelled().await }).await?;
+        let tail = forward.await.unwrap_or_default();
+        drop(held);
+        if job.cancel.is_cancelled() {
+            return Err(RunnerError::Io {
+                op: "run",
+                path: op.args.join(" ").into(),
+                source: std::io::Error::from(std::io::ErrorKind::Interrupted),
+            });
+        }
+        if status.code != 0 {
+            return Err(RunnerError::Process(ProcessFailed {
+                command: op.args.clone(),
+                exit_code: status.code,
+                output_tail: tail,
+            }));
+        }
+
+        let mut results = vec![BuildRef::scratch(); outputs.len()];
+        for output in outputs {
+            let result = self.commit_upper(output.parent, output.upper).await?;
+            if let Some(slot) = results.get_mut(output.index as usize) {
+                *slot = result;
+            }
+        }
+        drop(scratch_holder);
+        drop(temp);
+        Ok(results)
+    }
+
+    /// Diffs `upper` (an overlay upper over `parent`) into a layer and moves it into the store as
+    /// that layer's snapshot; `parent` plus the layer. An empty upper adds no layer.
+    pub(crate) async fn commit_upper(
+        &self,
+        parent: Arc<LayerChainRef>,
+        upper: PathBuf,
+    ) -> Result<BuildRef, RunnerError> {
+        let store = self.store.clone();
+        let options = DiffOptions {
+            compression: self.options.compression,
+            source_date_epoch: self.options.source_date_epoch,
+            threads: 0,
+        };
+        tokio::task::spawn_blocking(move || -> Result<BuildRef, RunnerError> {
+            let empty = std::fs::read_dir(&upper).map_err(RunnerError::io("read", &upper))?.next().is_none();
+            if empty {
+                return Ok(BuildRef::Layers(parent));
+            }
+            let layer = store.content().write_layer(&upper, DiffSource::OverlayUpper, &options)?;
+            let mut layers = parent.layers.clone();
+            layers.push(CachedLayer { blob: layer.descriptor.clone(), diff_id: layer.diff_id.clone() });
+            let chain = LayerChainRef { layers };
+            if let Some(chain_id) = chain.chain_id() {
+                store.snapshots().commit_dir(
+                    &upper,
+                    &chain_id,
+                    &layer.diff_id,
+                    parent.chain_id(),
+                    layer.tar_size,
+                )?;
+            }
+            Ok(BuildRef::Layers(Arc::new(chain)))
+        })
+        .await?
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn sandbox_mount(
+        &self,
+        job: &RunJob<BuildRef>,
+        mount: &Mount,
+        n: usize,
+        temp: &TempDir,
+        held: &mut Held,
+        outputs: &mut Vec<OutputMount>,
+        env: &mut Vec<String>,
+    ) -> Result<Option<SandboxMount>, RunnerError> {
+        let target = PathBuf::from(&mount.dest);
+        let kind = match &mount.kind {
+            MountKind::Bind => {
+                let input = match mount.input {
+                    Some(index) => Self::input(&job.inputs, "exec", index)?.clone(),
+                    None => BuildRef::scratch(),
+                };
+                return self.bind_mount(input, mount, n, temp, held, outputs).await.map(Some);
+            }
+            MountKind::Cache(cache_mount) => {
+                let sharing = match cache_mount.sharing {
+                    CacheSharing::Shared => MountSharing::Shared,
+                    CacheSharing::Private => MountSharing::Private,
+                    CacheSharing::Locked => MountSharing::Locked,
+                };
+                let mounts = self.build_cache.mounts();
+                let id = cache_mount.id.clone();
+                let (uid, gid, mode) = (cache_mount.uid, cache_mount.gid, cache_mount.mode);
+                let acquire = tokio::task::spawn_blocking(move || -> Result<CacheMountGuard, RunnerError> {
+                    let guard = mounts.acquire(&id, sharing)?;
+                    if guard.created() {
+                        let path = guard.path();
+                        std::fs::set_permissions(
+                            path,
+                            std::fs::Permissions::from_mode(mode.unwrap_or(0o755)),
+                        )
+                        .map_err(RunnerError::io("chmod", path))?;
+                        std::os::unix::fs::chown(path, Some(uid.unwrap_or(0)), Some(gid.unwrap_or(0)))
+                            .map_err(RunnerError::io("chown", path))?;
+                    }
+                    Ok(guard)
+                });
+                let guard = tokio::select! {
+                    guard = acquire => guard??,
+                    () = job.cancel.cancelled() => return Err(interrupted("lock cache mount", &cache_mount.id)),
+                };
+                let source = guard.path().to_owned();
+                held.caches.push(guard);
+                SandboxMountKind::Bind { source }
+            }
+            MountKind::Tmpfs(tmpfs) => SandboxMountKind::Tmpfs { size: tmpfs.size, mode: 0o1777 },
+            MountKind::Secret(secret) => {
+                let value = match self.options.secrets.get(&secret.id) {
+                    Some(SecretValue::Bytes(bytes)) => bytes.clone(),
+                    Some(SecretValue::File(path)) => {
+                        std::fs::read(path).map_err(RunnerError::io("read secret", path))?
+                    }
+                    None if secret.optional => return Ok(None),
+                    None => return Err(RunnerError::SecretNotFound(secret.id.clone())),
+                };
+                if let Some(name) = &secret.env {
+                    env.push(format!("{name}={}", String::from_utf8_lossy(&value)));
+                }
+                let dir = temp.subdir("secrets")?;
+                let file = dir.join(n.to_string());
+                write_private_file(&file, &value, secret.mode, secret.uid, secret.gid)?;
+                SandboxMountKind::Bind { source: file }
+            }
+            MountKind::Ssh(ssh) => {
+                let socket = self.options.ssh.get(&ssh.id).cloned().or_else(|| {
+                    (ssh.id == "default")
+                        .then(|| std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from))
+                        .flatten()
+                });
+                let Some(socket) = socket else {
+                    if ssh.optional {
+                        return Ok(None);
+                    }
+                    return Err(RunnerError::SshNotFound(ssh.id.clone()));
+                };
+                env.push(format!("SSH_AUTH_SOCK={}", mount.dest));
+                SandboxMountKind::Bind { source: socket }
+            }
+        };
+        Ok(Some(SandboxMount { target, kind, readonly: mount.readonly }))
+    }
+
+    async fn bind_mount(
+        &self,
+        input: BuildRef,
+        mount: &Mount,
+        n: usize,
+        temp: &TempDir,
+        held: &mut Held,
+        outputs: &mut Vec<OutputMount>,
+    ) -> Result<SandboxMount, RunnerError> {
+        let target = PathBuf::from(&mount.dest);
+        let selector = if mount.selector.is_empty() { "/" } else { mount.selector.as_str() };
+        // The directory (or file) to mount, read-only as it is.
+        let source: PathBuf = match &input {
+            BuildRef::Local(local) => {
+                resolve_in_root(&local.path, selector, true)
+                    .map_err(RunnerError::io("resolve", &local.path))?
+                    .0
+            }
+            BuildRef::Blob(descriptor) => {
+                let dir = temp.subdir(&format!("blob-{n}"))?;
+                super::copy::materialize_blob(&self.store, descriptor, &dir)?;
+                resolve_in_root(&dir, selector, true).map_err(RunnerError::io("resolve", &dir))?.0
+            }
+            BuildRef::Layers(chain) => {
+                if let Some(index) = mount.output {
+                    if selector != "/" {
+                        return Err(RunnerError::NotFilesystem {
+                            what: format!("the output mount at {}", mount.dest),
+                            actual: "a sub-path",
+                        });
+                    }
+                    let lowers = lowers_or_empty(&self.store, chain, temp)?;
+                    let upper = temp.subdir(&format!("mount-{n}-upper"))?;
+                    let work = temp.subdir(&format!("mount-{n}-work"))?;
+                    outputs.push(OutputMount { index, parent: chain.clone(), upper: upper.clone() });
+                    return Ok(SandboxMount {
+                        target,
+                        kind: SandboxMountKind::Overlay { lowers, upper: Some(OverlayUpper { upper, work }) },
+                        readonly: false,
+                    });
+                }
+                let store = self.store.clone();
+                let chain = chain.clone();
+                let view = tokio::task::spawn_blocking(move || ReadOnlyView::new(&store, &chain)).await??;
+                let path = resolve_in_root(view.path(), selector, true)
+                    .map_err(RunnerError::io("resolve", view.path()))?
+                    .0;
+                held.views.push(view);
+                path
+            }
+        };
+        if mount.readonly || !source.is_dir() {
+            return Ok(SandboxMount {
+                target,
+                kind: SandboxMountKind::Bind { source },
+                readonly: mount.readonly,
+            });
+        }
+        // Writable bind: copy-on-write over the source; the writes are discarded.
+        let upper = temp.subdir(&format!("mount-{n}-upper"))?;
+        let work = temp.subdir(&format!("mount-{n}-work"))?;
+        Ok(SandboxMount {
+            target,
+            kind: SandboxMountKind::Overlay {
+                lowers: vec![source],
+                upper: Some(OverlayUpper { upper, work }),
+            },
+            readonly: false,
+        })
+    }
+}
+
+fn interrupted(op: &'static str, what: &str) -> RunnerError {
+    RunnerError::Io { op, path: what.into(), source: std::io::Error::from(std::io::ErrorKind::Interrupted) }
+}
+
+/// Writes a secret file readable as the sandbox user wants it.
+fn write_private_file(path: &Path, value: &[u8], mode: u32, uid: u32, gid: u32) -> Result<(), RunnerError> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode_private()
+        .open(path)
+        .map_err(RunnerError::io("create", path))?;
+    file.write_all(value).map_err(RunnerError::io("write", path))?;
+    std::os::unix::fs::fchown(&file, Some(uid), Some(gid)).map_err(RunnerError::io("chown", path))?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode & 0o7777))
+        .map_err(RunnerError::io("chmod", path))?;
+    Ok(())
+}
+
+trait OpenPrivate {
+    fn mode_private(&mut self) -> &mut Self;
+}
+
+impl OpenPrivate for std::fs::OpenOptions {
+    fn mode_private(&mut self) -> &mut Self {
+        use std::os::unix::fs::OpenOptionsExt;
+        self.mode(0o600)
+    }
+}

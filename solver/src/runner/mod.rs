@@ -1,0 +1,458 @@
+//! The op runner: executes build-graph vertices for real on the store and the sandbox.
+//!
+//! [`Runner`] implements [`OpRunner`] with [`BuildRef`] results:
+//! - `Source::Image` → the image's layer chain (from the store, pulled with the `registry`
+//!   crate when missing or with `--pull`); [`Runner::resolve_image`] pins a reference and
+//!   returns its config (for the frontend).
+//! - `Source::Local` → the live directory ([`BuildRef::Local`], never cached).
+//! - `Source::Http` → a blob in the content store ([`BuildRef::Blob`]), checksum verified.
+//! - `Exec` → the root mount's chain plus one layer diffed from the sandbox's overlay upper
+//!   (no layer when the process changed nothing, like BuildKit); cache, tmpfs, secret, ssh and
+//!   bind mounts ([`exec`]).
+//! - `File` → the base chain plus one layer made by performing the actions on an overlay mounted
+//!   on the host ([`fileop`]).
+//! - `Merge` → the inputs' chains concatenated.
+//!
+//! Every temporary mount and directory is undone by a drop guard, on success, error and
+//! cancellation alike.
+
+mod copy;
+mod exec;
+mod fileop;
+mod fsutil;
+mod source;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use cache::buildcache::{BuildCache, CacheResult, CachedLayer};
+use cache::{LayerRef, Store};
+use oci_spec::image::{Descriptor, Digest};
+use tokio_util::sync::CancellationToken;
+
+use crate::contenthash::{ContentHasher, Selection};
+use crate::graph::{Op, SourceOp};
+use crate::scheduler::{OpRunner, RunError, RunJob};
+use crate::storecache::StoreRef;
+
+pub use exec::ProcessFailed;
+pub use source::ResolvedBase;
+
+/// Annotation of a [`BuildRef::Blob`] descriptor holding the file name of a download.
+pub const ANNOTATION_FILENAME: &str = "org.opencontainers.image.title";
+/// Annotation of a [`BuildRef::Blob`] descriptor holding the file mode (octal) of a download.
+pub const ANNOTATION_MODE: &str = "dev.kiln.http.mode";
+
+/// A layer chain, bottom layer first (empty = scratch).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerChainRef {
+    pub layers: Vec<CachedLayer>,
+}
+
+impl LayerChainRef {
+    /// The layers as the store's [`LayerRef`]s.
+    pub fn layer_refs(&self) -> Vec<LayerRef> {
+        self.layers.iter().map(|l| LayerRef { blob: l.blob.clone(), diff_id: l.diff_id.clone() }).collect()
+    }
+
+    /// The chain ID of the top layer (`None` for scratch).
+    pub fn chain_id(&self) -> Option<Digest> {
+        let diff_ids: Vec<Digest> = self.layers.iter().map(|l| l.diff_id.clone()).collect();
+        cache::chain_ids(&diff_ids).pop()
+    }
+}
+
+/// A directory of the client (the build context or a named context), with its `.dockerignore`
+/// patterns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalDir {
+    pub name: String,
+    pub path: PathBuf,
+    pub excludes: Vec<String>,
+    /// Key of the per-file checksum cache (the local source's `shared_key`).
+    pub shared_key: String,
+}
+
+/// The result of a vertex.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildRef {
+    /// A filesystem as a layer chain in the store (cacheable).
+    Layers(Arc<LayerChainRef>),
+    /// A live client directory (never cached; its checksums are).
+    Local(Arc<LocalDir>),
+    /// A downloaded file in the content store (`ADD <url>`); the descriptor's annotations
+    /// [`ANNOTATION_FILENAME`] and [`ANNOTATION_MODE`] give its name and mode.
+    Blob(Arc<Descriptor>),
+}
+
+impl BuildRef {
+    /// The scratch filesystem.
+    pub fn scratch() -> BuildRef {
+        BuildRef::Layers(Arc::new(LayerChainRef { layers: Vec::new() }))
+    }
+
+    /// A filesystem made of `layers` (bottom first).
+    pub fn from_layers(layers: Vec<CachedLayer>) -> BuildRef {
+        BuildRef::Layers(Arc::new(LayerChainRef { layers }))
+    }
+
+    /// The layers of a filesystem result, bottom first (empty = scratch); `None` for a local
+    /// directory or a blob. This is what the exporter turns into the image's rootfs.
+    pub fn layers(&self) -> Option<&[CachedLayer]> {
+        match self {
+            BuildRef::Layers(chain) => Some(&chain.layers),
+            BuildRef::Local(_) | BuildRef::Blob(_) => None,
+        }
+    }
+}
+
+impl crate::build::LayerChain for BuildRef {
+    fn layers(&self) -> Option<&[CachedLayer]> {
+        BuildRef::layers(self)
+    }
+}
+
+impl StoreRef for BuildRef {
+    fn to_cache(&self) -> Option<CacheResult> {
+        match self {
+            BuildRef::Layers(chain) => Some(CacheResult::Layers { layers: chain.layers.clone() }),
+            BuildRef::Blob(descriptor) => {
+                Some(CacheResult::Blob { descriptor: Box::new((**descriptor).clone()) })
+            }
+            BuildRef::Local(_) => None,
+        }
+    }
+
+    fn from_cache(result: &CacheResult) -> Option<Self> {
+        Some(match result {
+            CacheResult::Layers { layers } => BuildRef::from_layers(layers.clone()),
+            CacheResult::Blob { descriptor } => BuildRef::Blob(Arc::new((**descriptor).clone())),
+        })
+    }
+}
+
+/// A `--secret` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretValue {
+    Bytes(Vec<u8>),
+    /// Read when a RUN mounts it.
+    File(PathBuf),
+}
+
+/// How the runner builds (the parts of `kiln build`'s flags it needs).
+#[derive(Debug, Clone, Default)]
+pub struct RunnerOptions {
+    /// `--secret`: id → value.
+    pub secrets: HashMap<String, SecretValue>,
+    /// `--ssh`: id → agent socket path (`default` → `$SSH_AUTH_SOCK`).
+    pub ssh: HashMap<String, PathBuf>,
+    /// `SOURCE_DATE_EPOCH`: clamps layer mtimes.
+    pub source_date_epoch: Option<i64>,
+    /// Local directories by name (`context`, named contexts); the excludes of a local source
+    /// op are added to these.
+    pub locals: HashMap<String, LocalDirOptions>,
+    /// The network of `RUN --network=default` (`--network` of `kiln build`).
+    pub network: executor::NetworkMode,
+    /// When to ask the registry for base images (`--pull` = `Always`).
+    pub pull: registry::PullPolicy,
+    /// Layer compression.
+    pub compression: cache::Compression,
+}
+
+/// One local directory given to the build.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocalDirOptions {
+    pub path: PathBuf,
+    /// `.dockerignore` patterns.
+    pub excludes: Vec<String>,
+}
+
+/// Errors of the runner (wrapped in [`RunError::Failed`]).
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error("store error")]
+    Store(#[from] cache::Error),
+    #[error("sandbox error")]
+    Executor(#[from] executor::Error),
+    #[error(transparent)]
+    Registry(#[from] registry::Error),
+    #[error("invalid image reference {reference:?}")]
+    Reference {
+        reference: String,
+        #[source]
+        source: registry::ReferenceError,
+    },
+    #[error("local directory {0:?} was not given to the build")]
+    UnknownLocal(String),
+    #[error("{kind} op: input {index} is missing")]
+    MissingInput { kind: &'static str, index: u32 },
+    #[error("{what} must be a filesystem, not {actual}")]
+    NotFilesystem { what: String, actual: &'static str },
+    #[error("cannot {op} {path}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("secret {0} not found")]
+    SecretNotFound(String),
+    #[error("no SSH agent socket for id {0:?}: pass --ssh {0} (or set SSH_AUTH_SOCK)")]
+    SshNotFound(String),
+    #[error("cannot download {url}")]
+    Download {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("cannot download {url}: server answered {status}")]
+    DownloadStatus { url: String, status: u16 },
+    #[error("invalid checksum {0:?} (expected sha256:<64 hex digits>)")]
+    InvalidChecksum(String),
+    #[error("digest mismatch for {url}: expected {expected}, got {actual}")]
+    ChecksumMismatch { url: String, expected: String, actual: String },
+    #[error(transparent)]
+    Process(#[from] ProcessFailed),
+    #[error(transparent)]
+    File(#[from] fileop::FileOpError),
+    #[error("background task failed")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+impl RunnerError {
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> RunnerError {
+        let path = path.into();
+        move |source| RunnerError::Io { op, path, source }
+    }
+}
+
+impl From<RunnerError> for RunError {
+    fn from(error: RunnerError) -> RunError {
+        RunError::failed(error)
+    }
+}
+
+fn ref_kind(r: &BuildRef) -> &'static str {
+    match r {
+        BuildRef::Layers(_) => "a layer chain",
+        BuildRef::Local(_) => "a local directory",
+        BuildRef::Blob(_) => "a downloaded file",
+    }
+}
+
+/// Executes ops on a store with a sandbox executor. Cheap to share (`Arc<Runner>`).
+#[derive(Debug)]
+pub struct Runner {
+    store: Store,
+    build_cache: BuildCache,
+    executor: executor::Executor,
+    registry: Option<registry::Client>,
+    options: RunnerOptions,
+    /// Resolved base images by reference (so `run` uses what `resolve_source` saw).
+    images: Mutex<HashMap<String, Arc<ResolvedBase>>>,
+    /// Downloads by URL (an unpinned URL is downloaded once per build).
+    downloads: Mutex<HashMap<String, Arc<Descriptor>>>,
+    /// Content hashers of local directories by name (their per-file caches stay warm).
+    hashers: Mutex<HashMap<String, Arc<ContentHasher>>>,
+    /// Checksums of layer chains: (chain ID, selection) → digest.
+    chain_sums: Mutex<HashMap<(Digest, String), Digest>>,
+}
+
+impl Runner {
+    /// A runner building on `store`, running RUNs with `executor`, pulling with `registry`
+    /// (`None`: base images must be in the store).
+    pub fn new(
+        store: Store,
+        executor: executor::Executor,
+        registry: Option<registry::Client>,
+        options: RunnerOptions,
+    ) -> Result<Runner, RunnerError> {
+        let build_cache = BuildCache::open(&store)?;
+        Ok(Runner {
+            store,
+            build_cache,
+            executor,
+            registry,
+            options,
+            images: Mutex::new(HashMap::new()),
+            downloads: Mutex::new(HashMap::new()),
+            hashers: Mutex::new(HashMap::new()),
+            chain_sums: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn options(&self) -> &RunnerOptions {
+        &self.options
+    }
+
+    fn input<'a>(
+        job_inputs: &'a [BuildRef],
+        kind: &'static str,
+        index: u32,
+    ) -> Result<&'a BuildRef, RunnerError> {
+        job_inputs.get(index as usize).ok_or(RunnerError::MissingInput { kind, index })
+    }
+
+    fn chain_of(r: &BuildRef, what: impl FnOnce() -> String) -> Result<Arc<LayerChainRef>, RunnerError> {
+        match r {
+            BuildRef::Layers(chain) => Ok(chain.clone()),
+            other => Err(RunnerError::NotFilesystem { what: what(), actual: ref_kind(other) }),
+        }
+    }
+
+    async fn run_op(&self, job: &RunJob<BuildRef>) -> Result<Vec<BuildRef>, RunnerError> {
+        match &job.vertex.op {
+            Op::Source(SourceOp::Scratch) => Ok(vec![BuildRef::scratch()]),
+            Op::Source(SourceOp::Image(image)) => {
+                let base = self.base_image(image, &job.cancel).await?;
+                Ok(vec![BuildRef::from_layers(base.layers.clone())])
+            }
+            Op::Source(SourceOp::Local(local)) => Ok(vec![BuildRef::Local(Arc::new(self.local_dir(local)?))]),
+            Op::Source(SourceOp::Http(http)) => {
+                Ok(vec![BuildRef::Blob(self.download(http, &job.cancel).await?)])
+            }
+            Op::Exec(exec_op) => self.run_exec(job, exec_op).await,
+            Op::File(file) => Ok(vec![self.run_file(job, file).await?]),
+            Op::Merge(_) => {
+                let mut layers = Vec::new();
+                for (i, input) in job.inputs.iter().enumerate() {
+                    let chain = Self::chain_of(input, || format!("merge input {i}"))?;
+                    layers.extend(chain.layers.iter().cloned());
+                }
+                Ok(vec![BuildRef::from_layers(layers)])
+            }
+        }
+    }
+
+    fn hasher_for(&self, local: &LocalDir) -> Result<Arc<ContentHasher>, RunError> {
+        let mut hashers = self.hashers.lock().map_err(|_| poisoned())?;
+        if let Some(hasher) = hashers.get(&local.name) {
+            return Ok(hasher.clone());
+        }
+        let hasher = Arc::new(ContentHasher::for_context(
+            &self.build_cache,
+            &local.path,
+            &local.excludes,
+            &local.shared_key,
+        )?);
+        hashers.insert(local.name.clone(), hasher.clone());
+        Ok(hasher)
+    }
+
+    async fn checksum_ref(
+        &self,
+        input: &BuildRef,
+        selection: &Selection,
+        cancel: &CancellationToken,
+    ) -> Result<Digest, RunError> {
+        match input {
+            BuildRef::Local(local) => {
+                let hasher = self.hasher_for(local)?;
+                let store = self.store.clone();
+                let selection = selection.clone();
+                let sum = tokio::task::spawn_blocking(move || {
+                    let sum = hasher.checksum(&selection)?;
+                    hasher.persist(&store)?;
+                    Ok::<_, RunError>(sum)
+                })
+                .await
+                .map_err(RunError::failed)??;
+                Ok(sum)
+            }
+            BuildRef::Layers(chain) => {
+                let Some(chain_id) = chain.chain_id() else {
+                    // Scratch: hash an empty directory (a missing path fails like everywhere).
+                    let empty = fsutil::TempDir::new(&self.store, "scratch")?;
+                    let hasher = ContentHasher::new(empty.path(), &[])?;
+                    return Ok(hasher.checksum(selection)?);
+                };
+                let memo_key = (chain_id, serde_json::to_string(selection).unwrap_or_default());
+                if let Some(sum) = self.chain_sums.lock().map_err(|_| poisoned())?.get(&memo_key) {
+                    return Ok(sum.clone());
+                }
+                if cancel.is_cancelled() {
+                    return Err(RunError::Canceled);
+                }
+                let store = self.store.clone();
+                let chain = chain.clone();
+                let selection = selection.clone();
+                let sum = tokio::task::spawn_blocking(move || -> Result<Digest, RunError> {
+                    let view = fsutil::ReadOnlyView::new(&store, &chain)?;
+                    let hasher = ContentHasher::new(view.path(), &[])?;
+                    Ok(hasher.checksum(&selection)?)
+                })
+                .await
+                .map_err(RunError::failed)??;
+                self.chain_sums.lock().map_err(|_| poisoned())?.insert(memo_key, sum.clone());
+                Ok(sum)
+            }
+            BuildRef::Blob(descriptor) => {
+                // A download is one file: its digest, name and mode are its content.
+                let text = format!(
+                    "{}\0{}\0{}",
+                    descriptor.digest(),
+                    source::blob_filename(descriptor),
+                    if selection.include_mode { source::blob_mode(descriptor) } else { 0 }
+                );
+                Ok(cache::sha256_digest(text.as_bytes()))
+            }
+        }
+    }
+}
+
+fn poisoned() -> RunError {
+    RunError::failed(std::io::Error::other("runner state lock poisoned"))
+}
+
+impl OpRunner for Runner {
+    type Ref = BuildRef;
+
+    async fn run(&self, job: RunJob<BuildRef>) -> Result<Vec<BuildRef>, RunError> {
+        if job.cancel.is_cancelled() {
+            return Err(RunError::Canceled);
+        }
+        match self.run_op(&job).await {
+            Ok(results) => Ok(results),
+            Err(_) if job.cancel.is_cancelled() => Err(RunError::Canceled),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    async fn checksum(
+        &self,
+        input: &BuildRef,
+        selection: &Selection,
+        cancel: &CancellationToken,
+    ) -> Result<Digest, RunError> {
+        self.checksum_ref(input, selection, cancel).await
+    }
+
+    async fn resolve_source(
+        &self,
+        op: &SourceOp,
+        cancel: &CancellationToken,
+    ) -> Result<Option<Digest>, RunError> {
+        match op {
+            SourceOp::Image(image) if !image.reference.contains('@') => {
+                let base = self.base_image(image, cancel).await?;
+                Ok(Some(base.manifest.digest().clone()))
+            }
+            SourceOp::Http(http) if http.checksum.is_none() => {
+                let blob = self.download(http, cancel).await?;
+                Ok(Some(blob.digest().clone()))
+            }
+            _ => Ok(None),
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! Source ops: base images (store or registry), local directories, HTTP downloads.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use cache::buildcache::CachedLayer;
+use futures::StreamExt;
+use oci_spec::image::{Descriptor, ImageConfiguration, MediaType};
+use tokio_util::sync::CancellationToken;
+
+use super::{LocalDir, Runner, RunnerError};
+use crate::graph::{HttpSource, ImageSource, LocalSource, Platform};
+
+/// A base image resolved for a build.
+#[derive(Debug, Clone)]
+pub struct ResolvedBase {
+    /// The reference pinned to the platform manifest (`docker.io/library/busybox:latest@sha256:…`).
+    pub pinned: String,
+    /// The platform manifest's descriptor.
+    pub manifest: Descriptor,
+    pub config: ImageConfiguration,
+    /// The layers, bottom first.
+    pub layers: Vec<CachedLayer>,
+}
+
+fn registry_platform(platform: Option<&Platform>) -> Option<registry::Platform> {
+    platform.map(|p| registry::Platform::new(&p.os, &p.architecture, p.variant.as_deref()))
+}
+
+impl Runner {
+    /// Resolves `reference` (any docker form) for `platform` to a pinned reference and the image
+    /// config, pulling the image into the store when the pull policy asks for it. This is the
+    /// frontend's image resolver (`FROM`, `COPY --from=image`).
+    pub async fn resolve_image(
+        &self,
+        reference: &str,
+        platform: Option<&Platform>,
+    ) -> Result<Arc<ResolvedBase>, RunnerError> {
+        let source = ImageSource { reference: reference.to_owned(), platform: platform.cloned() };
+        self.base_image(&source, &CancellationToken::new()).await
+    }
+
+    pub(crate) async fn base_image(
+        &self,
+        image: &ImageSource,
+        cancel: &CancellationToken,
+    ) -> Result<Arc<ResolvedBase>, RunnerError> {
+        let memo = format!("{}\0{:?}", image.reference, image.platform);
+        if let Some(found) = self.images.lock().ok().and_then(|m| m.get(&memo).cloned()) {
+            return Ok(found);
+        }
+        let reference = registry::Reference::parse(&image.reference)
+            .map_err(|source| RunnerError::Reference { reference: image.reference.clone(), source })?;
+        let options = registry::PullOptions { platform: registry_platform(image.platform.as_ref()) };
+        let policy = if self.registry.is_none() { registry::PullPolicy::Never } else { self.options.pull };
+        // The registry's futures are not provably `Send` for every lifetime, so the resolve runs
+        // on a blocking thread that drives it on this runtime.
+        let client = match &self.registry {
+            Some(client) => client.clone(),
+            // Without a client nothing is pulled (policy `Never`); this one only satisfies the API.
+            None => registry::Client::new(registry::ClientOptions::default())?,
+        };
+        let store = self.store.clone();
+        let handle = tokio::runtime::Handle::current();
+        let reference_for_task = reference.clone();
+        let resolve = tokio::task::spawn_blocking(move || {
+            let progress = registry::Progress::none();
+            handle.block_on(registry::resolve_image(
+                &client,
+                &store,
+                &reference_for_task,
+                &options,
+                policy,
+                &progress,
+            ))
+        });
+        let resolved = tokio::select! {
+            result = resolve => result??,
+            () = cancel.cancelled() => return Err(RunnerError::Io {
+                op: "pull", path: image.reference.clone().into(),
+                source: std::io::Error::from(std::io::ErrorKind::Interrupted),
+            }),
+        };
+        let layers = resolved
+            .image
+            .layers()?
+            .into_iter()
+            .map(|l| CachedLayer { blob: l.blob, diff_id: l.diff_id })
+            .collect();
+        let base = Arc::new(ResolvedBase {
+            pinned: format!("{}@{}", reference.name(), resolved.manifest.digest()),
+            manifest: resolved.manifest.clone(),
+            config: resolved.image.config.clone(),
+            layers,
+        });
+        if let Ok(mut images) = self.images.lock() {
+            images.insert(memo, base.clone());
+        }
+        Ok(base)
+    }
+
+    pub(crate) fn local_dir(&self, local: &LocalSource) -> Result<LocalDir, RunnerError> {
+        let given = self
+            .options
+            .locals
+            .get(&local.name)
+            .ok_or_else(|| RunnerError::UnknownLocal(local.name.clone()))?;
+        let mut excludes = given.excludes.clone();
+        for pattern in &local.exclude_patterns {
+            if !excludes.contains(pattern) {
+                excludes.push(pattern.clone());
+            }
+        }
+        Ok(LocalDir {
+            name: local.name.clone(),
+            path: given.path.clone(),
+            excludes,
+            shared_key: local.shared_key.clone(),
+        })
+    }
+
+    /// Downloads `http.url` into the content store once per build (verifying `--checksum`).
+    pub(crate) async fn download(
+        &self,
+        http: &HttpSource,
+        cancel: &CancellationToken,
+    ) -> Result<Arc<Descriptor>, RunnerError> {
+        let memo = serde_json::to_string(http).unwrap_or_else(|_| http.url.clone());
+        if let Some(found) = self.downloads.lock().ok().and_then(|m| m.get(&memo).cloned()) {
+            return Ok(found);
+        }
+        let expected = match &http.checksum {
+            Some(text) => {
+                Some(cache::parse_digest(text).map_err(|_| RunnerError::InvalidChecksum(text.clone()))?)
+            }
+            None => None,
+        };
+        let client = reqwest::Client::builder()
+            .build()
+            .map_err(|source| RunnerError::Download { url: http.url.clone(), source })?;
+        let download = async {
+            let response = client
+                .get(&http.url)
+                .send()
+                .await
+                .map_err(|source| RunnerError::Download { url: http.url.clone(), source })?;
+            if !response.status().is_success() {
+                return Err(RunnerError::DownloadStatus {
+                    url: http.url.clone(),
+                    status: response.status().as_u16(),
+                });
+            }
+            let mut writer = self.store.content().writer()?;
+            let temp = writer.temp_path().to_owned();
+            let mut body = response.bytes_stream();
+            while let Some(chunk) = body.next().await {
+                let chunk =
+                    chunk.map_err(|source| RunnerError::Download { url: http.url.clone(), source })?;
+                writer.write_all(&chunk).map_err(RunnerError::io("write", &temp))?;
+            }
+            let actual = writer.digest();
+            if let Some(expected) = &expected
+                && &actual != expected
+            {
+                return Err(RunnerError::ChecksumMismatch {
+                    url: http.url.clone(),
+                    expected: expected.to_string(),
+                    actual: actual.to_string(),
+                });
+            }
+            Ok(writer.commit(expected.as_ref())?)
+        };
+        let info = tokio::select! {
+            result = download => result?,
+            () = cancel.cancelled() => return Err(RunnerError::Io {
+                op: "download", path: http.url.clone().into(),
+                source: std::io::Error::from(std::io::ErrorKind::Interrupted),
+            }),
+        };
+        let mut descriptor = info.descriptor(MediaType::Other("application/octet-stream".into()));
+        let filename = http.filename.clone().unwrap_or_else(|| filename_from_url(&http.url));
+        let mut annotations = std::collections::HashMap::new();
+        annotations.insert(super::ANNOTATION_FILENAME.to_owned(), filename);
+        annotations.insert(super::ANNOTATION_MODE.to_owned(), format!("{:o}", http.mode.unwrap_or(0o600)));
+        descriptor.set_annotations(Some(annotations));
+        let descriptor = Arc::new(descriptor);
+        if let Ok(mut downloads) = self.downloads.lock() {
+            downloads.insert(memo, descriptor.clone());
+        }
+        Ok(descriptor)
+    }
+}
+
+/// The file name of a download: the URL path's last segment (`index.html` when empty).
+pub(crate) fn filename_from_url(url: &str) -> String {
+    let without_query = url.split(['?', '#']).next().unwrap_or(url);
+    let after_scheme = without_query.split_once("://").map(|(_, rest)| rest).unwrap_or(without_query);
+    let path = after_scheme.split_once('/').map(|(_, path)| path).unwrap_or("");
+    match path.rsplit('/').next() {
+        Some(name) if !name.is_empty() && name != "." && name != ".." => name.to_owned(),
+        _ => "index.html".to_owned(),
+    }
+}
+
+pub(crate) fn blob_filename(descriptor: &Descriptor) -> String {
+    descriptor
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(super::ANNOTATION_FILENAME).cloned())
+        .filter(|n| !n.is_empty() && !n.contains('/') && n != "." && n != "..")
+        .unwrap_or_else(|| "download".to_owned())
+}
+
+pub(crate) fn blob_mode(descriptor: &Descriptor) -> u32 {
+    descriptor
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(super::ANNOTATION_MODE))
+        .and_then(|m| u32::from_str_radix(m, 8).ok())
+        .unwrap_or(0o600)
+        & 0o7777
+}

@@ -1,0 +1,725 @@
+//! Root integration tests of the op runner: real store, real sandbox, graphs built by hand.
+//!
+//! `harness = false`: the binary is also the sandbox init (the executor re-executes
+//! `/proc/self/exe`), so `main` calls `maybe_run_init` before anything else.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use cache::Store;
+use cache::buildcache::CachedLayer;
+use solver::graph::{
+    CacheMount, CacheSharing, ChownOpt, CopyAction, ExecOp, FileAction, FileOp, GraphBuilder, ImageSource,
+    Input, LocalSource, MergeOp, MkdirAction, MkfileAction, Mount, MountKind, NetworkMode, Op, RmAction,
+    SecretMount, SourceOp, UserOpt, VertexMetadata,
+};
+use solver::progress::ProgressSender;
+use solver::runner::{BuildRef, LocalDirOptions, Runner, RunnerError, RunnerOptions, SecretValue};
+use solver::scheduler::{MemoryCache, RunError, SolveError, SolveOptions, Solver};
+use tokio_util::sync::CancellationToken;
+
+const BASE: &str = "docker.io/library/busybox:latest";
+const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+struct TestEnv {
+    dir: tempfile::TempDir,
+    store: Store,
+    runner: Arc<Runner>,
+}
+
+impl TestEnv {
+    fn new(configure: impl FnOnce(&Path, &mut RunnerOptions)) -> TestEnv {
+        let dir = tempfile::Builder::new().prefix("kiln-runner-test-").tempdir().unwrap();
+        let store = Store::open(&dir.path().join("root")).unwrap();
+        cache::test_support::busybox_image(&store, BASE).unwrap();
+        let executor = executor::Executor::new(dir.path().join("run")).unwrap();
+        let context = dir.path().join("context");
+        std::fs::create_dir_all(&context).unwrap();
+        let mut options = RunnerOptions::default();
+        options.locals.insert("context".into(), LocalDirOptions { path: context, excludes: Vec::new() });
+        configure(dir.path(), &mut options);
+        let runner = Runner::new(store.clone(), executor, None, options).unwrap();
+        TestEnv { dir, store, runner: Arc::new(runner) }
+    }
+
+    fn context(&self) -> PathBuf {
+        self.dir.path().join("context")
+    }
+
+    async fn solve(&self, builder: GraphBuilder, target: Input) -> Result<BuildRef, SolveError> {
+        let definition = builder.finish(vec![target]).unwrap();
+        let solver = Solver::new(self.runner.clone(), Arc::new(MemoryCache::new()));
+        let result = solver
+            .solve(&definition, &SolveOptions::default(), ProgressSender::discard(), CancellationToken::new())
+            .await?;
+        Ok(result.outputs.into_iter().next().unwrap())
+    }
+
+    /// Entries of a layer: path → (mode, uid, gid, content).
+    fn entries(&self, layer: &CachedLayer) -> BTreeMap<String, (u32, u64, u64, Vec<u8>)> {
+        let file = self.store.content().open(layer.blob.digest()).unwrap();
+        let mut archive = tar::Archive::new(cache::compress::decompress(file).unwrap());
+        let mut out = BTreeMap::new();
+        for entry in archive.entries().unwrap() {
+            let mut entry = entry.unwrap();
+            let path = entry.path().unwrap().to_string_lossy().trim_end_matches('/').to_owned();
+            let header = entry.header().clone();
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data).unwrap();
+            out.insert(path, (header.mode().unwrap(), header.uid().unwrap(), header.gid().unwrap(), data));
+        }
+        out
+    }
+
+    fn top_entries(&self, result: &BuildRef) -> BTreeMap<String, (u32, u64, u64, Vec<u8>)> {
+        let layers = result.layers().expect("a filesystem");
+        self.entries(layers.last().expect("a layer"))
+    }
+
+    /// No mount of this test is left in our mount namespace.
+    fn assert_no_mounts(&self) {
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let dir = self.dir.path().to_string_lossy().into_owned();
+        let left: Vec<&str> = mounts.lines().filter(|l| l.contains(&dir)).collect();
+        assert!(left.is_empty(), "mounts left behind: {left:#?}");
+        // Every temporary directory of the runner is gone too.
+        let tmp = self.dir.path().join("root/tmp");
+        for entry in std::fs::read_dir(&tmp).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                let left: Vec<_> = std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()).collect();
+                assert!(left.is_empty(), "temporary files left behind: {left:#?}");
+            }
+        }
+    }
+}
+
+fn meta(name: &str) -> VertexMetadata {
+    VertexMetadata { description: Some(name.to_owned()), ..VertexMetadata::default() }
+}
+
+fn base(builder: &mut GraphBuilder) -> Input {
+    let op = Op::Source(SourceOp::Image(ImageSource { reference: BASE.into(), platform: None }));
+    builder.add_output(op, vec![], meta("FROM busybox")).unwrap()
+}
+
+fn context(builder: &mut GraphBuilder) -> Input {
+    let op = Op::Source(SourceOp::Local(LocalSource {
+        name: "context".into(),
+        include_patterns: vec![],
+        exclude_patterns: vec![],
+        follow_paths: vec![],
+        shared_key: String::new(),
+    }));
+    builder.add_output(op, vec![], meta("context")).unwrap()
+}
+
+fn root_mount() -> Mount {
+    Mount {
+        input: Some(0),
+        selector: String::new(),
+        dest: "/".into(),
+        output: Some(0),
+        readonly: false,
+        kind: MountKind::Bind,
+    }
+}
+
+fn exec_op(script: &str, extra: Vec<Mount>) -> Op {
+    let mut mounts = vec![root_mount()];
+    mounts.extend(extra);
+    Op::Exec(ExecOp {
+        args: vec!["/bin/sh".into(), "-c".into(), script.into()],
+        env: vec![PATH_ENV.into()],
+        cwd: "/".into(),
+        user: String::new(),
+        hostname: None,
+        network: NetworkMode::None,
+        mounts,
+    })
+}
+
+fn run(builder: &mut GraphBuilder, on: Input, script: &str, extra: Vec<Mount>) -> Input {
+    builder.add_output(exec_op(script, extra), vec![on], meta(script)).unwrap()
+}
+
+fn file_op(
+    builder: &mut GraphBuilder,
+    inputs: Vec<Input>,
+    base: Option<u32>,
+    actions: Vec<FileAction>,
+) -> Input {
+    builder.add_output(Op::File(FileOp { base, actions }), inputs, meta("file")).unwrap()
+}
+
+fn failure(error: SolveError) -> RunnerError {
+    let SolveError::Vertex { source: RunError::Failed(inner), .. } = error else {
+        panic!("unexpected {error:?}")
+    };
+    *inner.downcast::<RunnerError>().expect("a runner error")
+}
+
+async fn run_writes_only_its_file() {
+    let env = TestEnv::new(|_, _| {});
+    let mut b = GraphBuilder::new();
+    let from = base(&mut b);
+    let step = run(&mut b, from, "echo hi > /hello", vec![]);
+    let result = env.solve(b, step).await.unwrap();
+    assert_eq!(result.layers().unwrap().len(), 2);
+    let entries = env.top_entries(&result);
+    assert_eq!(entries.keys().collect::<Vec<_>>(), vec!["hello"], "{entries:?}");
+    assert_eq!(entries["hello"].3, b"hi\n");
+
+    // A RUN that changes nothing adds no layer (BuildKit drops empty layers too).
+    let mut b = GraphBuilder::new();
+    let from = base(&mut b);
+    let step = run(&mut b, from, "true", vec![]);
+    assert_eq!(env.solve(b, step).await.unwrap().layers().unwrap().len(), 1);
+
+    // The next RUN sees the previous one's files (committed snapshot as a lower).
+    let mut b = GraphBuilder::new();
+    let from = base(&mut b);
+    let one = run(&mut b, from, "echo one > /one", vec![]);
+    let two = run(&mut b, one, "cat /one > /two && rm /bin/ls", vec![]);
+    let result = env.solve(b, two).await.unwrap();
+    let entries = env.top_entries(&result);
+    assert_eq!(entries["two"].3, b"one\n");
+    assert!(entries.contains_key("bin/.wh.ls"), "{:?}", entries.keys());
+    env.assert_no_mounts();
+}
+
+async fn run_failure_reports_command_code_and_tail() {
+    let env = TestEnv::new(|_, _| {});
+    let mut b = GraphBuilder::new();
+    let from = base(&mut b);
+    let script = "for i in $(seq 1 30); do echo out$i; done; echo oops; exit 3";
+    let step = run(&mut b, from, script, vec![]);
+    let error = failure(env.solve(b, step).await.unwrap_err());
+    let RunnerError::Process(failed) = &error else { panic!("unexpected {error:?}") };
+    assert_eq!(failed.exit_code, 3);
+    assert_eq!(failed.command, vec!["/bin/sh", "-c", script]);
+    assert_eq!(failed.output_tail.len(), 20);
+    assert_eq!(failed.output_tail.last().unwrap(), "oops");
+    assert_eq!(failed.output_tail[0], "out12");
+    assert_eq!(
+        error.to_string(),
+        format!("process \"/bin/sh -c {script}\" did not complete successfully: exit code: 3")
+    );
+
+    // stderr is part of the tail too.
+    let mut b = GraphBuilder::new();
+    let from = base(&mut b);
+    let step = run(&mut b, from, "echo bad >&2; exit 1", vec![]);
+    let RunnerError::Process(failed) = failure(env.solve(b, step).await.unwrap_err()) else { panic!() };
+    assert_eq!((failed.exit_code, failed.output_tail), (1, vec!["bad".to_owned()]));
+    env.assert_no_mounts();
+}
+
+async fn cache_mount_persists_and_stays_out_of_layers() {
+    let env = TestEnv::new(|_, _| {});
+    let cache_mount = || Mount {
+        input: None,
+        selector: String::new(),
+        dest: "/cache".into(),
+        output: None,
+        readonly: false,
+        kind: MountKind::Cache(CacheMount {
+            id: "c1".into(),
+            sharing: CacheSharing::Locked,
+            uid: None,
+            gid: None,
+            mode: None,
+        }),
+    };
+    let mut b = GraphBuilder::new();
+    let from = base(&mut b);
+    let step = run(&mut b, from, "echo cached > /cache/x && echo a > /a", vec![cache_mount()]);
+    let first = env.solve(b, step).await.unwrap();
+    assert_eq!(env.top_entries(&first).keys().collect::<Vec<_>>(), vec!["a"]);
+
+    let mut b = GraphBuilder::new();
+    let from = base(&mut b);
+    let step = run(&mut b, from, "cat /cache/x > /seen", vec![cache_mount()]);
+    let second = env.solve(b, step).await.unwrap();
+    let entries = env.top_entries(&second);
+    assert_eq!(entries.keys().collect::<Vec<_>>(), vec!["seen"]);
+    assert_eq!(entries["seen"].3, b"cached\n");
+    env.assert_no_mounts();
+}
+
+async fn secret_is_visible_but_never_in_the_layer() {
+    let env = TestEnv::new(|_, options| {
+        options.secrets.insert("tok".into(), SecretValue::Bytes(b"s3cret".to_vec()));
+    });
+    let secret = |id: &str, optional| Mount {
+        input: None,
+        selector: String::new(),
+        dest: format!("/run/secrets/{id}"),
+        output: None,
+        readonly: true,
+        kind: MountKind::Secret(SecretMount {
+            id: id.into(),
+            env: Some("TOK".into()),
+            uid: 0,
+            gid: 0,
+            mode: 0o400,
+            optional,
+        }),
+    };
+    let mut b = GraphBuilder::new();
+    let from = base(&mut b);
+    let step =
+        run(&mut b, from, "cat /run/secrets/tok > /out && echo \"$TOK\" >> /out", vec![secret("tok", false)]);
+    let result = env.solve(b, step).await.unwrap();
+    let entries = env.top_entries(&result);
+    assert_eq!(entries.keys().collect::<Vec<_>>(), vec!["out"], "{entries:?}");
+    assert_eq!(entries["out"].3, b"s3crets3cret\n");
+
+    let mut b = GraphBuilder::new();
+    let from = base(&mut b);
+    let step = run(&mut b, from, "true", vec![secret("missing", false)]);
+    let error = failure(env.solve(b, step).await.unwrap_err());
+    assert!(matches!(error, RunnerError::SecretNotFound(ref id) if id == "missing"), "{error:?}");
+    env.assert_no_mounts();
+}
+
+fn write(path: &Path, content: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, content).unwrap();
+}
+
+async fn copy_from_context_with_chown_chmod_glob() {
+    let env = TestEnv::new(|_, _| {});
+    let ctx = env.context();
+    write(&ctx.join("a.txt"), "A");
+    write(&ctx.join("b.txt"), "B");
+    write(&ctx.join("c.md"), "C");
+    write(&ctx.join("dir/sub/x.txt"), "X");
+    std::os::unix::fs::symlink("/etc/passwd", ctx.join("dir/outside")).unwrap();
+
+    let mut b = GraphBuilder::new();
+    let from = base(&mut b);
+    let local = context(&mut b);
+    let mut globbed = CopyAction::new(1, "*.txt", "/dst/");
+    globbed.allow_wildcard = true;
+    globbed.create_dest_path = true;
+    globbed.follow_symlinks = true;
+    globbed.mode = Some(0o640);
+    globbed.owner = Some(ChownOpt { user: Some(UserOpt::Name("www-data".into())), group: None });
+    let mut dir = CopyAction::new(1, "dir", "/tree");
+    dir.copy_dir_contents = true;
+    dir.create_dest_path = true;
+    dir.follow_symlinks = true;
+    let step =
+        file_op(&mut b, vec![from, local], Some(0), vec![FileAction::Copy(globbed), FileAction::Copy(dir)]);
+    let result = env.solve(b, step).await.unwrap();
+    let entries = env.top_entries(&result);
+    let names: Vec<&String> = entries.keys().collect();
+    assert_eq!(
+        names,
+        vec!["dst", "dst/a.txt", "dst/b.txt", "tree", "tree/outside", "tree/sub", "tree/sub/x.txt"]
+    );
+    assert_eq!(entries["dst/a.txt"].0 & 0o7777, 0o640);
+    assert_eq!((entries["dst/a.txt"].1, entries["dst/a.txt"].2), (33, 33));
+    assert_eq!(entries["dst/b.txt"].3, b"B");
+    // Context files are root-owned in the image; a symlink stays a symlink.
+    assert_eq!((entries["tree/sub/x.txt"].1, entries["tree/sub/x.txt"].2), (0, 0));
+    assert!(entries["tree/outside"].3.is_empty());
+
+    // Following the symlink itself resolves inside the context: the host file never leaks.
+    let mut b = GraphBuilder::new();
+    let from = base(&mut b);
+    let local = context(&mut b);
+    let mut leak = CopyAction::new(1, "dir/outside", "/leak");
+    leak.follow_symlinks = true;
+    let step = file_op(&mut b, vec![from, local], Some(0), vec![FileAction::Copy(leak)]);
+    let error = env.solve(b, step).await.unwrap_err();
+    assert!(error.to_string().contains("not found"), "{error}");
+
+    // `..` cannot climb out of the context either.
+    let mut b = GraphBuilder::new();
+    let from = base(&mut b);
+    let local = context(&mut b);
+    let climb = CopyAction::new(1, "../../../../../etc/passwd", "/leak");
+    let step = file_op(&mut b, vec![from, local], Some(0), vec![FileAction::Copy(climb)]);
+    let error = env.solve(b, step).await.unwrap_err();
+    assert!(error.to_string().contains("not found"), "{error}");
+
+    // A hostile archive cannot write outside the destination.
+    let mut archive = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.as_old_mut().name[..13].copy_from_slice(b"../../escaped");
+    header.set_size(4);
+    header.set_mode(0o644);
+    header.set_entry_type(tar::EntryType::Regular);
+    header.set_cksum();
+    archive.append(&header, &b"evil"[..]).unwrap();
+    std::fs::write(ctx.join("evil.tar"), archive.into_inner().unwrap()).unwrap();
+    let mut b = GraphBuilder::new();
+    let from = base(&mut b);
+    let local = context(&mut b);
+    let mut add = CopyAction::new(1, "evil.tar", "/x/y/");
+    add.attempt_unpack_archive = true;
+    add.create_dest_path = true;
+    let step = file_op(&mut b, vec![from, local], Some(0), vec![FileAction::Copy(add)]);
+    if let Ok(result) = env.solve(b, step).await {
+        let entries = env.top_entries(&result);
+        assert!(entries.keys().all(|k| k.starts_with("x/y")), "{entries:?}");
+    }
+    assert!(!env.dir.path().join("escaped").exists());
+    env.assert_no_mounts();
+}
+
+async fn add_extracts_archives_and_file_actions() {
+    let env = TestEnv::new(|_, _| {});
+    let ctx = env.context();
+    let src = env.dir.path().join("tarsrc");
+    write(&src.join("pkg/readme"), "hello tar");
+    for (flag, name) in [("-z", "pkg.tar.gz"), ("-j", "pkg.tar.bz2"), ("-J", "pkg.tar.xz")] {
+        let status = std::process::Command::new("tar")
+            .args(["-c", flag, "-f", &ctx.join(name).to_string_lossy(), "-C", &src.to_string_lossy(), "pkg"])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    write(&ctx.join("plain.gz.txt"), "not an archive");
+
+    let mut b = GraphBuilder::new();
+    let from = base(&mut b);
+    let local = context(&mut b);
+    let mut add = CopyAction::new(1, "pkg.tar.gz", "/opt/");
+    add.attempt_unpack_archive = true;
+    add.create_dest_path = true;
+    add.follow_symlinks = true;
+    let mut archives = Vec::new();
+    for (name, dest) in [("pkg.tar.bz2", "/bz/"), ("pkg.tar.xz", "/xz/"), ("plain.gz.txt", "/plain/")] {
+        let mut add = CopyAction::new(1, name, dest);
+        add.attempt_unpack_archive = true;
+        add.create_dest_path = true;
+        archives.push(FileAction::Copy(add));
+    }
+    let mut owned = CopyAction::new(1, "pkg.tar.gz", "/owned/");
+    owned.attempt_unpack_archive = true;
+    owned.create_dest_path = true;
+    owned.owner = Some(ChownOpt { user: Some(UserOpt::Name("www-data".into())), group: None });
+    archives.push(FileAction::Copy(owned));
+    let mut actions = vec![
+        FileAction::Copy(add),
+        FileAction::Mkdir(MkdirAction {
+            path: "/app/data".into(),
+            mode: 0o750,
+            make_parents: true,
+            owner: None,
+            timestamp: None,
+        }),
+        FileAction::Mkfile(MkfileAction {
+            path: "/app/data/note".into(),
+            mode: 0o600,
+            data: b"heredoc\n".to_vec(),
+            owner: Some(ChownOpt { user: Some(UserOpt::Id(65534)), group: None }),
+            timestamp: None,
+        }),
+        FileAction::Rm(RmAction { path: "/bin/cat".into(), allow_not_found: false, allow_wildcard: false }),
+    ];
+    actions.extend(archives);
+    let step = file_op(&mut b, vec![from, local], Some(0), actions);
+    let result = env.solve(b, step).await.unwrap();
+    let entries = env.top_entries(&result);
+    assert_eq!(entries["opt/pkg/readme"].3, b"hello tar");
+    assert!(!entries.contains_key("opt/pkg.tar.gz"));
+    assert_eq!(entries["bz/pkg/readme"].3, b"hello tar");
+    assert_eq!(entries["xz/pkg/readme"].3, b"hello tar");
+    assert_eq!(entries["plain/plain.gz.txt"].3, b"not an archive");
+    assert_eq!((entries["opt/pkg/readme"].1, entries["opt/pkg/readme"].2), (0, 0));
+    assert_eq!((entries["owned/pkg/readme"].1, entries["owned/pkg/readme"].2), (33, 33));
+    assert_eq!((entries["owned/pkg"].1, entries["owned/pkg"].2), (33, 33));
+    assert_eq!(entries["owned/pkg/readme"].3, b"hello tar");
+    assert_eq!(entries["app/data"].0 & 0o7777, 0o750);
+    assert_eq!(entries["app/data/note"].3, b"heredoc\n");
+    assert_eq!((entries["app/data/note"].1, entries["app/data/note"].0 & 0o7777), (65534, 0o600));
+    assert!(entries.contains_key("bin/.wh.cat"), "{:?}", entries.keys());
+    env.assert_no_mounts();
+}
+
+async fn merge_concatenates_chains() {
+    let env = TestEnv::new(|_, _| {});
+    let mut b = GraphBuilder::new();
+    let from = base(&mut b);
+    let mkfile = |path: &str| {
+        FileAction::Mkfile(MkfileAction {
+            path: path.into(),
+            mode: 0o644,
+            data: path.as_bytes().to_vec(),
+            owner: None,
+            timestamp: None,
+        })
+    };
+    let one = file_op(&mut b, vec![], None, vec![mkfile("/one")]);
+    let two = file_op(&mut b, vec![], None, vec![mkfile("/two")]);
+    let merged = b.add_output(Op::Merge(MergeOp {}), vec![from, one, two], meta("merge")).unwrap();
+    let step = run(&mut b, merged, "cat /one /two > /both", vec![]);
+    let result = env.solve(b, step).await.unwrap();
+    assert_eq!(result.layers().unwrap().len(), 4);
+    assert_eq!(env.top_entries(&result)["both"].3, b"/one/two");
+    env.assert_no_mounts();
+}
+
+async fn mounts_bind_tmpfs_and_cwd() {
+    let env = TestEnv::new(|_, _| {});
+    write(&env.context().join("src/main.c"), "int main;");
+    let mut b = GraphBuilder::new();
+    let from = base(&mut b);
+    let local = context(&mut b);
+    let other = run(&mut b, from.clone(), "mkdir /out && echo built > /out/bin", vec![]);
+    let mounts = vec![
+        Mount {
+            input: Some(1),
+            selector: "src".into(),
+            dest: "/src".into(),
+            output: None,
+            readonly: true,
+            kind: MountKind::Bind,
+        },
+        Mount {
+            input: Some(2),
+            selector: "out".into(),
+            dest: "/other".into(),
+            output: None,
+            readonly: false,
+            kind: MountKind::Bind,
+        },
+        Mount {
+            input: None,
+            selector: String::new(),
+            dest: "/scratch".into(),
+            output: None,
+            readonly: false,
+            kind: MountKind::Tmpfs(solver::graph::TmpfsMount { size: None }),
+        },
+    ];
+    let mut op = exec_op(
+        "cat /src/main.c > /res && cat /other/bin >> /res && echo junk > /other/junk && echo t > /scratch/t \
+         && ! touch /src/new 2>/dev/null && pwd > /work/where",
+        mounts,
+    );
+    if let Op::Exec(exec) = &mut op {
+        exec.cwd = "/work".into();
+    }
+    let step = b.add_output(op, vec![from, local, other], meta("RUN with mounts")).unwrap();
+    let result = env.solve(b, step).await.unwrap();
+    let entries = env.top_entries(&result);
+    assert_eq!(entries.keys().collect::<Vec<_>>(), vec!["res", "work", "work/where"], "{entries:?}");
+    assert_eq!(entries["res"].3, b"int main;built\n");
+    assert_eq!(entries["work/where"].3, b"/work\n");
+    assert!(!env.context().join("src/new").exists());
+    env.assert_no_mounts();
+}
+
+async fn checksums_of_context_and_layers() {
+    use solver::contenthash::Selection;
+    use solver::scheduler::OpRunner;
+    let env = TestEnv::new(|_, _| {});
+    write(&env.context().join("a.txt"), "A");
+    write(&env.context().join("other"), "1");
+    let cancel = CancellationToken::new();
+    let local = BuildRef::Local(Arc::new(solver::runner::LocalDir {
+        name: "context".into(),
+        path: env.context(),
+        excludes: vec![],
+        shared_key: String::new(),
+    }));
+    let first = env.runner.checksum(&local, &Selection::path("a.txt"), &cancel).await.unwrap();
+    write(&env.context().join("other"), "2");
+    assert_eq!(env.runner.checksum(&local, &Selection::path("a.txt"), &cancel).await.unwrap(), first);
+    write(&env.context().join("a.txt"), "changed");
+    assert_ne!(env.runner.checksum(&local, &Selection::path("a.txt"), &cancel).await.unwrap(), first);
+
+    let mut b = GraphBuilder::new();
+    let from = base(&mut b);
+    let one = run(&mut b, from, "echo one > /etc/one", vec![]);
+    let chain = env.solve(b, one).await.unwrap();
+    let etc = env.runner.checksum(&chain, &Selection::path("/etc"), &cancel).await.unwrap();
+    let passwd = env.runner.checksum(&chain, &Selection::path("/etc/passwd"), &cancel).await.unwrap();
+    assert_ne!(etc, passwd);
+    let mut b = GraphBuilder::new();
+    let from = base(&mut b);
+    let base_ref = env.solve(b, from).await.unwrap();
+    assert_eq!(
+        env.runner.checksum(&base_ref, &Selection::path("/etc/passwd"), &cancel).await.unwrap(),
+        passwd
+    );
+    assert_ne!(env.runner.checksum(&base_ref, &Selection::path("/etc"), &cancel).await.unwrap(), etc);
+    env.assert_no_mounts();
+}
+
+async fn store_cache_reuses_results() {
+    use solver::storecache::StoreCache;
+    let env = TestEnv::new(|_, _| {});
+    write(&env.context().join("f"), "F");
+    let graph = || {
+        let mut b = GraphBuilder::new();
+        let from = base(&mut b);
+        let local = context(&mut b);
+        let mut copy = CopyAction::new(1, "f", "/f");
+        copy.follow_symlinks = true;
+        let copied = file_op(&mut b, vec![from, local], Some(0), vec![FileAction::Copy(copy)]);
+        let step = run(&mut b, copied, "cat /f > /g", vec![]);
+        b.finish(vec![step]).unwrap()
+    };
+    let index = cache::buildcache::BuildCache::open(&env.store).unwrap();
+    let solver = Solver::new(env.runner.clone(), Arc::new(StoreCache::new(index)));
+    let options = SolveOptions::default();
+    let cold =
+        solver.solve(&graph(), &options, ProgressSender::discard(), CancellationToken::new()).await.unwrap();
+    let warm =
+        solver.solve(&graph(), &options, ProgressSender::discard(), CancellationToken::new()).await.unwrap();
+    assert_eq!(cold.outputs, warm.outputs);
+    assert!(warm.stats.cached >= 2, "{:?}", warm.stats);
+    assert!(warm.stats.executed <= 2, "only the sources may run again: {:?}", warm.stats);
+    env.assert_no_mounts();
+}
+
+async fn cancellation_stops_the_process_and_cleans_up() {
+    let env = TestEnv::new(|_, _| {});
+    let mut b = GraphBuilder::new();
+    let from = base(&mut b);
+    let step = run(&mut b, from, "echo started; sleep 60", vec![]);
+    let definition = b.finish(vec![step]).unwrap();
+    let solver = Solver::new(env.runner.clone(), Arc::new(MemoryCache::new()));
+    let cancel = CancellationToken::new();
+    let trigger = cancel.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        trigger.cancel();
+    });
+    let started = std::time::Instant::now();
+    let error = solver
+        .solve(&definition, &SolveOptions::default(), ProgressSender::discard(), cancel)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, SolveError::Canceled), "{error:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "cancellation did not stop the sleep");
+    env.assert_no_mounts();
+}
+
+/// Serves `body` over HTTP on loopback for each connection until dropped.
+fn serve(body: &'static [u8]) -> (String, std::thread::JoinHandle<()>) {
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/files/tool.sh?x=1", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        for _ in 0..2 {
+            let Ok((mut stream, _)) = listener.accept() else { return };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let head =
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(body);
+        }
+    });
+    (url, handle)
+}
+
+async fn http_download_with_checksum() {
+    let env = TestEnv::new(|_, _| {});
+    let body: &'static [u8] = b"#!/bin/sh\necho tool\n";
+    let (url, server) = serve(body);
+    let good = cache::sha256_digest(body).to_string();
+    let add = |b: &mut GraphBuilder, checksum: String| {
+        let from = base(b);
+        let http = Op::Source(SourceOp::Http(solver::graph::HttpSource {
+            url: url.clone(),
+            checksum: Some(checksum),
+            filename: None,
+            mode: None,
+        }));
+        let download = b.add_output(http, vec![], meta("download")).unwrap();
+        let mut copy = CopyAction::new(1, "tool.sh", "/usr/bin/");
+        copy.mode = Some(0o755);
+        file_op(b, vec![from, download], Some(0), vec![FileAction::Copy(copy)])
+    };
+    let mut b = GraphBuilder::new();
+    let step = add(&mut b, good);
+    let result = env.solve(b, step).await.unwrap();
+    let entries = env.top_entries(&result);
+    assert_eq!(entries["usr/bin/tool.sh"].3, body);
+    assert_eq!(entries["usr/bin/tool.sh"].0 & 0o7777, 0o755);
+
+    let mut b = GraphBuilder::new();
+    let step = add(&mut b, cache::sha256_digest(b"other").to_string());
+    let error = failure(env.solve(b, step).await.unwrap_err());
+    assert!(matches!(error, RunnerError::ChecksumMismatch { .. }), "{error:?}");
+    server.join().unwrap();
+    env.assert_no_mounts();
+}
+
+fn main() {
+    if let Some(code) = executor::init::maybe_run_init() {
+        std::process::exit(code);
+    }
+    assert!(nix::unistd::Uid::effective().is_root(), "the runner tests need root");
+    type Test = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+    let tests: Vec<(&str, Test)> = vec![
+        ("run_writes_only_its_file", || Box::pin(run_writes_only_its_file())),
+        ("run_failure_reports_command_code_and_tail", || {
+            Box::pin(run_failure_reports_command_code_and_tail())
+        }),
+        ("cache_mount_persists_and_stays_out_of_layers", || {
+            Box::pin(cache_mount_persists_and_stays_out_of_layers())
+        }),
+        ("secret_is_visible_but_never_in_the_layer", || Box::pin(secret_is_visible_but_never_in_the_layer())),
+        ("copy_from_context_with_chown_chmod_glob", || Box::pin(copy_from_context_with_chown_chmod_glob())),
+        ("add_extracts_archives_and_file_actions", || Box::pin(add_extracts_archives_and_file_actions())),
+        ("merge_concatenates_chains", || Box::pin(merge_concatenates_chains())),
+        ("mounts_bind_tmpfs_and_cwd", || Box::pin(mounts_bind_tmpfs_and_cwd())),
+        ("checksums_of_context_and_layers", || Box::pin(checksums_of_context_and_layers())),
+        ("store_cache_reuses_results", || Box::pin(store_cache_reuses_results())),
+        ("cancellation_stops_the_process_and_cleans_up", || {
+            Box::pin(cancellation_stops_the_process_and_cleans_up())
+        }),
+        ("http_download_with_checksum", || Box::pin(http_download_with_checksum())),
+    ];
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let list_only = std::env::args().any(|a| a == "--list");
+    let mut failed = Vec::new();
+    let mut ran = 0;
+    for (name, test) in tests {
+        if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
+            continue;
+        }
+        if list_only {
+            println!("{name}: test");
+            continue;
+        }
+        ran += 1;
+        let outcome = std::panic::catch_unwind(|| {
+            let runtime =
+                tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            runtime.block_on(test());
+        });
+        match outcome {
+            Ok(()) => println!("test {name} ... ok"),
+            Err(_) => {
+                println!("test {name} ... FAILED");
+                failed.push(name);
+            }
+        }
+    }
+    if list_only {
+        return;
+    }
+    println!(
+        "\ntest result: {}. {} passed; {} failed",
+        if failed.is_empty() { "ok" } else { "FAILED" },
+        ran - failed.len(),
+        failed.len()
+    );
+    if !failed.is_empty() {
+        std::process::exit(1);
+    }
+}
