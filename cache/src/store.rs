@@ -253,7 +253,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join(VERSION_FILE), "7\n").unwrap();
         let err = Store::open(dir.path()).unwrap_err();
-        assert!(err.to_string().contains("format version \"7\"") && err.to_string().contains("newer"), "{err}");
+        assert!(
+            err.to_string().contains("format version \"7\"") && err.to_string().contains("newer"),
+            "{err}"
+        );
         // nothing was created in the refused store
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, [VERSION_FILE]);

@@ -155,6 +155,33 @@ fn multi_stage_with_copy_from() {
     assert!(out.join("bin/busybox").is_file());
     let inspect: serde_json::Value = serde_json::from_str(&kiln.ok(&["inspect", "ms"])).unwrap();
     assert_eq!(inspect[0]["Config"]["Cmd"], serde_json::json!(["cat", "/app/joined.txt"]));
+
+    // --iidfile, and the flattened rootfs as a tar on stdout (`-o -`)
+    let iid = kiln.path("iid");
+    let out =
+        kiln.output(&["build", "-q", "--iidfile", iid.to_str().unwrap(), "-o", "-", ctx.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(read(&iid), inspect[0]["Id"].as_str().unwrap());
+    let tar = kiln.path("fs.tar");
+    std::fs::write(&tar, &out.stdout).unwrap();
+    let listing = run(Command::new("tar").arg("-tf").arg(&tar));
+    assert!(listing.lines().any(|l| l.trim_start_matches("./") == "app/joined.txt"), "{listing}");
+}
+
+#[test]
+fn dockerfile_from_stdin_without_context() {
+    use std::io::Write;
+    let kiln = Kiln::new();
+    let dest = kiln.path("out");
+    let output = format!("type=local,dest={}", dest.display());
+    let mut child = kiln
+        .cmd(&["build", "--progress", "quiet", "-o", &output, "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"FROM busybox\nRUN echo from-stdin > /x\n").unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(read(&dest.join("x")), "from-stdin\n");
 }
 
 #[test]

@@ -75,14 +75,15 @@ impl Kiln {
 }
 
 impl Kiln {
-    /// Ids of this root's sandboxes whose cgroup holds a process.
+    /// Ids of this root's sandboxes whose memory cgroup holds a process (run them with `-m`:
+    /// without limits, a sandbox joins no v1 hierarchy).
     fn running_ids(&self) -> Vec<String> {
         let Ok(entries) = std::fs::read_dir(self.root.join("run")) else { return Vec::new() };
         entries
             .flatten()
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|id| {
-                ["/sys/fs/cgroup/pids/kiln", "/sys/fs/cgroup/kiln"].iter().any(|parent| {
+                ["/sys/fs/cgroup/memory/kiln", "/sys/fs/cgroup/kiln"].iter().any(|parent| {
                     std::fs::read_to_string(Path::new(parent).join(id).join("cgroup.procs"))
                         .is_ok_and(|procs| !procs.trim().is_empty())
                 })
@@ -205,7 +206,7 @@ fn exit_codes() {
 fn sigterm_kills_the_container_and_cleans_up() {
     let kiln = Kiln::new();
     let mut child = kiln
-        .cmd(&["run", "--rm", "--network", "none", "--entrypoint", "/bin/sleep", "img", "100"])
+        .cmd(&["run", "--rm", "--network", "none", "-m", "64m", "--entrypoint", "/bin/sleep", "img", "100"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -214,7 +215,7 @@ fn sigterm_kills_the_container_and_cleans_up() {
     Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().unwrap();
     let status = child.wait().unwrap();
     assert_eq!(status.code(), Some(137));
-    for hierarchy in ["pids", ""] {
+    for hierarchy in ["memory", ""] {
         let dir = Path::new("/sys/fs/cgroup").join(hierarchy).join("kiln").join(&ids[0]);
         assert!(!dir.exists(), "cgroup left (container tree alive?): {}", dir.display());
     }

@@ -14,7 +14,7 @@ use crate::cgroup::Cgroups;
 use crate::init::{FromInit, INIT_ARGV0, InitConfig, ToInit};
 use crate::mounts::EtcFiles;
 use crate::network::{self, Bridge};
-use crate::spec::{MountKind, NetworkMode, Rootfs, SandboxSpec};
+use crate::spec::{NetworkMode, Rootfs, SandboxSpec};
 use crate::state::{self, Record};
 use crate::{Error, Result, sys};
 
@@ -525,7 +525,6 @@ fn stub_candidates(spec: &SandboxSpec) -> Vec<PathBuf> {
                 candidates.push(ancestor.to_owned());
             }
         }
-        let _ = matches!(mount.kind, MountKind::Bind { .. });
     }
     let layers = layers(&spec.rootfs);
     candidates.retain(|candidate| {

@@ -48,8 +48,9 @@ impl Flags {
                 Some((n, v)) => (n, Some(v)),
                 None => (body, None),
             };
-            let flag = format!("--{name}");
+            let flag = || format!("--{name}");
             let Some(&(static_name, kind)) = allowed.iter().find(|(n, _)| *n == name) else {
+                let flag = flag();
                 let suggestion = suggest(name, allowed.iter().map(|(n, _)| *n)).map(|s| format!("--{s}"));
                 return Err(fail(
                     ErrorKind::UnknownFlag { flag, instruction: instruction.to_string(), suggestion },
@@ -59,12 +60,12 @@ impl Flags {
             let seen = flags.values.iter().any(|(n, _)| *n == static_name);
             if seen && kind != FlagKind::Strings {
                 return Err(fail(
-                    ErrorKind::DuplicateFlag { flag, instruction: instruction.to_string() },
+                    ErrorKind::DuplicateFlag { flag: flag(), instruction: instruction.to_string() },
                     word,
                 ));
             }
             let missing =
-                || ErrorKind::MissingFlagValue { flag: flag.clone(), instruction: instruction.to_string() };
+                || ErrorKind::MissingFlagValue { flag: flag(), instruction: instruction.to_string() };
             let stored = match kind {
                 FlagKind::Bool => match value {
                     Some("") => return Err(fail(missing(), word)),
@@ -74,7 +75,7 @@ impl Flags {
                     Some(v) => {
                         return Err(fail(
                             ErrorKind::InvalidBool {
-                                flag,
+                                flag: flag(),
                                 instruction: instruction.to_string(),
                                 value: v.to_string(),
                             },

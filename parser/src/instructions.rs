@@ -97,6 +97,9 @@ impl Converter<'_> {
     }
 
     fn flags(&self, node: &Node, allowed: &[(&'static str, FlagKind)]) -> Result<Flags, ParseError> {
+        if node.flags.is_empty() {
+            return Ok(Flags::default());
+        }
         Flags::parse(&node.keyword.to_uppercase(), &node.flags, allowed).map_err(|e| self.flag_error(node, e))
     }
 

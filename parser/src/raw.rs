@@ -414,15 +414,46 @@ fn split_heredoc_marker_pest(word: &str) -> Option<(&str, bool, &str)> {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
+    /// All strings of length 0..=`max` over `alphabet`.
+    pub(crate) fn all_strings(alphabet: &[char], max: usize) -> Vec<String> {
+        let mut all = vec![String::new()];
+        let mut last = vec![String::new()];
+        for _ in 0..max {
+            last = last.iter().flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}"))).collect();
+            all.extend(last.iter().cloned());
+        }
+        all
+    }
+
     #[test]
     fn marker_split_agrees_with_the_grammar() {
         let words = [
-            "<<EOF", "<<-EOF", "3<<EOF", "12<<-'EOF'", "<<\"EOF\"", "<< EOF", "<<-\t\nE", "<<", "<<-",
-            "a<<EOF", "<<EOF<", "<<<EOF", "<<E<F", "<<--EOF", "-<<EOF", "<<é", "٣<<EOF", "<<  ",
+            "<<EOF",
+            "<<-EOF",
+            "3<<EOF",
+            "12<<-'EOF'",
+            "<<\"EOF\"",
+            "<< EOF",
+            "<<-\t\nE",
+            "<<",
+            "<<-",
+            "a<<EOF",
+            "<<EOF<",
+            "<<<EOF",
+            "<<E<F",
+            "<<--EOF",
+            "-<<EOF",
+            "<<é",
+            "٣<<EOF",
+            "<<  ",
         ];
         for word in words {
             assert_eq!(split_heredoc_marker(word), split_heredoc_marker_pest(word), "{word:?}");
+        }
+        // Every string of up to 5 characters over the interesting alphabet.
+        for word in all_strings(&['<', '-', '1', ' ', 'E', '"', '\t'], 5) {
+            assert_eq!(split_heredoc_marker(&word), split_heredoc_marker_pest(&word), "{word:?}");
         }
     }
 

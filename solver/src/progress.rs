@@ -308,6 +308,19 @@ impl ProgressMode {
     }
 }
 
+/// An unknown `--progress` value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown progress mode {0:?} (expected auto, tty, plain, rawjson or quiet)")]
+pub struct UnknownProgressMode(pub String);
+
+impl std::str::FromStr for ProgressMode {
+    type Err = UnknownProgressMode;
+
+    fn from_str(text: &str) -> Result<ProgressMode, UnknownProgressMode> {
+        ProgressMode::parse(text).ok_or_else(|| UnknownProgressMode(text.to_owned()))
+    }
+}
+
 /// A sender for a solve and the receiver to give [`render`].
 pub fn channel() -> (ProgressSender, UnboundedReceiver<ProgressEvent>) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -526,6 +539,8 @@ mod tests {
         }
         assert_eq!(ProgressMode::parse("rawjson"), Some(ProgressMode::RawJson));
         assert_eq!(ProgressMode::parse("fancy"), None);
+        assert_eq!("tty".parse::<ProgressMode>(), Ok(ProgressMode::Tty));
+        assert!("fancy".parse::<ProgressMode>().unwrap_err().to_string().contains("\"fancy\""));
     }
 
     #[derive(Clone, Default)]

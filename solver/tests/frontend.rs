@@ -280,3 +280,14 @@ async fn vertices_carry_locations() {
     assert_eq!(annotations.get(solver::frontend::ANNOTATION_LINES).map(String::as_str), Some("3-4"));
     assert_eq!(run.metadata.description.as_deref(), Some("[3/3] RUN echo   hi"));
 }
+
+/// The lowering future can be spawned on a multi-threaded runtime.
+#[test]
+fn lowering_future_is_send() {
+    fn assert_send<T: Send>(_: &T) {}
+    let dockerfile = parser::parse("FROM busybox\nRUN --mount=type=cache,target=/c true\n").unwrap();
+    let options = FrontendOptions::default();
+    let resolver = FakeResolver::default();
+    let future = lower(&dockerfile, &options, &resolver);
+    assert_send(&future);
+}

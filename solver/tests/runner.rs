@@ -248,6 +248,27 @@ async fn cache_mount_persists_and_stays_out_of_layers() {
     let entries = env.top_entries(&second);
     assert_eq!(entries.keys().collect::<Vec<_>>(), vec!["seen"]);
     assert_eq!(entries["seen"].3, b"cached\n");
+
+    // `from=`: a new cache starts with the source's content (here /etc of the base image).
+    let mut b = GraphBuilder::new();
+    let from = base(&mut b);
+    let seeded = Mount {
+        input: Some(0),
+        selector: "/etc".into(),
+        dest: "/seeded".into(),
+        output: None,
+        readonly: false,
+        kind: MountKind::Cache(CacheMount {
+            id: "c2".into(),
+            sharing: CacheSharing::Shared,
+            uid: None,
+            gid: None,
+            mode: None,
+        }),
+    };
+    let step = run(&mut b, from, "cp /seeded/passwd /p", vec![seeded]);
+    let third = env.solve(b, step).await.unwrap();
+    assert!(String::from_utf8_lossy(&env.top_entries(&third)["p"].3).contains("www-data"));
     env.assert_no_mounts();
 }
 
@@ -658,6 +679,65 @@ async fn http_download_with_checksum() {
     env.assert_no_mounts();
 }
 
+async fn ssh_socket_is_forwarded() {
+    let socket_dir = tempfile::tempdir().unwrap();
+    let socket = socket_dir.path().join("agent.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let env = TestEnv::new(|_, options| {
+        options.ssh.insert("default".into(), socket.clone());
+    });
+    let ssh = |id: &str, optional| Mount {
+        input: None,
+        selector: String::new(),
+        dest: "/run/buildkit/ssh_agent.0".into(),
+        output: None,
+        readonly: true,
+        kind: MountKind::Ssh(solver::graph::SshMount {
+            id: id.into(),
+            uid: 0,
+            gid: 0,
+            mode: 0o600,
+            optional,
+        }),
+    };
+    let mut b = GraphBuilder::new();
+    let from = base(&mut b);
+    let step = run(
+        &mut b,
+        from,
+        "test -S \"$SSH_AUTH_SOCK\" && echo \"$SSH_AUTH_SOCK\" > /sock",
+        vec![ssh("default", false)],
+    );
+    let result = env.solve(b, step).await.unwrap();
+    let entries = env.top_entries(&result);
+    assert_eq!(entries.keys().collect::<Vec<_>>(), vec!["sock"], "{entries:?}");
+    assert_eq!(entries["sock"].3, b"/run/buildkit/ssh_agent.0\n");
+
+    let mut b = GraphBuilder::new();
+    let from = base(&mut b);
+    let step = run(&mut b, from, "true", vec![ssh("deploy", false)]);
+    let error = failure(env.solve(b, step).await.unwrap_err());
+    assert!(matches!(error, RunnerError::SshNotFound(ref id) if id == "deploy"), "{error:?}");
+    let mut b = GraphBuilder::new();
+    let from = base(&mut b);
+    let step = run(&mut b, from, "test ! -e /run/buildkit/ssh_agent.0", vec![ssh("deploy", true)]);
+    env.solve(b, step).await.unwrap();
+    env.assert_no_mounts();
+}
+
+async fn pinned_reference_resolves_from_the_store() {
+    let env = TestEnv::new(|_, _| {});
+    let base = env.runner.resolve_image("busybox", None).await.unwrap();
+    assert!(base.pinned.starts_with("docker.io/library/busybox@sha256:"), "{}", base.pinned);
+    assert_eq!(base.config.config().as_ref().and_then(|c| c.cmd().clone()), Some(vec!["sh".to_owned()]));
+    // A second runner (no registry, nothing memoised) finds the pinned image in the store.
+    let executor = executor::Executor::new(env.dir.path().join("run2")).unwrap();
+    let fresh = Runner::new(env.store.clone(), executor, None, RunnerOptions::default()).unwrap();
+    let again = fresh.resolve_image(&base.pinned, None).await.unwrap();
+    assert_eq!(again.layers, base.layers);
+    assert!(fresh.resolve_image("docker.io/library/nothere:1", None).await.is_err());
+}
+
 fn main() {
     if let Some(code) = executor::init::maybe_run_init() {
         std::process::exit(code);
@@ -683,6 +763,8 @@ fn main() {
             Box::pin(cancellation_stops_the_process_and_cleans_up())
         }),
         ("http_download_with_checksum", || Box::pin(http_download_with_checksum())),
+        ("ssh_socket_is_forwarded", || Box::pin(ssh_socket_is_forwarded())),
+        ("pinned_reference_resolves_from_the_store", || Box::pin(pinned_reference_resolves_from_the_store())),
     ];
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let list_only = std::env::args().any(|a| a == "--list");

@@ -219,11 +219,13 @@ async fn find_or_pull(
 }
 
 pub async fn run(global: &GlobalOptions, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let started = std::time::Instant::now();
     let store = open_store(global)?;
     let record = find_or_pull(global, &store, &args.image).await?;
     let image = store.content().read_image(&record.target)?;
     let layers = image.layers()?;
     let lowers = store.snapshots().ensure_unpacked(&layers)?;
+    let image_ready = started.elapsed();
     if lowers.is_empty() {
         bail!("image {} has no layers: nothing to run", args.image);
     }
@@ -275,6 +277,11 @@ pub async fn run(global: &GlobalOptions, args: RunArgs) -> anyhow::Result<ExitCo
     }
 
     let executor = Executor::new(global.root.join("run"))?;
+    tracing::debug!(
+        image_us = image_ready.as_micros() as u64,
+        prepare_us = started.elapsed().as_micros() as u64,
+        "container prepared"
+    );
     let stdin = std::io::stdin();
     let stdio = if args.tty {
         Stdio::Tty { size: executor::tty::window_size(&stdin) }

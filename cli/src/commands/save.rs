@@ -2,7 +2,6 @@
 //! default), readable by `docker load`, `kiln load`, `skopeo` and `podman`.
 
 use std::io::{IsTerminal, Write};
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;

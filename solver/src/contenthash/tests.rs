@@ -223,3 +223,36 @@ fn digest_covers_owner_and_link_target_unless_chowned() {
     write(root, "link", "src/lib.rs");
     assert_ne!(chowned_back, sum(root, &all), "entry types matter");
 }
+
+#[test]
+fn parallel_walk_gives_the_sequential_digest() {
+    let dir = context();
+    let root = dir.path();
+    for d in 0..12 {
+        for f in 0..5 {
+            write(root, &format!("d{d}/sub{}/f{f}.txt", f % 2), &format!("{d} {f}\n"));
+        }
+    }
+    write(root, "d3/skip.log", "ignored\n");
+    symlink("d1", root.join("d-link")).unwrap();
+    let mut sel = Selection::all();
+    sel.exclude_patterns = vec!["d5".into()];
+    let digest = |threads: usize| {
+        let mut h = hasher(root, &["**/*.log", "**/sub1"]);
+        h.threads = threads;
+        let records = walk::collect(&h, &sel).unwrap();
+        let names: Vec<Vec<u8>> = records.iter().map(walk::record_name).collect();
+        (h.checksum(&sel).unwrap(), names)
+    };
+    let (one, names) = digest(1);
+    let (many, parallel_names) = digest(4);
+    assert_eq!(names, parallel_names, "same records in the same order");
+    assert_eq!(one, many);
+    assert!(names.iter().any(|n| n == b"d0/sub0/f0.txt"));
+    let unwanted: Vec<String> = names
+        .iter()
+        .filter(|n| n.starts_with(b"d5") || n.ends_with(b".log") || n.ends_with(b"sub1"))
+        .map(|n| String::from_utf8_lossy(n).into_owned())
+        .collect();
+    assert!(unwanted.is_empty(), "{unwanted:?}");
+}

@@ -216,6 +216,12 @@ fn record(
     Ok(Record { name, kind, mode: meta.mode() & 0o7777, uid: meta.uid(), gid: meta.gid(), link, rdev, file })
 }
 
+/// The path of a record as the reader sees it (tests).
+#[cfg(test)]
+pub(super) fn record_name(record: &Record) -> Vec<u8> {
+    record.name.clone()
+}
+
 struct SubtreeFilter {
     include: PatternMatcher,
     exclude: PatternMatcher,
@@ -282,6 +288,8 @@ fn walk_dir(
         entries.push((entry.file_name(), meta));
     }
     entries.sort_by(|a, b| a.0.cmp(&b.0));
+    // Each entry: its own record (if selected) and, for a directory to descend into, its path.
+    let mut children = Vec::with_capacity(entries.len());
     for (name, meta) in entries {
         let mut child_real = real.to_vec();
         child_real.push(name.clone());
@@ -295,16 +303,63 @@ fn walk_dir(
         let ignored = hasher.filter.matches(&real_text);
         let excluded = !filter.exclude.is_empty() && filter.exclude.matches(&rel_text);
         let included = filter.include.is_empty() || filter.include.matches(&rel_text);
-        if !ignored && !excluded && included {
+        let own = if !ignored && !excluded && included {
             let path = dir.join(child_real.last().map(OsString::as_os_str).unwrap_or_default());
-            records.push(record(join(&child_display), &child_real, path, &meta)?);
-        }
+            Some(record(join(&child_display), &child_real, path, &meta)?)
+        } else {
+            None
+        };
         let descend = is_dir
             && (!ignored || hasher.filter.may_include_below(&real_text))
             && (!excluded || filter.exclude.may_include_below(&rel_text));
-        if descend {
-            walk_dir(hasher, filter, &child_display, &child_real, &child_relative, records)?;
+        children.push((own, descend.then_some((child_display, child_real, child_relative))));
+    }
+    let subdirs = children.iter().filter(|(_, sub)| sub.is_some()).count();
+    // The top level of a selection walks its subdirectories on several threads (the walk is
+    // bound by `lstat` calls); deeper levels, and small trees, stay on one.
+    let threads = if relative.is_empty() { hasher.threads.min(subdirs) } else { 1 };
+    if threads < 2 {
+        for (own, sub) in children {
+            records.extend(own);
+            if let Some((child_display, child_real, child_relative)) = sub {
+                walk_dir(hasher, filter, &child_display, &child_real, &child_relative, records)?;
+            }
         }
+        return Ok(());
+    }
+    let jobs: Vec<(usize, &(Vec<OsString>, Vec<OsString>, Vec<OsString>))> =
+        children.iter().enumerate().filter_map(|(i, (_, sub))| sub.as_ref().map(|sub| (i, sub))).collect();
+    let chunk = jobs.len().div_ceil(threads);
+    type Subtrees = Vec<(usize, Vec<Record>)>;
+    let results: Vec<Result<Subtrees, ContentHashError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut done = Vec::with_capacity(part.len());
+                    for (i, (child_display, child_real, child_relative)) in part {
+                        let mut sub = Vec::new();
+                        walk_dir(hasher, filter, child_display, child_real, child_relative, &mut sub)?;
+                        done.push((*i, sub));
+                    }
+                    Ok(done)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    });
+    let mut subtrees: Vec<Option<Vec<Record>>> = (0..children.len()).map(|_| None).collect();
+    for result in results {
+        for (i, sub) in result? {
+            subtrees[i] = Some(sub);
+        }
+    }
+    for ((own, _), sub) in children.into_iter().zip(subtrees) {
+        records.extend(own);
+        records.extend(sub.unwrap_or_default());
     }
     Ok(())
 }

@@ -252,6 +252,16 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
                 }
             }
         };
+        if !state.env.iter().any(|(k, _)| k == "PATH") {
+            // BuildKit gives every stage a PATH, in the config too
+            let path = format!("PATH={DEFAULT_PATH}");
+            let mut env = state.runtime().env().clone().unwrap_or_default();
+            env.insert(0, path);
+            state.update(|c| {
+                c.set_env(Some(env));
+            });
+            state.env.insert(0, ("PATH".into(), DEFAULT_PATH.into()));
+        }
         let counted = matches!(planned.base, Base::Image(_));
         self.onbuild_triggers(&mut state, index, &location, counted).await?;
         for instruction in &stage.instructions {
@@ -403,7 +413,7 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
             Command::Cmd(command) => {
                 let args = self.command_args(state, command);
                 state.update(|c| {
-                    c.set_cmd(Some(args.clone()));
+                    c.set_cmd(if args.is_empty() { None } else { Some(args.clone()) });
                 });
                 state.cmd_set = true;
                 state.history(format!("CMD {}", go_quoted_list(&args)), true, epoch);
@@ -412,7 +422,7 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
                 let args = self.command_args(state, command);
                 let keep_cmd = state.cmd_set;
                 state.update(|c| {
-                    c.set_entrypoint(Some(args.clone()));
+                    c.set_entrypoint(if args.is_empty() { None } else { Some(args.clone()) });
                     if !keep_cmd {
                         c.set_cmd(None);
                     }

@@ -40,6 +40,22 @@
 //!   names/ids in [`crate::graph::ChownOpt`] (the runner resolves names in the target's
 //!   passwd/group). `--link` copies onto scratch and merges (`Merge [previous, copy]`).
 //! - WORKDIR creates the directory with a mkdir action (as BuildKit), except for `/`.
+//! - Every stage's Env has a `PATH` (the default one is added when the base has none).
+//!
+//! # Tests
+//!
+//! `solver/tests/frontend.rs` (goldens in `testdata/frontend/<case>/`: graph JSON with digests,
+//! config JSON, warnings or the expected error; `KILN_BLESS=1` rewrites them) and
+//! `solver/tests/frontend_reference.rs` (config fields and history against what dockerd's
+//! BuildKit wrote for `testdata/buildkit-reference/`).
+//!
+//! # Known gaps
+//!
+//! - `--chmod` takes octal modes only (the graph's `CopyAction::mode` has no symbolic form).
+//! - `ADD` of git repositories, named build contexts, `RUN --security=insecure` (warned and
+//!   sandboxed), multi-platform builds (one target platform per lowering).
+//! - `--link` with `--chown=<name>` copies onto scratch: the runner must resolve names in the
+//!   final stage's passwd/group rather than in the scratch base.
 
 mod copy;
 mod dispatch;

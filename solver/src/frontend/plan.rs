@@ -224,7 +224,9 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
                 self.names.entry(name.clone()).or_insert(index);
             }
         }
-        let lone = self.dockerfile.stages.len() == 1;
+        // BuildKit turns `--from=<image>` into implicit stages: with one, a lone unnamed stage
+        // is called `stage-0` too
+        let mut implicit_images = false;
         for (index, stage) in self.dockerfile.stages.iter().enumerate() {
             let location = self.stage_location(stage);
             let expansion =
@@ -266,17 +268,22 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
             for instruction in &stage.instructions {
                 for from in from_references(instruction) {
                     let from = self.expand_at(&from, &self.global.clone(), instruction)?;
-                    if let Some(other) = self.stage_reference(&from, index) {
-                        deps.insert(other);
+                    match self.stage_reference(&from, index) {
+                        Some(other) => {
+                            deps.insert(other);
+                        }
+                        None => implicit_images = true,
                     }
                 }
             }
             let display = match &stage.name {
                 Some(name) => name.clone(),
-                None if lone => String::new(),
                 None => format!("stage-{index}"),
             };
             self.stages.push(PlannedStage { display, base, platform, deps });
+        }
+        if self.stages.len() == 1 && !implicit_images && self.dockerfile.stages[0].name.is_none() {
+            self.stages[0].display = String::new();
         }
         match &self.options.target {
             None => Ok(self.dockerfile.stages.len() - 1),

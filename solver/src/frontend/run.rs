@@ -200,6 +200,9 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
         let absolute =
             |p: &str| clean(&if p.starts_with('/') { p.to_owned() } else { format!("{workdir}/{p}") });
         let target = mount.target.as_deref().map(absolute);
+        if target.as_deref() == Some("/") {
+            return Err(self.error_at(instruction, "invalid mount target \"/\""));
+        }
         let from = match &mount.from {
             Some(from) => Some(self.mount_source(state, index, instruction, from).await?),
             None => None,
@@ -212,7 +215,7 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
                 let source = match from {
                     Some(input) => input,
                     None => {
-                        self.read_context_path(None);
+                        self.read_context_path(mount.source.as_deref());
                         self.context()?
                     }
                 };
@@ -235,7 +238,14 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
                     Some(parser::mount::Sharing::Private) => CacheSharing::Private,
                     Some(parser::mount::Sharing::Locked) => CacheSharing::Locked,
                 };
-                let id = mount.id.clone().filter(|i| !i.is_empty()).unwrap_or_else(|| dest.clone());
+                // BuildKit: the id defaults to the target as written, cleaned
+                let raw_target = mount.target.clone().unwrap_or_default();
+                let default_id = if raw_target.starts_with('/') {
+                    clean(&raw_target)
+                } else {
+                    clean(&format!("/{raw_target}")).trim_start_matches('/').to_owned()
+                };
+                let id = mount.id.clone().filter(|i| !i.is_empty()).unwrap_or(default_id);
                 let (input, selector) = match from {
                     Some(input) => (
                         Some(inputs.index(input)),
@@ -344,6 +354,11 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
                     ),
                 )),
             };
+        }
+        if from.parse::<usize>().is_ok() {
+            return Err(
+                self.error_at(instruction, format!("invalid from flag value {from}: index out of bounds"))
+            );
         }
         let resolved =
             self.resolutions.resolve(from, &state.platform, &instruction_location(instruction)).await?;

@@ -19,6 +19,9 @@ use crate::graph::{CacheSharing, ExecOp, Mount, MountKind, NetworkMode};
 use crate::progress::LogStream;
 use crate::scheduler::RunJob;
 
+/// The `PATH` of a process whose environment has none (BuildKit's default).
+pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// How many output lines a failed process reports.
 pub const TAIL_LINES: usize = 20;
 
@@ -139,6 +142,9 @@ impl Runner {
         );
         spec.readonly_rootfs = root.readonly;
         spec.mounts = mounts;
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.push(DEFAULT_PATH.to_owned());
+        }
         spec.process.env = env;
         spec.process.cwd = PathBuf::from(if op.cwd.is_empty() { "/" } else { &op.cwd });
         spec.process.user = op.user.clone();
@@ -260,8 +266,21 @@ impl Runner {
                 let mounts = self.build_cache.mounts();
                 let id = cache_mount.id.clone();
                 let (uid, gid, mode) = (cache_mount.uid, cache_mount.gid, cache_mount.mode);
+                // `from=`: a new cache directory starts with the input's content.
+                let seed = match mount.input {
+                    Some(index) => {
+                        Some((Self::input(&job.inputs, "exec", index)?.clone(), mount.selector.clone()))
+                    }
+                    None => None,
+                };
+                let store = self.store.clone();
                 let acquire = tokio::task::spawn_blocking(move || -> Result<CacheMountGuard, RunnerError> {
                     let guard = mounts.acquire(&id, sharing)?;
+                    if guard.created()
+                        && let Some((input, selector)) = seed
+                    {
+                        super::fileop::seed_dir(&store, input, &selector, guard.path())?;
+                    }
                     if guard.created() {
                         let path = guard.path();
                         std::fs::set_permissions(

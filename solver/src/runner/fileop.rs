@@ -18,7 +18,7 @@ use crate::scheduler::RunJob;
 /// Why a file action failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FileOpError {
-    #[error("failed to compute cache key: {path:?}: not found{}", if *.excluded { " (excluded by .dockerignore)" } else { "" })]
+    #[error("{path:?}: not found{}", if *.excluded { " (excluded by .dockerignore)" } else { "" })]
     NotFound { path: String, excluded: bool },
     #[error("no source files were specified: {pattern:?} matched nothing")]
     NoMatch { pattern: String },
@@ -267,6 +267,23 @@ impl Sources {
         }
         self.roots.get(&index).ok_or(RunnerError::MissingInput { kind: "file", index })
     }
+}
+
+/// Copies the contents of `selector` in `input` into the plain directory `dest` (a cache
+/// mount's first content, `RUN --mount=type=cache,from=…`).
+pub(crate) fn seed_dir(
+    store: &Store,
+    input: BuildRef,
+    selector: &str,
+    dest: &Path,
+) -> Result<(), RunnerError> {
+    let temp = TempDir::new(store, "seed")?;
+    let mut sources = Sources::default();
+    let root = sources.get(store, std::slice::from_ref(&input), 0, &temp)?;
+    let mut action = crate::graph::CopyAction::new(0, if selector.is_empty() { "/" } else { selector }, "/");
+    action.copy_dir_contents = true;
+    action.follow_symlinks = true;
+    copy::copy(&action, root, dest, &temp.path().join("unpack"), &tokio_util::sync::CancellationToken::new())
 }
 
 impl Runner {

@@ -15,9 +15,24 @@
 //!
 //! Every temporary mount and directory is undone by a drop guard, on success, error and
 //! cancellation alike.
+//!
+//! ```ignore
+//! let executor = executor::Executor::new(store.root().join("run"))?;
+//! let mut options = RunnerOptions::default();
+//! options.locals.insert("context".into(), LocalDirOptions { path: context_dir, excludes: dockerignore });
+//! options.secrets.insert("token".into(), SecretValue::File("/run/token".into()));
+//! let runner = Arc::new(Runner::new(store.clone(), executor, Some(registry_client), options)?);
+//! let base = runner.resolve_image("busybox:1.36", Some(&platform)).await?; // frontend: pinned + config
+//! let solved = Solver::new(runner, Arc::new(StoreCache::new(index))).solve(&definition, …).await?;
+//! let layers: &[CachedLayer] = solved.outputs[0].layers().expect("a filesystem"); // exporter
+//! ```
+//!
+//! A failed `RUN` is [`RunnerError::Process`]([`ProcessFailed`]): the command, the exit code and
+//! the last [`exec::TAIL_LINES`] output lines; its display is BuildKit's
+//! `process "/bin/sh -c make" did not complete successfully: exit code: 2`.
 
 mod copy;
-mod exec;
+pub mod exec;
 mod fileop;
 mod fsutil;
 mod source;
@@ -40,6 +55,7 @@ use crate::scheduler::{OpRunner, RunError, RunJob};
 use crate::storecache::StoreRef;
 
 pub use exec::ProcessFailed;
+pub use fileop::FileOpError;
 pub use source::ResolvedBase;
 
 /// Annotation of a [`BuildRef::Blob`] descriptor holding the file name of a download.

@@ -51,6 +51,27 @@ impl Runner {
         }
         let reference = registry::Reference::parse(&image.reference)
             .map_err(|source| RunnerError::Reference { reference: image.reference.clone(), source })?;
+        // A pinned reference already resolved in this build (the frontend resolved the tag).
+        if let Some(digest) = reference.digest() {
+            let pinned = format!("{}@{digest}", reference.name());
+            let found = self.images.lock().ok().and_then(|m| {
+                m.values().find(|base| base.pinned == pinned || base.manifest.digest() == digest).cloned()
+            });
+            if let Some(found) = found {
+                return Ok(found);
+            }
+            // Or in the store under any tag of that repository: no registry round trip.
+            if let Ok(records) = self.store.images().resolve(&pinned)
+                && let Some(record) = records.first()
+                && let Ok(stored) = self.store.content().read_image(&record.target)
+            {
+                let base = Arc::new(base_from_image(pinned, &stored)?);
+                if let Ok(mut images) = self.images.lock() {
+                    images.insert(memo, base.clone());
+                }
+                return Ok(base);
+            }
+        }
         let options = registry::PullOptions { platform: registry_platform(image.platform.as_ref()) };
         let policy = if self.registry.is_none() { registry::PullPolicy::Never } else { self.options.pull };
         // The registry's futures are not provably `Send` for every lifetime, so the resolve runs
@@ -81,18 +102,10 @@ impl Runner {
                 source: std::io::Error::from(std::io::ErrorKind::Interrupted),
             }),
         };
-        let layers = resolved
-            .image
-            .layers()?
-            .into_iter()
-            .map(|l| CachedLayer { blob: l.blob, diff_id: l.diff_id })
-            .collect();
-        let base = Arc::new(ResolvedBase {
-            pinned: format!("{}@{}", reference.name(), resolved.manifest.digest()),
-            manifest: resolved.manifest.clone(),
-            config: resolved.image.config.clone(),
-            layers,
-        });
+        let base = Arc::new(base_from_image(
+            format!("{}@{}", reference.name(), resolved.manifest.digest()),
+            &resolved.image,
+        )?);
         if let Ok(mut images) = self.images.lock() {
             images.insert(memo, base.clone());
         }
@@ -189,6 +202,17 @@ impl Runner {
         }
         Ok(descriptor)
     }
+}
+
+fn base_from_image(pinned: String, image: &cache::Image) -> Result<ResolvedBase, RunnerError> {
+    let layers =
+        image.layers()?.into_iter().map(|l| CachedLayer { blob: l.blob, diff_id: l.diff_id }).collect();
+    Ok(ResolvedBase {
+        pinned,
+        manifest: image.manifest_descriptor.clone(),
+        config: image.config.clone(),
+        layers,
+    })
 }
 
 /// The file name of a download: the URL path's last segment (`index.html` when empty).
