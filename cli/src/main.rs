@@ -90,7 +90,7 @@ enum Command {
     /// Remove one or more images.
     Rmi(commands::rmi::RmiArgs),
     /// Run a command in a new container.
-    Run(commands::run::RunArgs),
+    Run(Box<commands::run::RunArgs>),
     /// Show detailed information about images (JSON).
     Inspect(commands::inspect::InspectArgs),
     /// Show the history of an image.
@@ -137,7 +137,7 @@ fn main() -> ExitCode {
             Command::Images(args) => commands::images::run(&global, args).await,
             Command::Tag(args) => commands::tag::run(&global, args).await,
             Command::Rmi(args) => commands::rmi::run(&global, args).await,
-            Command::Run(args) => commands::run::run(&global, args).await,
+            Command::Run(args) => commands::run::run(&global, *args).await,
             Command::Inspect(args) => commands::inspect::run(&global, args).await,
             Command::History(args) => commands::history::run(&global, args).await,
             Command::Save(args) => commands::save::run(&global, args).await,

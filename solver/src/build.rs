@@ -131,7 +131,7 @@ pub struct BuildRequest {
     pub ssh: Vec<String>,
     /// `--network` for RUN (`default`, `none`, `host`).
     pub network: Option<String>,
-    /// `--jobs`; `None` = the number of cores.
+    /// `--jobs`; `None` = 4 per core, at least 8 (see `SolveOptions::default`).
     pub jobs: Option<usize>,
     pub export: ExportSettings,
 }

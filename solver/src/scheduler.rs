@@ -196,8 +196,12 @@ pub struct SolveOptions {
 
 impl Default for SolveOptions {
     fn default() -> Self {
+        // Build steps mostly wait (on processes, sleeps, the network, the disk) rather than
+        // compute, and BuildKit runs independent steps without a limit: bounding them by the
+        // number of cores would serialise e.g. four `sleep`ing stages on a 2-core machine.
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         SolveOptions {
-            jobs: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).max(2),
+            jobs: (cores * 4).max(8),
             no_cache: false,
         }
     }

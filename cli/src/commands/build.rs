@@ -95,7 +95,7 @@ pub struct BuildArgs {
     /// Timestamp (seconds since the epoch) for the image and its layers, for reproducible builds.
     #[arg(long = "source-date-epoch", env = "SOURCE_DATE_EPOCH", value_name = "SECONDS")]
     pub source_date_epoch: Option<i64>,
-    /// Maximum number of steps running at once (default: the number of cores).
+    /// Maximum number of steps running at once (default: 4 per core, at least 8).
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
     /// The build context: a directory, or `-` to read a Dockerfile from stdin without context.

@@ -327,7 +327,9 @@ fn walk_dir(
         }
         return Ok(());
     }
-    let jobs: Vec<(usize, &(Vec<OsString>, Vec<OsString>, Vec<OsString>))> =
+    // (display, real, relative) path components of a subdirectory to walk
+    type SubdirPaths = (Vec<OsString>, Vec<OsString>, Vec<OsString>);
+    let jobs: Vec<(usize, &SubdirPaths)> =
         children.iter().enumerate().filter_map(|(i, (_, sub))| sub.as_ref().map(|sub| (i, sub))).collect();
     let chunk = jobs.len().div_ceil(threads);
     type Subtrees = Vec<(usize, Vec<Record>)>;
