@@ -200,10 +200,7 @@ impl Default for SolveOptions {
         // compute, and BuildKit runs independent steps without a limit: bounding them by the
         // number of cores would serialise e.g. four `sleep`ing stages on a 2-core machine.
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        SolveOptions {
-            jobs: (cores * 4).max(8),
-            no_cache: false,
-        }
+        SolveOptions { jobs: (cores * 4).max(8), no_cache: false }
     }
 }
 

@@ -27,10 +27,16 @@ pub const TAIL_LINES: usize = 20;
 
 /// A process exited with a non-zero code.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("process \"{}\" did not complete successfully: exit code: {exit_code}", command.join(" "))]
+#[error(
+    "process \"{}\" did not complete successfully: exit code: {exit_code}{}",
+    command.join(" "),
+    if *oom_killed { " (killed: out of memory)" } else { "" }
+)]
 pub struct ProcessFailed {
     pub command: Vec<String>,
     pub exit_code: i32,
+    /// The kernel's OOM killer ended the process (its memory limit was reached).
+    pub oom_killed: bool,
     /// The last [`TAIL_LINES`] lines of output (stdout and stderr interleaved).
     pub output_tail: Vec<String>,
 }
@@ -185,6 +191,7 @@ impl Runner {
             return Err(RunnerError::Process(ProcessFailed {
                 command: op.args.clone(),
                 exit_code: status.code,
+                oom_killed: status.oom_killed,
                 output_tail: tail,
             }));
         }

@@ -1,4 +1,4 @@
-use super::exec::{LineTail, TAIL_LINES};
+use super::exec::{LineTail, ProcessFailed, TAIL_LINES};
 use super::source::{blob_filename, blob_mode, filename_from_url};
 use super::*;
 
@@ -14,6 +14,24 @@ fn line_tail_keeps_the_last_lines_across_chunks() {
     assert_eq!(lines.len(), TAIL_LINES);
     assert_eq!(lines.first().map(String::as_str), Some("line11"));
     assert_eq!(lines.last().map(String::as_str), Some("partial"));
+}
+
+#[test]
+fn process_failures_name_the_command_code_and_oom() {
+    let failed = |oom_killed| ProcessFailed {
+        command: vec!["/bin/sh".into(), "-c".into(), "make".into()],
+        exit_code: 137,
+        oom_killed,
+        output_tail: Vec::new(),
+    };
+    assert_eq!(
+        failed(false).to_string(),
+        "process \"/bin/sh -c make\" did not complete successfully: exit code: 137"
+    );
+    assert_eq!(
+        failed(true).to_string(),
+        "process \"/bin/sh -c make\" did not complete successfully: exit code: 137 (killed: out of memory)"
+    );
 }
 
 #[test]
