@@ -178,6 +178,9 @@ fn build_case(case: &str, tarball: &Path, tmp: &Path) -> Outcome {
     run(&mut kiln(&["import", tarball.to_str().unwrap(), "busybox"]));
     if case == "onbuild-child" {
         let parent = reference_dir().join("onbuild-parent");
+        // git keeps no empty directories: the parent's (empty) context may not exist in a checkout
+        let parent_context = tmp.join("onbuild-parent-context");
+        std::fs::create_dir_all(&parent_context).unwrap();
         run(&mut kiln(&[
             "build",
             "--progress",
@@ -186,7 +189,7 @@ fn build_case(case: &str, tarball: &Path, tmp: &Path) -> Outcome {
             "kiln-ref/onbuild-parent",
             "-f",
             parent.join("Dockerfile").to_str().unwrap(),
-            parent.join("context").to_str().unwrap_or("."),
+            parent_context.to_str().unwrap(),
         ]));
     }
     let dest = work.join("out");
