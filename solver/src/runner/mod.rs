@@ -10,7 +10,7 @@
 //!   (no layer when the process changed nothing, like BuildKit); cache, tmpfs, secret, ssh and
 //!   bind mounts ([`exec`]).
 //! - `File` → the base chain plus one layer made by performing the actions on an overlay mounted
-//!   on the host ([`fileop`]).
+//!   on the host (module `fileop`).
 //! - `Merge` → the inputs' chains concatenated.
 //!
 //! Every temporary mount and directory is undone by a drop guard, on success, error and
@@ -23,7 +23,7 @@
 //! options.secrets.insert("token".into(), SecretValue::File("/run/token".into()));
 //! let runner = Arc::new(Runner::new(store.clone(), executor, Some(registry_client), options)?);
 //! let base = runner.resolve_image("busybox:1.36", Some(&platform)).await?; // frontend: pinned + config
-//! let solved = Solver::new(runner, Arc::new(StoreCache::new(index))).solve(&definition, …).await?;
+//! let solved = Solver::new(runner, Arc::new(StoreCache::new(index))).solve(&definition, &opts, progress, cancel).await?;
 //! let layers: &[CachedLayer] = solved.outputs[0].layers().expect("a filesystem"); // exporter
 //! ```
 //!
