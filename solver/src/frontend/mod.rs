@@ -51,7 +51,6 @@
 //!
 //! # Known gaps
 //!
-//! - `--chmod` takes octal modes only (the graph's `CopyAction::mode` has no symbolic form).
 //! - `ADD` of git repositories, named build contexts, `RUN --security=insecure` (warned and
 //!   sandboxed), multi-platform builds (one target platform per lowering).
 //! - `--link` with `--chown=<name>` copies onto scratch: the runner must resolve names in the
