@@ -74,3 +74,26 @@ fn bind_mounts_of_a_stage_path_are_keyed_by_that_path() {
     assert!(steps.iter().any(|s| s.contains("RUN --mount")), "{steps:?}");
     assert_eq!(read(&out.join("result")), "gen two\n");
 }
+
+/// `--no-cache` starts `RUN --mount=type=cache` empty, and later builds reuse what that build
+/// left (BuildKit's testCacheMountModeNoCache).
+#[test]
+fn no_cache_starts_cache_mounts_empty() {
+    let kiln = Kiln::new();
+    let ctx = kiln.context(
+        "ctx",
+        "FROM busybox\n\
+         ARG FOO=abc\n\
+         RUN --mount=type=cache,target=/cache,mode=0773 touch /cache/$FOO && ls /cache | wc -l > /out\n",
+        &[],
+    );
+    let ctx_arg = ctx.to_str().unwrap();
+    let (out, _) = kiln.build_local("out1", &[ctx_arg]);
+    assert_eq!(read(&out.join("out")).trim(), "1");
+    // --no-cache: abc is gone, def alone
+    let (out, _) = kiln.build_local("out2", &["--no-cache", "--build-arg", "FOO=def", ctx_arg]);
+    assert_eq!(read(&out.join("out")).trim(), "1");
+    // without it, the mount has what the --no-cache build left: def and ghi
+    let (out, _) = kiln.build_local("out3", &["--build-arg", "FOO=ghi", ctx_arg]);
+    assert_eq!(read(&out.join("out")).trim(), "2");
+}
