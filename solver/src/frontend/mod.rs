@@ -39,6 +39,10 @@
 //!   URLs from an `Http` source (the file is `/<filename>` in it). `--chown` is carried as
 //!   names/ids in [`crate::graph::ChownOpt`] (the runner resolves names in the target's
 //!   passwd/group). `--link` copies onto scratch and merges (`Merge [previous, copy]`).
+//!   `--chmod` is a [`crate::graph::Chmod`]: octal, or symbolic as written (applied by the
+//!   runner to each source mode). `--parents` copies from `/` (or the part before a `/./`
+//!   pivot) with the rest of the source as an include pattern. Heredoc sources are mkfile
+//!   actions that create missing parents like a copy does.
 //! - WORKDIR creates the directory with a mkdir action (as BuildKit), except for `/`.
 //! - Every stage's Env has a `PATH` (the default one is added when the base has none).
 //!

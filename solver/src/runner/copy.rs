@@ -1,6 +1,13 @@
 //! The copy action (`COPY`, `ADD`): source selection (paths, globs, excludes) confined to the
 //! source root, docker's destination rules, `--chown`/`--chmod`/`--parents`, and archive
 //! extraction for `ADD`.
+//!
+//! BuildKit's rules (fsutil `copy.Copy`): directories the copy creates on the way, including a
+//! directory copy's destination, get 0755 (or an octal `--chmod`) and root (or the `--chown`
+//! owner), and an existing destination directory is left as it is; `--exclude` and the
+//! `--parents` include patterns apply below each selected source; a directory that only leads
+//! to included entries is created when the first of them is copied; a followed symlink keeps
+//! its own name; a socket becomes an empty file; archive entries keep their owners.
 
 use std::io::{BufReader, Read};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
