@@ -538,6 +538,56 @@ mod tests {
         assert!(glob_match("*", ""));
     }
 
+    fn tree(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_owned()];
+        while let Some(current) = stack.pop() {
+            for entry in std::fs::read_dir(&current).unwrap() {
+                let path = entry.unwrap().path();
+                out.push(path.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+                if path.symlink_metadata().unwrap().is_dir() {
+                    stack.push(path);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn parents_copy_only_what_the_patterns_select() {
+        let src = tempfile::tempdir().unwrap();
+        for file in ["a/b/f.txt", "a/b/g.txt", "a/c/h.go", "a/d/i.go", "top.txt", "x/y/z.go"] {
+            let path = src.path().join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, file).unwrap();
+        }
+        let root = SourceRoot::new(src.path().to_owned(), &["a/d".to_owned()], true).unwrap();
+        let cases: &[(&str, &str, &[&str])] = &[
+            ("/", "a/b/f.txt", &["a", "a/b", "a/b/f.txt"]),
+            ("/", "a/*/*.go", &["a", "a/c", "a/c/h.go"]),
+            ("/", "**/*.go", &["a", "a/c", "a/c/h.go", "x", "x/y", "x/y/z.go"]),
+            ("/a", "b", &["b", "b/f.txt", "b/g.txt"]),
+        ];
+        for (from, pattern, want) in cases {
+            let dest = tempfile::tempdir().unwrap();
+            let mut action = CopyAction::new(0, *from, "/out/");
+            action.parents = true;
+            action.copy_dir_contents = true;
+            action.create_dest_path = true;
+            action.follow_symlinks = true;
+            action.include_patterns = vec![(*pattern).to_owned()];
+            copy(&action, &root, dest.path(), &CancellationToken::new()).unwrap();
+            assert_eq!(tree(&dest.path().join("out")), *want, "{from} {pattern}");
+        }
+        // a named path that does not exist fails
+        let dest = tempfile::tempdir().unwrap();
+        let mut action = CopyAction::new(0, "/", "/out/");
+        action.parents = true;
+        action.include_patterns = vec!["a/nope".to_owned()];
+        assert!(copy(&action, &root, dest.path(), &CancellationToken::new()).is_err());
+    }
+
     #[test]
     fn expand_glob_stays_inside_the_root() {
         let dir = tempfile::tempdir().unwrap();
