@@ -199,8 +199,7 @@ pub fn readonly_recursive(target: &Path) -> Result<(), InitError> {
 /// The fallback of [`readonly_recursive`] for kernels without `mount_setattr`.
 pub fn remount_tree_readonly(target: &Path) -> Result<(), InitError> {
     let resolved = fs::canonicalize(target).map_err(io(format!("resolve {}", target.display())))?;
-    let mountinfo =
-        fs::read_to_string("/proc/self/mountinfo").map_err(io("read /proc/self/mountinfo"))?;
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").map_err(io("read /proc/self/mountinfo"))?;
     let mut points = mount_points_under(&mountinfo, &resolved);
     if !points.contains(&resolved) {
         points.insert(0, resolved);
@@ -232,7 +231,9 @@ fn unescape_mountinfo(field: &str) -> std::ffi::OsString {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
         match octal {
             Some(digits) => {
                 out.push(digits.iter().fold(0u8, |value, d| value.wrapping_mul(8).wrapping_add(d - b'0')));

@@ -134,7 +134,10 @@ impl Executor {
                 if let MountKind::Bind { source } = &mount.kind
                     && crate::mounts::exposes_host_proc_sys(source)
                 {
-                    return Err(Error::HostProcSysBind { host_path: source.clone(), target: mount.target.clone() });
+                    return Err(Error::HostProcSysBind {
+                        host_path: source.clone(),
+                        target: mount.target.clone(),
+                    });
                 }
             }
         }
@@ -209,8 +212,9 @@ impl Executor {
         drop(command);
         drop(theirs);
 
-        let writer =
-            Arc::new(std::sync::Mutex::new(ours.try_clone().map_err(|e| Error::io("clone socket", &dir, e))?));
+        let writer = Arc::new(std::sync::Mutex::new(
+            ours.try_clone().map_err(|e| Error::io("clone socket", &dir, e))?,
+        ));
         ours.set_nonblocking(true).map_err(|e| Error::io("socket", &dir, e))?;
         let reader = tokio::net::UnixStream::from_std(ours).map_err(|e| Error::io("socket", &dir, e))?;
         let mut messages = BufReader::new(reader).lines();

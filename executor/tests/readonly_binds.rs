@@ -89,12 +89,8 @@ async fn read_only_directory_rootfs_is_read_only_in_its_submounts() {
     let env = TestEnv::new();
     let dir = tempfile::tempdir().expect("tempdir");
     let rootfs = dir.path().join("rootfs");
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(base_rootfs())
-        .arg(&rootfs)
-        .status()
-        .expect("cp");
+    let status =
+        std::process::Command::new("cp").arg("-a").arg(base_rootfs()).arg(&rootfs).status().expect("cp");
     assert!(status.success());
     let mut tree = MountTree { top: rootfs.join("mnt"), mounted: Vec::new() };
     tree.tmpfs(&rootfs.join("mnt"));
