@@ -289,6 +289,8 @@ struct MountAttr {
 }
 
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
+/// `MS_PRIVATE` as mount_setattr's `propagation` field takes it.
+const MOUNT_PROPAGATION_PRIVATE: u64 = 0x40000;
 
 /// Makes the mount at `target` and every mount below it read-only and private in one step
 /// (mount_setattr with `AT_RECURSIVE`, Linux 5.12+). `ENOSYS` on older kernels.
@@ -297,7 +299,7 @@ pub fn mount_setattr_readonly_recursive(target: &std::path::Path) -> Result<(), 
     let attr = MountAttr {
         attr_set: MOUNT_ATTR_RDONLY,
         attr_clr: 0,
-        propagation: u64::from(libc::MS_PRIVATE),
+        propagation: MOUNT_PROPAGATION_PRIVATE,
         userns_fd: 0,
     };
     let flags = (libc::AT_RECURSIVE | libc::AT_SYMLINK_NOFOLLOW) as libc::c_uint;
