@@ -9,7 +9,7 @@ use executor::Error;
 #[tokio::test]
 async fn environment_of_four_60k_variables() {
     let env = TestEnv::new();
-    let mut spec = env.spec(&["/bin/sh", "-c", "echo ${#E1} ${#E2} ${#E3} ${#E4}; echo ${E4%${E4#?}}"]);
+    let mut spec = env.spec(&["/bin/sh", "-c", "echo ${#E1} ${#E2} ${#E3} ${#E4}; echo ${E4:0:1}"]);
     spec.process.env = (1..=4).map(|n| format!("E{n}={}", n.to_string().repeat(60_000))).collect();
     assert_eq!(env.run(spec).await.ok(), "60000 60000 60000 60000\n4\n");
 }
