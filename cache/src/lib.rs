@@ -114,6 +114,7 @@
 pub mod apply;
 pub mod buildcache;
 pub mod compress;
+mod config;
 mod content;
 mod diff;
 mod error;
@@ -128,6 +129,7 @@ mod store;
 pub mod test_support;
 
 pub use compress::Compression;
+pub use config::{DockerExtras, HealthConfig, from_json_slice, merge_extras, parse_image_config};
 pub use content::{
     BlobInfo, BlobWriter, ContentStore, HashingReader, HashingWriter, parse_digest, sha256_digest,
 };
