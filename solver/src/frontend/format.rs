@@ -100,7 +100,8 @@ pub(crate) fn parse_chown(value: &str) -> Result<ChownOpt, String> {
 pub(crate) fn parse_chmod(value: &str) -> Result<u32, String> {
     match u32::from_str_radix(value, 8) {
         Ok(mode) if mode <= 0o7777 => Ok(mode),
-        _ => Err(format!("invalid chmod parameter {value:?} (expected an octal mode such as 0755)")),
+        // BuildKit's text, so users can search it
+        _ => Err(format!("invalid chmod parameter: '{value}'. it should be octal string and between 0 and 07777")),
     }
 }
 
