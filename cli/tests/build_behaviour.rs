@@ -128,10 +128,8 @@ fn ran_runs(progress: &str) -> usize {
 #[test]
 fn proxy_build_args_reach_run_but_not_history_or_cache() {
     let kiln = Kiln::new();
-    let ctx = kiln.context(
-        "proxy",
-        &[("Dockerfile", "FROM busybox\nRUN env | grep -i _proxy | sort > /proxies\n")],
-    );
+    let ctx = kiln
+        .context("proxy", &[("Dockerfile", "FROM busybox\nRUN env | grep -i _proxy | sort > /proxies\n")]);
     let ctx_arg = ctx.to_str().unwrap();
     let first = kiln.build(&[
         "--build-arg",
@@ -143,7 +141,10 @@ fn proxy_build_args_reach_run_but_not_history_or_cache() {
         ctx_arg,
     ]);
     assert_eq!(ran_runs(&first), 1, "{first}");
-    let out = kiln.build_local("out", &["--build-arg", "HTTP_PROXY=http://one:3128", "--build-arg", "no_proxy=localhost", ctx_arg]);
+    let out = kiln.build_local(
+        "out",
+        &["--build-arg", "HTTP_PROXY=http://one:3128", "--build-arg", "no_proxy=localhost", ctx_arg],
+    );
     assert_eq!(
         read(&out.join("proxies")),
         "HTTP_PROXY=http://one:3128\nNO_PROXY=localhost\nhttp_proxy=http://one:3128\nno_proxy=localhost\n"

@@ -119,7 +119,8 @@ impl Kiln {
             let template = manifest["layers"].as_array().unwrap()[0].clone();
             let mut entries = Vec::new();
             for (index, layer) in layers.iter().enumerate() {
-                let mut entry = manifest["layers"].as_array().unwrap().get(index).cloned().unwrap_or(template.clone());
+                let mut entry =
+                    manifest["layers"].as_array().unwrap().get(index).cloned().unwrap_or(template.clone());
                 let media_type = entry["mediaType"].as_str().unwrap();
                 let plain = media_type.trim_end_matches("+gzip").trim_end_matches(".gzip").to_owned();
                 entry["mediaType"] = json!(plain);
@@ -132,8 +133,10 @@ impl Kiln {
             let manifest_bytes = serde_json::to_vec(&manifest).unwrap();
             let manifest_hex = sha256(&manifest_bytes);
             std::fs::write(blobs.join(&manifest_hex), &manifest_bytes).unwrap();
-            let media_type =
-                manifest["mediaType"].as_str().unwrap_or("application/vnd.oci.image.manifest.v1+json").to_owned();
+            let media_type = manifest["mediaType"]
+                .as_str()
+                .unwrap_or("application/vnd.oci.image.manifest.v1+json")
+                .to_owned();
             let index = json!({
                 "schemaVersion": 2,
                 "manifests": [{

@@ -190,7 +190,8 @@ mod tests {
         let user = resolve("www-data", Some(PASSWD), Some(GROUP), &["wheel".into(), "4242".into()])
             .expect("resolve");
         assert_eq!(user.groups, vec![100, 10, 4242]);
-        let user = resolve("www-data:www-data", Some(PASSWD), Some(GROUP), &["wheel".into()]).expect("resolve");
+        let user =
+            resolve("www-data:www-data", Some(PASSWD), Some(GROUP), &["wheel".into()]).expect("resolve");
         assert_eq!(user.groups, vec![10]);
     }
 }

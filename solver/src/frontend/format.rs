@@ -101,7 +101,9 @@ pub(crate) fn parse_chmod(value: &str) -> Result<u32, String> {
     match u32::from_str_radix(value, 8) {
         Ok(mode) if mode <= 0o7777 => Ok(mode),
         // BuildKit's text, so users can search it
-        _ => Err(format!("invalid chmod parameter: '{value}'. it should be octal string and between 0 and 07777")),
+        _ => Err(format!(
+            "invalid chmod parameter: '{value}'. it should be octal string and between 0 and 07777"
+        )),
     }
 }
 
