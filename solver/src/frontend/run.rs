@@ -25,7 +25,7 @@ pub(super) fn proxy_env(
 ) -> Vec<String> {
     let mut out = Vec::new();
     for proxy in PROXY_ARGS {
-        let value = build_args.iter().filter(|(k, _)| k.eq_ignore_ascii_case(proxy)).map(|(_, v)| v).last();
+        let value = build_args.iter().rev().find(|(k, _)| k.eq_ignore_ascii_case(proxy)).map(|(_, v)| v);
         let Some(value) = value.filter(|v| !v.is_empty()) else { continue };
         for name in [proxy.to_string(), proxy.to_ascii_lowercase()] {
             if !env.iter().any(|(k, _)| *k == name) {
