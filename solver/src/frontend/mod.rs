@@ -238,8 +238,9 @@ impl From<&parser::Location> for SourceLocation {
 pub enum FrontendError {
     #[error("dockerfile contains no stages to build")]
     NoStages,
-    #[error("target stage {target:?} could not be found")]
-    UnknownTarget { target: String },
+    /// BuildKit's text: `target stage "buidl" could not be found (did you mean build?)`.
+    #[error("target stage {target:?} could not be found{}", suggestion.as_ref().map(|s| format!(" (did you mean {s}?)")).unwrap_or_default())]
+    UnknownTarget { target: String, suggestion: Option<String> },
     /// An instruction is invalid (the message says why).
     #[error("{location}: {message}")]
     Instruction { location: SourceLocation, message: String },

@@ -306,11 +306,13 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
         }
         match &self.options.target {
             None => Ok(self.dockerfile.stages.len() - 1),
-            Some(target) => self
-                .names
-                .get(&target.to_ascii_lowercase())
-                .copied()
-                .ok_or_else(|| FrontendError::UnknownTarget { target: target.clone() }),
+            Some(target) => self.names.get(&target.to_ascii_lowercase()).copied().ok_or_else(|| {
+                let names = self.dockerfile.stages.iter().filter_map(|s| s.name.as_deref());
+                FrontendError::UnknownTarget {
+                    target: target.clone(),
+                    suggestion: parser::suggest(target, names),
+                }
+            }),
         }
     }
 
