@@ -240,3 +240,35 @@ fn history_as_current_buildkit_writes_it() {
     }
     assert!(history.iter().all(|h| h["created"].is_string()), "{history:?}");
 }
+
+#[test]
+fn onbuild_copy_from_resolves_stages_where_it_fires() {
+    // testOnBuildInheritedStageWithFrom of BuildKit's frontend tests
+    let kiln = Kiln::new();
+    let dockerfile = "FROM busybox AS src\n\
+        RUN mkdir -p /in && echo -n 12 > /in/file\n\
+        FROM busybox AS base\n\
+        ONBUILD COPY --from=src /in/file /out/foo\n\
+        FROM base AS mid\n\
+        RUN cp /out/foo /out/bar\n\
+        FROM scratch\n\
+        COPY --from=mid /out/bar /\n";
+    let ctx = kiln.context("onbuild", &[("Dockerfile", dockerfile)]);
+    let out = kiln.build_local("out", &[ctx.to_str().unwrap()]);
+    assert_eq!(read(&out.join("bar")), "12");
+}
+
+#[test]
+fn copy_from_a_variable_is_refused_like_buildkit() {
+    let kiln = Kiln::new();
+    let ctx = kiln.context("fromvar", &[("Dockerfile", "FROM busybox\nCOPY --from=$FOO . .\n")]);
+    let out = kiln.output(&["build", "--progress", "plain", ctx.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround"
+        ),
+        "{stderr}"
+    );
+}
