@@ -113,6 +113,7 @@
 
 pub mod apply;
 pub mod buildcache;
+mod check;
 pub mod compress;
 mod content;
 mod diff;
@@ -127,6 +128,7 @@ mod store;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
 
+pub use check::{BlobDamage, BlobState, CheckReport, Damage, RepairReport};
 pub use compress::Compression;
 pub use content::{
     BlobInfo, BlobWriter, ContentStore, HashingReader, HashingWriter, parse_digest, sha256_digest,
