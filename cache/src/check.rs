@@ -61,7 +61,7 @@ pub enum Damage {
     Snapshot { chain_id: Digest, problem: String },
     /// An image record whose content is missing or damaged; `related` are digests of its other
     /// blobs (config, layers), whose registry sources can stand in for a lost manifest's.
-    Image { name: String, target: Descriptor, missing: Vec<Descriptor>, related: Vec<Digest> },
+    Image { name: String, target: Box<Descriptor>, missing: Vec<Descriptor>, related: Vec<Digest> },
     /// A build-cache record that names a missing or damaged blob.
     CacheRecord { key: Digest, missing: Vec<Digest> },
 }
@@ -193,7 +193,7 @@ impl Store {
                 related.retain(|d| !missing.iter().any(|m| m.digest() == d));
                 report.damage.push(Damage::Image {
                     name: record.name,
-                    target: record.target,
+                    target: Box::new(record.target),
                     missing,
                     related,
                 });
@@ -285,7 +285,12 @@ impl Store {
             let (missing, mut related) = image_needs(&content, &record.target, &usable);
             if !missing.is_empty() {
                 related.push(record.image_id.clone());
-                out.push(Damage::Image { name: record.name, target: record.target, missing, related });
+                out.push(Damage::Image {
+                    name: record.name,
+                    target: Box::new(record.target),
+                    missing,
+                    related,
+                });
             }
         }
         Ok(out)

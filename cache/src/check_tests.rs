@@ -20,7 +20,7 @@ fn setup() -> (tempfile::TempDir, Store, Descriptor, Digest) {
     let rootfs =
         RootFsBuilder::default().typ("layers").diff_ids(vec![layer.diff_id.to_string()]).build().unwrap();
     let config = ImageConfigurationBuilder::default().rootfs(rootfs).build().unwrap();
-    store.write_image_tagged(&config, &[layer.descriptor.clone()], &[NAME]).unwrap();
+    store.write_image_tagged(&config, std::slice::from_ref(&layer.descriptor), &[NAME]).unwrap();
     store
         .snapshots()
         .ensure_unpacked(&[LayerRef { blob: layer.descriptor.clone(), diff_id: layer.diff_id.clone() }])
