@@ -117,6 +117,7 @@
 
 pub mod apply;
 pub mod buildcache;
+mod check;
 pub mod compress;
 mod config;
 mod content;
@@ -132,6 +133,7 @@ mod store;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
 
+pub use check::{BlobDamage, BlobState, CheckReport, Damage, RepairReport};
 pub use compress::Compression;
 pub use config::{DockerExtras, HealthConfig, from_json_slice, merge_extras, parse_image_config};
 pub use content::{

@@ -112,6 +112,8 @@ pub enum ErrorKind {
     HeredocNotAllowed { instruction: String, position: &'static str },
     #[error("invalid --mount `{value}`: {reason}")]
     InvalidMount { value: String, reason: String },
+    #[error("{what} nested more than {limit} levels deep")]
+    NestingTooDeep { what: &'static str, limit: usize },
 }
 
 fn suggestion_text(suggestion: &Option<String>) -> String {
