@@ -380,3 +380,33 @@ fn a_failing_run_shows_the_instruction_exit_code_and_last_lines() {
     assert!(block.contains("line 30"), "{stderr}");
     assert!(!block.contains("line 5\n"), "only the last 20 lines: {stderr}");
 }
+
+/// stdout and stderr of a step are one stream, in the order the process wrote them: in the live
+/// progress and in the failure summary, whose last line is the final `fatal:` line.
+#[test]
+fn a_failing_run_keeps_stdout_and_stderr_in_order() {
+    let kiln = Kiln::new();
+    let context = kiln.path("interleaved");
+    std::fs::create_dir_all(&context).unwrap();
+    std::fs::write(
+        context.join("Dockerfile"),
+        "FROM busybox\nRUN for i in $(seq 1 100); do echo \"out line $i\"; done; \
+         echo out-1; echo err-2 >&2; echo out-3; echo err-4 >&2; \
+         echo \"fatal: something broke\" >&2; exit 3\n",
+    )
+    .unwrap();
+    let out = kiln.output(&["build", "--progress", "plain", context.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let (live, summary) = stderr.split_at(stderr.find("------").expect("failure summary"));
+    let tail = ["out line 100\n", "out-1\n", "err-2\n", "out-3\n", "err-4\n", "fatal: something broke\n"];
+    let all: Vec<&str> = ["out line 1\n"].into_iter().chain(tail).collect();
+    for (text, order) in [(live, all.as_slice()), (summary, tail.as_slice())] {
+        let positions: Vec<usize> = order
+            .iter()
+            .map(|line| text.find(line).unwrap_or_else(|| panic!("{line:?} missing: {text}")))
+            .collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "out of order {positions:?}: {text}");
+    }
+    assert!(summary.contains("exit code: 3"), "{summary}");
+}
