@@ -111,6 +111,24 @@ enum Command {
     Logout(commands::logout::LogoutArgs),
 }
 
+const NEEDS_ROOT: &str =
+    "kiln needs root (CAP_SYS_ADMIN for mounts and namespaces); rootless builds are not supported yet";
+
+impl Command {
+    /// Commands that mount, enter namespaces or write layers with their owners.
+    fn needs_root(&self) -> bool {
+        matches!(
+            self,
+            Command::Build(_) | Command::Run(_) | Command::Import(_) | Command::Load(_) | Command::Pull(_)
+        )
+    }
+}
+
+/// Whether kiln runs with CAP_SYS_ADMIN (when the capabilities cannot be read, it tries anyway).
+fn has_root_privileges() -> bool {
+    executor::caps::current_effective().is_none_or(|caps| caps.contains(executor::caps::CAP_SYS_ADMIN))
+}
+
 fn main() -> ExitCode {
     // a re-executed sandbox init: must run before anything starts a thread
     if let Some(code) = executor::init::maybe_run_init() {
@@ -118,6 +136,10 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     init_logging(&cli.global);
+    if cli.command.needs_root() && !has_root_privileges() {
+        report::error(&anyhow::anyhow!("{NEEDS_ROOT}"), cli.global.debug);
+        return ExitCode::FAILURE;
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
