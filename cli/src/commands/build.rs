@@ -23,7 +23,8 @@ use crate::GlobalOptions;
 /// `--progress` modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProgressMode {
-    /// `tty` on a terminal, else `plain`.
+    /// `tty` where the live view works (a terminal of known width, `TERM` not `dumb`, not
+    /// `CI`), else `plain`.
     Auto,
     Tty,
     Plain,
@@ -67,9 +68,9 @@ pub struct BuildArgs {
     /// Network mode for RUN instructions (`default`, `none`, `host`).
     #[arg(long, value_name = "MODE")]
     pub network: Option<String>,
-    /// Progress output.
-    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
-    pub progress: ProgressMode,
+    /// Progress output (default: `$BUILDKIT_PROGRESS`, else `auto`).
+    #[arg(long, value_enum)]
+    pub progress: Option<ProgressMode>,
     /// Print only the image ID on success.
     #[arg(short, long)]
     pub quiet: bool,
@@ -272,13 +273,11 @@ pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<Exit
     let plan = plan_outputs(&args)?;
     let request = request(&args, &plan)?;
     let store = open_store(global)?;
-    let mode = match (args.quiet, args.progress) {
-        (true, _) | (_, ProgressMode::Quiet) => progress::ProgressMode::Quiet,
-        (_, ProgressMode::Auto) => progress::ProgressMode::Auto,
-        (_, ProgressMode::Tty) => progress::ProgressMode::Tty,
-        (_, ProgressMode::Plain) => progress::ProgressMode::Plain,
-        (_, ProgressMode::Rawjson) => progress::ProgressMode::RawJson,
-    };
+    let mode = super::progress_mode::choose(
+        args.progress,
+        args.quiet,
+        &super::progress_mode::Environment::current(),
+    );
     let (progress, events) = progress::channel();
     let renderer = progress::render(mode, events);
     let cancel = CancellationToken::new();
