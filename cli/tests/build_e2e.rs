@@ -410,3 +410,30 @@ fn a_failing_run_keeps_stdout_and_stderr_in_order() {
     }
     assert!(summary.contains("exit code: 3"), "{summary}");
 }
+
+/// `--progress rawjson` is JSON lines only, the export one of its steps; `--progress quiet`
+/// prints just the image ID on stdout, like `-q`.
+#[test]
+fn rawjson_is_pure_json_lines_and_quiet_prints_only_the_id() {
+    let kiln = Kiln::new();
+    let ctx = testdata("multistage");
+    let out = kiln.output(&["build", "--progress", "rawjson", "-t", "json", ctx.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut names = Vec::new();
+    for line in
+        String::from_utf8(out.stdout).unwrap().lines().chain(String::from_utf8(out.stderr).unwrap().lines())
+    {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
+        for vertex in value["vertexes"].as_array().into_iter().flatten() {
+            names.push(vertex["name"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    assert!(names.iter().any(|n| n == "exporting to image"), "{names:?}");
+
+    let inspect: serde_json::Value = serde_json::from_str(&kiln.ok(&["inspect", "json"])).unwrap();
+    let out = kiln.output(&["build", "--progress", "quiet", "-t", "quiet", ctx.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("{}\n", inspect[0]["Id"].as_str().unwrap()));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}

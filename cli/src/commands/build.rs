@@ -278,6 +278,9 @@ pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<Exit
         args.quiet,
         &super::progress_mode::Environment::current(),
     );
+    // machine-readable and quiet modes carry no human chatter; quiet prints the ID like `-q`
+    let quiet = args.quiet || matches!(mode, progress::ProgressMode::Quiet | progress::ProgressMode::RawJson);
+    let print_id = args.quiet || mode == progress::ProgressMode::Quiet;
     let (progress, events) = progress::channel();
     let renderer = progress::render(mode, events);
     let cancel = CancellationToken::new();
@@ -290,8 +293,12 @@ pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<Exit
         })
     };
     let registry = client(global).ok();
+    let export_progress = (mode == progress::ProgressMode::RawJson).then(|| progress.clone());
     let result = execute(request, store.clone(), registry, progress, cancel).await;
     ctrl_c.abort();
+    if let (Some(sender), Ok(outcome)) = (export_progress, &result) {
+        report_export(&sender, outcome, &plan.names);
+    }
     let _ = renderer.await;
     let outcome = match result {
         Ok(outcome) => outcome,
@@ -316,7 +323,7 @@ pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<Exit
     if !plan.push.is_empty() {
         let client = client(global)?;
         for reference in &plan.push {
-            let renderer = Renderer::new(Direction::Push, args.quiet);
+            let renderer = Renderer::new(Direction::Push, quiet);
             let pushed = registry::push_manifest(
                 &client,
                 &store,
@@ -327,7 +334,7 @@ pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<Exit
             .await;
             renderer.finish();
             let pushed = pushed?;
-            if !args.quiet {
+            if !quiet {
                 eprintln!("pushed {} ({})", reference.familiar(), pushed.manifest.digest());
             }
         }
@@ -341,15 +348,29 @@ pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<Exit
         std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
     }
     let stdout_used = plan.outputs.iter().any(Output::uses_stdout);
-    if args.quiet && !stdout_used {
+    if print_id && !stdout_used {
         println!("{id}");
-    } else if !args.quiet {
+    } else if !quiet {
         eprintln!("writing image {id} done");
         for name in &plan.names {
             eprintln!("naming to {name} done");
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The export as a step of the progress stream (BuildKit's `exporting to image` vertex), for
+/// `rawjson` where no plain-text line may appear; the image's digest names the vertex.
+fn report_export(sender: &ProgressSender, outcome: &solver::build::BuildOutcome, names: &[String]) {
+    use progress::{EventKind, LogStream};
+    let vertex = &outcome.image.config_digest;
+    sender.send(vertex, EventKind::Started { name: "exporting to image".into() });
+    let mut log = format!("writing image {vertex} done\n");
+    for name in names {
+        log.push_str(&format!("naming to {name} done\n"));
+    }
+    sender.send(vertex, EventKind::Log { stream: LogStream::Stdout, data: log.into_bytes() });
+    sender.send(vertex, EventKind::Completed);
 }
 
 impl BuildArgs {
