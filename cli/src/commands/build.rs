@@ -100,6 +100,9 @@ pub struct BuildArgs {
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
     /// The build context: a directory, or `-` to read a Dockerfile from stdin without context.
+    /// buildx flags kiln does not implement (hidden; each fails with a clear message).
+    #[command(flatten)]
+    pub unsupported: UnsupportedFlags,
     #[arg(value_name = "CONTEXT")]
     pub context: String,
 }
@@ -270,6 +273,9 @@ async fn execute(
 }
 
 pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<ExitCode> {
+    if let Some(flag) = args.unsupported.first_given() {
+        anyhow::bail!("`--{flag}` is not supported by kiln yet");
+    }
     let plan = plan_outputs(&args)?;
     let request = request(&args, &plan)?;
     let store = open_store(global)?;
@@ -317,7 +323,7 @@ pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<Exit
         Err(other) => return Err(other.into()),
     };
 
-    for warning in &outcome.warnings {
+    for warning in outcome.warnings.iter().filter(|_| mode != progress::ProgressMode::RawJson) {
         eprintln!("WARNING: {warning}");
     }
     if !plan.push.is_empty() {
@@ -359,13 +365,75 @@ pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<Exit
     Ok(ExitCode::SUCCESS)
 }
 
+/// `docker buildx build` flags kiln does not support yet: accepted by the parser only to fail
+/// with "`--X` is not supported by kiln yet" instead of clap's "unexpected argument".
+#[derive(Debug, Default, clap::Args)]
+pub struct UnsupportedFlags {
+    #[arg(long = "add-host", hide = true)]
+    add_host: Vec<String>,
+    #[arg(long, hide = true)]
+    allow: Vec<String>,
+    #[arg(long, hide = true)]
+    annotation: Vec<String>,
+    #[arg(long, hide = true)]
+    attest: Vec<String>,
+    #[arg(long = "build-context", hide = true)]
+    build_context: Vec<String>,
+    #[arg(long, hide = true)]
+    builder: Vec<String>,
+    #[arg(long = "cache-from", hide = true)]
+    cache_from: Vec<String>,
+    #[arg(long = "cache-to", hide = true)]
+    cache_to: Vec<String>,
+    #[arg(long, hide = true)]
+    call: Vec<String>,
+    #[arg(long = "cgroup-parent", hide = true)]
+    cgroup_parent: Vec<String>,
+    #[arg(long, hide = true)]
+    check: bool,
+    #[arg(long, hide = true)]
+    provenance: Vec<String>,
+    #[arg(long, hide = true)]
+    sbom: Vec<String>,
+    #[arg(long = "shm-size", hide = true)]
+    shm_size: Vec<String>,
+    #[arg(long, hide = true)]
+    ulimit: Vec<String>,
+}
+
+impl UnsupportedFlags {
+    /// The first unsupported flag given, if any.
+    fn first_given(&self) -> Option<&'static str> {
+        let lists = [
+            ("add-host", &self.add_host),
+            ("allow", &self.allow),
+            ("annotation", &self.annotation),
+            ("attest", &self.attest),
+            ("build-context", &self.build_context),
+            ("builder", &self.builder),
+            ("cache-from", &self.cache_from),
+            ("cache-to", &self.cache_to),
+            ("call", &self.call),
+            ("cgroup-parent", &self.cgroup_parent),
+            ("provenance", &self.provenance),
+            ("sbom", &self.sbom),
+            ("shm-size", &self.shm_size),
+            ("ulimit", &self.ulimit),
+        ];
+        let given = lists.into_iter().find(|(_, values)| !values.is_empty()).map(|(flag, _)| flag);
+        given.or(self.check.then_some("check"))
+    }
+}
+
 /// The export as a step of the progress stream (BuildKit's `exporting to image` vertex), for
-/// `rawjson` where no plain-text line may appear; the image's digest names the vertex.
+/// `rawjson` where no plain-text line may appear (the frontend's warnings are lines of its log);
+/// the image's digest names the vertex.
 fn report_export(sender: &ProgressSender, outcome: &solver::build::BuildOutcome, names: &[String]) {
     use progress::{EventKind, LogStream};
     let vertex = &outcome.image.config_digest;
     sender.send(vertex, EventKind::Started { name: "exporting to image".into() });
-    let mut log = format!("writing image {vertex} done\n");
+    let mut log: String = outcome.warnings.iter().map(|warning| format!("WARNING: {warning}\n")).collect();
+    log.push_str(&format!("writing image {vertex} done\n"));
     for name in names {
         log.push_str(&format!("naming to {name} done\n"));
     }
