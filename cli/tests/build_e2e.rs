@@ -382,7 +382,7 @@ fn a_failing_run_shows_the_instruction_exit_code_and_last_lines() {
 }
 
 /// stdout and stderr of a step are one stream, in the order the process wrote them: in the live
-/// progress and in the failure summary, whose last line is the final `fatal:` line.
+/// progress and in the failure summary (its last 20 lines), whose last line is the `fatal:` line.
 #[test]
 fn a_failing_run_keeps_stdout_and_stderr_in_order() {
     let kiln = Kiln::new();
@@ -391,7 +391,7 @@ fn a_failing_run_keeps_stdout_and_stderr_in_order() {
     std::fs::write(
         context.join("Dockerfile"),
         "FROM busybox\nRUN for i in $(seq 1 100); do echo \"out line $i\"; done; \
-         echo out-1; echo err-2 >&2; echo out-3; echo err-4 >&2; \
+         for i in $(seq 1 30); do printf 'out-%02d\\n' $i; printf 'err-%02d\\n' $i >&2; done; \
          echo \"fatal: something broke\" >&2; exit 3\n",
     )
     .unwrap();
@@ -399,12 +399,16 @@ fn a_failing_run_keeps_stdout_and_stderr_in_order() {
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8(out.stderr).unwrap();
     let (live, summary) = stderr.split_at(stderr.find("------").expect("failure summary"));
-    let tail = ["out line 100\n", "out-1\n", "err-2\n", "out-3\n", "err-4\n", "fatal: something broke\n"];
-    let all: Vec<&str> = ["out line 1\n"].into_iter().chain(tail).collect();
-    for (text, order) in [(live, all.as_slice()), (summary, tail.as_slice())] {
-        let positions: Vec<usize> = order
+    let mut order = vec!["out line 1\n".to_owned(), "out line 100\n".to_owned()];
+    for i in 1..=30 {
+        order.push(format!("out-{i:02}\n"));
+        order.push(format!("err-{i:02}\n"));
+    }
+    order.push("fatal: something broke\n".to_owned());
+    for (text, expected) in [(live, &order[..]), (summary, &order[order.len() - 20..])] {
+        let positions: Vec<usize> = expected
             .iter()
-            .map(|line| text.find(line).unwrap_or_else(|| panic!("{line:?} missing: {text}")))
+            .map(|line| text.find(line.as_str()).unwrap_or_else(|| panic!("{line:?} missing: {text}")))
             .collect();
         assert!(positions.windows(2).all(|w| w[0] < w[1]), "out of order {positions:?}: {text}");
     }
