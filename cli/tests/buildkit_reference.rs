@@ -9,8 +9,13 @@
 //! - `layers count`, `layer 0 base` (the busybox layer unchanged), and for every entry of every
 //!   reference layer `layer N PATH` (mode, uid:gid, link target; `absent` when one side lacks it)
 //!   plus `layer N PATH content` for the small text files of `contents.txt`;
-//! - `fs PATH mode|owner|exists|content` — the flattened result (`--output type=local`);
+//! - `fs PATH mode|owner|exists|content` — the flattened result (`--output type=local`), both
+//!   ways: every path of the base plus the reference layers applied in order (whiteouts delete)
+//!   exists in kiln's output, and every path of kiln's output is among them (`exists` = `no`);
 //! - error cases: exit code and that the message names what BuildKit names.
+//!
+//! The number of cases and of compared items per case is asserted (`CASE_ITEMS`): a case or an
+//! item that drops out fails the test, as does a listed difference that starts matching.
 //!
 //! Kiln bugs are listed in `testdata/buildkit-reference/KNOWN-DIFFERENCES.md` (the `known-items`
 //! block, read here): exactly those items are skipped, everything else is asserted. Differences
@@ -18,7 +23,6 @@
 //! normalised on both sides; the same file explains each one.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -76,6 +80,23 @@ fn busybox_tarball(dir: &Path) -> PathBuf {
         .arg(&tarball)
         .arg("."));
     tarball
+}
+
+/// Every path under `dir` (relative, no trailing slash), not following symlinks.
+fn tree_paths(dir: &Path) -> BTreeSet<String> {
+    let mut paths = BTreeSet::new();
+    let mut queue = vec![dir.to_path_buf()];
+    while let Some(current) = queue.pop() {
+        for entry in std::fs::read_dir(&current).unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path();
+            paths.insert(path.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+            if entry.file_type().unwrap().is_dir() {
+                queue.push(path);
+            }
+        }
+    }
+    paths
 }
 
 fn kiln_command(root: &Path, dir: &Path, args: &[&str]) -> Command {
@@ -190,7 +211,7 @@ fn history_of(config: &Value) -> Vec<(String, bool)> {
 }
 
 /// Builds `case` with kiln and returns every compared item (or the build's failure as one item).
-fn build_case(case: &str, tarball: &Path, tmp: &Path) -> Vec<Item> {
+fn build_case(case: &str, tarball: &Path, base_paths: &BTreeSet<String>, tmp: &Path) -> Vec<Item> {
     let src = reference_dir().join(case);
     let work = tmp.join(case);
     run(Command::new("cp").arg("-a").arg(&src).arg(&work));
@@ -365,15 +386,18 @@ fn build_case(case: &str, tarball: &Path, tmp: &Path) -> Vec<Item> {
         }
     }
 
-    // the flattened filesystem (--output type=local)
-    let mut files: BTreeMap<String, (String, String, usize)> = BTreeMap::new();
+    // the flattened filesystem (--output type=local), both ways: the base's paths (existence
+    // only: `layer 0 base` compares the layer itself) and every reference layer applied in order
+    // (whiteouts and opaque dirs delete) must be exactly the paths kiln's output holds
+    let mut files: BTreeMap<String, (Option<(String, String)>, usize)> =
+        base_paths.iter().map(|p| (p.clone(), (None, 0))).collect();
     for (n, layer) in want_layers.iter().enumerate() {
         for (path, attrs) in layer.iter().flatten() {
             let path = path.trim_end_matches('/');
             let (dir, name) =
                 path.rsplit_once('/').map(|(d, n)| (format!("{d}/"), n)).unwrap_or((String::new(), path));
             if name == ".wh..wh..opq" {
-                files.retain(|p, e| !(p.starts_with(&dir) && e.2 < n));
+                files.retain(|p, e| !(p.starts_with(&dir) && e.1 < n));
                 continue;
             }
             if let Some(gone) = name.strip_prefix(".wh.") {
@@ -383,21 +407,28 @@ fn build_case(case: &str, tarball: &Path, tmp: &Path) -> Vec<Item> {
             }
             let mut words = attrs.split(' ');
             let (mode, owner) = (words.next().unwrap().to_string(), words.next().unwrap().to_string());
-            files.insert(path.to_string(), (mode, owner, n));
+            files.insert(path.to_string(), (Some((mode, owner)), n));
         }
     }
-    for (path, (mode, owner, _)) in &files {
-        match std::fs::symlink_metadata(dest.join(path)) {
-            Ok(meta) => {
+    let output_paths = tree_paths(&dest);
+    for (path, (attrs, _)) in &files {
+        match (std::fs::symlink_metadata(dest.join(path)), attrs) {
+            (Ok(meta), Some((mode, owner))) => {
                 check(format!("fs {path} mode"), mode.clone(), mode_string(meta.mode()));
                 check(format!("fs {path} owner"), owner.clone(), format!("{}:{}", meta.uid(), meta.gid()));
             }
-            Err(_) => check(format!("fs {path} exists"), "yes".into(), "no".into()),
+            (Ok(_), None) => check(format!("fs {path} exists"), "yes".into(), "yes".into()),
+            (Err(_), _) => check(format!("fs {path} exists"), "yes".into(), "no".into()),
         }
+    }
+    // the other way: what kiln's output holds that BuildKit's result does not (a path BuildKit
+    // deleted, a file .dockerignore excluded, a stray mount point)
+    for path in output_paths.iter().filter(|p| !files.contains_key(*p)) {
+        check(format!("fs {path} exists"), "no".into(), "yes".into());
     }
     for ((layer, path), text) in &contents {
         // only the final version of a file is visible in the flattened output
-        if files.get(path).map(|e| e.2) != Some(*layer) {
+        if files.get(path).map(|e| e.1) != Some(*layer) {
             continue;
         }
         let got = std::fs::read_to_string(dest.join(path)).unwrap_or_default();
@@ -420,11 +451,13 @@ fn error_case(case: &str, tarball: &Path, tmp: &Path) -> Vec<Item> {
         .find_map(|l| l.strip_prefix("## failing build, exit code "))
         .expect("exit code header")
         .to_string();
-    // Registry lookups (error-unknown-stage resolves `buidl` as an image, like BuildKit) go to a
-    // closed loopback port through a proxy: no traffic leaves the machine and they fail fast.
-    let closed = TcpListener::bind("127.0.0.1:0").unwrap();
-    let proxy = format!("http://127.0.0.1:{}", closed.local_addr().unwrap().port());
-    drop(closed);
+    // Registry lookups (error-unknown-stage resolves `buidl` as an image, like BuildKit) go through
+    // a loopback "proxy" that answers every request (CONNECT too) with 404, bound for the whole
+    // build (no port released and reused): no traffic leaves the machine and they fail fast.
+    let nothing = tmp.join(format!("{case}-proxy-empty"));
+    std::fs::create_dir_all(&nothing).unwrap();
+    let refusing = HttpServer::start(nothing);
+    let proxy = format!("http://127.0.0.1:{}", refusing.port);
     let out = kiln_command(&root, &work, &["build", "--progress", "plain", "-f", "Dockerfile", "context"])
         .env("HTTPS_PROXY", &proxy)
         .env("HTTP_PROXY", &proxy)
@@ -455,6 +488,39 @@ fn error_case(case: &str, tarball: &Path, tmp: &Path) -> Vec<Item> {
     items
 }
 
+/// Items compared per case (both ways). A case or an item that stops being compared (a case
+/// that dropped out, a layer no longer paired, a field no longer read) changes its count and
+/// fails the test; after adding a case or an item, or when a kiln fix changes what is compared
+/// (a new layer), update the count to the one printed.
+const CASE_ITEMS: &[(&str, usize)] = &[
+    ("add-tar", 368),
+    ("add-url", 337),
+    ("cmd-entrypoint", 309),
+    ("cmd-entrypoint-same-stage", 309),
+    ("cmd-forms", 313),
+    ("copy-basics", 510),
+    ("copy-chown-chmod", 425),
+    ("copy-chown-unknown", 4),
+    ("copy-context-owner", 347),
+    ("copy-from", 357),
+    ("dockerignore", 345),
+    ("env-arg-scope", 401),
+    ("error-copy-missing", 3),
+    ("error-run-fails", 6),
+    ("error-unknown-stage", 2),
+    ("metadata", 327),
+    ("mounts", 365),
+    ("multistage-target", 322),
+    ("onbuild-child", 341),
+    ("onbuild-parent", 315),
+    ("run-forms", 363),
+    ("run-noop", 335),
+    ("run-whiteouts", 368),
+    ("shell", 330),
+    ("user", 367),
+    ("workdir", 393),
+];
+
 #[test]
 fn buildkit_reference() {
     let tmp = tempfile::tempdir().unwrap();
@@ -467,6 +533,7 @@ fn buildkit_reference() {
         Some(tmp)
     };
     let tarball = busybox_tarball(&tmp_path);
+    let base_paths = tree_paths(&tmp_path.join("busybox-rootfs"));
     let mut cases: Vec<String> = std::fs::read_dir(reference_dir())
         .unwrap()
         .map(|e| e.unwrap())
@@ -474,12 +541,13 @@ fn buildkit_reference() {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     cases.sort();
-    assert!(cases.len() >= 26, "the README lists 26 cases: {cases:?}");
+    let listed: Vec<&str> = CASE_ITEMS.iter().map(|(c, _)| *c).collect();
+    assert_eq!(cases, listed, "the cases of testdata/buildkit-reference/ and CASE_ITEMS differ");
     let outcomes: Vec<(String, Vec<Item>)> = std::thread::scope(|s| {
         let handles: Vec<_> = cases
             .chunks(cases.len().div_ceil(2))
             .map(|chunk| {
-                let (tarball, tmp) = (&tarball, tmp_path.as_path());
+                let (tarball, base_paths, tmp) = (&tarball, &base_paths, tmp_path.as_path());
                 s.spawn(move || {
                     chunk
                         .iter()
@@ -487,7 +555,7 @@ fn buildkit_reference() {
                             let items = if reference_dir().join(c).join("expect-failure").exists() {
                                 error_case(c, tarball, tmp)
                             } else {
-                                build_case(c, tarball, tmp)
+                                build_case(c, tarball, base_paths, tmp)
                             };
                             (c.clone(), items)
                         })
@@ -501,12 +569,17 @@ fn buildkit_reference() {
     let (mut matched, mut bugs, mut intentional, mut total) = (0, 0, 0, 0);
     let mut mismatches = Vec::new();
     let mut now_matching = Vec::new();
+    let mut counts = Vec::new();
     let mut seen = BTreeSet::new();
     for (case, items) in &outcomes {
+        let want_count = CASE_ITEMS.iter().find(|(c, _)| c == case).map(|(_, n)| *n);
+        if want_count != Some(items.len()) {
+            counts.push(format!("(\"{case}\", {}), // was {want_count:?}", items.len()));
+        }
         for (key, want, got) in items {
             total += 1;
             let listed = known.get(&(case.clone(), key.clone()));
-            seen.insert((case.clone(), key.clone()));
+            assert!(seen.insert((case.clone(), key.clone())), "{case} {key} compared twice");
             match (listed, want == got) {
                 (None, true) => matched += 1,
                 (None, false) => mismatches.push(format!("{case} {key}: buildkit {want:?}, kiln {got:?}")),
@@ -523,20 +596,33 @@ fn buildkit_reference() {
         "{} cases, {total} items: {matched} match, {bugs} skipped as kiln bugs, {intentional} skipped as intentional",
         outcomes.len()
     );
-    if !now_matching.is_empty() {
-        eprintln!("fixed (remove from KNOWN-DIFFERENCES.md):\n  {}", now_matching.join("\n  "));
-    }
     let unknown: Vec<String> = known
         .iter()
         .filter(|(k, _)| !seen.contains(*k))
         .map(|((c, k), id)| format!("{id} {c} {k}"))
         .collect();
+    let mut problems = Vec::new();
+    if !mismatches.is_empty() {
+        problems.push(format!("{} mismatches:\n  {}", mismatches.len(), mismatches.join("\n  ")));
+    }
+    if !now_matching.is_empty() {
+        problems.push(format!(
+            "listed in KNOWN-DIFFERENCES.md but now matching (fixed: remove the lines):\n  {}",
+            now_matching.join("\n  ")
+        ));
+    }
     if !unknown.is_empty() {
-        eprintln!(
-            "listed items no longer compared (remove from KNOWN-DIFFERENCES.md):\n  {}",
+        problems.push(format!(
+            "listed in KNOWN-DIFFERENCES.md but no longer compared (remove or rename the lines):\n  {}",
             unknown.join("\n  ")
-        );
+        ));
+    }
+    if !counts.is_empty() {
+        problems.push(format!(
+            "compared items per case changed (a case or item dropped out, or update CASE_ITEMS):\n  {}",
+            counts.join("\n  ")
+        ));
     }
     assert!(matched > 0);
-    assert!(mismatches.is_empty(), "{} mismatches:\n{}", mismatches.len(), mismatches.join("\n"));
+    assert!(problems.is_empty(), "{}", problems.join("\n\n"));
 }
