@@ -164,7 +164,6 @@ async fn build(runner: &Arc<MountFake>, cache: &Arc<MemoryCache<String>>, def: &
 }
 
 #[tokio::test]
-#[ignore = "needs issue-10 item 2 fix (branch wt-b)"]
 async fn a_bind_of_the_whole_context_is_keyed_by_its_content() {
     let (runner, cache) = (Arc::new(MountFake::default()), Arc::new(MemoryCache::new()));
     let def = context_bind("");
