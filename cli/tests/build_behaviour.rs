@@ -160,7 +160,7 @@ fn proxy_build_args_reach_run_but_not_history_or_cache() {
 }
 
 #[test]
-fn run_has_no_hostname_and_groups_come_from_etc_group() {
+fn run_has_no_hostname_and_groups_as_current_buildkit() {
     let kiln = Kiln::new();
     let dockerfile = "FROM busybox\n\
         RUN env > /env\n\
@@ -174,11 +174,11 @@ fn run_has_no_hostname_and_groups_come_from_etc_group() {
     let out = kiln.build_local("out", &[ctx.to_str().unwrap()]);
     let env = read(&out.join("env"));
     assert!(!env.lines().any(|l| l.starts_with("HOSTNAME=")), "{env}");
-    // membership in /etc/group only; the primary gid is not listed as supplementary
-    assert_eq!(read(&out.join("tmp/id-app")), "uid=1000(app) gid=1000(app) groups=2000(extra)\n");
-    // an explicit group: no supplementary groups
-    assert_eq!(read(&out.join("tmp/id-app-group")), "uid=1000(app) gid=1000(app)\n");
-    assert_eq!(read(&out.join("tmp/id-www")), "uid=33(www-data) gid=33(www-data)\n");
+    // the primary gid (current BuildKit's ensureAdditionalGids) then the /etc/group memberships
+    assert_eq!(read(&out.join("tmp/id-app")), "uid=1000(app) gid=1000(app) groups=1000(app),2000(extra)\n");
+    // an explicit group: no memberships, only that group
+    assert_eq!(read(&out.join("tmp/id-app-group")), "uid=1000(app) gid=1000(app) groups=1000(app)\n");
+    assert_eq!(read(&out.join("tmp/id-www")), "uid=33(www-data) gid=33(www-data) groups=33(www-data)\n");
     // `kiln run` keeps docker's HOSTNAME
     let hostname = kiln.ok(&["run", "--rm", "--network", "none", "busybox", "sh", "-c", "echo $HOSTNAME"]);
     assert!(!hostname.trim().is_empty(), "{hostname:?}");

@@ -7,9 +7,10 @@ use crate::Error;
 pub struct ExecUser {
     pub uid: u32,
     pub gid: u32,
-    /// Supplementary groups, as runc sets them: the `/etc/group` memberships of the user (none
-    /// when the user string names a group), then the additional groups. The primary gid is
-    /// not added (it is a supplementary group only when `/etc/group` lists the user in it).
+    /// Supplementary groups: the primary gid first (as current BuildKit and containerd do,
+    /// `ensureAdditionalGids`; BuildKit's testUserAdditionalGids expects `groups=0(root),10(wheel)`),
+    /// then the `/etc/group` memberships of the user (none when the user string names a group,
+    /// as runc), then the additional groups.
     pub groups: Vec<u32>,
     pub home: String,
 }
@@ -108,7 +109,7 @@ pub fn resolve(
         Some(spec) => find_group(&groups, spec)?,
         None => entry.gid,
     };
-    let mut ids = Vec::new();
+    let mut ids = vec![gid];
     if explicit_group.is_none() && !entry.name.is_empty() {
         for g in &groups {
             if g.members.contains(&entry.name) && !ids.contains(&g.gid) {
@@ -144,21 +145,21 @@ mod tests {
     #[test]
     fn table() {
         let cases: &[(&str, u32, u32, &[u32], &str)] = &[
-            // memberships only; the primary gid is not a supplementary group
-            ("", 0, 0, &[10], "/root"),
-            ("root", 0, 0, &[10], "/root"),
-            ("0", 0, 0, &[10], "/root"),
-            ("www-data", 33, 33, &[100], "/var/www"),
-            ("33", 33, 33, &[100], "/var/www"),
-            ("nobody", 65534, 65534, &[100], "/home"),
-            ("daemon", 1, 1, &[], "/usr/sbin"),
-            // an explicit group: no supplementary groups (runc)
-            ("nobody:daemon", 65534, 1, &[], "/home"),
-            ("www-data:www-data", 33, 33, &[], "/var/www"),
-            ("1234", 1234, 0, &[], "/"),
-            ("1234:5678", 1234, 5678, &[], "/"),
-            ("daemon:www-data", 1, 33, &[], "/usr/sbin"),
-            ("root:", 0, 0, &[10], "/root"),
+            // the primary gid, then the memberships
+            ("", 0, 0, &[0, 10], "/root"),
+            ("root", 0, 0, &[0, 10], "/root"),
+            ("0", 0, 0, &[0, 10], "/root"),
+            ("www-data", 33, 33, &[33, 100], "/var/www"),
+            ("33", 33, 33, &[33, 100], "/var/www"),
+            ("nobody", 65534, 65534, &[65534, 100], "/home"),
+            ("daemon", 1, 1, &[1], "/usr/sbin"),
+            // an explicit group: only that group, no memberships (runc)
+            ("nobody:daemon", 65534, 1, &[1], "/home"),
+            ("www-data:www-data", 33, 33, &[33], "/var/www"),
+            ("1234", 1234, 0, &[0], "/"),
+            ("1234:5678", 1234, 5678, &[5678], "/"),
+            ("daemon:www-data", 1, 33, &[33], "/usr/sbin"),
+            ("root:", 0, 0, &[0, 10], "/root"),
         ];
         for (spec, uid, gid, groups, home) in cases {
             let user = res(spec).unwrap_or_else(|err| panic!("{spec}: {err}"));
