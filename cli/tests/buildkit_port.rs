@@ -1,0 +1,534 @@
+#![allow(clippy::unwrap_used)]
+//! BuildKit's own Dockerfile frontend tests (`frontend/dockerfile/*_test.go`), ported as data to
+//! `testdata/buildkit-port/` (format: its README.md) and built with the kiln binary.
+//!
+//! `port_data_is_consistent` checks the data alone (no root): every case file valid, every Go
+//! function of `FUNCTIONS.txt` a case directory or a `SKIPPED.md` row, at least `MIN_CASES` cases.
+//! `port_cases_build` (root; in CI a failure when not root) builds every case in its own `--root`
+//! with a busybox base imported as `busybox`, checks what the case asserts and reports every
+//! failing case at once. Cases listed in the `known-failures` block of `KNOWN-DIFFERENCES.md` must
+//! fail; one that passes fails the test until its line is removed.
+//!
+//! Environment: `KILN_PORT_FILTER=<substring>` builds only the cases whose directory name holds it;
+//! `KILN_PORT_JOBS=<n>` cases at once (default 2); `KILN_PORT_TIMEOUT=<seconds>` per build (300);
+//! `KILN_PORT_KEEP=1` keeps the work directory and prints its path.
+
+#[path = "buildkit_port/data.rs"]
+mod data;
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use data::{Build, CaseDir, Check, ConfigCheck, Expect, Kind, Output};
+
+/// The number of ported cases the suite must hold at least (raise it as cases are added).
+const MIN_CASES: usize = 1;
+
+#[test]
+fn port_data_is_consistent() {
+    let cases = match data::load_cases() {
+        Ok(cases) => cases,
+        Err(errors) => panic!("{} invalid case files:\n{}", errors.len(), errors.join("\n")),
+    };
+    let mut errors = data::coverage_errors(&cases);
+    if cases.len() < MIN_CASES {
+        errors.push(format!("{} cases, fewer than MIN_CASES = {MIN_CASES}", cases.len()));
+    }
+    assert!(errors.is_empty(), "{} problems in testdata/buildkit-port:\n{}", errors.len(), errors.join("\n"));
+}
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+}
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn run(cmd: &mut Command) -> Result<(), String> {
+    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+/// Makes the busybox root filesystem (with extra passwd/group lines) as a tarball.
+fn base_tarball(dir: &Path, rootfs: &Path, passwd: &[String], group: &[String]) -> Result<PathBuf, String> {
+    let tarball = dir.join("busybox.tar");
+    let tree = if passwd.is_empty() && group.is_empty() {
+        rootfs.to_path_buf()
+    } else {
+        let tree = dir.join("busybox-rootfs");
+        run(Command::new("cp").arg("-a").arg(rootfs).arg(&tree))?;
+        for (file, lines) in [("etc/passwd", passwd), ("etc/group", group)] {
+            let path = tree.join(file);
+            let mut text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+            for line in lines {
+                text.push_str(line);
+                text.push('\n');
+            }
+            std::fs::write(&path, text).map_err(|e| e.to_string())?;
+        }
+        run(Command::new("find").arg(&tree).args([
+            "-exec",
+            "touch",
+            "-h",
+            "-d",
+            "2000-01-01T00:00:00Z",
+            "{}",
+            "+",
+        ]))?;
+        tree
+    };
+    run(Command::new("tar")
+        .args(["--sort=name", "--mtime=@0", "--numeric-owner", "-C"])
+        .arg(&tree)
+        .arg("-cf")
+        .arg(&tarball)
+        .arg("."))?;
+    Ok(tarball)
+}
+
+/// The outcome of one kiln invocation.
+struct Ran {
+    success: bool,
+    stderr: String,
+}
+
+fn kiln(root: &Path, work: &Path, args: &[String], env: &BTreeMap<String, String>) -> Result<Ran, String> {
+    let log = |name: &str| std::fs::File::create(work.join(name)).map_err(|e| e.to_string());
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    cmd.arg("--root")
+        .arg(root)
+        .args(args)
+        .current_dir(work)
+        .env_remove("KILN_ROOT")
+        .env_remove("SOURCE_DATE_EPOCH")
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(log("kiln.stdout")?)
+        .stderr(log("kiln.stderr")?);
+    let mut child = cmd.spawn().map_err(|e| format!("spawn kiln: {e}"))?;
+    let timeout = Duration::from_secs(env_number("KILN_PORT_TIMEOUT", 300));
+    let start = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().map_err(|e| e.to_string())? {
+            break status;
+        }
+        if start.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("kiln {} timed out after {}s", args.join(" "), timeout.as_secs()));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stderr = std::fs::read_to_string(work.join("kiln.stderr")).unwrap_or_default();
+    Ok(Ran { success: status.success(), stderr })
+}
+
+/// `(cached, ran)` counts of the non-FROM instruction steps in a plain progress log.
+fn step_counts(progress: &str) -> (usize, usize) {
+    let mut names: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut status: BTreeMap<&str, &str> = BTreeMap::new();
+    for line in progress.lines() {
+        let Some((number, text)) = line.strip_prefix('#').and_then(|rest| rest.split_once(' ')) else {
+            continue;
+        };
+        if number.is_empty() || !number.chars().all(|c| c.is_ascii_digit()) {
+            continue;
+        }
+        if text == "CACHED" || text.starts_with("DONE") {
+            status.insert(number, if text == "CACHED" { "CACHED" } else { "DONE" });
+        } else if text.starts_with('[') {
+            names.entry(number).or_insert(text);
+        }
+    }
+    let steps = status.iter().filter(|(n, _)| {
+        names.get(*n).is_some_and(|name| !name.starts_with("[internal]") && !name.contains("] FROM "))
+    });
+    let cached = steps.clone().filter(|(_, s)| **s == "CACHED").count();
+    (cached, steps.count() - cached)
+}
+
+/// Applies a build's context edits in a fixed order: remove, mkdir, write, append, symlink, chmod.
+fn apply_edits(ctx: &Path, b: &Build) -> Result<(), String> {
+    let path = |p: &str| data::relative(p).map(|r| ctx.join(r));
+    let parent = |p: &Path| std::fs::create_dir_all(p.parent().unwrap()).map_err(|e| e.to_string());
+    for p in &b.remove {
+        let p = path(p)?;
+        let meta = std::fs::symlink_metadata(&p).map_err(|e| format!("remove {}: {e}", p.display()))?;
+        let removed = if meta.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+        removed.map_err(|e| format!("remove {}: {e}", p.display()))?;
+    }
+    for p in &b.mkdir {
+        std::fs::create_dir_all(path(p)?).map_err(|e| e.to_string())?;
+    }
+    for (p, content) in &b.write {
+        let p = path(p)?;
+        parent(&p)?;
+        std::fs::write(&p, content).map_err(|e| format!("write {}: {e}", p.display()))?;
+    }
+    for (p, content) in &b.append {
+        let p = path(p)?;
+        parent(&p)?;
+        let mut text = std::fs::read(&p).unwrap_or_default();
+        text.extend_from_slice(content.as_bytes());
+        std::fs::write(&p, text).map_err(|e| format!("append {}: {e}", p.display()))?;
+    }
+    for (link, target) in &b.symlink {
+        let p = path(link)?;
+        parent(&p)?;
+        let _ = std::fs::remove_file(&p);
+        std::os::unix::fs::symlink(target, &p).map_err(|e| format!("symlink {}: {e}", p.display()))?;
+    }
+    for (p, mode) in &b.chmod {
+        let p = path(p)?;
+        let mode = data::parse_mode(mode)?;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("chmod {}: {e}", p.display()))?;
+    }
+    Ok(())
+}
+
+/// Failures of one `[[build.check]]` against the exported root `out-N` of the work dir.
+fn check_path(work: &Path, n: usize, c: &Check) -> Vec<String> {
+    let mut fails = Vec::new();
+    let at = |n: usize| {
+        let out = work.join(format!("out-{n}"));
+        if c.path == "." { out } else { out.join(&c.path) }
+    };
+    let p = at(n);
+    let meta = std::fs::symlink_metadata(&p).ok();
+    let mut fail = |what: String| fails.push(format!("{}: {what}", c.path));
+    let wants_absent = c.absent == Some(true) || c.exists == Some(false);
+    match (&meta, wants_absent) {
+        (Some(_), true) => fail("exists, expected absent".to_owned()),
+        (None, false) => fail("does not exist".to_owned()),
+        _ => {}
+    }
+    let Some(meta) = meta else { return fails };
+    if let Some(kind) = c.kind {
+        let got = if meta.file_type().is_symlink() {
+            Kind::Symlink
+        } else if meta.is_dir() {
+            Kind::Dir
+        } else {
+            Kind::File
+        };
+        if got != kind || (kind == Kind::File && !meta.is_file()) {
+            fail(format!("is a {:?} ({:?}), expected {kind:?}", got, meta.file_type()));
+        }
+    }
+    if let Some(mode) = &c.mode {
+        let want = data::parse_mode(mode).unwrap_or(u32::MAX);
+        if meta.mode() & 0o7777 != want {
+            fail(format!("mode {:04o}, expected {want:04o}", meta.mode() & 0o7777));
+        }
+    }
+    if let Some(owner) = &c.owner {
+        let got = format!("{}:{}", meta.uid(), meta.gid());
+        if &got != owner {
+            fail(format!("owner {got}, expected {owner}"));
+        }
+    }
+    if let Some(target) = &c.symlink {
+        match std::fs::read_link(&p) {
+            Ok(got) if got == Path::new(target) => {}
+            Ok(got) => fail(format!("symlink to {}, expected {target}", got.display())),
+            Err(e) => fail(format!("not a symlink ({e}), expected one to {target}")),
+        }
+    }
+    if c.content.is_some() || c.contains.is_some() {
+        let got = std::fs::read(&p).map(|b| String::from_utf8_lossy(&b).into_owned());
+        match (got, &c.content, &c.contains) {
+            (Err(e), _, _) => fail(format!("cannot read: {e}")),
+            (Ok(got), Some(want), _) if &got != want => fail(format!("content {got:?}, expected {want:?}")),
+            (Ok(got), _, Some(want)) if !got.contains(want.as_str()) => {
+                fail(format!("content {got:?} does not contain {want:?}"))
+            }
+            _ => {}
+        }
+    }
+    let earlier = [(c.same_as_build, true), (c.differs_from_build, false)];
+    for (earlier, same) in earlier.into_iter().filter_map(|(b, same)| Some((b?, same))) {
+        match (std::fs::read(&p), std::fs::read(at(earlier))) {
+            (Ok(got), Ok(before)) if (got == before) != same => fail(format!(
+                "content {:?} {} build {earlier}'s {:?}",
+                String::from_utf8_lossy(&got),
+                if same { "differs from" } else { "equals" },
+                String::from_utf8_lossy(&before)
+            )),
+            (Ok(_), Ok(_)) => {}
+            (got, before) => {
+                fail(format!("cannot compare with build {earlier}: {:?} / {:?}", got.err(), before.err()))
+            }
+        }
+    }
+    if let Some(want) = &c.files {
+        let mut want = want.clone();
+        want.sort();
+        match std::fs::read_dir(&p) {
+            Ok(entries) => {
+                let mut got: Vec<String> = entries
+                    .filter_map(Result::ok)
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
+                got.sort();
+                if got != want {
+                    fail(format!("holds {got:?}, expected {want:?}"));
+                }
+            }
+            Err(e) => fail(format!("cannot list: {e}")),
+        }
+    }
+    fails
+}
+
+/// The image config of a build, found through its `--metadata-file`.
+fn image_config(root: &Path, metadata: &Path) -> Result<serde_json::Value, String> {
+    let text = std::fs::read(metadata).map_err(|e| format!("metadata file: {e}"))?;
+    let meta: serde_json::Value = serde_json::from_slice(&text).map_err(|e| e.to_string())?;
+    let digest = meta["containerimage.config.digest"].as_str().ok_or("metadata holds no config digest")?;
+    let hex = digest.strip_prefix("sha256:").ok_or("config digest is not sha256")?;
+    let blob = std::fs::read(root.join("content/blobs/sha256").join(hex)).map_err(|e| e.to_string())?;
+    serde_json::from_slice(&blob).map_err(|e| e.to_string())
+}
+
+fn check_config(config: &serde_json::Value, c: &ConfigCheck) -> Vec<String> {
+    let mut fails = Vec::new();
+    let got = config.pointer(&c.pointer).filter(|v| !v.is_null());
+    if c.absent == Some(true) && got.is_some() {
+        fails.push(format!("config {}: present ({}), expected absent", c.pointer, got.unwrap()));
+    }
+    if c.absent == Some(false) && got.is_none() {
+        fails.push(format!("config {}: absent", c.pointer));
+    }
+    if let Some(want) = &c.equals {
+        let want = serde_json::to_value(want).unwrap();
+        if got != Some(&want) {
+            fails.push(format!(
+                "config {}: {}, expected {want}",
+                c.pointer,
+                got.map_or("absent".into(), |v| v.to_string())
+            ));
+        }
+    }
+    if let Some(want) = &c.contains {
+        let text = got.map(|v| v.to_string()).unwrap_or_default();
+        if !text.contains(want.as_str()) {
+            fails.push(format!("config {}: {text:?} does not contain {want:?}", c.pointer));
+        }
+    }
+    fails
+}
+
+/// Runs one build of a case; returns its failures (empty: it did what the case expects).
+fn run_build(
+    case: &CaseDir,
+    n: usize,
+    b: &Build,
+    work: &Path,
+    root: &Path,
+    ctx: &Path,
+) -> Result<Vec<String>, String> {
+    apply_edits(ctx, b)?;
+    let subst = |s: &str| {
+        s.replace("{context}", &ctx.to_string_lossy())
+            .replace("{case}", &case.dir.to_string_lossy())
+            .replace("{work}", &work.to_string_lossy())
+    };
+    let dockerfile = match b.dockerfile.strip_prefix("context/") {
+        Some(inner) => ctx.join(inner),
+        None => case.dir.join(&b.dockerfile),
+    };
+    let mut args: Vec<String> = vec!["build".into(), "--progress".into(), "plain".into()];
+    args.extend(["-f".into(), dockerfile.to_string_lossy().into_owned()]);
+    if b.no_cache {
+        args.push("--no-cache".into());
+    }
+    let out = work.join(format!("out-{n}"));
+    let metadata = work.join(format!("metadata-{n}.json"));
+    match b.output {
+        Output::Local => args.push(format!("--output=type=local,dest={}", out.display())),
+        Output::Image => {
+            args.extend(["-t".into(), format!("port/{}:{n}", case.name.to_lowercase())]);
+            args.push(format!("--metadata-file={}", metadata.display()));
+        }
+        Output::None => {}
+    }
+    args.extend(b.args.iter().map(|a| subst(a)));
+    args.push(ctx.to_string_lossy().into_owned());
+    let ran = kiln(root, work, &args, &b.env)?;
+    let tail = || {
+        let lines: Vec<&str> = ran.stderr.lines().rev().take(6).collect();
+        lines.into_iter().rev().collect::<Vec<_>>().join("\n      | ")
+    };
+    let mut fails = Vec::new();
+    match (b.expect, ran.success) {
+        (Expect::Success, false) => return Ok(vec![format!("build failed:\n      | {}", tail())]),
+        (Expect::Failure, true) => return Ok(vec!["build succeeded, BuildKit fails it".to_owned()]),
+        (Expect::Failure, false) => {
+            for want in &b.error_contains {
+                if !ran.stderr.contains(want.as_str()) {
+                    fails.push(format!("error lacks {want:?}:\n      | {}", tail()));
+                }
+            }
+            return Ok(fails);
+        }
+        (Expect::Success, true) => {}
+    }
+    for want in &b.progress_contains {
+        if !ran.stderr.contains(want.as_str()) {
+            fails.push(format!("progress lacks {want:?}"));
+        }
+    }
+    let (cached, executed) = step_counts(&ran.stderr);
+    let bounds = [
+        ("cached_steps_min", b.cached_steps_min, cached, true),
+        ("cached_steps_max", b.cached_steps_max, cached, false),
+        ("ran_steps_min", b.ran_steps_min, executed, true),
+        ("ran_steps_max", b.ran_steps_max, executed, false),
+    ];
+    for (name, bound, got, min) in bounds {
+        if let Some(bound) = bound {
+            if (min && got < bound) || (!min && got > bound) {
+                fails.push(format!("{name} = {bound}, but {got} steps (cached {cached}, ran {executed})"));
+            }
+        }
+    }
+    for c in &b.checks {
+        fails.extend(check_path(work, n, c));
+    }
+    if !b.configs.is_empty() {
+        let config = image_config(root, &metadata)?;
+        for c in &b.configs {
+            fails.extend(check_config(&config, c));
+        }
+    }
+    Ok(fails)
+}
+
+/// Runs all builds of a case in its own store; returns its failures.
+fn run_case(case: &CaseDir, tmp: &Path, rootfs: &Path, shared_tarball: &Path) -> Vec<String> {
+    let work = tmp.join(&case.name);
+    let result = (|| -> Result<Vec<String>, String> {
+        std::fs::create_dir_all(&work).map_err(|e| e.to_string())?;
+        let tarball = if case.case.passwd.is_empty() && case.case.group.is_empty() {
+            shared_tarball.to_path_buf()
+        } else {
+            base_tarball(&work, rootfs, &case.case.passwd, &case.case.group)?
+        };
+        let root = work.join("root");
+        let import = ["import", &tarball.to_string_lossy(), "busybox", "--change", r#"CMD ["sh"]"#];
+        let imported = kiln(&root, &work, &import.map(String::from), &BTreeMap::new())?;
+        if !imported.success {
+            return Err(format!("import of the base failed: {}", imported.stderr));
+        }
+        let ctx = work.join("context");
+        if case.dir.join("context").is_dir() {
+            run(Command::new("cp").arg("-a").arg(case.dir.join("context")).arg(&ctx))?;
+        } else {
+            std::fs::create_dir(&ctx).map_err(|e| e.to_string())?;
+        }
+        for (i, b) in case.case.builds.iter().enumerate() {
+            let fails = run_build(case, i + 1, b, &work, &root, &ctx)?;
+            if !fails.is_empty() {
+                return Ok(fails.into_iter().map(|f| format!("build {}: {f}", i + 1)).collect());
+            }
+        }
+        Ok(Vec::new())
+    })();
+    let fails = result.unwrap_or_else(|e| vec![format!("runner: {e}")]);
+    if std::env::var_os("KILN_PORT_KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&work);
+    }
+    fails
+}
+
+#[test]
+fn port_cases_build() {
+    if !is_root() {
+        let msg = "buildkit_port: building the ported BuildKit cases needs root";
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}, and CI=true: run the tests as root");
+        eprintln!(
+            "\n!!!!!!!! SKIP: {msg}; {} cases NOT built !!!!!!!!\n",
+            data::load_cases().map_or(0, |c| c.len())
+        );
+        return;
+    }
+    let cases = data::load_cases().unwrap_or_else(|e| panic!("invalid case files:\n{}", e.join("\n")));
+    let known = data::known_failures().unwrap_or_else(|e| panic!("KNOWN-DIFFERENCES.md:\n{}", e.join("\n")));
+    let filter = std::env::var("KILN_PORT_FILTER").unwrap_or_default();
+    let cases: Vec<&CaseDir> = cases.iter().filter(|c| c.name.contains(&filter)).collect();
+    assert!(!cases.is_empty(), "no case matches KILN_PORT_FILTER={filter:?}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let tmp = if std::env::var_os("KILN_PORT_KEEP").is_some() {
+        let kept = tmp.keep();
+        eprintln!("buildkit_port: work directories kept in {}", kept.display());
+        kept
+    } else {
+        tmp.path().to_path_buf()
+    };
+    let rootfs = tmp.join("busybox-rootfs");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/rootfs/busybox-rootfs.sh");
+    run(Command::new("sh").arg(script).arg(&rootfs)).unwrap();
+    let tarball = base_tarball(&tmp, &rootfs, &[], &[]).unwrap();
+
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(String, Vec<String>, Duration)>> = Mutex::new(Vec::new());
+    let jobs = env_number("KILN_PORT_JOBS", 2).max(1);
+    std::thread::scope(|s| {
+        for _ in 0..jobs {
+            s.spawn(|| {
+                while let Some(case) = cases.get(next.fetch_add(1, Ordering::SeqCst)) {
+                    let start = Instant::now();
+                    let fails = run_case(case, &tmp, &rootfs, &tarball);
+                    let took = start.elapsed();
+                    let status = match (fails.is_empty(), known.contains_key(&case.name)) {
+                        (true, false) => "ok",
+                        (false, true) => "known failure",
+                        (true, true) => "PASSES (listed as known failure)",
+                        (false, false) => "FAILED",
+                    };
+                    eprintln!("buildkit_port: {} ... {status} ({:.1}s)", case.name, took.as_secs_f64());
+                    results.lock().unwrap().push((case.name.clone(), fails, took));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap();
+    results.sort_by(|a, b| a.0.cmp(&b.0));
+    let (mut passed, mut known_failed, mut problems) = (0, 0, Vec::new());
+    for (name, fails, _) in &results {
+        match (fails.is_empty(), known.get(name)) {
+            (true, None) => passed += 1,
+            (false, Some(reason)) => {
+                known_failed += 1;
+                eprintln!("known failure {name} ({reason}):\n    {}", fails.join("\n    "));
+            }
+            (true, Some(_)) => problems.push(format!(
+                "{name}: passes now; remove its line from the known-failures block of KNOWN-DIFFERENCES.md"
+            )),
+            (false, None) => problems.push(format!("{name}:\n    {}", fails.join("\n    "))),
+        }
+    }
+    eprintln!(
+        "buildkit_port: {} cases built: {passed} passed, {known_failed} known failures, {} unexpected",
+        results.len(),
+        problems.len()
+    );
+    assert!(
+        problems.is_empty(),
+        "{} cases do not behave as expected:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}
