@@ -9,12 +9,15 @@
 //! failing case at once. Cases listed in the `known-failures` block of `KNOWN-DIFFERENCES.md` must
 //! fail; one that passes fails the test until its line is removed.
 //!
-//! Environment: `KILN_PORT_FILTER=<substring>` builds only the cases whose directory name holds it;
+//! Environment: `KILN_PORT_FILTER=<substring>[,<substring>...]` builds only the cases whose directory name holds
+//! one of them;
 //! `KILN_PORT_JOBS=<n>` cases at once (default 2); `KILN_PORT_TIMEOUT=<seconds>` per build (300);
 //! `KILN_PORT_KEEP=1` keeps the work directory and prints its path.
 
 #[path = "buildkit_port/data.rs"]
 mod data;
+#[path = "buildkit_port/serve.rs"]
+mod serve;
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -59,13 +62,65 @@ fn run(cmd: &mut Command) -> Result<(), String> {
     }
 }
 
+/// `/etc/passwd` and `/etc/group` of the `busybox` image BuildKit's tests use (its users and group
+/// names: gid 65534 is `nobody`, not Debian's `nogroup`).
+const BUSYBOX_PASSWD: &str = "root:x:0:0:root:/root:/bin/sh
+daemon:x:1:1:daemon:/usr/sbin:/bin/false
+bin:x:2:2:bin:/bin:/bin/false
+sys:x:3:3:sys:/dev:/bin/false
+sync:x:4:100:sync:/bin:/bin/sync
+mail:x:8:8:mail:/var/spool/mail:/bin/false
+www-data:x:33:33:www-data:/var/www:/bin/false
+operator:x:37:37:Operator:/var:/bin/false
+nobody:x:65534:65534:nobody:/home:/bin/false
+";
+const BUSYBOX_GROUP: &str = "root:x:0:
+daemon:x:1:
+bin:x:2:
+sys:x:3:
+adm:x:4:
+tty:x:5:
+disk:x:6:
+lp:x:7:
+mail:x:8:
+kmem:x:9:
+wheel:x:10:root
+cdrom:x:11:
+dialout:x:18:
+floppy:x:19:
+video:x:28:
+audio:x:29:
+tape:x:32:
+www-data:x:33:
+operator:x:37:
+utmp:x:43:
+plugdev:x:46:
+staff:x:50:
+lock:x:54:
+netdev:x:82:
+users:x:100:
+nobody:x:65534:
+";
+
+/// Makes the busybox root filesystem (`testdata/rootfs/busybox-rootfs.sh` with the busybox image's
+/// users and groups).
+fn busybox_rootfs(dir: &Path) -> Result<PathBuf, String> {
+    let rootfs = dir.join("busybox-rootfs");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/rootfs/busybox-rootfs.sh");
+    run(Command::new("sh").arg(script).arg(&rootfs))?;
+    for (file, text) in [("etc/passwd", BUSYBOX_PASSWD), ("etc/group", BUSYBOX_GROUP)] {
+        std::fs::write(rootfs.join(file), text).map_err(|e| format!("{file}: {e}"))?;
+    }
+    Ok(rootfs)
+}
+
 /// Makes the busybox root filesystem (with extra passwd/group lines) as a tarball.
 fn base_tarball(dir: &Path, rootfs: &Path, passwd: &[String], group: &[String]) -> Result<PathBuf, String> {
     let tarball = dir.join("busybox.tar");
     let tree = if passwd.is_empty() && group.is_empty() {
         rootfs.to_path_buf()
     } else {
-        let tree = dir.join("busybox-rootfs");
+        let tree = dir.join("busybox-rootfs-case");
         run(Command::new("cp").arg("-a").arg(rootfs).arg(&tree))?;
         for (file, lines) in [("etc/passwd", passwd), ("etc/group", group)] {
             let path = tree.join(file);
@@ -76,15 +131,6 @@ fn base_tarball(dir: &Path, rootfs: &Path, passwd: &[String], group: &[String]) 
             }
             std::fs::write(&path, text).map_err(|e| e.to_string())?;
         }
-        run(Command::new("find").arg(&tree).args([
-            "-exec",
-            "touch",
-            "-h",
-            "-d",
-            "2000-01-01T00:00:00Z",
-            "{}",
-            "+",
-        ]))?;
         tree
     };
     run(Command::new("tar")
@@ -157,7 +203,8 @@ fn step_counts(progress: &str) -> (usize, usize) {
     (cached, steps.count() - cached)
 }
 
-/// Applies a build's context edits in a fixed order: remove, mkdir, write, append, symlink, chmod.
+/// Applies a build's context edits in a fixed order: remove, mkdir, write, append, symlink, socket,
+/// chmod.
 fn apply_edits(ctx: &Path, b: &Build) -> Result<(), String> {
     let path = |p: &str| data::relative(p).map(|r| ctx.join(r));
     let parent = |p: &Path| std::fs::create_dir_all(p.parent().unwrap()).map_err(|e| e.to_string());
@@ -188,6 +235,12 @@ fn apply_edits(ctx: &Path, b: &Build) -> Result<(), String> {
         let _ = std::fs::remove_file(&p);
         std::os::unix::fs::symlink(target, &p).map_err(|e| format!("symlink {}: {e}", p.display()))?;
     }
+    for p in &b.socket {
+        let p = path(p)?;
+        parent(&p)?;
+        // binding leaves the socket file behind when the listener is dropped
+        std::os::unix::net::UnixListener::bind(&p).map_err(|e| format!("socket {}: {e}", p.display()))?;
+    }
     for (p, mode) in &b.chmod {
         let p = path(p)?;
         let mode = data::parse_mode(mode)?;
@@ -198,7 +251,7 @@ fn apply_edits(ctx: &Path, b: &Build) -> Result<(), String> {
 }
 
 /// Failures of one `[[build.check]]` against the exported root `out-N` of the work dir.
-fn check_path(work: &Path, n: usize, c: &Check) -> Vec<String> {
+fn check_path(case_dir: &Path, work: &Path, n: usize, c: &Check) -> Vec<String> {
     let mut fails = Vec::new();
     let at = |n: usize| {
         let out = work.join(format!("out-{n}"));
@@ -271,6 +324,25 @@ fn check_path(work: &Path, n: usize, c: &Check) -> Vec<String> {
             }
         }
     }
+    if let Some(file) = &c.equals_file {
+        match (std::fs::read(&p), std::fs::read(case_dir.join(file))) {
+            (Ok(got), Ok(want)) if got != want => fail(format!("content differs from {file}")),
+            (Ok(_), Ok(_)) => {}
+            (got, want) => fail(format!("cannot compare with {file}: {:?} / {:?}", got.err(), want.err())),
+        }
+    }
+    if let Some(want) = c.mtime {
+        if meta.mtime() != want {
+            fail(format!("mtime {}, expected {want}", meta.mtime()));
+        }
+    }
+    if let Some(other) = &c.hardlink_of {
+        match std::fs::symlink_metadata(work.join(format!("out-{n}")).join(other)) {
+            Ok(o) if (o.dev(), o.ino()) == (meta.dev(), meta.ino()) => {}
+            Ok(_) => fail(format!("is not a hard link of {other}")),
+            Err(e) => fail(format!("cannot compare with {other}: {e}")),
+        }
+    }
     if let Some(want) = &c.files {
         let mut want = want.clone();
         want.sort();
@@ -329,25 +401,68 @@ fn check_config(config: &serde_json::Value, c: &ConfigCheck) -> Vec<String> {
     fails
 }
 
+/// The end of a failed build's stderr: the output of the step that failed and the last lines,
+/// each cut to 300 characters.
+fn excerpt(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().collect();
+    let failed_step = lines.iter().rev().find_map(|l| {
+        let (number, text) = l.strip_prefix('#')?.split_once(' ')?;
+        text.starts_with("ERROR").then_some(number)
+    });
+    let mut picked: Vec<&str> = match failed_step {
+        Some(n) => {
+            let prefix = format!("#{n} ");
+            let output: Vec<&str> = lines
+                .iter()
+                .filter(|l| {
+                    l.starts_with(&prefix) && l[prefix.len()..].starts_with(|c: char| c.is_ascii_digit())
+                })
+                .copied()
+                .collect();
+            output[output.len().saturating_sub(5)..].to_vec()
+        }
+        None => Vec::new(),
+    };
+    picked.extend(&lines[lines.len().saturating_sub(4)..]);
+    let cut = |l: &str| match l.char_indices().nth(300) {
+        Some((i, _)) => format!("{}...", &l[..i]),
+        None => l.to_owned(),
+    };
+    picked.iter().map(|l| cut(l)).collect::<Vec<_>>().join("\n      | ")
+}
+
 /// Runs one build of a case; returns its failures (empty: it did what the case expects).
 fn run_build(
     case: &CaseDir,
     n: usize,
     b: &Build,
-    work: &Path,
-    root: &Path,
-    ctx: &Path,
+    dirs: (&Path, &Path, &Path),
+    server: Option<&serve::Server>,
 ) -> Result<Vec<String>, String> {
+    let (work, root, ctx) = dirs;
     apply_edits(ctx, b)?;
+    let url = server.map_or(String::new(), |s| s.url.clone());
     let subst = |s: &str| {
         s.replace("{context}", &ctx.to_string_lossy())
             .replace("{case}", &case.dir.to_string_lossy())
             .replace("{work}", &work.to_string_lossy())
+            .replace("{server}", &url)
     };
-    let dockerfile = match b.dockerfile.strip_prefix("context/") {
+    let mut dockerfile = match b.dockerfile.strip_prefix("context/") {
         Some(inner) => ctx.join(inner),
         None => case.dir.join(&b.dockerfile),
     };
+    if let Some(server) = server {
+        // the server's port is known only now: write the Dockerfile with its URL
+        let text =
+            std::fs::read_to_string(&dockerfile).map_err(|e| format!("{}: {e}", dockerfile.display()))?;
+        let served = text.replace("{{server}}", &server.url);
+        if served != text {
+            let name = dockerfile.file_name().unwrap().to_string_lossy().into_owned();
+            dockerfile = work.join(format!("{name}.served-{n}"));
+            std::fs::write(&dockerfile, served).map_err(|e| e.to_string())?;
+        }
+    }
     let mut args: Vec<String> = vec!["build".into(), "--progress".into(), "plain".into()];
     args.extend(["-f".into(), dockerfile.to_string_lossy().into_owned()]);
     if b.no_cache {
@@ -366,14 +481,21 @@ fn run_build(
     args.extend(b.args.iter().map(|a| subst(a)));
     args.push(ctx.to_string_lossy().into_owned());
     let ran = kiln(root, work, &args, &b.env)?;
-    let tail = || {
-        let lines: Vec<&str> = ran.stderr.lines().rev().take(6).collect();
-        lines.into_iter().rev().collect::<Vec<_>>().join("\n      | ")
-    };
+    let tail = || excerpt(&ran.stderr);
     let mut fails = Vec::new();
+    let requests = server.map(serve::Server::take_requests).unwrap_or_default();
+    if let Some(want) = b.requests.as_ref().filter(|want| **want != requests) {
+        fails.push(format!("server got requests {requests:?}, expected {want:?}"));
+    }
     match (b.expect, ran.success) {
-        (Expect::Success, false) => return Ok(vec![format!("build failed:\n      | {}", tail())]),
-        (Expect::Failure, true) => return Ok(vec!["build succeeded, BuildKit fails it".to_owned()]),
+        (Expect::Success, false) => {
+            fails.push(format!("build failed:\n      | {}", tail()));
+            return Ok(fails);
+        }
+        (Expect::Failure, true) => {
+            fails.push("build succeeded, BuildKit fails it".to_owned());
+            return Ok(fails);
+        }
         (Expect::Failure, false) => {
             for want in &b.error_contains {
                 if !ran.stderr.contains(want.as_str()) {
@@ -404,7 +526,7 @@ fn run_build(
         }
     }
     for c in &b.checks {
-        fails.extend(check_path(work, n, c));
+        fails.extend(check_path(&case.dir, work, n, c));
     }
     if !b.configs.is_empty() {
         let config = image_config(root, &metadata)?;
@@ -413,6 +535,24 @@ fn run_build(
         }
     }
     Ok(fails)
+}
+
+fn start_server(case: &CaseDir) -> Result<serve::Server, String> {
+    let mut routes = BTreeMap::new();
+    for r in &case.case.serve {
+        let body = match (&r.file, &r.content) {
+            (Some(file), _) => std::fs::read(case.dir.join(file)).map_err(|e| format!("{file}: {e}"))?,
+            (None, content) => content.clone().unwrap_or_default().into_bytes(),
+        };
+        let route = serve::Route {
+            body,
+            etag: r.etag.clone(),
+            last_modified: r.last_modified.clone(),
+            content_disposition: r.content_disposition.clone(),
+        };
+        routes.insert(r.path.clone(), route);
+    }
+    serve::Server::start(routes).map_err(|e| format!("HTTP server: {e}"))
 }
 
 /// Runs all builds of a case in its own store; returns its failures.
@@ -437,8 +577,9 @@ fn run_case(case: &CaseDir, tmp: &Path, rootfs: &Path, shared_tarball: &Path) ->
         } else {
             std::fs::create_dir(&ctx).map_err(|e| e.to_string())?;
         }
+        let server = if case.case.serve.is_empty() { None } else { Some(start_server(case)?) };
         for (i, b) in case.case.builds.iter().enumerate() {
-            let fails = run_build(case, i + 1, b, &work, &root, &ctx)?;
+            let fails = run_build(case, i + 1, b, (&work, &root, &ctx), server.as_ref())?;
             if !fails.is_empty() {
                 return Ok(fails.into_iter().map(|f| format!("build {}: {f}", i + 1)).collect());
             }
@@ -466,7 +607,8 @@ fn port_cases_build() {
     let cases = data::load_cases().unwrap_or_else(|e| panic!("invalid case files:\n{}", e.join("\n")));
     let known = data::known_failures().unwrap_or_else(|e| panic!("KNOWN-DIFFERENCES.md:\n{}", e.join("\n")));
     let filter = std::env::var("KILN_PORT_FILTER").unwrap_or_default();
-    let cases: Vec<&CaseDir> = cases.iter().filter(|c| c.name.contains(&filter)).collect();
+    let cases: Vec<&CaseDir> =
+        cases.iter().filter(|c| filter.split(',').any(|f| c.name.contains(f))).collect();
     assert!(!cases.is_empty(), "no case matches KILN_PORT_FILTER={filter:?}");
 
     let tmp = tempfile::tempdir().unwrap();
@@ -477,9 +619,7 @@ fn port_cases_build() {
     } else {
         tmp.path().to_path_buf()
     };
-    let rootfs = tmp.join("busybox-rootfs");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/rootfs/busybox-rootfs.sh");
-    run(Command::new("sh").arg(script).arg(&rootfs)).unwrap();
+    let rootfs = busybox_rootfs(&tmp).unwrap();
     let tarball = base_tarball(&tmp, &rootfs, &[], &[]).unwrap();
 
     let next = AtomicUsize::new(0);

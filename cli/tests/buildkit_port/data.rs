@@ -23,6 +23,21 @@ pub struct Case {
     pub group: Vec<String>,
     #[serde(default, rename = "build")]
     pub builds: Vec<Build>,
+    #[serde(default)]
+    pub serve: Vec<Serve>,
+}
+
+/// A route of the case's HTTP server (`{{server}}` in Dockerfiles, `{server}` in args).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Serve {
+    pub path: String,
+    /// The body: a file of the case dir, or text.
+    pub file: Option<String>,
+    pub content: Option<String>,
+    pub etag: Option<String>,
+    pub last_modified: Option<String>,
+    pub content_disposition: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -85,10 +100,15 @@ pub struct Build {
     pub symlink: BTreeMap<String, String>,
     #[serde(default)]
     pub chmod: BTreeMap<String, String>,
+    /// Unix sockets to create (git keeps none).
+    #[serde(default)]
+    pub socket: Vec<String>,
     pub cached_steps_min: Option<usize>,
     pub cached_steps_max: Option<usize>,
     pub ran_steps_min: Option<usize>,
     pub ran_steps_max: Option<usize>,
+    /// The exact requests (`GET /foo`) the case's server gets during this build.
+    pub requests: Option<Vec<String>>,
     #[serde(default, rename = "check")]
     pub checks: Vec<Check>,
     #[serde(default, rename = "config")]
@@ -111,6 +131,12 @@ pub struct Check {
     /// The content equals (or differs from) the same path in the output of an earlier build.
     pub same_as_build: Option<usize>,
     pub differs_from_build: Option<usize>,
+    /// The content equals this file of the case dir (binary).
+    pub equals_file: Option<String>,
+    /// Modification time, seconds since the epoch.
+    pub mtime: Option<i64>,
+    /// The same inode (a hard link) as this other exported path.
+    pub hardlink_of: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -161,6 +187,17 @@ fn validate(name: &str, dir: &Path, case: &Case) -> Vec<String> {
     if case.summary.trim().is_empty() || case.summary.contains('\n') {
         errors.push("summary must be one non-empty line".to_owned());
     }
+    for route in &case.serve {
+        if !route.path.starts_with('/') {
+            errors.push(format!("serve path {:?} must start with /", route.path));
+        }
+        match (&route.file, &route.content) {
+            (Some(file), None) if dir.join(file).is_file() => {}
+            (Some(file), None) => errors.push(format!("serve {}: no file {file}", route.path)),
+            (None, Some(_)) => {}
+            _ => errors.push(format!("serve {}: needs exactly one of file, content", route.path)),
+        }
+    }
     if case.builds.is_empty() {
         errors.push("no [[build]]".to_owned());
     }
@@ -171,6 +208,9 @@ fn validate(name: &str, dir: &Path, case: &Case) -> Vec<String> {
             Some(_) => {} // inside the (edited) context copy: checked when it runs
             None if !dir.join(&b.dockerfile).is_file() => err(format!("no file {}", b.dockerfile)),
             None => {}
+        }
+        if b.requests.is_some() && case.serve.is_empty() {
+            err("requests needs [[serve]] routes".to_owned());
         }
         if b.expect == Expect::Success && !b.error_contains.is_empty() {
             err("error_contains needs expect = \"failure\"".to_owned());
@@ -185,7 +225,7 @@ fn validate(name: &str, dir: &Path, case: &Case) -> Vec<String> {
             err("a failing build has no output to check".to_owned());
         }
         let paths = b.remove.iter().chain(&b.mkdir).chain(b.write.keys()).chain(b.append.keys());
-        for p in paths.chain(b.symlink.keys()).chain(b.chmod.keys()) {
+        for p in paths.chain(b.symlink.keys()).chain(b.chmod.keys()).chain(&b.socket) {
             if let Err(e) = relative(p) {
                 err(e);
             }
@@ -216,7 +256,13 @@ fn validate(name: &str, dir: &Path, case: &Case) -> Vec<String> {
                 c.files.is_some(),
                 c.same_as_build.is_some(),
                 c.differs_from_build.is_some(),
+                c.equals_file.is_some(),
+                c.mtime.is_some(),
+                c.hardlink_of.is_some(),
             ];
+            if let Some(file) = c.equals_file.as_ref().filter(|f| !dir.join(f).is_file()) {
+                err(format!("check of {:?}: no file {file}", c.path));
+            }
             for earlier in [c.same_as_build, c.differs_from_build].into_iter().flatten() {
                 if earlier == 0 || earlier >= n {
                     err(format!("check of {:?} compares with build {earlier}, not an earlier one", c.path));
