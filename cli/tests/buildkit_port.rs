@@ -148,13 +148,19 @@ struct Ran {
     stderr: String,
 }
 
-fn kiln(root: &Path, work: &Path, args: &[String], env: &BTreeMap<String, String>) -> Result<Ran, String> {
+/// Runs kiln in `cwd` (logs in `work`).
+fn kiln(
+    root: &Path,
+    (work, cwd): (&Path, &Path),
+    args: &[String],
+    env: &BTreeMap<String, String>,
+) -> Result<Ran, String> {
     let log = |name: &str| std::fs::File::create(work.join(name)).map_err(|e| e.to_string());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
     cmd.arg("--root")
         .arg(root)
         .args(args)
-        .current_dir(work)
+        .current_dir(cwd)
         .env_remove("KILN_ROOT")
         .env_remove("SOURCE_DATE_EPOCH")
         .envs(env)
@@ -452,7 +458,7 @@ fn run_build(
         Some(inner) => ctx.join(inner),
         None => case.dir.join(&b.dockerfile),
     };
-    if let Some(server) = server {
+    if let Some(server) = server.filter(|_| !b.no_file_flag) {
         // the server's port is known only now: write the Dockerfile with its URL
         let text =
             std::fs::read_to_string(&dockerfile).map_err(|e| format!("{}: {e}", dockerfile.display()))?;
@@ -464,7 +470,13 @@ fn run_build(
         }
     }
     let mut args: Vec<String> = vec!["build".into(), "--progress".into(), "plain".into()];
-    args.extend(["-f".into(), dockerfile.to_string_lossy().into_owned()]);
+    let in_context = |p: &Path| match p.strip_prefix(ctx) {
+        Ok(rel) if b.cwd_context => rel.to_string_lossy().into_owned(),
+        _ => p.to_string_lossy().into_owned(),
+    };
+    if !b.no_file_flag {
+        args.extend(["-f".into(), in_context(&dockerfile)]);
+    }
     if b.no_cache {
         args.push("--no-cache".into());
     }
@@ -479,8 +491,8 @@ fn run_build(
         Output::None => {}
     }
     args.extend(b.args.iter().map(|a| subst(a)));
-    args.push(ctx.to_string_lossy().into_owned());
-    let ran = kiln(root, work, &args, &b.env)?;
+    args.push(if b.cwd_context { ".".to_owned() } else { in_context(ctx) });
+    let ran = kiln(root, (work, if b.cwd_context { ctx } else { work }), &args, &b.env)?;
     let tail = || excerpt(&ran.stderr);
     let mut fails = Vec::new();
     let requests = server.map(serve::Server::take_requests).unwrap_or_default();
@@ -567,7 +579,7 @@ fn run_case(case: &CaseDir, tmp: &Path, rootfs: &Path, shared_tarball: &Path) ->
         };
         let root = work.join("root");
         let import = ["import", &tarball.to_string_lossy(), "busybox", "--change", r#"CMD ["sh"]"#];
-        let imported = kiln(&root, &work, &import.map(String::from), &BTreeMap::new())?;
+        let imported = kiln(&root, (&work, &work), &import.map(String::from), &BTreeMap::new())?;
         if !imported.success {
             return Err(format!("import of the base failed: {}", imported.stderr));
         }

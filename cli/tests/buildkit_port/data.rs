@@ -76,6 +76,12 @@ pub struct Build {
     pub dockerfile: String,
     #[serde(default)]
     pub args: Vec<String>,
+    /// No `-f`: kiln finds the Dockerfile in the context itself.
+    #[serde(default)]
+    pub no_file_flag: bool,
+    /// Run kiln in the context dir, with `.` as the context (and `-f` relative to it).
+    #[serde(default)]
+    pub cwd_context: bool,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     #[serde(default)]
@@ -206,8 +212,12 @@ fn validate(name: &str, dir: &Path, case: &Case) -> Vec<String> {
         let mut err = |e: String| errors.push(format!("build {n}: {e}"));
         match b.dockerfile.strip_prefix("context/") {
             Some(_) => {} // inside the (edited) context copy: checked when it runs
+            None if b.no_file_flag => {}
             None if !dir.join(&b.dockerfile).is_file() => err(format!("no file {}", b.dockerfile)),
             None => {}
+        }
+        if b.no_file_flag && b.dockerfile != "Dockerfile" {
+            err("no_file_flag takes the context's Dockerfile: leave `dockerfile` unset".to_owned());
         }
         if b.requests.is_some() && case.serve.is_empty() {
             err("requests needs [[serve]] routes".to_owned());
