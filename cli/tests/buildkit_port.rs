@@ -304,17 +304,23 @@ fn check_path(case_dir: &Path, work: &Path, n: usize, c: &Check) -> Vec<String> 
             Err(e) => fail(format!("not a symlink ({e}), expected one to {target}")),
         }
     }
-    if c.content.is_some() || c.contains.is_some() {
-        let got = std::fs::read(&p).map(|b| String::from_utf8_lossy(&b).into_owned());
-        match (got, &c.content, &c.contains) {
-            (Err(e), _, _) => fail(format!("cannot read: {e}")),
-            (Ok(got), Some(want), _) if &got != want => fail(format!("content {got:?}, expected {want:?}")),
-            (Ok(got), _, Some(want)) if !got.contains(want.as_str()) => {
-                fail(format!("content {got:?} does not contain {want:?}"))
+    if c.content.is_some() || c.contains.is_some() || c.not_contains.is_some() {
+        match std::fs::read(&p).map(|b| String::from_utf8_lossy(&b).into_owned()) {
+            Err(e) => fail(format!("cannot read: {e}")),
+            Ok(got) => {
+                if let Some(want) = c.content.as_ref().filter(|w| **w != got) {
+                    fail(format!("content {got:?}, expected {want:?}"));
+                }
+                if let Some(want) = c.contains.as_ref().filter(|w| !got.contains(w.as_str())) {
+                    fail(format!("content {got:?} does not contain {want:?}"));
+                }
+                if let Some(want) = c.not_contains.as_ref().filter(|w| got.contains(w.as_str())) {
+                    fail(format!("content {got:?} contains {want:?}"));
+                }
             }
-            _ => {}
         }
     }
+
     let earlier = [(c.same_as_build, true), (c.differs_from_build, false)];
     for (earlier, same) in earlier.into_iter().filter_map(|(b, same)| Some((b?, same))) {
         match (std::fs::read(&p), std::fs::read(at(earlier))) {

@@ -127,6 +127,7 @@ pub struct Check {
     pub path: String,
     pub content: Option<String>,
     pub contains: Option<String>,
+    pub not_contains: Option<String>,
     pub absent: Option<bool>,
     pub exists: Option<bool>,
     pub kind: Option<Kind>,
@@ -257,6 +258,7 @@ fn validate(name: &str, dir: &Path, case: &Case) -> Vec<String> {
             let asserts = [
                 c.content.is_some(),
                 c.contains.is_some(),
+                c.not_contains.is_some(),
                 c.absent.is_some(),
                 c.exists.is_some(),
                 c.kind.is_some(),
