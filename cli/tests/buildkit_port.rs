@@ -546,6 +546,18 @@ fn run_build(
     for c in &b.checks {
         fails.extend(check_path(&case.dir, work, n, c));
     }
+    if let Some(earlier) = b.digest_same_as_build {
+        let digest = |k: usize| -> Result<String, String> {
+            let path = work.join(format!("metadata-{k}.json"));
+            let text = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let meta: serde_json::Value = serde_json::from_slice(&text).map_err(|e| e.to_string())?;
+            Ok(meta["containerimage.digest"].as_str().unwrap_or_default().to_owned())
+        };
+        let (now, before) = (digest(n)?, digest(earlier)?);
+        if now.is_empty() || now != before {
+            fails.push(format!("image digest {now:?}, build {earlier} made {before:?}"));
+        }
+    }
     if !b.configs.is_empty() {
         let config = image_config(root, &metadata)?;
         for c in &b.configs {

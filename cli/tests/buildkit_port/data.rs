@@ -113,6 +113,8 @@ pub struct Build {
     pub cached_steps_max: Option<usize>,
     pub ran_steps_min: Option<usize>,
     pub ran_steps_max: Option<usize>,
+    /// output = "image": the image (manifest) digest equals that of an earlier image build.
+    pub digest_same_as_build: Option<usize>,
     /// The exact requests (`GET /foo`) the case's server gets during this build.
     pub requests: Option<Vec<String>>,
     #[serde(default, rename = "check")]
@@ -228,6 +230,15 @@ fn validate(name: &str, dir: &Path, case: &Case) -> Vec<String> {
         }
         if b.output != Output::Local && !b.checks.is_empty() {
             err("[[build.check]] needs output = \"local\"".to_owned());
+        }
+        if let Some(earlier) = b.digest_same_as_build {
+            let image =
+                |k: usize| case.builds.get(k.wrapping_sub(1)).is_some_and(|e| e.output == Output::Image);
+            if b.output != Output::Image || earlier >= n || !image(earlier) {
+                err(format!(
+                    "digest_same_as_build = {earlier} needs this and that earlier build output = \"image\""
+                ));
+            }
         }
         if b.output != Output::Image && !b.configs.is_empty() {
             err("[[build.config]] needs output = \"image\"".to_owned());
