@@ -452,6 +452,9 @@ fn run_build(
     server: Option<&serve::Server>,
 ) -> Result<Vec<String>, String> {
     let (work, root, ctx) = dirs;
+    if let Some(secs) = b.sleep_before {
+        std::thread::sleep(Duration::from_secs(secs.min(10)));
+    }
     apply_edits(ctx, b)?;
     let url = server.map_or(String::new(), |s| s.url.clone());
     let subst = |s: &str| {

@@ -94,6 +94,8 @@ pub struct Build {
     pub progress_contains: Vec<String>,
     #[serde(default)]
     pub no_cache: bool,
+    /// Seconds to wait before this build (for tests that need the clock to move).
+    pub sleep_before: Option<u64>,
     #[serde(default)]
     pub remove: Vec<String>,
     #[serde(default)]
