@@ -493,6 +493,7 @@ fn run_build(
     let metadata = work.join(format!("metadata-{n}.json"));
     match b.output {
         Output::Local => args.push(format!("--output=type=local,dest={}", out.display())),
+        Output::Tar => args.push(format!("--output=type=tar,dest={}.tar", out.display())),
         Output::Image => {
             args.extend(["-t".into(), format!("port/{}:{n}", case.name.to_lowercase())]);
             args.push(format!("--metadata-file={}", metadata.display()));
@@ -545,6 +546,11 @@ fn run_build(
                 fails.push(format!("{name} = {bound}, but {got} steps (cached {cached}, ran {executed})"));
             }
         }
+    }
+    if b.output == Output::Tar {
+        std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
+        let tarball = format!("{}.tar", out.display());
+        run(Command::new("tar").args(["--numeric-owner", "-xpf", &tarball, "-C"]).arg(&out))?;
     }
     for c in &b.checks {
         fails.extend(check_path(&case.dir, work, n, c));

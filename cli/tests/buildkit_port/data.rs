@@ -45,6 +45,8 @@ pub struct Serve {
 pub enum Output {
     #[default]
     Local,
+    /// `-o type=tar,dest=out-N.tar`, extracted into `out-N` for the checks.
+    Tar,
     Image,
     None,
 }
@@ -230,8 +232,8 @@ fn validate(name: &str, dir: &Path, case: &Case) -> Vec<String> {
         if b.expect == Expect::Success && !b.error_contains.is_empty() {
             err("error_contains needs expect = \"failure\"".to_owned());
         }
-        if b.output != Output::Local && !b.checks.is_empty() {
-            err("[[build.check]] needs output = \"local\"".to_owned());
+        if !matches!(b.output, Output::Local | Output::Tar) && !b.checks.is_empty() {
+            err("[[build.check]] needs output = \"local\" or \"tar\"".to_owned());
         }
         if let Some(earlier) = b.digest_same_as_build {
             let image =
