@@ -394,6 +394,15 @@ fn check_config(config: &serde_json::Value, c: &ConfigCheck) -> Vec<String> {
     if c.absent == Some(false) && got.is_none() {
         fails.push(format!("config {}: absent", c.pointer));
     }
+    let empty = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.is_empty(),
+        serde_json::Value::Array(a) => a.is_empty(),
+        serde_json::Value::Object(o) => o.is_empty(),
+        _ => false,
+    };
+    if c.nonempty == Some(true) && got.is_none_or(empty) {
+        fails.push(format!("config {}: {:?}, expected a non-empty value", c.pointer, got));
+    }
     if let Some(want) = &c.equals {
         let want = serde_json::to_value(want).unwrap();
         if got != Some(&want) {
@@ -493,7 +502,10 @@ fn run_build(
     let metadata = work.join(format!("metadata-{n}.json"));
     match b.output {
         Output::Local => args.push(format!("--output=type=local,dest={}", out.display())),
+        // a case may spell its own tar/oci output (attributes); it must write `{work}/out-N.tar`
+        Output::Tar | Output::Oci if b.args.iter().any(|a| a == "-o" || a.starts_with("--output")) => {}
         Output::Tar => args.push(format!("--output=type=tar,dest={}.tar", out.display())),
+        Output::Oci => args.push(format!("--output=type=oci,dest={}.tar", out.display())),
         Output::Image => {
             args.extend(["-t".into(), format!("port/{}:{n}", case.name.to_lowercase())]);
             args.push(format!("--metadata-file={}", metadata.display()));
@@ -547,7 +559,7 @@ fn run_build(
             }
         }
     }
-    if b.output == Output::Tar {
+    if matches!(b.output, Output::Tar | Output::Oci) {
         std::fs::create_dir_all(&out).map_err(|e| e.to_string())?;
         let tarball = format!("{}.tar", out.display());
         run(Command::new("tar").args(["--numeric-owner", "-xpf", &tarball, "-C"]).arg(&out))?;
@@ -567,11 +579,18 @@ fn run_build(
             fails.push(format!("image digest {now:?}, build {earlier} made {before:?}"));
         }
     }
-    if !b.configs.is_empty() {
-        let config = image_config(root, &metadata)?;
-        for c in &b.configs {
-            fails.extend(check_config(&config, c));
-        }
+    for c in &b.configs {
+        let json = match &c.file {
+            None => image_config(root, &metadata)?,
+            Some(file) => match std::fs::read(out.join(file)) {
+                Ok(text) => serde_json::from_slice(&text).map_err(|e| format!("{file}: {e}"))?,
+                Err(e) => {
+                    fails.push(format!("{file}: {e}"));
+                    continue;
+                }
+            },
+        };
+        fails.extend(check_config(&json, c));
     }
     Ok(fails)
 }

@@ -47,6 +47,8 @@ pub enum Output {
     Local,
     /// `-o type=tar,dest=out-N.tar`, extracted into `out-N` for the checks.
     Tar,
+    /// `-o type=oci,dest=out-N.tar`, extracted into `out-N` (checks, `[[build.config]] file`).
+    Oci,
     Image,
     None,
 }
@@ -155,7 +157,11 @@ pub struct Check {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigCheck {
+    /// A JSON file of the exported output (output "local", "tar" or "oci") instead of the image config.
+    pub file: Option<String>,
     pub pointer: String,
+    /// Present and not null, "", [] or {}.
+    pub nonempty: Option<bool>,
     pub equals: Option<toml::Value>,
     pub contains: Option<String>,
     pub absent: Option<bool>,
@@ -232,8 +238,8 @@ fn validate(name: &str, dir: &Path, case: &Case) -> Vec<String> {
         if b.expect == Expect::Success && !b.error_contains.is_empty() {
             err("error_contains needs expect = \"failure\"".to_owned());
         }
-        if !matches!(b.output, Output::Local | Output::Tar) && !b.checks.is_empty() {
-            err("[[build.check]] needs output = \"local\" or \"tar\"".to_owned());
+        if !matches!(b.output, Output::Local | Output::Tar | Output::Oci) && !b.checks.is_empty() {
+            err("[[build.check]] needs output = \"local\", \"tar\" or \"oci\"".to_owned());
         }
         if let Some(earlier) = b.digest_same_as_build {
             let image =
@@ -244,8 +250,14 @@ fn validate(name: &str, dir: &Path, case: &Case) -> Vec<String> {
                 ));
             }
         }
-        if b.output != Output::Image && !b.configs.is_empty() {
-            err("[[build.config]] needs output = \"image\"".to_owned());
+        for c in &b.configs {
+            match (b.output, &c.file) {
+                (Output::Image, None) | (Output::Local | Output::Tar | Output::Oci, Some(_)) => {}
+                _ => err(format!(
+                    "[[build.config]] {} needs output = \"image\", or `file` with output local, tar or oci",
+                    c.pointer
+                )),
+            }
         }
         if b.expect == Expect::Failure && (!b.checks.is_empty() || !b.configs.is_empty()) {
             err("a failing build has no output to check".to_owned());
@@ -303,7 +315,7 @@ fn validate(name: &str, dir: &Path, case: &Case) -> Vec<String> {
             if !c.pointer.is_empty() && !c.pointer.starts_with('/') {
                 err(format!("config pointer {:?} must start with `/`", c.pointer));
             }
-            if c.equals.is_none() && c.contains.is_none() && c.absent.is_none() {
+            if c.equals.is_none() && c.contains.is_none() && c.absent.is_none() && c.nonempty.is_none() {
                 err(format!("config check of {:?} asserts nothing", c.pointer));
             }
         }
