@@ -274,10 +274,8 @@ fn validate(name: &str, dir: &Path, case: &Case) -> Vec<String> {
             }
         }
         for c in &b.checks {
-            if c.path != "." {
-                if let Err(e) = relative(&c.path) {
-                    err(e);
-                }
+            if let Some(e) = Some(&c.path).filter(|p| *p != ".").and_then(|p| relative(p).err()) {
+                err(e);
             }
             if let Some(e) = c.mode.as_deref().and_then(|m| parse_mode(m).err()) {
                 err(e);

@@ -82,10 +82,10 @@ fn serve(
         if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
             break;
         }
-        if let Some((name, value)) = line.split_once(':') {
-            if name.trim().eq_ignore_ascii_case("if-none-match") {
-                if_none_match = Some(value.trim().to_owned());
-            }
+        if let Some((name, value)) = line.split_once(':')
+            && name.trim().eq_ignore_ascii_case("if-none-match")
+        {
+            if_none_match = Some(value.trim().to_owned());
         }
     }
     if method.is_empty() {
