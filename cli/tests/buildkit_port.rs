@@ -450,14 +450,15 @@ fn excerpt(stderr: &str) -> String {
     picked.iter().map(|l| cut(l)).collect::<Vec<_>>().join("\n      | ")
 }
 
-/// Runs one build of a case; returns its failures (empty: it did what the case expects).
+/// Runs one build of a case; returns its failures (empty: it did what the case expects) and
+/// whether it ended as expected (succeeded or failed), so that the next builds can run.
 fn run_build(
     case: &CaseDir,
     n: usize,
     b: &Build,
     dirs: (&Path, &Path, &Path),
     server: Option<&serve::Server>,
-) -> Result<Vec<String>, String> {
+) -> Result<(Vec<String>, bool), String> {
     let (work, root, ctx) = dirs;
     if let Some(secs) = b.sleep_before {
         std::thread::sleep(Duration::from_secs(secs.min(10)));
@@ -522,11 +523,11 @@ fn run_build(
     match (b.expect, ran.success) {
         (Expect::Success, false) => {
             fails.push(format!("build failed:\n      | {}", tail()));
-            return Ok(fails);
+            return Ok((fails, false));
         }
         (Expect::Failure, true) => {
             fails.push("build succeeded, BuildKit fails it".to_owned());
-            return Ok(fails);
+            return Ok((fails, false));
         }
         (Expect::Failure, false) => {
             for want in &b.error_contains {
@@ -534,7 +535,7 @@ fn run_build(
                     fails.push(format!("error lacks {want:?}:\n      | {}", tail()));
                 }
             }
-            return Ok(fails);
+            return Ok((fails, true));
         }
         (Expect::Success, true) => {}
     }
@@ -588,7 +589,7 @@ fn run_build(
         };
         fails.extend(check_config(&json, c));
     }
-    Ok(fails)
+    Ok((fails, true))
 }
 
 fn start_server(case: &CaseDir) -> Result<serve::Server, String> {
@@ -632,13 +633,16 @@ fn run_case(case: &CaseDir, tmp: &Path, rootfs: &Path, shared_tarball: &Path) ->
             std::fs::create_dir(&ctx).map_err(|e| e.to_string())?;
         }
         let server = if case.case.serve.is_empty() { None } else { Some(start_server(case)?) };
+        let mut all = Vec::new();
         for (i, b) in case.case.builds.iter().enumerate() {
-            let fails = run_build(case, i + 1, b, (&work, &root, &ctx), server.as_ref())?;
-            if !fails.is_empty() {
-                return Ok(fails.into_iter().map(|f| format!("build {}: {f}", i + 1)).collect());
+            let (fails, go_on) = run_build(case, i + 1, b, (&work, &root, &ctx), server.as_ref())?;
+            all.extend(fails.into_iter().map(|f| format!("build {}: {f}", i + 1)));
+            // later builds need this one's result (store, cache) unless it only missed a check
+            if !go_on {
+                break;
             }
         }
-        Ok(Vec::new())
+        Ok(all)
     })();
     let fails = result.unwrap_or_else(|e| vec![format!("runner: {e}")]);
     if std::env::var_os("KILN_PORT_KEEP").is_none() {
