@@ -268,9 +268,13 @@ fn run_mounts_cache_secret_bind_tmpfs() {
     assert_eq!(read(&out.join("from-bind.txt")), "bound input\n");
     assert!(!out.join("cache").join("count").exists());
     assert!(!out.join("run/secrets/token").exists());
-    // the cache mount persists across builds
-    let again = kiln.build_local("again", &["--no-cache", "--secret", &secret_arg, ctx.to_str().unwrap()]);
+    // the cache mount persists across builds (a changed build arg re-runs the step)
+    let again =
+        kiln.build_local("again", &["--build-arg", "BUMP=1", "--secret", &secret_arg, ctx.to_str().unwrap()]);
     assert_eq!(read(&again.join("cache-count.txt")).trim(), "2");
+    // --no-cache starts cache mounts empty (BuildKit)
+    let fresh = kiln.build_local("fresh", &["--no-cache", "--secret", &secret_arg, ctx.to_str().unwrap()]);
+    assert_eq!(read(&fresh.join("cache-count.txt")).trim(), "1");
 }
 
 #[test]

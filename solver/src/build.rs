@@ -338,6 +338,9 @@ pub async fn build(
     if let Ok(serde_json::Value::Object(extras)) = serde_json::to_value(&plan.docker) {
         export.image.config_extras.extend(extras);
     }
+    runner
+        .reset_cache_mounts(&plan.definition, request.no_cache)
+        .map_err(|e| BuildError::Runner(e.into()))?;
     let mut solve_options = SolveOptions { no_cache: request.no_cache, ..SolveOptions::default() };
     if let Some(jobs) = request.jobs {
         solve_options.jobs = jobs.max(1);

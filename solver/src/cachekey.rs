@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::contenthash::Selection;
 use crate::graph::canonical::to_canonical_json;
-use crate::graph::{ExecOp, FileAction, MountKind, Op, SourceOp};
+use crate::graph::{Chmod, ExecOp, FileAction, MountKind, Op, SourceOp};
 
 /// Version of the cache-key derivation.
 pub const CACHE_KEY_SCHEMA: u32 = 1;
@@ -40,7 +40,7 @@ impl std::fmt::Display for CacheKey {
 pub enum InputUse {
     /// The whole filesystem (a base, a rootfs, a writable mount, a merge layer).
     Whole,
-    /// Only these paths (copy sources, read-only bind mounts of a sub-path).
+    /// Only these paths (copy sources, read-only or output-less mounts).
     Selections(Vec<Selection>),
 }
 
@@ -74,7 +74,7 @@ pub fn input_uses(op: &Op, inputs: usize) -> Vec<InputUse> {
                         allow_empty: copy.allow_empty_wildcard,
                         include_patterns: copy.include_patterns.clone(),
                         exclude_patterns: copy.exclude_patterns.clone(),
-                        include_mode: copy.mode.is_none(),
+                        include_mode: copy.mode.as_ref().and_then(Chmod::octal).is_none(),
                         include_owner: copy.owner.is_none(),
                     };
                     add(copy.source, InputUse::Selections(vec![selection]));
@@ -84,11 +84,20 @@ pub fn input_uses(op: &Op, inputs: usize) -> Vec<InputUse> {
         Op::Exec(exec) => {
             for mount in &exec.mounts {
                 let Some(input) = mount.input else { continue };
-                let whole = mount.dest == "/" || !mount.readonly || mount.selector.is_empty();
-                if whole || !matches!(mount.kind, MountKind::Bind) {
-                    add(input, InputUse::Whole);
+                // BuildKit's rule: a mount is keyed by the content of what it mounts when the
+                // op cannot change it for anyone else (read-only, or its changes are
+                // discarded); never the root filesystem (too costly, and it has an output).
+                // Content, not the producer's key: a local source's key does not change with
+                // the files, and a stage's sub-path can stay identical when the stage changes.
+                let by_content = mount.dest != "/"
+                    && matches!(mount.kind, MountKind::Bind | MountKind::Cache(_))
+                    && (mount.readonly || mount.output.is_none());
+                if by_content {
+                    let path =
+                        if mount.selector.is_empty() { "/".to_owned() } else { mount.selector.clone() };
+                    add(input, InputUse::Selections(vec![Selection::path(path)]));
                 } else {
-                    add(input, InputUse::Selections(vec![Selection::path(mount.selector.clone())]));
+                    add(input, InputUse::Whole);
                 }
             }
         }
@@ -282,7 +291,7 @@ mod tests {
     fn copy_selections_follow_the_copy_flags() {
         let mut copy = CopyAction::new(1, "/src/*.rs", "/app/");
         copy.allow_wildcard = true;
-        copy.mode = Some(0o755);
+        copy.mode = Some(Chmod::Octal(0o755));
         copy.exclude_patterns = vec!["tests".into()];
         let op = Op::File(FileOp { base: Some(0), actions: vec![FileAction::Copy(copy)] });
         let uses = input_uses(&op, 2);
@@ -291,6 +300,12 @@ mod tests {
         assert_eq!(sels.len(), 1);
         assert!(sels[0].wildcard && !sels[0].include_mode && sels[0].include_owner);
         assert_eq!(sels[0].exclude_patterns, vec!["tests".to_string()]);
+        // A symbolic --chmod applies to the source modes: they stay in the key.
+        let mut symbolic = CopyAction::new(1, "/a", "/b");
+        symbolic.mode = Some(Chmod::Symbolic("u+x".into()));
+        let op = Op::File(FileOp { base: Some(0), actions: vec![FileAction::Copy(symbolic)] });
+        let InputUse::Selections(sels) = &input_uses(&op, 2)[1] else { panic!("expected selections") };
+        assert!(sels[0].include_mode);
         // Copying from the base itself makes the base a whole dependency.
         let mut inner = CopyAction::new(0, "/a", "/b");
         inner.follow_symlinks = true;
@@ -305,6 +320,62 @@ mod tests {
         let uses = input_uses(&exec.op, exec.inputs.len());
         assert_eq!(uses[0], InputUse::Whole, "rootfs");
         assert_eq!(uses[1], InputUse::Selections(vec![Selection::path("/usr/local/go")]));
-        assert_eq!(uses[2], InputUse::Whole, "writable mount");
+        assert_eq!(uses[2], InputUse::Whole, "a writable mount with an output");
+    }
+
+    fn exec_with(mount: Mount) -> Op {
+        let root = Mount {
+            input: Some(0),
+            selector: String::new(),
+            dest: "/".into(),
+            output: Some(0),
+            readonly: false,
+            kind: MountKind::Bind,
+        };
+        Op::Exec(ExecOp {
+            args: vec!["true".into()],
+            env: vec![],
+            cwd: "/".into(),
+            user: String::new(),
+            hostname: None,
+            network: NetworkMode::Default,
+            mounts: vec![root, mount],
+        })
+    }
+
+    #[test]
+    fn mounts_of_a_whole_input_are_read_by_content() {
+        // `RUN --mount=target=/src`: the whole context, keyed by its content
+        let mut bind = Mount {
+            input: Some(1),
+            selector: String::new(),
+            dest: "/src".into(),
+            output: None,
+            readonly: true,
+            kind: MountKind::Bind,
+        };
+        let uses = input_uses(&exec_with(bind.clone()), 2);
+        assert_eq!(uses, vec![InputUse::Whole, InputUse::Selections(vec![Selection::all()])]);
+        // a writable mount whose changes are exported is the producer's result
+        bind.readonly = false;
+        bind.output = Some(1);
+        assert_eq!(input_uses(&exec_with(bind), 2), vec![InputUse::Whole, InputUse::Whole]);
+        // `--mount=type=cache,from=stage,source=seed`: the seed's content
+        let cache = Mount {
+            input: Some(1),
+            selector: "/seed".into(),
+            dest: "/cache".into(),
+            output: None,
+            readonly: false,
+            kind: MountKind::Cache(CacheMount {
+                id: "c".into(),
+                sharing: CacheSharing::Shared,
+                uid: None,
+                gid: None,
+                mode: None,
+            }),
+        };
+        let uses = input_uses(&exec_with(cache), 2);
+        assert_eq!(uses[1], InputUse::Selections(vec![Selection::path("/seed")]));
     }
 }

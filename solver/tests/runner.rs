@@ -13,9 +13,9 @@ use std::sync::Arc;
 use cache::Store;
 use cache::buildcache::CachedLayer;
 use solver::graph::{
-    CacheMount, CacheSharing, ChownOpt, CopyAction, ExecOp, FileAction, FileOp, GraphBuilder, ImageSource,
-    Input, LocalSource, MergeOp, MkdirAction, MkfileAction, Mount, MountKind, NetworkMode, Op, RmAction,
-    SecretMount, SourceOp, UserOpt, VertexMetadata,
+    CacheMount, CacheSharing, Chmod, ChownOpt, CopyAction, ExecOp, FileAction, FileOp, GraphBuilder,
+    ImageSource, Input, LocalSource, MergeOp, MkdirAction, MkfileAction, Mount, MountKind, NetworkMode, Op,
+    RmAction, SecretMount, SourceOp, UserOpt, VertexMetadata,
 };
 use solver::progress::ProgressSender;
 use solver::runner::{BuildRef, LocalDirOptions, Runner, RunnerError, RunnerOptions, SecretValue};
@@ -329,7 +329,7 @@ async fn copy_from_context_with_chown_chmod_glob() {
     globbed.allow_wildcard = true;
     globbed.create_dest_path = true;
     globbed.follow_symlinks = true;
-    globbed.mode = Some(0o640);
+    globbed.mode = Some(Chmod::Octal(0o640));
     globbed.owner = Some(ChownOpt { user: Some(UserOpt::Name("www-data".into())), group: None });
     let mut dir = CopyAction::new(1, "dir", "/tree");
     dir.copy_dir_contents = true;
@@ -441,7 +441,16 @@ async fn add_extracts_archives_and_file_actions() {
             path: "/app/data/note".into(),
             mode: 0o600,
             data: b"heredoc\n".to_vec(),
+            make_parents: None,
             owner: Some(ChownOpt { user: Some(UserOpt::Id(65534)), group: None }),
+            timestamp: None,
+        }),
+        FileAction::Mkfile(MkfileAction {
+            path: "/made/deep/file".into(),
+            mode: 0o644,
+            data: b"parents\n".to_vec(),
+            make_parents: Some(0o700),
+            owner: None,
             timestamp: None,
         }),
         FileAction::Rm(RmAction { path: "/bin/cat".into(), allow_not_found: false, allow_wildcard: false }),
@@ -456,8 +465,12 @@ async fn add_extracts_archives_and_file_actions() {
     assert_eq!(entries["xz/pkg/readme"].3, b"hello tar");
     assert_eq!(entries["plain/plain.gz.txt"].3, b"not an archive");
     assert_eq!((entries["opt/pkg/readme"].1, entries["opt/pkg/readme"].2), (0, 0));
-    assert_eq!((entries["owned/pkg/readme"].1, entries["owned/pkg/readme"].2), (33, 33));
-    assert_eq!((entries["owned/pkg"].1, entries["owned/pkg"].2), (33, 33));
+    // --chown owns the directory the copy creates; the archive's entries keep their owners
+    assert_eq!((entries["owned"].1, entries["owned"].2), (33, 33));
+    assert_eq!((entries["owned/pkg/readme"].1, entries["owned/pkg/readme"].2), (0, 0));
+    assert_eq!((entries["owned/pkg"].1, entries["owned/pkg"].2), (0, 0));
+    assert_eq!(entries["made/deep"].0 & 0o7777, 0o700);
+    assert_eq!(entries["made/deep/file"].3, b"parents\n");
     assert_eq!(entries["owned/pkg/readme"].3, b"hello tar");
     assert_eq!(entries["app/data"].0 & 0o7777, 0o750);
     assert_eq!(entries["app/data/note"].3, b"heredoc\n");
@@ -475,6 +488,7 @@ async fn merge_concatenates_chains() {
             path: path.into(),
             mode: 0o644,
             data: path.as_bytes().to_vec(),
+            make_parents: None,
             owner: None,
             timestamp: None,
         })
@@ -661,7 +675,7 @@ async fn http_download_with_checksum() {
         }));
         let download = b.add_output(http, vec![], meta("download")).unwrap();
         let mut copy = CopyAction::new(1, "tool.sh", "/usr/bin/");
-        copy.mode = Some(0o755);
+        copy.mode = Some(Chmod::Octal(0o755));
         file_op(b, vec![from, download], Some(0), vec![FileAction::Copy(copy)])
     };
     let mut b = GraphBuilder::new();

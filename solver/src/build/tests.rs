@@ -83,6 +83,7 @@ fn mkfile(path: &str, data: &str) -> Op {
             path: path.to_owned(),
             mode: 0o644,
             data: data.as_bytes().to_vec(),
+            make_parents: None,
             owner: None,
             timestamp: None,
         })],

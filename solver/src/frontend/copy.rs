@@ -7,8 +7,8 @@ use super::format::{clean, join_keep_slash, parse_chmod, parse_chown};
 use super::plan::Lowerer;
 use super::{FrontendError, ImageResolver};
 use crate::graph::{
-    CopyAction, FileAction, FileOp, HttpSource, ImageSource, Input, MergeOp, MkfileAction, Op, SourceOp,
-    VertexMetadata,
+    Chmod, CopyAction, FileAction, FileOp, HttpSource, ImageSource, Input, MergeOp, MkfileAction, Op,
+    SourceOp, VertexMetadata,
 };
 
 /// COPY and ADD, seen the same way.
@@ -191,7 +191,7 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
                 let mut action =
                     CopyAction::new(input_index(&mut inputs, source), format!("/{filename}"), dest.clone());
                 action.owner = owner.clone();
-                action.mode = mode;
+                action.mode = mode.clone();
                 action.create_dest_path = true;
                 action.attempt_unpack_archive = spec.unpack.unwrap_or(false);
                 action.exclude_patterns = excludes.clone();
@@ -216,7 +216,7 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
             };
             let mut action = CopyAction::new(input_index(&mut inputs, source), path, dest.clone());
             action.owner = owner.clone();
-            action.mode = mode;
+            action.mode = mode.clone();
             action.follow_symlinks = true;
             action.copy_dir_contents = true;
             action.attempt_unpack_archive = spec.add && spec.unpack.unwrap_or(true);
@@ -234,15 +234,22 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
         for content in &spec.paths.contents {
             message.push_str(&format!(" <<{}", content.path));
             let data = if content.expand {
-                self.expand_at(&content.data, &env, instruction)?
+                // quotes belong to the file; only variables (and `\` escapes) are processed
+                parser::shell::expand_heredoc(&content.data, &env)
+                    .map_err(|source| FrontendError::Expand {
+                        location: instruction_location(instruction),
+                        source: Box::new(source),
+                    })?
+                    .value
             } else {
                 content.data.clone()
             };
             let path = if dest.ends_with('/') { format!("{dest}{}", content.path) } else { dest.clone() };
             actions.push(FileAction::Mkfile(MkfileAction {
                 path: clean(&path),
-                mode: mode.unwrap_or(0o644),
+                mode: mode.as_ref().map_or(0o644, |m| m.apply(0o644, false)),
                 data: data.into_bytes(),
+                make_parents: Some(mode.as_ref().and_then(Chmod::octal).unwrap_or(0o755)),
                 owner: owner.clone(),
                 timestamp: self.epoch,
             }));

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::graph::{ChownOpt, UserOpt};
+use crate::graph::{Chmod, ChownOpt, UserOpt};
 
 /// Go's `fmt.Sprintf("%q", []string{…})`: `["a" "b"]`.
 pub(crate) fn go_quoted_list(items: &[String]) -> String {
@@ -97,11 +97,8 @@ pub(crate) fn parse_chown(value: &str) -> Result<ChownOpt, String> {
 }
 
 /// Parses an octal `--chmod` value.
-pub(crate) fn parse_chmod(value: &str) -> Result<u32, String> {
-    match u32::from_str_radix(value, 8) {
-        Ok(mode) if mode <= 0o7777 => Ok(mode),
-        _ => Err(format!("invalid chmod parameter {value:?} (expected an octal mode such as 0755)")),
-    }
+pub(crate) fn parse_chmod(value: &str) -> Result<Chmod, String> {
+    Chmod::parse(value).map_err(|e| e.to_string())
 }
 
 /// The summary BuildKit appends to a heredoc RUN's progress name.
@@ -149,8 +146,9 @@ mod tests {
         );
         assert!(parse_chown(":x").is_err());
         assert!(parse_chown("a:b:c").is_err());
-        assert_eq!(parse_chmod("0755").unwrap(), 0o755);
-        assert!(parse_chmod("u+x").is_err());
+        assert_eq!(parse_chmod("0755").unwrap(), Chmod::Octal(0o755));
+        assert_eq!(parse_chmod("u+x").unwrap(), Chmod::Symbolic("u+x".into()));
+        assert!(parse_chmod("64a").is_err());
         assert_eq!(
             go_quoted_list(&["/bin/sh".into(), "-c".into(), "echo \"hi\"".into()]),
             r#"["/bin/sh" "-c" "echo \"hi\""]"#

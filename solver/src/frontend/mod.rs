@@ -39,6 +39,10 @@
 //!   URLs from an `Http` source (the file is `/<filename>` in it). `--chown` is carried as
 //!   names/ids in [`crate::graph::ChownOpt`] (the runner resolves names in the target's
 //!   passwd/group). `--link` copies onto scratch and merges (`Merge [previous, copy]`).
+//!   `--chmod` is a [`crate::graph::Chmod`]: octal, or symbolic as written (applied by the
+//!   runner to each source mode). `--parents` copies from `/` (or the part before a `/./`
+//!   pivot) with the rest of the source as an include pattern. Heredoc sources are mkfile
+//!   actions that create missing parents like a copy does.
 //! - WORKDIR creates the directory with a mkdir action (as BuildKit), except for `/`.
 //! - Every stage's Env has a `PATH` (the default one is added when the base has none).
 //!
@@ -51,7 +55,6 @@
 //!
 //! # Known gaps
 //!
-//! - `--chmod` takes octal modes only (the graph's `CopyAction::mode` has no symbolic form).
 //! - `ADD` of git repositories, named build contexts, `RUN --security=insecure` (warned and
 //!   sandboxed), multi-platform builds (one target platform per lowering).
 //! - `--link` with `--chown=<name>` copies onto scratch: the runner must resolve names in the

@@ -78,6 +78,7 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
                         path: format!("/{}", first.name),
                         mode: 0o755,
                         data: first.data.clone().into_bytes(),
+                        make_parents: None,
                         owner: None,
                         timestamp: None,
                     });

@@ -9,6 +9,7 @@
 //! re-verifies every digest.
 
 pub mod canonical;
+pub mod chmod;
 pub mod ops;
 
 use std::collections::{BTreeMap, HashMap};
@@ -16,6 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 use oci_spec::image::Digest;
 use serde::{Deserialize, Serialize};
 
+pub use chmod::{Chmod, ChmodError};
 pub use ops::*;
 
 /// Errors of graph construction and validation.

@@ -267,9 +267,10 @@ pub struct CopyAction {
     pub dest: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<ChownOpt>,
-    /// `--chmod`: replaces the mode of every copied file (the source modes do not matter).
+    /// `--chmod`: an octal mode replaces the mode of every copied entry (the source modes do
+    /// not matter); a symbolic one is applied to each source mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<u32>,
+    pub mode: Option<super::Chmod>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub follow_symlinks: bool,
     #[serde(default, skip_serializing_if = "is_false")]
@@ -355,6 +356,9 @@ pub struct MkfileAction {
     pub mode: u32,
     #[serde(with = "base64_bytes")]
     pub data: Vec<u8>,
+    /// Create missing parent directories with this mode (and `owner`), as `COPY` does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub make_parents: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub owner: Option<ChownOpt>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

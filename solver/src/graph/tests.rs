@@ -100,7 +100,7 @@ pub(crate) fn multi_stage() -> Definition {
         .unwrap();
     let scratch = b.add_output(Op::Source(SourceOp::Scratch), vec![], VertexMetadata::default()).unwrap();
     let mut from_build = CopyAction::new(1, "/src/out/app", "/usr/bin/app");
-    from_build.mode = Some(0o755);
+    from_build.mode = Some(Chmod::Octal(0o755));
     from_build.owner =
         Some(ChownOpt { user: Some(UserOpt::Name("daemon".into())), group: Some(UserOpt::Id(1)) });
     let final_fs = b
@@ -119,6 +119,7 @@ pub(crate) fn multi_stage() -> Definition {
                         path: "/etc/app/config".into(),
                         mode: 0o644,
                         data: b"level=debug\n".to_vec(),
+                        make_parents: None,
                         owner: None,
                         timestamp: Some(0),
                     }),

@@ -1,6 +1,13 @@
 //! The copy action (`COPY`, `ADD`): source selection (paths, globs, excludes) confined to the
 //! source root, docker's destination rules, `--chown`/`--chmod`/`--parents`, and archive
 //! extraction for `ADD`.
+//!
+//! BuildKit's rules (fsutil `copy.Copy`): directories the copy creates on the way, including a
+//! directory copy's destination, get 0755 (or an octal `--chmod`) and root (or the `--chown`
+//! owner), and an existing destination directory is left as it is; `--exclude` and the
+//! `--parents` include patterns apply below each selected source; a directory that only leads
+//! to included entries is created when the first of them is copied; a followed symlink keeps
+//! its own name; a socket becomes an empty file; archive entries keep their owners.
 
 use std::io::{BufReader, Read};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -14,7 +21,7 @@ use super::fileop::{FileOpError, io_err, mkdir_all, set_meta, set_mtime};
 use super::fsutil::resolve_in_root;
 use super::{RunnerError, source};
 use crate::contenthash::PatternMatcher;
-use crate::graph::CopyAction;
+use crate::graph::{Chmod, CopyAction};
 
 /// Where copied files come from.
 #[derive(Debug)]
@@ -155,8 +162,19 @@ struct CopyCtx<'a> {
     source: &'a SourceRoot,
     dest_root: &'a Path,
     owner: Option<(u32, u32)>,
+    /// `--parents` patterns (relative to the selected source): only matching entries, and the
+    /// directories leading to them, are copied.
+    include: &'a PatternMatcher,
     exclude: &'a PatternMatcher,
     cancel: &'a CancellationToken,
+}
+
+/// A source directory that did not match the include patterns: created in the destination
+/// only once something below it is copied (BuildKit's delayed parent directories).
+struct PendingDir {
+    dst_inner: PathBuf,
+    meta: std::fs::Metadata,
+    created: bool,
 }
 
 impl CopyCtx<'_> {
@@ -169,63 +187,115 @@ impl CopyCtx<'_> {
     }
 
     fn mode_for(&self, meta: &std::fs::Metadata) -> u32 {
-        self.action.mode.unwrap_or(meta.mode() & 0o7777)
+        match &self.action.mode {
+            Some(chmod) => chmod.apply(meta.mode(), meta.is_dir()),
+            None => meta.mode() & 0o7777,
+        }
     }
 
     fn mtime_for(&self, meta: &std::fs::Metadata) -> i64 {
         self.action.timestamp.unwrap_or(meta.mtime())
     }
 
+    /// Creates (or takes over) the directory at in-root `dst_inner` for the source directory
+    /// `meta`; returns its host path and resolved in-root path.
+    fn make_dir(&self, dst_inner: &Path) -> Result<(PathBuf, PathBuf), FileOpError> {
+        let (dst, dst_resolved) = resolve_in_root(self.dest_root, &dst_inner.to_string_lossy(), true)
+            .map_err(io_err("resolve", dst_inner))?;
+        match std::fs::symlink_metadata(&dst) {
+            Ok(e) if e.is_dir() => {}
+            Ok(_) => {
+                std::fs::remove_file(&dst).map_err(io_err("replace", &dst_resolved))?;
+                std::fs::create_dir(&dst).map_err(io_err("create directory", &dst_resolved))?;
+            }
+            Err(_) => std::fs::create_dir(&dst).map_err(io_err("create directory", &dst_resolved))?,
+        }
+        Ok((dst, dst_resolved))
+    }
+
+    /// Creates the pending directories (outermost first) before something below them is copied.
+    fn create_pending(&self, pending: &mut [PendingDir]) -> Result<(), FileOpError> {
+        for dir in pending.iter_mut().filter(|d| !d.created) {
+            self.make_dir(&dir.dst_inner)?;
+            dir.created = true;
+        }
+        Ok(())
+    }
+
+    /// Copies the entries of the source directory `src` (in-root `src_inner`, `rel` below the
+    /// selected source) into the existing in-root directory `dst_inner`.
+    fn copy_children(
+        &self,
+        src: &Path,
+        src_inner: &Path,
+        dst_inner: &Path,
+        rel: &str,
+        pending: &mut Vec<PendingDir>,
+    ) -> Result<(), FileOpError> {
+        let mut names: Vec<_> = std::fs::read_dir(src)
+            .map_err(io_err("read directory", src_inner))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name())
+            .collect();
+        names.sort();
+        for name in names {
+            let child_inner = src_inner.join(&name);
+            let child_rel = if rel.is_empty() {
+                name.to_string_lossy().into_owned()
+            } else {
+                format!("{rel}/{}", name.to_string_lossy())
+            };
+            if self.source.ignore.matches(&rel_string(&child_inner)) || self.exclude.matches(&child_rel) {
+                continue;
+            }
+            self.copy_entry(&src.join(&name), &child_inner, &dst_inner.join(&name), &child_rel, pending)?;
+        }
+        Ok(())
+    }
+
     /// Copies the source entry at host path `src` (in-root `src_inner`) to the in-root
     /// destination path `dst_inner`; `rel` is its path below the selected source (for
-    /// `--exclude`).
+    /// `--exclude` and the `--parents` patterns).
     fn copy_entry(
         &self,
         src: &Path,
         src_inner: &Path,
         dst_inner: &Path,
         rel: &str,
+        pending: &mut Vec<PendingDir>,
     ) -> Result<(), FileOpError> {
         if self.cancel.is_cancelled() {
             return Err(FileOpError::Canceled);
         }
         let meta = std::fs::symlink_metadata(src).map_err(io_err("inspect", src_inner))?;
-        let (dst, dst_resolved) =
-            resolve_in_root(self.dest_root, &dst_inner.to_string_lossy(), meta.is_dir())
-                .map_err(io_err("resolve", dst_inner))?;
-        let existing = std::fs::symlink_metadata(&dst).ok();
+        let included = rel.is_empty() || self.include.is_empty() || self.include.matches(rel);
+        if !included {
+            if !meta.is_dir() {
+                return Ok(());
+            }
+            pending.push(PendingDir { dst_inner: dst_inner.to_owned(), meta, created: false });
+            let result = self.copy_children(src, src_inner, dst_inner, rel, pending);
+            let dir = pending.pop();
+            result?;
+            if let Some(dir) = dir.filter(|d| d.created) {
+                let (dst, _) = resolve_in_root(self.dest_root, &dst_inner.to_string_lossy(), true)
+                    .map_err(io_err("resolve", dst_inner))?;
+                let owner = self.owner_for(&dir.meta);
+                set_meta(&dst, Some(self.mode_for(&dir.meta)), Some(owner), Some(self.mtime_for(&dir.meta)))?;
+            }
+            return Ok(());
+        }
+        self.create_pending(pending)?;
         let (uid, gid) = self.owner_for(&meta);
         if meta.is_dir() {
-            match existing {
-                Some(e) if e.is_dir() => {}
-                Some(_) => {
-                    std::fs::remove_file(&dst).map_err(io_err("replace", &dst_resolved))?;
-                    std::fs::create_dir(&dst).map_err(io_err("create directory", &dst_resolved))?;
-                }
-                None => std::fs::create_dir(&dst).map_err(io_err("create directory", &dst_resolved))?,
-            }
-            let mut names: Vec<_> = std::fs::read_dir(src)
-                .map_err(io_err("read directory", src_inner))?
-                .filter_map(|e| e.ok())
-                .map(|e| e.file_name())
-                .collect();
-            names.sort();
-            for name in names {
-                let child_inner = src_inner.join(&name);
-                let child_rel = if rel.is_empty() {
-                    name.to_string_lossy().into_owned()
-                } else {
-                    format!("{rel}/{}", name.to_string_lossy())
-                };
-                if self.source.ignore.matches(&rel_string(&child_inner)) || self.exclude.matches(&child_rel) {
-                    continue;
-                }
-                self.copy_entry(&src.join(&name), &child_inner, &dst_resolved.join(&name), &child_rel)?;
-            }
+            let (dst, dst_resolved) = self.make_dir(dst_inner)?;
+            self.copy_children(src, src_inner, &dst_resolved, rel, pending)?;
             set_meta(&dst, Some(self.mode_for(&meta)), Some((uid, gid)), Some(self.mtime_for(&meta)))?;
             return Ok(());
         }
-        if let Some(e) = existing {
+        let (dst, dst_resolved) = resolve_in_root(self.dest_root, &dst_inner.to_string_lossy(), false)
+            .map_err(io_err("resolve", dst_inner))?;
+        if let Ok(e) = std::fs::symlink_metadata(&dst) {
             if e.is_dir() {
                 std::fs::remove_dir_all(&dst).map_err(io_err("replace", &dst_resolved))?;
             } else {
@@ -241,7 +311,10 @@ impl CopyCtx<'_> {
         }
         if file_type.is_file() {
             std::fs::copy(src, &dst).map_err(io_err("copy", &dst_resolved))?;
-        } else if file_type.is_fifo() || file_type.is_char_device() || file_type.is_block_device() {
+        } else if file_type.is_socket() {
+            // BuildKit copies a socket as an empty regular file
+            std::fs::File::create(&dst).map_err(io_err("create", &dst_resolved))?;
+        } else {
             let kind = if file_type.is_fifo() {
                 nix::sys::stat::SFlag::S_IFIFO
             } else if file_type.is_char_device() {
@@ -255,8 +328,6 @@ impl CopyCtx<'_> {
                 path: dst_resolved.clone(),
                 source: errno.into(),
             })?;
-        } else {
-            return Ok(()); // sockets are not copied
         }
         set_meta(&dst, Some(self.mode_for(&meta)), Some((uid, gid)), Some(self.mtime_for(&meta)))
     }
@@ -321,48 +392,76 @@ fn is_archive(path: &Path) -> bool {
     head.len() >= 262 && &head[257..262] == b"ustar"
 }
 
-/// Extracts the archive `src` into the in-root directory `dest_inner`. With `--chown`, the
-/// archive is first unpacked into `scratch` (hostile-input safe) and then copied in with the
-/// owner applied; otherwise it is unpacked in place (owners as in the archive).
-fn extract(ctx: &CopyCtx<'_>, src: &Path, dest_inner: &Path, scratch: &Path) -> Result<(), FileOpError> {
-    let dir = mkdir_all(ctx.dest_root, dest_inner, 0o755, ctx.owner, None)?;
+/// Extracts the archive `src` into the in-root directory `dest_inner`, created with `dir_mode`
+/// and the `--chown` owner when missing. The entries keep the archive's owners and modes
+/// (BuildKit: `--chown` owns only what the copy creates, not the archive's contents).
+fn extract(ctx: &CopyCtx<'_>, src: &Path, dest_inner: &Path, dir_mode: u32) -> Result<(), FileOpError> {
+    let dir = mkdir_all(ctx.dest_root, dest_inner, dir_mode, ctx.owner, ctx.action.timestamp)?;
     let reader = open_decompressed(src).map_err(io_err("read", src))?;
-    if ctx.owner.is_none() {
-        cache::apply::apply_tar(reader, &dir, cache::apply::ApplyMode::Merge)
-            .map_err(|source| FileOpError::Extract { path: src.to_owned(), source })?;
+    cache::apply::apply_tar(reader, &dir, cache::apply::ApplyMode::Merge)
+        .map_err(|source| FileOpError::Extract { path: src.to_owned(), source })?;
+    Ok(())
+}
+
+/// One selected source: host path, resolved in-root path, and the in-root path as named (a
+/// followed symlink keeps its own name in the destination).
+struct Match {
+    host: PathBuf,
+    inner: PathBuf,
+    named: PathBuf,
+}
+
+/// The sources an action selects (wildcards expanded, `.dockerignore` applied).
+fn select(action: &CopyAction, source: &SourceRoot) -> Result<Vec<Match>, FileOpError> {
+    let root = &source.path;
+    if action.allow_wildcard && has_glob(&action.src) {
+        let found: Vec<Match> = expand_glob(root, &action.src, action.follow_symlinks)?
+            .into_iter()
+            .filter(|(_, inner)| !source.ignore.matches(&rel_string(inner)))
+            .map(|(host, inner)| Match { host, named: inner.clone(), inner })
+            .collect();
+        if found.is_empty() && !action.allow_empty_wildcard {
+            return Err(FileOpError::NoMatch { pattern: action.src.clone() });
+        }
+        return Ok(found);
+    }
+    let (host, inner) =
+        resolve_in_root(root, &action.src, action.follow_symlinks).map_err(io_err("resolve", &action.src))?;
+    let rel = rel_string(&inner);
+    let excluded = !rel.is_empty() && source.ignore.matches(&rel);
+    if excluded || std::fs::symlink_metadata(&host).is_err() {
+        return Err(FileOpError::NotFound { path: action.src.clone(), excluded });
+    }
+    let named = Path::new("/").join(crate::contenthash::ignore::clean_path(&format!("/{}", action.src)));
+    Ok(vec![Match { host, inner, named }])
+}
+
+/// `--parents` without wildcards: the named path must exist below the source (BuildKit's
+/// required paths).
+fn check_required(action: &CopyAction, source: &SourceRoot) -> Result<(), FileOpError> {
+    if !action.parents || has_glob(&action.src) {
         return Ok(());
     }
-    std::fs::create_dir_all(scratch).map_err(io_err("create", scratch))?;
-    let result = (|| {
-        cache::apply::apply_tar(reader, scratch, cache::apply::ApplyMode::Merge)
-            .map_err(|source| FileOpError::Extract { path: src.to_owned(), source })?;
-        let unpacked =
-            SourceRoot { path: scratch.to_owned(), ignore: PatternMatcher::default(), root_owned: false };
-        let no_excludes = PatternMatcher::default();
-        let inner = CopyCtx { source: &unpacked, exclude: &no_excludes, ..*ctx };
-        let mut names: Vec<_> = std::fs::read_dir(scratch)
-            .map_err(io_err("read directory", scratch))?
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name())
-            .collect();
-        names.sort();
-        for name in names {
-            let child_inner = Path::new("/").join(&name);
-            inner.copy_entry(&scratch.join(&name), &child_inner, &dest_inner.join(&name), "")?;
+    for pattern in &action.include_patterns {
+        if has_glob(pattern) {
+            continue;
         }
-        Ok(())
-    })();
-    let _ = std::fs::remove_dir_all(scratch);
-    result
+        let path = format!("{}/{pattern}", action.src.trim_end_matches('/'));
+        let (host, inner) =
+            resolve_in_root(&source.path, &path, action.follow_symlinks).map_err(io_err("resolve", &path))?;
+        let excluded = source.ignore.matches(&rel_string(&inner));
+        if excluded || std::fs::symlink_metadata(&host).is_err() {
+            return Err(FileOpError::NotFound { path: path.clone(), excluded });
+        }
+    }
+    Ok(())
 }
 
 /// Performs one copy action from `source` into the filesystem at `dest_root`.
-/// `scratch` is a path (not yet existing) for temporary files of this action.
 pub(crate) fn copy(
     action: &CopyAction,
     source: &SourceRoot,
     dest_root: &Path,
-    scratch: &Path,
     cancel: &CancellationToken,
 ) -> Result<(), RunnerError> {
     let owner = match &action.owner {
@@ -372,30 +471,13 @@ pub(crate) fn copy(
     let mut exclude_patterns = action.exclude_patterns.clone();
     exclude_patterns.retain(|p| !p.is_empty());
     let exclude = PatternMatcher::new(&exclude_patterns).map_err(FileOpError::from)?;
-    let ctx = CopyCtx { action, source, dest_root, owner, exclude: &exclude, cancel };
-    let root = &source.path;
-    let matches: Vec<(PathBuf, PathBuf)> = if action.allow_wildcard && has_glob(&action.src) {
-        let found: Vec<_> = expand_glob(root, &action.src, action.follow_symlinks)?
-            .into_iter()
-            .filter(|(_, inner)| {
-                !source.ignore.matches(&rel_string(inner)) && !ctx.exclude.matches(&rel_string(inner))
-            })
-            .collect();
-        if found.is_empty() && !action.allow_empty_wildcard {
-            return Err(FileOpError::NoMatch { pattern: action.src.clone() }.into());
-        }
-        found
-    } else {
-        let (host, inner) = resolve_in_root(root, &action.src, action.follow_symlinks)
-            .map_err(io_err("resolve", &action.src))?;
-        let rel = rel_string(&inner);
-        let excluded = !rel.is_empty() && source.ignore.matches(&rel);
-        if excluded || std::fs::symlink_metadata(&host).is_err() {
-            return Err(FileOpError::NotFound { path: action.src.clone(), excluded }.into());
-        }
-        vec![(host, inner)]
-    };
-
+    let include = PatternMatcher::new(&action.include_patterns).map_err(FileOpError::from)?;
+    let ctx = CopyCtx { action, source, dest_root, owner, include: &include, exclude: &exclude, cancel };
+    check_required(action, source)?;
+    let matches = select(action, source)?;
+    // Directories the copy creates on the way: the `--chmod` octal mode or 0755, the `--chown`
+    // owner or root (BuildKit).
+    let dir_mode = action.mode.as_ref().and_then(Chmod::octal).unwrap_or(0o755);
     let dest_is_dir_hint = action.dest.ends_with('/') || matches.len() > 1 || action.parents;
     let (dest_host, dest_inner) =
         resolve_in_root(dest_root, &action.dest, true).map_err(io_err("resolve", &action.dest))?;
@@ -406,33 +488,36 @@ pub(crate) fn copy(
         } else {
             dest_inner.parent().unwrap_or(Path::new("/")).to_owned()
         };
-        mkdir_all(dest_root, &parent_dir, 0o755, owner, None)?;
+        mkdir_all(dest_root, &parent_dir, dir_mode, owner, action.timestamp)?;
     }
-    for (host, inner) in matches {
+    for found in matches {
+        let Match { host, inner, named } = found;
         let meta = std::fs::symlink_metadata(&host).map_err(io_err("inspect", &inner))?;
-        let name = inner.file_name().map(|n| n.to_owned());
-        let target = if action.parents {
-            dest_inner.join(rel_string(&inner))
-        } else if meta.is_dir() && action.copy_dir_contents {
+        let contents_only = meta.is_dir() && (action.copy_dir_contents || action.parents);
+        let target = if contents_only {
             dest_inner.clone()
         } else if dest_is_dir {
-            match &name {
+            match named.file_name() {
                 Some(name) => dest_inner.join(name),
                 None => dest_inner.clone(),
             }
         } else {
             dest_inner.clone()
         };
-        if action.parents
-            && let Some(parent) = target.parent()
-        {
-            mkdir_all(dest_root, parent, 0o755, owner, None)?;
-        }
         if meta.is_file() && action.attempt_unpack_archive && is_archive(&host) {
-            extract(&ctx, &host, &dest_inner, scratch)?;
+            extract(&ctx, &host, &dest_inner, dir_mode)?;
             continue;
         }
-        ctx.copy_entry(&host, &inner, &target, "")?;
+        let mut pending = Vec::new();
+        if contents_only {
+            // The destination directory keeps its metadata when it exists, and is created
+            // like the other directories on the way when it does not (not with the source
+            // directory's owner and mode).
+            mkdir_all(dest_root, &target, dir_mode, owner, action.timestamp)?;
+            ctx.copy_children(&host, &inner, &target, "", &mut pending)?;
+        } else {
+            ctx.copy_entry(&host, &inner, &target, "", &mut pending)?;
+        }
     }
     Ok(())
 }
@@ -451,6 +536,56 @@ mod tests {
         assert!(glob_match("\\*", "*"));
         assert!(!glob_match("\\*", "a"));
         assert!(glob_match("*", ""));
+    }
+
+    fn tree(dir: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![dir.to_owned()];
+        while let Some(current) = stack.pop() {
+            for entry in std::fs::read_dir(&current).unwrap() {
+                let path = entry.unwrap().path();
+                out.push(path.strip_prefix(dir).unwrap().to_string_lossy().into_owned());
+                if path.symlink_metadata().unwrap().is_dir() {
+                    stack.push(path);
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn parents_copy_only_what_the_patterns_select() {
+        let src = tempfile::tempdir().unwrap();
+        for file in ["a/b/f.txt", "a/b/g.txt", "a/c/h.go", "a/d/i.go", "top.txt", "x/y/z.go"] {
+            let path = src.path().join(file);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, file).unwrap();
+        }
+        let root = SourceRoot::new(src.path().to_owned(), &["a/d".to_owned()], true).unwrap();
+        let cases: &[(&str, &str, &[&str])] = &[
+            ("/", "a/b/f.txt", &["a", "a/b", "a/b/f.txt"]),
+            ("/", "a/*/*.go", &["a", "a/c", "a/c/h.go"]),
+            ("/", "**/*.go", &["a", "a/c", "a/c/h.go", "x", "x/y", "x/y/z.go"]),
+            ("/a", "b", &["b", "b/f.txt", "b/g.txt"]),
+        ];
+        for (from, pattern, want) in cases {
+            let dest = tempfile::tempdir().unwrap();
+            let mut action = CopyAction::new(0, *from, "/out/");
+            action.parents = true;
+            action.copy_dir_contents = true;
+            action.create_dest_path = true;
+            action.follow_symlinks = true;
+            action.include_patterns = vec![(*pattern).to_owned()];
+            copy(&action, &root, dest.path(), &CancellationToken::new()).unwrap();
+            assert_eq!(tree(&dest.path().join("out")), *want, "{from} {pattern}");
+        }
+        // a named path that does not exist fails
+        let dest = tempfile::tempdir().unwrap();
+        let mut action = CopyAction::new(0, "/", "/out/");
+        action.parents = true;
+        action.include_patterns = vec!["a/nope".to_owned()];
+        assert!(copy(&action, &root, dest.path(), &CancellationToken::new()).is_err());
     }
 
     #[test]

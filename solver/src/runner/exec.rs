@@ -91,6 +91,30 @@ struct Held {
 }
 
 impl Runner {
+    /// Empties the cache mounts of the exec ops that ignore the cache (`--no-cache`, or
+    /// `--no-cache-filter` stages; `all` = every exec op), as BuildKit does before a build: the
+    /// steps start with empty cache directories, which later builds then reuse. A cache mount
+    /// another build is using is left alone.
+    pub fn reset_cache_mounts(
+        &self,
+        definition: &crate::graph::Definition,
+        all: bool,
+    ) -> Result<(), RunnerError> {
+        let mounts = self.build_cache.mounts();
+        for vertex in &definition.vertices {
+            let crate::graph::Op::Exec(exec) = &vertex.op else { continue };
+            if !all && !vertex.metadata.ignore_cache {
+                continue;
+            }
+            for mount in &exec.mounts {
+                if let MountKind::Cache(cache_mount) = &mount.kind {
+                    mounts.remove(&cache_mount.id)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) async fn run_exec(
         &self,
         job: &RunJob<BuildRef>,

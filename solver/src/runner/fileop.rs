@@ -191,6 +191,9 @@ fn mkfile(root: &Path, action: &MkfileAction) -> Result<(), FileOpError> {
     let owner = owner_of(root, &action.owner)?;
     let (_, inner) = resolve_in_root(root, &action.path, true).map_err(io_err("resolve", &action.path))?;
     let parent = inner.parent().unwrap_or(Path::new("/"));
+    if let Some(mode) = action.make_parents {
+        mkdir_all(root, parent, mode, owner, action.timestamp)?;
+    }
     let (parent_host, _) =
         resolve_in_root(root, &parent.to_string_lossy(), true).map_err(io_err("resolve", parent))?;
     if !parent_host.is_dir() {
@@ -283,7 +286,7 @@ pub(crate) fn seed_dir(
     let mut action = crate::graph::CopyAction::new(0, if selector.is_empty() { "/" } else { selector }, "/");
     action.copy_dir_contents = true;
     action.follow_symlinks = true;
-    copy::copy(&action, root, dest, &temp.path().join("unpack"), &tokio_util::sync::CancellationToken::new())
+    copy::copy(&action, root, dest, &tokio_util::sync::CancellationToken::new())
 }
 
 impl Runner {
@@ -320,8 +323,7 @@ impl Runner {
                 match action {
                     FileAction::Copy(copy_action) => {
                         let source = sources.get(&store, &inputs, copy_action.source, &temp)?;
-                        let scratch = temp.path().join("unpack");
-                        copy::copy(copy_action, source, overlay.path(), &scratch, &cancel)?;
+                        copy::copy(copy_action, source, overlay.path(), &cancel)?;
                     }
                     FileAction::Mkdir(action) => mkdir(overlay.path(), action)?,
                     FileAction::Mkfile(action) => mkfile(overlay.path(), action)?,
