@@ -60,9 +60,21 @@ pub struct ApplyStats {
 
 /// Applies the (uncompressed) tar stream `tar` to the directory `dest`.
 pub fn apply_tar(tar: impl Read, dest: &Path, mode: ApplyMode) -> Result<ApplyStats> {
+    apply_tar_owned(tar, dest, mode, None)
+}
+
+/// [`apply_tar`], with every entry owned by `owner` (`uid`, `gid`) instead of the archive's
+/// owners when it is set (`ADD --chown` of an archive, as current BuildKit).
+pub fn apply_tar_owned(
+    tar: impl Read,
+    dest: &Path,
+    mode: ApplyMode,
+    owner: Option<(u32, u32)>,
+) -> Result<ApplyStats> {
     let root = Root::open(dest)?;
     let mut hashing = HashingReader::new(tar);
-    let mut applier = Applier { root: &root, mode, written: HashSet::new(), dirs: Vec::new(), entries: 0 };
+    let mut applier =
+        Applier { root: &root, mode, owner, written: HashSet::new(), dirs: Vec::new(), entries: 0 };
     {
         let mut archive = tar::Archive::new(&mut hashing);
         let entries = archive.entries().map_err(|source| Error::Tar {
@@ -93,6 +105,8 @@ pub fn apply_tar(tar: impl Read, dest: &Path, mode: ApplyMode) -> Result<ApplySt
 struct Applier<'a> {
     root: &'a Root,
     mode: ApplyMode,
+    /// Overrides the archive's owners.
+    owner: Option<(u32, u32)>,
     /// Paths this layer wrote (Merge mode: opaque markers keep them).
     written: HashSet<RelPath>,
     /// Directories and their mtimes, set at the end (after their contents).
@@ -121,7 +135,10 @@ impl Applier<'_> {
             return Ok(());
         }
         let rel = RelPath::from_archive(&raw_name).map_err(|p| Error::entry(&name, p))?;
-        let meta = read_meta(&mut entry, &name)?;
+        let mut meta = read_meta(&mut entry, &name)?;
+        if let Some((uid, gid)) = self.owner {
+            (meta.uid, meta.gid) = (uid, gid);
+        }
         self.entries += 1;
 
         let Some((parent, base)) = rel.split_last() else {

@@ -314,3 +314,168 @@ fn missing_images_are_pulled_and_pull_errors_are_clear() {
     assert!(err.contains("Unable to find image '127.0.0.1:1/nosuch:v1' locally"), "{err}");
     assert!(err.contains("127.0.0.1:1"), "{err}");
 }
+
+/// A tmpfs at `<dir>/tree` (holding `file`) with a second tmpfs at `tree/sub`, in the test's own
+/// directory: nothing is written on the host. Unmounted on drop, also when the test fails.
+struct MountTree {
+    top: PathBuf,
+}
+
+impl MountTree {
+    fn new(dir: &Path) -> Self {
+        let top = dir.join("tree");
+        let tree = Self { top: top.clone() };
+        for path in [top.clone(), top.join("sub")] {
+            std::fs::create_dir_all(&path).unwrap();
+            let status =
+                Command::new("mount").args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"]).arg(&path).status();
+            assert!(status.unwrap().success(), "mount tmpfs on {}", path.display());
+            std::fs::write(path.join("file"), "data\n").unwrap();
+        }
+        tree
+    }
+}
+
+impl Drop for MountTree {
+    fn drop(&mut self) {
+        for path in [self.top.join("sub"), self.top.clone()] {
+            let _ = Command::new("umount").arg("-l").arg(&path).status();
+        }
+    }
+}
+
+/// Shell lines `<dir> ok` or `<dir> <touch's error>` for a write in each directory.
+fn write_probe(dirs: &[&str]) -> String {
+    dirs.iter()
+        .map(|d| format!("if out=$(touch {d}/probe 2>&1); then echo {d} ok; else echo \"{d} $out\"; fi; "))
+        .collect()
+}
+
+#[test]
+fn read_only_binds_are_read_only_in_every_submount() {
+    let kiln = Kiln::new();
+    let tree = MountTree::new(kiln.root.parent().unwrap());
+    let top = tree.top.to_str().unwrap();
+    let volume = format!("{top}:/v:ro");
+    let mount = format!("type=bind,source={top},target=/m,readonly,bind-propagation=rprivate");
+    let writable = format!("{top}:/w");
+    let script = format!("cat /v/sub/file; {}", write_probe(&["/v", "/v/sub", "/m", "/m/sub", "/w/sub"]));
+    let (code, out, err) = kiln.run(&[
+        "-v",
+        &volume,
+        "--mount",
+        &mount,
+        "-v",
+        &writable,
+        "-u",
+        "root",
+        "--entrypoint",
+        "/bin/sh",
+        "img",
+        "-c",
+        &script,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "data");
+    for (line, dir) in lines[1..5].iter().zip(["/v", "/v/sub", "/m", "/m/sub"]) {
+        assert!(line.starts_with(&format!("{dir} ")) && line.contains("Read-only file system"), "{lines:?}");
+    }
+    assert_eq!(lines[5], "/w/sub ok");
+    assert!(!tree.top.join("probe").exists(), "a read-only bind took a write");
+    // docker's options that would weaken it are refused
+    let weak = format!("type=bind,source={top},target=/m,readonly,bind-recursive=writable");
+    let (code, _, err) = kiln.run(&["--mount", &weak, "img"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("bind-recursive=writable is not supported"), "{err}");
+}
+
+#[test]
+fn binds_of_host_proc_and_sys_need_an_opt_in() {
+    let kiln = Kiln::new();
+    for (flag, value) in
+        [("-v", "/proc:/hp:ro"), ("-v", "/sys/fs/cgroup:/cg"), ("--mount", "type=bind,src=/sys,dst=/s")]
+    {
+        let (code, _, err) = kiln.run(&[flag, value, "--entrypoint", "/bin/true", "img"]);
+        assert_ne!(code, 0, "{value} was mounted");
+        assert!(
+            err.contains("exposes the host's /proc or /sys") && err.contains("--allow-host-proc-sys"),
+            "{err}"
+        );
+    }
+    let (code, out, err) = kiln.run(&[
+        "--allow-host-proc-sys",
+        "-v",
+        "/proc:/hp:ro",
+        "--entrypoint",
+        "/bin/sh",
+        "img",
+        "-c",
+        "test -d /hp/1 && echo host-proc",
+    ]);
+    assert_eq!((code, out.as_str()), (0, "host-proc\n"), "{err}");
+}
+
+#[test]
+fn big_environments_run_and_too_big_arguments_fail_with_e2big() {
+    let kiln = Kiln::new();
+    let env_file = kiln.root.parent().unwrap().join("big.env");
+    let entries: Vec<String> = (1..=4).map(|n| format!("E{n}={}", n.to_string().repeat(60_000))).collect();
+    std::fs::write(&env_file, entries.join("\n")).unwrap();
+    let (code, out, err) = kiln.run(&[
+        "--env-file",
+        env_file.to_str().unwrap(),
+        "--entrypoint",
+        "/bin/sh",
+        "img",
+        "-c",
+        "echo ${#E1} ${#E2} ${#E3} ${#E4}",
+    ]);
+    assert_eq!((code, out.as_str()), (0, "60000 60000 60000 60000\n"), "{err}");
+    // one string above the kernel's 128 KiB per string: execve refuses it (kiln's own command
+    // line could not carry it either, hence the env file)
+    std::fs::write(&env_file, format!("BIG={}", "x".repeat(200_000))).unwrap();
+    let (code, _, err) =
+        kiln.run(&["--env-file", env_file.to_str().unwrap(), "--entrypoint", "/bin/true", "img"]);
+    assert_eq!(code, 126, "{err}");
+    assert!(err.contains("exec /bin/true: E2BIG: argument list too long"), "{err}");
+}
+
+#[test]
+fn cgroups_of_a_sigkilled_kiln_are_removed_by_any_command_that_opens_the_store() {
+    let kiln = Kiln::new();
+    let mut child = kiln
+        .cmd(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-m",
+            "64m",
+            "--pids-limit",
+            "20",
+            "--entrypoint",
+            "/bin/sleep",
+            "img",
+            "100",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let ids = kiln.wait_until_running();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let id = &ids[0];
+    let cgroup_dirs: Vec<PathBuf> = ["memory", "pids", ""]
+        .iter()
+        .map(|hierarchy| Path::new("/sys/fs/cgroup").join(hierarchy).join("kiln").join(id))
+        .collect();
+    assert!(cgroup_dirs.iter().any(|d| d.exists()), "no cgroup left to clean: the test proves nothing");
+    let out = kiln.output(&["images"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for dir in &cgroup_dirs {
+        assert!(!dir.exists(), "cgroup left: {}", dir.display());
+    }
+    // the drop guard checks that run/ and containers/ are empty and nothing is mounted
+}

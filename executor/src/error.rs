@@ -13,6 +13,11 @@ pub enum Error {
     UnknownCapability(String),
     #[error("unknown network mode `{0}` (expected none, host or default)")]
     UnknownNetwork(String),
+    #[error(
+        "refusing to bind mount {host_path} on {target}: it exposes the host's /proc or /sys, \
+         which needs an explicit opt-in"
+    )]
+    HostProcSysBind { host_path: PathBuf, target: PathBuf },
     #[error("no command given to run")]
     EmptyCommand,
     #[error("cannot compile the seccomp profile")]

@@ -86,6 +86,13 @@ pub enum InitError {
     NotFound(String),
     #[error("exec {path}: {source}")]
     Exec { path: String, source: Errno },
+    #[error(
+        "exec {path}: E2BIG: argument list too long ({arguments} arguments and {environment} environment \
+         variables take {total} bytes, the longest {longest} bytes; the kernel takes at most {} bytes per \
+         string and a quarter of the stack limit in all)",
+        process::MAX_ARG_STRLEN
+    )]
+    ArgumentsTooLong { path: String, total: usize, longest: usize, arguments: usize, environment: usize },
 }
 
 impl InitError {
@@ -93,7 +100,7 @@ impl InitError {
         match self {
             InitError::NotFound(_) => EXIT_NOT_FOUND,
             InitError::Exec { source: Errno::ENOENT, .. } => EXIT_NOT_FOUND,
-            InitError::Exec { .. } => EXIT_CANNOT_EXEC,
+            InitError::Exec { .. } | InitError::ArgumentsTooLong { .. } => EXIT_CANNOT_EXEC,
             _ => 1,
         }
     }
@@ -292,9 +299,9 @@ fn container_setup(config: &InitConfig, parent: Pid) -> Result<Never, InitError>
     }
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     let root = &config.rootfs_target;
-    mounts::mount_rootfs(&config.spec.rootfs, root)?;
+    mounts::mount_rootfs(&config.spec.rootfs, root, config.spec.readonly_rootfs)?;
     mounts::mount_system(root)?;
-    mounts::mount_extra(root, &config.spec.mounts)?;
+    mounts::mount_extra(root, &config.spec.mounts, config.spec.allow_host_proc_sys)?;
     mounts::mount_etc_files(root, &config.etc_files, config.spec.readonly_rootfs)?;
     mounts::mask_paths(root)?;
     mounts::pivot(root)?;

@@ -169,10 +169,106 @@ fn mount_overlay(target: &Path, lowers: &[PathBuf], upper: &Option<OverlayUpper>
 fn bind(source: &Path, target: &Path, readonly: bool) -> Result<(), InitError> {
     mount(Some(source), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
         .map_err(errno(format!("bind mount {} on {}", source.display(), target.display())))?;
+    // docker's default bind propagation, rprivate: nothing mounted below the target inside the
+    // container reaches the source's side, nor the other way round
+    mount(None::<&str>, target, None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(errno(format!("make {} rprivate", target.display())))?;
     if readonly {
-        remount_readonly(target)?;
+        readonly_recursive(target)?;
     }
     Ok(())
+}
+
+/// Makes the mount at `target` and every mount below it read-only (a read-only bind of `/`
+/// must not leave the host's `/proc/sys` or `/sys/fs/cgroup` writable below it):
+/// `mount_setattr(AT_RECURSIVE)` where the kernel has it (5.12+), else a read-only remount of
+/// each mount of the tree as listed in `/proc/self/mountinfo`, else an error.
+pub fn readonly_recursive(target: &Path) -> Result<(), InitError> {
+    let setattr = match crate::sys::mount_setattr_readonly_recursive(target) {
+        Ok(()) => return Ok(()),
+        Err(err) => err,
+    };
+    remount_tree_readonly(target).map_err(|err| {
+        InitError::Invalid(format!(
+            "cannot make {} read-only recursively: mount_setattr: {setattr}; remounting each submount: {err}",
+            target.display()
+        ))
+    })
+}
+
+/// The fallback of [`readonly_recursive`] for kernels without `mount_setattr`.
+pub fn remount_tree_readonly(target: &Path) -> Result<(), InitError> {
+    let resolved = fs::canonicalize(target).map_err(io(format!("resolve {}", target.display())))?;
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").map_err(io("read /proc/self/mountinfo"))?;
+    let mut points = mount_points_under(&mountinfo, &resolved);
+    if !points.contains(&resolved) {
+        points.insert(0, resolved);
+    }
+    for point in points {
+        remount_readonly(&point)?;
+    }
+    Ok(())
+}
+
+/// Mount points of `mountinfo` at or below `root`, parents first (without duplicates).
+pub fn mount_points_under(mountinfo: &str, root: &Path) -> Vec<PathBuf> {
+    let mut points: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|field| PathBuf::from(unescape_mountinfo(field)))
+        .filter(|point| point.starts_with(root))
+        .collect();
+    points.sort_by_key(|p| p.components().count());
+    let mut seen = std::collections::HashSet::new();
+    points.retain(|p| seen.insert(p.clone()));
+    points
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for a space, `\011`, `\012`, `\134`).
+fn unescape_mountinfo(field: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(digits) => {
+                out.push(digits.iter().fold(0u8, |value, d| value.wrapping_mul(8).wrapping_add(d - b'0')));
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    std::ffi::OsString::from_vec(out)
+}
+
+/// Whether a bind of `source` would expose the host's `/proc` or `/sys` (or a kernel interface
+/// mounted below them: cgroupfs, debugfs, …): the path is at or below `/proc` or `/sys` once
+/// symlinks are resolved, or lives on such a filesystem wherever that is mounted. These need an
+/// explicit opt-in ([`crate::SandboxSpec::allow_host_proc_sys`]).
+pub fn exposes_host_proc_sys(source: &Path) -> bool {
+    use nix::sys::statfs;
+    let resolved = fs::canonicalize(source).unwrap_or_else(|_| source.to_owned());
+    if resolved.starts_with("/proc") || resolved.starts_with("/sys") {
+        return true;
+    }
+    let kernel_filesystems = [
+        statfs::PROC_SUPER_MAGIC,
+        statfs::SYSFS_MAGIC,
+        statfs::CGROUP_SUPER_MAGIC,
+        statfs::CGROUP2_SUPER_MAGIC,
+        statfs::DEBUGFS_MAGIC,
+        statfs::TRACEFS_MAGIC,
+        statfs::SECURITYFS_MAGIC,
+        statfs::BPF_FS_MAGIC,
+    ];
+    statfs::statfs(&resolved).is_ok_and(|fs| kernel_filesystems.contains(&fs.filesystem_type()))
 }
 
 fn remount_readonly(target: &Path) -> Result<(), InitError> {
@@ -195,14 +291,26 @@ fn remount_readonly(target: &Path) -> Result<(), InitError> {
         .map_err(errno(format!("remount {} read-only", target.display())))
 }
 
-/// Mounts the rootfs on `target` (an empty host directory inside the sandbox's state dir).
-pub fn mount_rootfs(rootfs: &Rootfs, target: &Path) -> Result<(), InitError> {
+/// Mounts the rootfs on `target` (an empty host directory inside the sandbox's state dir). With
+/// `readonly`, the mounts the rootfs brings along (a directory rootfs with mounts inside) are
+/// made read-only now; its top mount only after pivot_root ([`readonly_root`]), once the mount
+/// points of `/proc`, volumes … exist.
+pub fn mount_rootfs(rootfs: &Rootfs, target: &Path, readonly: bool) -> Result<(), InitError> {
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .map_err(errno("make / private"))?;
     match rootfs {
-        Rootfs::Dir(dir) => bind(dir, target, false),
-        Rootfs::Overlay { lowers, upper } => mount_overlay(target, lowers, upper),
+        Rootfs::Dir(dir) => bind(dir, target, false)?,
+        Rootfs::Overlay { lowers, upper } => mount_overlay(target, lowers, upper)?,
     }
+    if readonly {
+        let resolved = fs::canonicalize(target).map_err(io(format!("resolve {}", target.display())))?;
+        let mountinfo =
+            fs::read_to_string("/proc/self/mountinfo").map_err(io("read /proc/self/mountinfo"))?;
+        for submount in mount_points_under(&mountinfo, &resolved).iter().filter(|p| **p != resolved) {
+            readonly_recursive(submount)?;
+        }
+    }
+    Ok(())
 }
 
 fn mount_fs(fstype: &str, target: &Path, flags: MsFlags, data: Option<&str>) -> Result<(), InitError> {
@@ -247,12 +355,20 @@ pub fn mount_system(root: &Path) -> Result<(), InitError> {
     Ok(())
 }
 
-/// The caller's extra mounts, in order.
-pub fn mount_extra(root: &Path, mounts: &[Mount]) -> Result<(), InitError> {
+/// The caller's extra mounts, in order. Binds of the host's `/proc` or `/sys` are refused
+/// unless `allow_host_proc_sys` (checked again here, right before mounting).
+pub fn mount_extra(root: &Path, mounts: &[Mount], allow_host_proc_sys: bool) -> Result<(), InitError> {
     for m in mounts {
         let target = resolve_in_root(root, &m.target)?;
         match &m.kind {
             MountKind::Bind { source } => {
+                if !allow_host_proc_sys && exposes_host_proc_sys(source) {
+                    return Err(crate::Error::HostProcSysBind {
+                        host_path: source.clone(),
+                        target: m.target.clone(),
+                    }
+                    .into());
+                }
                 let is_dir =
                     fs::metadata(source).map_err(io(format!("bind source {}", source.display())))?.is_dir();
                 ensure_mountpoint(&target, is_dir)?;

@@ -158,7 +158,22 @@ pub fn exec(prepared: &Prepared) -> Result<crate::init::Never, InitError> {
         Err(err) => err,
         Ok(never) => match never {},
     };
-    Err(InitError::Exec { path: prepared.program.to_string_lossy().into_owned(), source: err })
+    let path = prepared.program.to_string_lossy().into_owned();
+    if err == Errno::E2BIG {
+        return Err(arguments_too_long(path, &prepared.argv, &prepared.env));
+    }
+    Err(InitError::Exec { path, source: err })
+}
+
+/// The kernel's limit on one argument or environment string (`MAX_ARG_STRLEN`, 32 pages).
+pub const MAX_ARG_STRLEN: usize = 32 * 4096;
+
+/// execve's `E2BIG`, with the sizes that explain it.
+fn arguments_too_long(path: String, argv: &[CString], env: &[CString]) -> InitError {
+    let strings = argv.iter().chain(env);
+    let total: usize = strings.clone().map(|s| s.as_bytes_with_nul().len() + size_of::<usize>()).sum();
+    let longest = strings.map(|s| s.as_bytes_with_nul().len()).max().unwrap_or(0);
+    InitError::ArgumentsTooLong { path, total, longest, arguments: argv.len(), environment: env.len() }
 }
 
 #[cfg(test)]

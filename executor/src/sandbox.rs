@@ -14,7 +14,7 @@ use crate::cgroup::Cgroups;
 use crate::init::{FromInit, INIT_ARGV0, InitConfig, ToInit};
 use crate::mounts::EtcFiles;
 use crate::network::{self, Bridge};
-use crate::spec::{NetworkMode, Rootfs, SandboxSpec};
+use crate::spec::{MountKind, NetworkMode, Rootfs, SandboxSpec};
 use crate::state::{self, Record};
 use crate::{Error, Result, sys};
 
@@ -129,6 +129,18 @@ impl Executor {
         if spec.process.args.is_empty() {
             return Err(Error::EmptyCommand);
         }
+        if !spec.allow_host_proc_sys {
+            for mount in &spec.mounts {
+                if let MountKind::Bind { source } = &mount.kind
+                    && crate::mounts::exposes_host_proc_sys(source)
+                {
+                    return Err(Error::HostProcSysBind {
+                        host_path: source.clone(),
+                        target: mount.target.clone(),
+                    });
+                }
+            }
+        }
         let spawned_at = Instant::now();
         let id = random_id();
         let dir = self.state_dir.join(&id);
@@ -200,7 +212,9 @@ impl Executor {
         drop(command);
         drop(theirs);
 
-        let writer = Arc::new(ours.try_clone().map_err(|e| Error::io("clone socket", &dir, e))?);
+        let writer = Arc::new(std::sync::Mutex::new(
+            ours.try_clone().map_err(|e| Error::io("clone socket", &dir, e))?,
+        ));
         ours.set_nonblocking(true).map_err(|e| Error::io("socket", &dir, e))?;
         let reader = tokio::net::UnixStream::from_std(ours).map_err(|e| Error::io("socket", &dir, e))?;
         let mut messages = BufReader::new(reader).lines();
@@ -309,15 +323,19 @@ async fn next_message(messages: &mut Messages) -> Result<Option<FromInit>> {
 /// Sends signals to a running sandbox's PID 1 (cloneable, usable from any task or thread).
 #[derive(Debug, Clone)]
 pub struct Killer {
-    socket: Arc<std::os::unix::net::UnixStream>,
+    /// Locked while a message is written, so that messages from several threads never mix.
+    socket: Arc<std::sync::Mutex<std::os::unix::net::UnixStream>>,
 }
+
+/// How long a message may wait for the init to make room in the socket.
+const SEND_TIMEOUT_MS: u16 = 60_000;
 
 impl Killer {
     fn send(&self, message: &ToInit) -> Result<()> {
-        use std::io::Write;
         let mut line = serde_json::to_vec(message).map_err(Error::Protocol)?;
         line.push(b'\n');
-        (&*self.socket).write_all(&line).map_err(|e| Error::io("write to sandbox init", "socket", e))
+        let socket = self.socket.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        write_all_waiting(&socket, &line).map_err(|e| Error::io("write to sandbox init", "socket", e))
     }
 
     /// Sends `signal` to the container's PID 1.
@@ -329,6 +347,39 @@ impl Killer {
     pub fn kill(&self) -> Result<()> {
         self.signal(nix::sys::signal::Signal::SIGKILL)
     }
+}
+
+/// Writes all of `data` to the socket. The socket is non-blocking (it shares its file
+/// description with the async reader of the init's messages), and a message bigger than the
+/// socket buffer (a config with megabytes of arguments and environment) fills it before the
+/// init has read: then wait until there is room again instead of failing with `EAGAIN`.
+fn write_all_waiting(socket: &std::os::unix::net::UnixStream, mut data: &[u8]) -> std::io::Result<()> {
+    use std::io::{ErrorKind, Write};
+    use std::os::fd::AsFd;
+
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    while !data.is_empty() {
+        match (&*socket).write(data) {
+            Ok(0) => return Err(ErrorKind::WriteZero.into()),
+            Ok(written) => data = &data[written..],
+            Err(err) if err.kind() == ErrorKind::Interrupted => {}
+            Err(err) if err.kind() == ErrorKind::WouldBlock => {
+                let mut fds = [PollFd::new(socket.as_fd(), PollFlags::POLLOUT)];
+                match poll(&mut fds, PollTimeout::from(SEND_TIMEOUT_MS)) {
+                    Ok(0) => {
+                        return Err(std::io::Error::new(
+                            ErrorKind::TimedOut,
+                            "the sandbox init stopped reading its socket",
+                        ));
+                    }
+                    Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+                    Err(errno) => return Err(errno.into()),
+                }
+            }
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(())
 }
 
 /// A running sandbox. Dropping it without [`Sandbox::wait`] kills it and cleans up

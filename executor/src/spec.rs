@@ -165,6 +165,11 @@ pub struct SandboxSpec {
     pub resources: Resources,
     /// Extra `/etc/hosts` entries (`name`, `ip`).
     pub extra_hosts: Vec<(String, String)>,
+    /// Allow binds of the host's `/proc` or `/sys` (or of a path below them, or of another
+    /// proc, sysfs or cgroup filesystem): refused otherwise, they expose the host kernel's
+    /// interfaces (see [`crate::mounts::exposes_host_proc_sys`]).
+    #[serde(default)]
+    pub allow_host_proc_sys: bool,
 }
 
 impl SandboxSpec {
@@ -179,6 +184,7 @@ impl SandboxSpec {
             network: NetworkMode::None,
             resources: Resources::default(),
             extra_hosts: Vec::new(),
+            allow_host_proc_sys: false,
         }
     }
 }

@@ -178,7 +178,27 @@ fn prune(global: &GlobalOptions, args: PruneArgs) -> anyhow::Result<ExitCode> {
 
 /// Opens the store under `--root`.
 pub(crate) fn open_store(global: &GlobalOptions) -> anyhow::Result<Store> {
-    Store::open(&global.root).with_context(|| format!("cannot open the store at {}", global.root.display()))
+    let store = Store::open(&global.root)
+        .with_context(|| format!("cannot open the store at {}", global.root.display()))?;
+    clean_leftovers(&global.root);
+    Ok(store)
+}
+
+/// Undoes what the sandboxes of SIGKILLed kiln processes left behind (cgroups, address leases,
+/// state directories, container layers): every command that opens the store does it, not only
+/// the next `kiln run`. Best effort: a leftover costs resources, never correctness.
+fn clean_leftovers(root: &std::path::Path) {
+    let state = root.join("run");
+    if state.is_dir() {
+        match executor::state::clean_stale(&state) {
+            Ok(cleaned) if !cleaned.is_empty() => {
+                tracing::debug!(?cleaned, "cleaned up after sandboxes of dead kiln processes")
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!("cannot clean up after dead sandboxes in {}: {err}", state.display()),
+        }
+    }
+    super::run::clean_abandoned_containers(&root.join("containers"));
 }
 
 /// Normalises a user-typed name (`busybox` → `docker.io/library/busybox:latest`).

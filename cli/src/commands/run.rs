@@ -13,6 +13,7 @@ use executor::{Executor, Mount, MountKind, NetworkMode, Resources, Rootfs, Sandb
 
 mod io;
 mod layer;
+mod mount_flag;
 
 use super::images::{normalise, open_store, resolve};
 use crate::GlobalOptions;
@@ -74,9 +75,17 @@ pub struct RunArgs {
     /// Mount a tmpfs (`/path[:size=64m,mode=1777]`).
     #[arg(long, value_name = "PATH[:OPTIONS]")]
     pub tmpfs: Vec<String>,
-    /// Bind mount a host directory (`/host:/ctr[:ro]`).
+    /// Bind mount a host directory (`/host:/ctr[:ro]`); `ro` is read-only in every submount.
     #[arg(short, long = "volume", value_name = "HOST:CTR[:ro]")]
     pub volumes: Vec<String>,
+    /// Attach a mount: `type=bind,source=/host,target=/ctr[,readonly]` or
+    /// `type=tmpfs,target=/ctr[,tmpfs-size=64m,tmpfs-mode=1777]`.
+    #[arg(long = "mount", value_name = "type=bind|tmpfs,...")]
+    pub mounts: Vec<String>,
+    /// Allow binds of the host's /proc or /sys (or of paths below them): they expose the host
+    /// kernel's interfaces to the container and are refused without this flag.
+    #[arg(long)]
+    pub allow_host_proc_sys: bool,
     /// The image.
     #[arg(value_name = "IMAGE")]
     pub image: String,
@@ -193,6 +202,11 @@ fn parse_tmpfs(spec: &str) -> anyhow::Result<Mount> {
     Ok(Mount { target: path.into(), kind: MountKind::Tmpfs { size, mode }, readonly })
 }
 
+/// Removes the writable layers of containers whose kiln died (see [`layer`]).
+pub(crate) fn clean_abandoned_containers(containers: &Path) {
+    layer::clean_abandoned(containers);
+}
+
 async fn find_or_pull(
     global: &GlobalOptions,
     store: &cache::Store,
@@ -275,6 +289,10 @@ pub async fn run(global: &GlobalOptions, args: RunArgs) -> anyhow::Result<ExitCo
     for tmpfs in &args.tmpfs {
         spec.mounts.push(parse_tmpfs(tmpfs)?);
     }
+    for mount in &args.mounts {
+        spec.mounts.push(mount_flag::parse_mount(mount)?);
+    }
+    spec.allow_host_proc_sys = args.allow_host_proc_sys;
 
     let executor = Executor::new(global.root.join("run"))?;
     tracing::debug!(
@@ -294,6 +312,9 @@ pub async fn run(global: &GlobalOptions, args: RunArgs) -> anyhow::Result<ExitCo
         Err(executor::Error::Setup { message, exit_code }) => {
             eprintln!("kiln: error: {message}");
             return Ok(ExitCode::from(exit_code.clamp(0, 255) as u8));
+        }
+        Err(err @ executor::Error::HostProcSysBind { .. }) => {
+            bail!("{err} (pass --allow-host-proc-sys to allow it)");
         }
         Err(err) => return Err(err.into()),
     };

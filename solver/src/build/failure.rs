@@ -75,6 +75,10 @@ pub struct StepFailure {
 /// Lines of context shown before the instruction.
 const CONTEXT_BEFORE: usize = 2;
 
+/// Lines of a long instruction shown before and after the ones left out.
+const SNIPPET_HEAD: usize = 10;
+const SNIPPET_TAIL: usize = 5;
+
 impl StepFailure {
     /// Builds the failure report for `vertex` from the Dockerfile `text`.
     pub fn new(
@@ -142,7 +146,17 @@ impl fmt::Display for StepFailure {
         if let Some((first_marked, ..)) = self.snippet.iter().find(|(_, _, marked)| *marked) {
             writeln!(f, "{}:{first_marked}", self.dockerfile_name)?;
             writeln!(f, "--------------------")?;
-            for (number, line, marked) in &self.snippet {
+            // a huge instruction (thousands of continuation lines) shows its head and tail only
+            let marked = self.snippet.iter().filter(|(_, _, marked)| *marked).count();
+            let hidden = marked.saturating_sub(SNIPPET_HEAD + SNIPPET_TAIL);
+            let first_hidden = self.snippet.len() - marked + SNIPPET_HEAD;
+            for (index, (number, line, marked)) in self.snippet.iter().enumerate() {
+                if hidden > 0 && (first_hidden..first_hidden + hidden).contains(&index) {
+                    if index == first_hidden {
+                        writeln!(f, "     | >>> … ({hidden} more lines)")?;
+                    }
+                    continue;
+                }
                 let marker = if *marked { ">>>" } else { "   " };
                 writeln!(f, "{number:>4} | {marker} {line}")?;
             }
@@ -214,6 +228,22 @@ mod tests {
         );
         assert!(!shown.contains("CMD x"), "{shown}");
         assert!(shown.ends_with("exit code: 1"), "{shown}");
+    }
+
+    #[test]
+    fn a_huge_instruction_shows_its_head_and_tail() {
+        let body: String = (0..100).map(|n| format!("  && echo {n} \\\n")).collect();
+        let text = format!("FROM busybox\nRUN true \\\n{body}  && true\n");
+        let failure = StepFailure::new(&vertex(Some("2-103")), "boom".into(), vec![], "Dockerfile", &text);
+        let shown = failure.to_string();
+        assert!(shown.contains("Dockerfile:2\n"), "{shown}");
+        assert!(
+            shown
+                .contains("  11 | >>>   && echo 8 \\\n     | >>> … (87 more lines)\n  99 | >>>   && echo 96"),
+            "{shown}"
+        );
+        assert!(shown.contains(" 103 | >>>   && true\n"), "{shown}");
+        assert_eq!(shown.matches(">>>").count(), 16, "{shown}");
     }
 
     #[test]

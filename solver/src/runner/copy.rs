@@ -7,7 +7,7 @@
 //! owner), and an existing destination directory is left as it is; `--exclude` and the
 //! `--parents` include patterns apply below each selected source; a directory that only leads
 //! to included entries is created when the first of them is copied; a followed symlink keeps
-//! its own name; a socket becomes an empty file; archive entries keep their owners.
+//! its own name; a socket becomes an empty file; archive entries keep their owners unless `--chown` is given.
 
 use std::io::{BufReader, Read};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -393,12 +393,13 @@ fn is_archive(path: &Path) -> bool {
 }
 
 /// Extracts the archive `src` into the in-root directory `dest_inner`, created with `dir_mode`
-/// and the `--chown` owner when missing. The entries keep the archive's owners and modes
-/// (BuildKit: `--chown` owns only what the copy creates, not the archive's contents).
+/// and the `--chown` owner when missing. The entries keep the archive's modes; their owners are
+/// the archive's, or the `--chown` owner when one is given (current BuildKit re-owns them:
+/// testDockerfileAddChownArchive; BuildKit 0.8 kept the archive's owners).
 fn extract(ctx: &CopyCtx<'_>, src: &Path, dest_inner: &Path, dir_mode: u32) -> Result<(), FileOpError> {
     let dir = mkdir_all(ctx.dest_root, dest_inner, dir_mode, ctx.owner, ctx.action.timestamp)?;
     let reader = open_decompressed(src).map_err(io_err("read", src))?;
-    cache::apply::apply_tar(reader, &dir, cache::apply::ApplyMode::Merge)
+    cache::apply::apply_tar_owned(reader, &dir, cache::apply::ApplyMode::Merge, ctx.owner)
         .map_err(|source| FileOpError::Extract { path: src.to_owned(), source })?;
     Ok(())
 }

@@ -48,7 +48,7 @@ impl ContainerLayer {
 }
 
 /// Removes container layers whose kiln died (their lock is free). Best effort.
-fn clean_abandoned(containers: &Path) {
+pub(super) fn clean_abandoned(containers: &Path) {
     let Ok(entries) = std::fs::read_dir(containers) else { return };
     for entry in entries.flatten() {
         let dir = entry.path();
