@@ -86,7 +86,7 @@ impl ContentStore {
     /// Reads and parses a JSON blob (manifest, index, config).
     pub fn read_json<T: serde::de::DeserializeOwned>(&self, digest: &Digest) -> Result<T> {
         let bytes = self.read(digest)?;
-        serde_json::from_slice(&bytes)
+        crate::config::from_json_slice(&bytes)
             .map_err(|source| Error::Json { what: format!("blob {digest}"), source })
     }
 

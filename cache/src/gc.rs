@@ -110,7 +110,7 @@ impl Store {
             manifests: Option<serde_json::Value>,
             layers: Option<serde_json::Value>,
         }
-        let Ok(probe) = serde_json::from_slice::<Probe>(&bytes) else { return Ok(()) };
+        let Ok(probe) = crate::config::from_json_slice::<Probe>(&bytes) else { return Ok(()) };
         let kind = match probe.media_type.as_deref() {
             Some(mt) => doc_kind(&mt.into()),
             None if probe.manifests.is_some() => Some(DocKind::Index),
@@ -120,13 +120,13 @@ impl Store {
         let json_err = |source| Error::Json { what: format!("blob {digest}"), source };
         match kind {
             Some(DocKind::Index) => {
-                let index: ImageIndex = serde_json::from_slice(&bytes).map_err(json_err)?;
+                let index: ImageIndex = crate::config::from_json_slice(&bytes).map_err(json_err)?;
                 for manifest in index.manifests() {
                     self.mark(manifest.digest(), marks)?;
                 }
             }
             Some(DocKind::Manifest) => {
-                let manifest: ImageManifest = serde_json::from_slice(&bytes).map_err(json_err)?;
+                let manifest: ImageManifest = crate::config::from_json_slice(&bytes).map_err(json_err)?;
                 marks.blobs.insert(manifest.config().digest().clone());
                 for layer in manifest.layers() {
                     marks.blobs.insert(layer.digest().clone());

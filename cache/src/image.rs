@@ -5,6 +5,7 @@ use oci_spec::image::{
     SCHEMA_VERSION,
 };
 
+use crate::config::{DockerExtras, parse_image_config};
 use crate::content::{ContentStore, parse_digest};
 use crate::error::{Error, Result};
 use crate::snapshot::LayerRef;
@@ -74,6 +75,8 @@ pub struct Image {
     pub manifest_descriptor: Descriptor,
     pub manifest: ImageManifest,
     pub config: ImageConfiguration,
+    /// The Docker-only runtime fields of the config (`Healthcheck`, `OnBuild`, `Shell`).
+    pub docker: DockerExtras,
 }
 
 impl Image {
@@ -120,7 +123,9 @@ impl ContentStore {
                 });
             }
         }
-        let config: ImageConfiguration = self.read_json(manifest.config().digest())?;
+        let config_digest = manifest.config().digest();
+        let (config, docker) = parse_image_config(&self.read(config_digest)?)
+            .map_err(|source| Error::Json { what: format!("blob {config_digest}"), source })?;
         if config.rootfs().diff_ids().len() != manifest.layers().len() {
             return Err(Error::InvalidImage {
                 what,
@@ -134,7 +139,7 @@ impl ContentStore {
         for diff in config.rootfs().diff_ids() {
             parse_digest(diff)?;
         }
-        Ok(Image { manifest_descriptor, manifest, config })
+        Ok(Image { manifest_descriptor, manifest, config, docker })
     }
 
     /// For a manifest descriptor, itself; for an index, the entry for the host platform

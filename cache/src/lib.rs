@@ -45,6 +45,10 @@
 //!   as [`LayerRef`]s), [`Store::images`] → [`ImageStore`] (`tag`, `untag`, `get`, `list`,
 //!   `resolve` by name / digest / short ID). Names are stored fully qualified
 //!   (`docker.io/library/busybox:latest`): callers normalise with `registry::Reference`.
+//! - Image configs ([`parse_image_config`], [`DockerExtras`], [`from_json_slice`]): the one
+//!   config type of the workspace (oci-spec's `ImageConfiguration` plus Docker's `Healthcheck`,
+//!   `OnBuild`, `Shell`); every reader treats `null` members as absent, as Go producers write them
+//!   (fixtures from each producer in `testdata/images/`).
 //! - GC: [`Store::gc`] with extra [`GcRoots`]; [`Store::set_gc_roots`] for file-based roots.
 //! - Formats ([`formats`]): [`formats::save`] (images → docker-archive or OCI archive, written to
 //!   any `Write`), [`formats::load`] (docker-archive in legacy and docker 25+ forms, OCI archive,
@@ -113,7 +117,9 @@
 
 pub mod apply;
 pub mod buildcache;
+mod check;
 pub mod compress;
+mod config;
 mod content;
 mod diff;
 mod error;
@@ -127,7 +133,9 @@ mod store;
 #[cfg(any(test, feature = "test-support"))]
 pub mod test_support;
 
+pub use check::{BlobDamage, BlobState, CheckReport, Damage, RepairReport};
 pub use compress::Compression;
+pub use config::{DockerExtras, HealthConfig, from_json_slice, merge_extras, parse_image_config};
 pub use content::{
     BlobInfo, BlobWriter, ContentStore, HashingReader, HashingWriter, parse_digest, sha256_digest,
 };

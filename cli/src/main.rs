@@ -109,6 +109,9 @@ enum Command {
     Login(commands::login::LoginArgs),
     /// Log out from a registry.
     Logout(commands::logout::LogoutArgs),
+    /// Manage the store (`kiln system check [--repair]`).
+    #[command(subcommand)]
+    System(commands::system::SystemCommand),
 }
 
 fn main() -> ExitCode {
@@ -147,6 +150,7 @@ fn main() -> ExitCode {
             Command::Push(args) => commands::push::run(&global, args).await,
             Command::Login(args) => commands::login::run(&global, args).await,
             Command::Logout(args) => commands::logout::run(&global, args).await,
+            Command::System(cmd) => commands::system::run(&global, cmd).await,
         }
     });
     match result {

@@ -60,3 +60,34 @@ fn missing_context_or_dockerfile_is_named() {
     let err = fails(tmp.path(), &["build", "-f", "/nonexistent/Dockerfile.x", context().to_str().unwrap()]);
     assert!(err.contains("/nonexistent/Dockerfile.x"), "{err}");
 }
+
+/// Dockerfiles built to exhaust the stack: a clean error at the instruction, exit code 1, no
+/// crash (a stack overflow aborts with 134, a panic exits with 101).
+#[test]
+fn deeply_nested_dockerfiles_fail_cleanly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let nested = format!("{}a{}", "${X:-".repeat(10_000), "}".repeat(10_000));
+    let cases = [
+        (format!("FROM scratch\nENV Y={nested}\n"), "Dockerfile:2", "nested more than 100 levels deep"),
+        (format!("FROM scratch\nWORKDIR \"{nested}\"\n"), "Dockerfile:2", "nested more than 100 levels deep"),
+        (format!("ARG A={nested}\nFROM scratch\n"), "Dockerfile:1", "nested more than 100 levels deep"),
+        (
+            format!("FROM scratch\n{}RUN x\n", "ONBUILD ".repeat(8_000)),
+            "Dockerfile:2",
+            "ONBUILD nested more than 16",
+        ),
+        (
+            format!("FROM scratch\n{}RUN x\n", "ONBUILD \\\n".repeat(50_000)),
+            "Dockerfile:2",
+            "ONBUILD nested more than 16",
+        ),
+    ];
+    for (index, (dockerfile, location, message)) in cases.iter().enumerate() {
+        let ctx = tmp.path().join(format!("ctx{index}"));
+        std::fs::create_dir_all(&ctx).unwrap();
+        std::fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+        let err = fails(&tmp.path().join("root"), &["build", ctx.to_str().unwrap()]);
+        assert!(err.contains(message), "case {index}: {err}");
+        assert!(err.contains(location), "case {index}: {err}");
+    }
+}

@@ -262,3 +262,91 @@ fn login_writes_docker_config_and_logout_removes_it() {
     let err = third.fails(&["pull", &image]);
     assert!(err.contains("private/busybox:1") && err.contains("kiln login"), "{err}");
 }
+
+/// The largest blob of a store (the busybox layer).
+fn largest_blob(kiln: &Kiln) -> (String, PathBuf) {
+    let dir = kiln.root.join("content/blobs/sha256");
+    let path = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| std::fs::metadata(p).unwrap().len())
+        .unwrap();
+    (format!("sha256:{}", path.file_name().unwrap().to_str().unwrap()), path)
+}
+
+/// Flips one byte in the middle of a file (same size, other content).
+fn flip_byte(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0xff;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn pull_and_system_check_repair_a_damaged_store() {
+    let registry = Registry::start(false);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = Kiln::new(tmp.path(), "src");
+    let image = format!("{}/repair/busybox:1", registry.host());
+    import_busybox(&src, tmp.path(), &image);
+    src.ok(&["push", &image]);
+    let dst = Kiln::new(tmp.path(), "dst");
+    dst.ok(&["pull", &image]);
+    let (stdout, _) = dst.ok(&["system", "check"]);
+    assert!(stdout.contains("checked 3 blobs") && stdout.contains("store is consistent"), "{stdout}");
+
+    // A layer damaged on disk: check reports it (exit 1), pull verifies and fetches it again.
+    let (layer, path) = largest_blob(&dst);
+    flip_byte(&path);
+    let out = dst.output(&["system", "check"]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains(&format!("damaged: blob {layer} content hashes to")), "{stdout}");
+    assert!(stdout.contains(&format!("damaged: image {image} lacks intact content: {layer}")), "{stdout}");
+    let (_, stderr) = dst.ok(&["pull", &image]);
+    assert!(stderr.contains(&format!("Repaired: {layer} was damaged")), "{stderr}");
+    assert!(!stderr.contains("Image is up to date"), "{stderr}");
+    assert!(dst.ok(&["system", "check"]).0.contains("store is consistent"));
+    let (stdout, _) = dst.ok(&["run", "--rm", "--network", "none", &image, "echo", "repaired"]);
+    assert_eq!(stdout, "repaired\n");
+
+    // Damaged again, and its manifest too: --repair removes both and fetches them from the
+    // registry they were pulled from; the image keeps its name.
+    flip_byte(&path);
+    let (manifest, manifest_path) = manifest_blob(&dst);
+    flip_byte(&manifest_path);
+    let (stdout, _) = dst.ok(&["system", "check", "--repair"]);
+    for digest in [&layer, &manifest] {
+        assert!(stdout.contains(&format!("removed blob {digest}")), "{stdout}");
+        assert!(
+            stdout.contains(&format!("fetched {digest} again from {}/repair/busybox", registry.host())),
+            "{stdout}"
+        );
+    }
+    assert!(stdout.contains("store repaired: consistent"), "{stdout}");
+    assert!(dst.ok(&["images"]).0.contains(&format!("{}/repair/busybox", registry.host())));
+    assert!(dst.ok(&["system", "check"]).0.contains("store is consistent"));
+
+    // Content with no known source (imported locally) cannot be fetched: the name goes, so
+    // that the next build or pull makes it again, and the store is consistent.
+    let local = Kiln::new(tmp.path(), "local");
+    import_busybox(&local, tmp.path(), "local/busybox:1");
+    let (local_layer, local_path) = largest_blob(&local);
+    flip_byte(&local_path);
+    let (stdout, _) = local.ok(&["system", "check", "--repair"]);
+    assert!(stdout.contains(&format!("cannot fetch {local_layer} again: no registry is known")), "{stdout}");
+    assert!(stdout.contains("removed image docker.io/local/busybox:1"), "{stdout}");
+    assert!(stdout.contains("store repaired: consistent"), "{stdout}");
+    assert!(!local.ok(&["images"]).0.contains("local/busybox"));
+}
+
+/// The image manifest blob of a store holding one image.
+fn manifest_blob(kiln: &Kiln) -> (String, PathBuf) {
+    let dir = kiln.root.join("content/blobs/sha256");
+    let path = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| std::fs::read(p).unwrap().windows(8).any(|w| w == b"\"layers\""))
+        .unwrap();
+    (format!("sha256:{}", path.file_name().unwrap().to_str().unwrap()), path)
+}

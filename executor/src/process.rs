@@ -37,15 +37,18 @@ fn cstring(value: &str) -> Result<CString, InitError> {
         .map_err(|_| InitError::Invalid(format!("argument or environment entry contains NUL: {value:?}")))
 }
 
-/// Environment with docker's defaults (`PATH`, `HOSTNAME`, `HOME`, `TERM` for ttys).
-pub fn environment(spec_env: &[String], hostname: &str, home: &str, tty: bool) -> Vec<String> {
+/// Environment with docker's defaults (`PATH`, `HOSTNAME` unless `hostname` is `None`, `HOME`,
+/// `TERM` for ttys).
+pub fn environment(spec_env: &[String], hostname: Option<&str>, home: &str, tty: bool) -> Vec<String> {
     let mut env: Vec<String> = Vec::with_capacity(spec_env.len() + 4);
     let has =
         |env: &[String], key: &str| env.iter().any(|e| e.split_once('=').map_or(e == key, |(k, _)| k == key));
     if !has(spec_env, "PATH") {
         env.push(format!("PATH={DEFAULT_PATH}"));
     }
-    env.push(format!("HOSTNAME={hostname}"));
+    if let Some(hostname) = hostname {
+        env.push(format!("HOSTNAME={hostname}"));
+    }
     env.extend(spec_env.iter().cloned());
     if tty && !has(&env, "TERM") {
         env.push("TERM=xterm".to_owned());
@@ -102,7 +105,7 @@ pub fn prepare(spec: &ProcessSpec, hostname: &str) -> Result<Prepared, InitError
     let passwd = read_optional("/etc/passwd");
     let group = read_optional("/etc/group");
     let user = user::resolve(&spec.user, passwd.as_deref(), group.as_deref(), &spec.additional_groups)?;
-    let env = environment(&spec.env, hostname, &user.home, spec.tty);
+    let env = environment(&spec.env, spec.hostname_env.then_some(hostname), &user.home, spec.tty);
     mounts::enter_cwd(&spec.cwd)?;
     let program = lookup(arg0, &env).ok_or_else(|| InitError::NotFound(arg0.clone()))?;
     for limit in &spec.rlimits {
@@ -182,7 +185,7 @@ mod tests {
 
     #[test]
     fn environment_defaults_and_overrides() {
-        let env = environment(&["A=1".into(), "HOME=/x".into(), "A=2".into()], "box", "/root", true);
+        let env = environment(&["A=1".into(), "HOME=/x".into(), "A=2".into()], Some("box"), "/root", true);
         assert_eq!(
             env,
             vec![
@@ -193,7 +196,10 @@ mod tests {
                 "TERM=xterm".into()
             ]
         );
-        let env = environment(&["PATH=/bin".into()], "h", "/home/u", false);
+        let env = environment(&["PATH=/bin".into()], Some("h"), "/home/u", false);
         assert_eq!(env, vec!["HOSTNAME=h".to_owned(), "PATH=/bin".into(), "HOME=/home/u".into()]);
+        // build steps: no HOSTNAME (BuildKit sets none)
+        let env = environment(&["PATH=/bin".into()], None, "/home/u", false);
+        assert_eq!(env, vec!["PATH=/bin".to_owned(), "HOME=/home/u".into()]);
     }
 }

@@ -130,6 +130,9 @@ pub struct ProcessSpec {
     pub seccomp: bool,
     /// Set `no_new_privs`.
     pub no_new_privileges: bool,
+    /// Add `HOSTNAME=<hostname>` to the environment, as docker does for containers (BuildKit
+    /// sets none for build steps).
+    pub hostname_env: bool,
 }
 
 impl Default for ProcessSpec {
@@ -147,6 +150,7 @@ impl Default for ProcessSpec {
             init: false,
             seccomp: true,
             no_new_privileges: true,
+            hostname_env: true,
         }
     }
 }

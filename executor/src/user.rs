@@ -7,7 +7,9 @@ use crate::Error;
 pub struct ExecUser {
     pub uid: u32,
     pub gid: u32,
-    /// Supplementary groups (includes the primary gid first).
+    /// Supplementary groups, as runc sets them: the `/etc/group` memberships of the user (none
+    /// when the user string names a group), then the additional groups. The primary gid is
+    /// not added (it is a supplementary group only when `/etc/group` lists the user in it).
     pub groups: Vec<u32>,
     pub home: String,
 }
@@ -101,12 +103,13 @@ pub fn resolve(
     let Some(entry) = entry else {
         return Err(Error::UnknownUser(user_part.to_owned()));
     };
-    let gid = match group_part {
-        Some(spec) if !spec.is_empty() => find_group(&groups, spec)?,
-        _ => entry.gid,
+    let explicit_group = group_part.filter(|spec| !spec.is_empty());
+    let gid = match explicit_group {
+        Some(spec) => find_group(&groups, spec)?,
+        None => entry.gid,
     };
-    let mut ids = vec![gid];
-    if !entry.name.is_empty() {
+    let mut ids = Vec::new();
+    if explicit_group.is_none() && !entry.name.is_empty() {
         for g in &groups {
             if g.members.contains(&entry.name) && !ids.contains(&g.gid) {
                 ids.push(g.gid);
@@ -141,16 +144,21 @@ mod tests {
     #[test]
     fn table() {
         let cases: &[(&str, u32, u32, &[u32], &str)] = &[
-            ("", 0, 0, &[0, 10], "/root"),
-            ("root", 0, 0, &[0, 10], "/root"),
-            ("0", 0, 0, &[0, 10], "/root"),
-            ("www-data", 33, 33, &[33, 100], "/var/www"),
-            ("33", 33, 33, &[33, 100], "/var/www"),
-            ("nobody:daemon", 65534, 1, &[1, 100], "/home"),
-            ("1234", 1234, 0, &[0], "/"),
-            ("1234:5678", 1234, 5678, &[5678], "/"),
-            ("daemon:www-data", 1, 33, &[33], "/usr/sbin"),
-            ("root:", 0, 0, &[0, 10], "/root"),
+            // memberships only; the primary gid is not a supplementary group
+            ("", 0, 0, &[10], "/root"),
+            ("root", 0, 0, &[10], "/root"),
+            ("0", 0, 0, &[10], "/root"),
+            ("www-data", 33, 33, &[100], "/var/www"),
+            ("33", 33, 33, &[100], "/var/www"),
+            ("nobody", 65534, 65534, &[100], "/home"),
+            ("daemon", 1, 1, &[], "/usr/sbin"),
+            // an explicit group: no supplementary groups (runc)
+            ("nobody:daemon", 65534, 1, &[], "/home"),
+            ("www-data:www-data", 33, 33, &[], "/var/www"),
+            ("1234", 1234, 0, &[], "/"),
+            ("1234:5678", 1234, 5678, &[], "/"),
+            ("daemon:www-data", 1, 33, &[], "/usr/sbin"),
+            ("root:", 0, 0, &[10], "/root"),
         ];
         for (spec, uid, gid, groups, home) in cases {
             let user = res(spec).unwrap_or_else(|err| panic!("{spec}: {err}"));
@@ -181,6 +189,9 @@ mod tests {
     fn additional_groups() {
         let user = resolve("www-data", Some(PASSWD), Some(GROUP), &["wheel".into(), "4242".into()])
             .expect("resolve");
-        assert_eq!(user.groups, vec![33, 100, 10, 4242]);
+        assert_eq!(user.groups, vec![100, 10, 4242]);
+        let user =
+            resolve("www-data:www-data", Some(PASSWD), Some(GROUP), &["wheel".into()]).expect("resolve");
+        assert_eq!(user.groups, vec![10]);
     }
 }

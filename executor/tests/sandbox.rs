@@ -97,10 +97,11 @@ async fn seccomp_blocks_namespace_and_mount_syscalls() {
 async fn users_and_groups() {
     let env = TestEnv::new();
     let cases = [
-        ("", "uid=0(root) gid=0(root) groups=0(root),10(wheel)\n/root\n"),
-        ("www-data", "uid=33(www-data) gid=33(www-data) groups=33(www-data)\n/var/www\n"),
-        ("nobody:daemon", "uid=65534(nobody) gid=1(daemon) groups=1(daemon)\n/home\n"),
-        ("1234:5678", "uid=1234 gid=5678 groups=5678\n/\n"),
+        // supplementary groups are the /etc/group memberships only (runc): root is in wheel
+        ("", "uid=0(root) gid=0(root) groups=10(wheel)\n/root\n"),
+        ("www-data", "uid=33(www-data) gid=33(www-data)\n/var/www\n"),
+        ("nobody:daemon", "uid=65534(nobody) gid=1(daemon)\n/home\n"),
+        ("1234:5678", "uid=1234 gid=5678\n/\n"),
     ];
     for (user, expected) in cases {
         let mut spec = env.spec(&["/bin/sh", "-c", "id; echo $HOME"]);

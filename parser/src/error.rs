@@ -62,11 +62,13 @@ pub enum ErrorKind {
     Heredoc(#[source] ShellError),
     #[error("internal lexing of heredoc produced inconsistent results: {0}")]
     InconsistentHeredoc(String),
-    #[error("unknown instruction `{name}`{}", suggestion_text(.suggestion))]
+    /// BuildKit's text: `unknown instruction: FNTRYPOINT (did you mean entrypoint?)`.
+    #[error("unknown instruction: {name}{}", suggestion_text(.suggestion))]
     UnknownInstruction { name: String, suggestion: Option<String> },
     #[error("{instruction} found before any FROM: no build stage in current context")]
     NoStage { instruction: String },
-    #[error("unknown flag `{flag}` for {instruction}{}", suggestion_text(.suggestion))]
+    /// BuildKit's text: `unknown flag: --chmodd (did you mean chmod?)`.
+    #[error("unknown flag: {flag}{}", suggestion_text(.suggestion))]
     UnknownFlag { flag: String, instruction: String, suggestion: Option<String> },
     #[error("duplicate flag `{flag}` for {instruction}")]
     DuplicateFlag { flag: String, instruction: String },
@@ -110,8 +112,10 @@ pub enum ErrorKind {
     HeredocNotAllowed { instruction: String, position: &'static str },
     #[error("invalid --mount `{value}`: {reason}")]
     InvalidMount { value: String, reason: String },
+    #[error("{what} nested more than {limit} levels deep")]
+    NestingTooDeep { what: &'static str, limit: usize },
 }
 
 fn suggestion_text(suggestion: &Option<String>) -> String {
-    suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default()
+    suggestion.as_ref().map(|s| format!(" (did you mean {s}?)")).unwrap_or_default()
 }

@@ -51,7 +51,7 @@ impl Flags {
             let flag = || format!("--{name}");
             let Some(&(static_name, kind)) = allowed.iter().find(|(n, _)| *n == name) else {
                 let flag = flag();
-                let suggestion = suggest(name, allowed.iter().map(|(n, _)| *n)).map(|s| format!("--{s}"));
+                let suggestion = suggest(name, allowed.iter().map(|(n, _)| *n));
                 return Err(fail(
                     ErrorKind::UnknownFlag { flag, instruction: instruction.to_string(), suggestion },
                     word,
@@ -112,14 +112,19 @@ impl Flags {
     }
 }
 
-/// The closest candidate within a small edit distance (BuildKit's "did you mean").
-pub(crate) fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+/// The closest candidate within a small edit distance (BuildKit's "did you mean"), compared
+/// without regard to case; `None` when nothing is close.
+pub fn suggest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
     let word_lower = word.to_ascii_lowercase();
     let mut best: Option<(usize, &str)> = None;
     for candidate in candidates {
         let distance = levenshtein(&word_lower, &candidate.to_ascii_lowercase());
-        let limit = (candidate.len() / 3).clamp(1, 3);
-        if distance <= limit && best.is_none_or(|(d, _)| distance < d) {
+        if distance == 0 {
+            // an exact match: the error is about something else
+            return None;
+        }
+        // BuildKit's rule (util/suggest): closer than 3 edits, the first closest wins
+        if distance < 3 && best.is_none_or(|(d, _)| distance < d) {
             best = Some((distance, candidate));
         }
     }
@@ -174,7 +179,7 @@ mod tests {
     #[test]
     fn flag_errors() {
         let cases: &[(&[&str], &str)] = &[
-            (&["--chmodd=1"], "unknown flag `--chmodd` for COPY (did you mean `--chmod`?)"),
+            (&["--chmodd=1"], "unknown flag: --chmodd (did you mean chmod?)"),
             (&["--from=a", "--from=b"], "duplicate flag `--from` for COPY"),
             (&["--from"], "flag `--from` of COPY needs a value"),
             (&["--link="], "flag `--link` of COPY needs a value"),

@@ -374,7 +374,8 @@ impl Converter<'_> {
                 Command::Onbuild(Onbuild { expression, trigger: Box::new(trigger) })
             }
             _ => {
-                let suggestion = suggest(&node.keyword.to_uppercase(), INSTRUCTIONS.iter().copied());
+                let suggestion = suggest(&node.keyword.to_uppercase(), INSTRUCTIONS.iter().copied())
+                    .map(|name| name.to_ascii_lowercase());
                 return Err(self
                     .error(node, ErrorKind::UnknownInstruction { name: node.keyword.clone(), suggestion }));
             }

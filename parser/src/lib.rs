@@ -44,6 +44,7 @@ pub mod shell;
 
 pub use ast::*;
 pub use error::{ErrorKind, ParseError};
+pub use flags::suggest;
 pub use health::parse_go_duration;
 pub use location::{Location, Span};
 pub use node::{Arg, Heredoc, Node, go_quote};

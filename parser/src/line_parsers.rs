@@ -31,6 +31,15 @@ fn is_ascii_space(c: char) -> bool {
 /// Splits a logical line into keyword, flags and the remaining argument text, then splits the
 /// arguments for that keyword. `comments` and the location are filled in by the caller.
 pub(crate) fn node_from_line(line: String, escape: char) -> Result<Node, ErrorKind> {
+    node_at_depth(line, escape, 0)
+}
+
+/// How many `ONBUILD` keywords may prefix one instruction in the raw parse. BuildKit's raw
+/// parser nests them without a limit (the typed parse then refuses `ONBUILD ONBUILD`); a
+/// bound keeps a line of 8 000 `ONBUILD`s from exhausting the stack.
+pub(crate) const MAX_ONBUILD_NESTING: usize = 16;
+
+fn node_at_depth(line: String, escape: char, depth: usize) -> Result<Node, ErrorKind> {
     let trimmed = line.trim();
     // Go's `reWhitespace.Split(trimmed, 2)`: the keyword, then the rest after one run of
     // `[\t\v\f\r ]`.
@@ -46,7 +55,7 @@ pub(crate) fn node_from_line(line: String, escape: char) -> Result<Node, ErrorKi
         None => (Vec::new(), String::new()),
     };
     let args_text = args_text.trim();
-    let parsed = dispatch(keyword, args_text, escape)?;
+    let parsed = dispatch(keyword, args_text, escape, depth)?;
     let keyword = keyword.to_string();
     Ok(Node {
         keyword,
@@ -60,7 +69,7 @@ pub(crate) fn node_from_line(line: String, escape: char) -> Result<Node, ErrorKi
     })
 }
 
-fn dispatch(keyword: &str, rest: &str, escape: char) -> Result<ParsedArgs, ErrorKind> {
+fn dispatch(keyword: &str, rest: &str, escape: char, depth: usize) -> Result<ParsedArgs, ErrorKind> {
     const KEYWORDS: [&str; 18] = [
         "add",
         "arg",
@@ -102,7 +111,10 @@ fn dispatch(keyword: &str, rest: &str, escape: char) -> Result<ParsedArgs, Error
             if rest.is_empty() {
                 return Ok(ParsedArgs::default());
             }
-            let child = node_from_line(rest.to_string(), escape)?;
+            if depth >= MAX_ONBUILD_NESTING {
+                return Err(ErrorKind::NestingTooDeep { what: "ONBUILD", limit: MAX_ONBUILD_NESTING });
+            }
+            let child = node_at_depth(rest.to_string(), escape, depth + 1)?;
             Ok(ParsedArgs { args: vec![Arg::Node(Box::new(child))], json: false })
         }
         // BuildKit keeps unknown instructions with one empty argument.

@@ -343,7 +343,15 @@ fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, ErrorKind> {
         return Ok(Vec::new());
     }
     let lexer = Lexer { raw_quotes: true, raw_escapes: true, skip_unset_env: true, ..Lexer::new('\\') };
-    let words = lexer.process(line, &crate::shell::EmptyEnv).map(|e| e.words).unwrap_or_default();
+    // BuildKit ignores lexing errors here (the line then has no heredoc); a nesting past
+    // kiln's bound is reported instead, or the body lines would be read as instructions
+    let words = match lexer.process(line, &crate::shell::EmptyEnv) {
+        Ok(expansion) => expansion.words,
+        Err(err) if matches!(err.kind, crate::shell::ShellErrorKind::TooDeep { .. }) => {
+            return Err(ErrorKind::Heredoc(err));
+        }
+        Err(_) => Vec::new(),
+    };
     let mut docs = Vec::new();
     for word in words {
         if let Some(heredoc) = parse_heredoc(&word)? {

@@ -231,7 +231,7 @@ fn raw_quote_mode_keeps_quotes() {
 #[test]
 fn positive_cases_through_the_typed_parser() {
     let expected_errors = [
-        ("flags", "unknown flag `--user` for COPY"),
+        ("flags", "unknown flag: --user"),
         ("health", "HEALTHCHECK requires at least one argument"),
         ("jeztah-invalid-json-json-inside-string", "no build stage in current context"),
         ("jeztah-invalid-json-json-inside-string-double", "no build stage in current context"),

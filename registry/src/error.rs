@@ -114,6 +114,12 @@ pub enum Error {
     /// A blocking worker task panicked or was cancelled.
     #[error("internal task failed: {0}")]
     Task(String),
+    /// A blob to fetch again was never pulled (built or loaded locally): no registry has it.
+    #[error("no registry is known to have {digest} (it was not pulled)")]
+    UnknownSource { digest: Digest },
+    /// A recorded blob source is not `registry/repository`.
+    #[error("invalid recorded blob source {0:?}")]
+    InvalidSource(String),
 }
 
 fn detail_suffix(detail: &str) -> String {

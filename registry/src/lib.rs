@@ -51,6 +51,7 @@ mod progress;
 mod pull;
 mod push;
 mod reference;
+mod repair;
 mod resolve;
 mod sources;
 
@@ -63,4 +64,5 @@ pub use progress::{BlobKind, Event, Progress, Skipped, short_digest};
 pub use pull::{PullOptions, Pulled, pull, resolve};
 pub use push::{Pushed, push, push_manifest};
 pub use reference::{DEFAULT_DOMAIN, DEFAULT_TAG, Reference, ReferenceError, ReferenceErrorKind};
+pub use repair::{Refetched, refetch};
 pub use resolve::{PullPolicy, ResolvedImage, resolve_image};

@@ -163,7 +163,7 @@ fn media_type_of(what: &str, header: Option<&str>, body: &[u8]) -> Result<String
     if let Some(header) = header.filter(|h| !generic(h)) {
         return Ok(header.to_owned());
     }
-    let fields: MediaTypeField = serde_json::from_slice(body)
+    let fields: MediaTypeField = cache::from_json_slice(body)
         .map_err(|err| Error::InvalidDocument { what: what.to_owned(), problem: err.to_string() })?;
     if let Some(media_type) = fields.media_type {
         return Ok(media_type);
@@ -181,7 +181,7 @@ fn media_type_of(what: &str, header: Option<&str>, body: &[u8]) -> Result<String
 /// Parses an index and picks the manifest for `wanted` (best [`Platform::match_rank`]).
 pub(crate) fn choose_platform(fetched: &Fetched, wanted: &Platform) -> Result<(Descriptor, Platform)> {
     let what = format!("index {}", fetched.digest);
-    let index: ImageIndex = serde_json::from_slice(&fetched.bytes)
+    let index: ImageIndex = cache::from_json_slice(&fetched.bytes)
         .map_err(|err| Error::InvalidDocument { what: what.clone(), problem: err.to_string() })?;
     let mut best: Option<(usize, &Descriptor, Platform)> = None;
     let mut available = Vec::new();
@@ -215,7 +215,7 @@ pub(crate) fn choose_platform(fetched: &Fetched, wanted: &Platform) -> Result<(D
 /// Parses an image manifest and checks that kiln can use its config and layers.
 pub(crate) fn parse_image_manifest(fetched: &Fetched) -> Result<ImageManifest> {
     let what = format!("manifest {}", fetched.digest);
-    let manifest: ImageManifest = serde_json::from_slice(&fetched.bytes)
+    let manifest: ImageManifest = cache::from_json_slice(&fetched.bytes)
         .map_err(|err| Error::InvalidDocument { what: what.clone(), problem: err.to_string() })?;
     let config = manifest.config();
     if !is_config_media_type(config.media_type()) {

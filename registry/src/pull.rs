@@ -3,7 +3,7 @@
 //! blobs already present are skipped), stores the manifest's exact bytes, then tags the image.
 //! Every step is atomic, so an interrupted or failed pull leaves at most unreferenced blobs.
 
-use cache::{DocKind, Store};
+use cache::{BlobState, ContentStore, DocKind, Store};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
@@ -38,6 +38,8 @@ pub struct Pulled {
     pub platform: Option<Platform>,
     /// The image ID (config digest).
     pub config: Digest,
+    /// Blobs that were in the store but damaged, and were downloaded again.
+    pub repaired: Vec<Digest>,
 }
 
 impl Pulled {
@@ -128,7 +130,7 @@ async fn pull_inner(
     if let (Some(wanted), None) = (&options.platform, &index) {
         // A single-platform image pulled with an explicit platform: check the config says so.
         let config = manifest.config();
-        if !content.contains(config.digest()) {
+        if !verified_present(&content, config).await? {
             repository
                 .download(config, &content, BlobKind::Config, progress, &AtomicBool::new(false))
                 .await?;
@@ -157,17 +159,26 @@ async fn pull_inner(
     // On the first failure the other transfers are told to stop, and awaited, so that no temp
     // file outlives the pull.
     let cancel = AtomicBool::new(false);
+    let repaired = std::sync::Mutex::new(Vec::new());
     let results: Vec<Result<()>> = futures::stream::iter(blobs.iter().map(|(descriptor, kind)| {
-        let (repository, content, cancel) = (&repository, &content, &cancel);
+        let (repository, content, cancel, repaired) = (&repository, &content, &cancel, &repaired);
         async move {
-            if content.contains(descriptor.digest()) {
-                progress.emit(Event::BlobSkipped {
-                    digest: descriptor.digest().clone(),
-                    kind: *kind,
-                    size: descriptor.size(),
-                    reason: Skipped::InStore,
-                });
-                return Ok(());
+            match verify(content, descriptor).await? {
+                BlobState::Intact => {
+                    progress.emit(Event::BlobSkipped {
+                        digest: descriptor.digest().clone(),
+                        kind: *kind,
+                        size: descriptor.size(),
+                        reason: Skipped::InStore,
+                    });
+                    return Ok(());
+                }
+                BlobState::Damaged(damage) => {
+                    tracing::warn!(digest = %descriptor.digest(), %damage, "damaged blob in the store: downloading it again");
+                    content.remove_damaged(descriptor.digest())?;
+                    repaired.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(descriptor.digest().clone());
+                }
+                BlobState::Missing => {}
             }
             if cancel.load(Ordering::Relaxed) {
                 return Err(Error::Task("cancelled".into()));
@@ -185,7 +196,13 @@ async fn pull_inner(
     // Completion order: the first error is the cause, later ones are cancellations.
     results.into_iter().collect::<Result<Vec<()>>>()?;
 
+    let mut repaired = repaired.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
     let descriptor = fetched.descriptor();
+    if let BlobState::Damaged(_) = verify(&content, &descriptor).await? {
+        // a blob writer keeps a blob that is already there: remove the damaged copy first
+        content.remove_damaged(descriptor.digest())?;
+        repaired.push(descriptor.digest().clone());
+    }
     let stored = content.write_bytes(&fetched.bytes, descriptor.media_type().clone())?;
     if stored.digest() != descriptor.digest() {
         return Err(Error::DigestMismatch {
@@ -203,5 +220,26 @@ async fn pull_inner(
         blobs.iter().map(|(d, _)| d.digest()),
         &format!("{}/{}", repository.registry(), repository.name()),
     );
-    Ok(Pulled { name, manifest: descriptor, index, platform, config: record.image_id })
+    Ok(Pulled { name, manifest: descriptor, index, platform, config: record.image_id, repaired })
+}
+
+/// Verifies a blob the pull relies on (size first, then sha256) on a blocking thread.
+async fn verify(content: &ContentStore, descriptor: &Descriptor) -> Result<BlobState> {
+    let (content, digest, size) = (content.clone(), descriptor.digest().clone(), descriptor.size());
+    tokio::task::spawn_blocking(move || content.verify(&digest, Some(size)))
+        .await
+        .map_err(|err| Error::Task(format!("verify blob: {err}")))?
+        .map_err(Error::from)
+}
+
+/// True if the blob is present and intact; a damaged copy is removed (and false returned).
+async fn verified_present(content: &ContentStore, descriptor: &Descriptor) -> Result<bool> {
+    match verify(content, descriptor).await? {
+        BlobState::Intact => Ok(true),
+        BlobState::Missing => Ok(false),
+        BlobState::Damaged(_) => {
+            content.remove_damaged(descriptor.digest())?;
+            Ok(false)
+        }
+    }
 }

@@ -43,6 +43,7 @@ impl OpRunner for NoopRunner {
 fn exec(chain: usize, step: usize) -> Op {
     Op::Exec(ExecOp {
         args: vec!["/bin/sh".into(), "-c".into(), format!("step {chain} {step}")],
+        proxy_env: Vec::new(),
         env: vec![],
         cwd: "/".into(),
         user: String::new(),

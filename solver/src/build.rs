@@ -161,11 +161,20 @@ pub struct BuildOutcome {
     pub warnings: Vec<String>,
 }
 
-/// Reads the Dockerfile: `path` (`-f`, may be outside the context) or `<context>/Dockerfile`.
+/// The Dockerfile of `context` when `-f` is not given: `Dockerfile`, or `dockerfile` when only
+/// the lowercase one exists (BuildKit's and docker's fallback).
+pub fn default_dockerfile(context: &Path) -> PathBuf {
+    let upper = context.join("Dockerfile");
+    let lower = context.join("dockerfile");
+    if upper.symlink_metadata().is_err() && lower.symlink_metadata().is_ok() { lower } else { upper }
+}
+
+/// Reads the Dockerfile: `path` (`-f`, may be outside the context) or the context's
+/// ([`default_dockerfile`]).
 pub fn read_dockerfile(path: Option<&Path>, context: Option<&Path>) -> Result<(PathBuf, String), BuildError> {
     let path = match (path, context) {
         (Some(path), _) => path.to_owned(),
-        (None, Some(context)) => context.join("Dockerfile"),
+        (None, Some(context)) => default_dockerfile(context),
         (None, None) => PathBuf::from("Dockerfile"),
     };
     let text = std::fs::read_to_string(&path)
@@ -288,7 +297,7 @@ pub async fn build(
     let excludes = match &request.context {
         Some(context) => crate::contenthash::ignore::load_ignore_patterns(
             context,
-            request.dockerfile_path.as_deref().or(Some(&context.join("Dockerfile"))),
+            request.dockerfile_path.as_deref().or(Some(&default_dockerfile(context))),
         )?,
         None => Vec::new(),
     };

@@ -99,6 +99,7 @@ fn meta(name: &str) -> VertexMetadata {
 fn exec(args: &[&str]) -> Op {
     Op::Exec(ExecOp {
         args: args.iter().map(|s| s.to_string()).collect(),
+        proxy_env: Vec::new(),
         env: vec![],
         cwd: "/".into(),
         user: String::new(),

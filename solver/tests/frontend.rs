@@ -48,6 +48,12 @@ fn config_json(name: &str) -> Option<serde_json::Value> {
             "Cmd": ["sh"],
             "OnBuild": ["COPY app.txt /app/", "RUN echo triggered"]
         }),
+        // docker's classic builder / `docker import`: Go nils everywhere
+        "classic" => serde_json::json!({
+            "Hostname": "", "User": "", "ExposedPorts": null, "Env": null, "Cmd": null,
+            "Healthcheck": null, "Image": "", "Volumes": null, "WorkingDir": "", "Entrypoint": null,
+            "OnBuild": null, "Labels": null, "Shell": null
+        }),
         _ => return None,
     };
     Some(serde_json::json!({

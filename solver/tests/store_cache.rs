@@ -149,6 +149,7 @@ fn meta(name: &str) -> VertexMetadata {
 fn run_op(args: &str) -> Op {
     Op::Exec(ExecOp {
         args: vec!["/bin/sh".into(), "-c".into(), args.into()],
+        proxy_env: Vec::new(),
         env: vec![],
         cwd: "/".into(),
         user: String::new(),

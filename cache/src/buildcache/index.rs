@@ -101,7 +101,7 @@ impl BuildCache {
         Ok(BuildCache { store: store.clone(), dir })
     }
 
-    fn record_path(&self, key: &Digest) -> Result<PathBuf> {
+    pub(crate) fn record_path(&self, key: &Digest) -> Result<PathBuf> {
         let hex = key_hex(key)?;
         Ok(self.dir.join("index-v1").join(&hex[..2.min(hex.len())]).join(format!("{hex}.json")))
     }

@@ -117,7 +117,7 @@ pub(super) fn load(store: &Store, source: &Source) -> Result<Vec<LoadedImage>> {
     for entry in entries {
         let config_bytes = source.read_small(&entry.config)?;
         let config: ImageConfiguration =
-            serde_json::from_slice(&config_bytes).map_err(|source_err| Error::Json {
+            crate::config::from_json_slice(&config_bytes).map_err(|source_err| Error::Json {
                 what: format!("{} in {}", entry.config, source.path().display()),
                 source: source_err,
             })?;

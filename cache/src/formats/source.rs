@@ -144,7 +144,7 @@ impl Source {
     /// Reads and parses a JSON file of the archive.
     pub(crate) fn read_json<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T> {
         let bytes = self.read_small(name)?;
-        serde_json::from_slice(&bytes)
+        crate::config::from_json_slice(&bytes)
             .map_err(|source| Error::Json { what: format!("{name} in {}", self.path().display()), source })
     }
 }

@@ -346,8 +346,11 @@ pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<Exit
         println!("{id}");
     } else if !args.quiet {
         eprintln!("writing image {id} done");
-        for name in &plan.names {
-            eprintln!("naming to {name} done");
+        // names go to the image store only (`-o type=local -t NAME` stores nothing, as buildx)
+        if plan.outputs.iter().any(|o| matches!(o, Output::Image { .. })) {
+            for name in &plan.names {
+                eprintln!("naming to {name} done");
+            }
         }
     }
     Ok(ExitCode::SUCCESS)

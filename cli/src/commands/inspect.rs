@@ -66,6 +66,11 @@ pub async fn run(global: &GlobalOptions, args: InspectArgs) -> anyhow::Result<Ex
             },
             "Descriptor": image.manifest_descriptor,
         });
+        if !image.docker.is_empty() {
+            // Healthcheck, OnBuild, Shell: docker shows them in Config too
+            let merged = cache::merge_extras(config, &image.docker)?;
+            entry["Config"] = merged["config"].clone();
+        }
         if let Some(variant) = config.variant() {
             entry["Variant"] = json!(variant);
         }

@@ -14,5 +14,6 @@ pub mod push;
 pub mod rmi;
 pub mod run;
 pub mod save;
+pub mod system;
 pub mod tag;
 pub mod transfer_progress;

@@ -44,7 +44,10 @@ pub async fn run(global: &GlobalOptions, args: PullArgs) -> anyhow::Result<ExitC
     let pulled = result?;
     if !args.quiet {
         eprintln!("Digest: {}", pulled.repo_digest());
-        if before.as_ref() == Some(pulled.manifest.digest()) {
+        for digest in &pulled.repaired {
+            eprintln!("Repaired: {digest} was damaged in the store and was downloaded again");
+        }
+        if before.as_ref() == Some(pulled.manifest.digest()) && pulled.repaired.is_empty() {
             eprintln!("Status: Image is up to date for {}", reference.familiar());
         } else {
             eprintln!("Status: Downloaded newer image for {}", reference.familiar());

@@ -112,15 +112,31 @@ pub enum ShellErrorKind {
     Required { name: String, message: String },
     #[error("invalid pattern ({pattern}) in substitution: {reason}")]
     InvalidPattern { pattern: String, reason: String },
+    #[error("variable substitutions nested more than {limit} levels deep")]
+    TooDeep { limit: usize },
 }
+
+/// How deeply `${V:-${W:-…}}` substitutions may nest. Far beyond any real Dockerfile, and small
+/// enough that the recursive scan stays within a 2 MiB thread stack even in debug builds.
+pub const MAX_NESTING: usize = 100;
 
 /// An expansion error, naming the text that was being expanded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("failed to process {source_text:?}: {kind}")]
+#[error("failed to process {}: {kind}", quoted_excerpt(source_text))]
 pub struct ShellError {
     pub source_text: String,
     #[source]
     pub kind: ShellErrorKind,
+}
+
+/// `text` quoted like Go's `%q`; past 200 characters only its start and length (a hostile 60 KB
+/// word must not be repeated in full in every message).
+fn quoted_excerpt(text: &str) -> String {
+    const LIMIT: usize = 200;
+    match text.char_indices().nth(LIMIT) {
+        None => format!("{text:?}"),
+        Some((cut, _)) => format!("{:?}… ({} bytes)", &text[..cut], text.len()),
+    }
 }
 
 /// The full result of one expansion.
@@ -239,6 +255,7 @@ impl Lexer {
             pos: 0,
             env,
             raw_escapes: self.raw_escapes,
+            depth: 0,
             word_buf: String::new(),
             matched: BTreeSet::new(),
             unmatched: BTreeSet::new(),
@@ -258,6 +275,8 @@ struct State<'a> {
     pos: usize,
     env: &'a dyn Env,
     raw_escapes: bool,
+    /// How many nested scans enclose the current position (bounded by [`MAX_NESTING`]).
+    depth: usize,
     /// Shared between nested scans, like BuildKit's `wordsBuffer`.
     word_buf: String,
     matched: BTreeSet<String>,
@@ -539,8 +558,15 @@ impl State<'_> {
 
     /// A nested scan up to `stop`; at end of input the error becomes `at_end`.
     fn nested(&mut self, stop: Option<char>, raw: bool, at_end: ShellErrorKind) -> Scan<String> {
-        match self.process_stop_on(stop, raw) {
+        if self.depth >= MAX_NESTING {
+            return Err(ShellErrorKind::TooDeep { limit: MAX_NESTING });
+        }
+        self.depth += 1;
+        let result = self.process_stop_on(stop, raw);
+        self.depth -= 1;
+        match result {
             Ok((word, _)) => Ok(word),
+            Err(err @ ShellErrorKind::TooDeep { .. }) => Err(err),
             Err(_) if self.peek().is_none() => Err(at_end),
             Err(err) => Err(err),
         }
@@ -656,5 +682,44 @@ mod tests {
     fn backtick_escape_and_words() {
         let e = env(&[("X", "a b")]);
         assert_eq!(expand_words("`$X $X \"$X\"", &e, '`').unwrap(), ["$X", "a", "b", "a b"]);
+    }
+
+    fn nested_default(depth: usize, quoted: bool) -> String {
+        let (open, close) = if quoted { ("\"${X:-", "}\"") } else { ("${X:-", "}") };
+        format!("{}a{}", open.repeat(depth), close.repeat(depth))
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let e = env(&[]);
+        // at the bound it still works, on a thread with the stack of a tokio worker (2 MiB)
+        let ok = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || {
+                let at_bound = nested_default(MAX_NESTING, false);
+                let quoted = nested_default(MAX_NESTING, true);
+                let replace =
+                    format!("{}a{}", "${X/${X:-".repeat(MAX_NESTING / 2), "}/r}".repeat(MAX_NESTING / 2));
+                (
+                    expand_word(&at_bound, &EmptyEnv, '\\').unwrap(),
+                    expand_word(&quoted, &EmptyEnv, '\\').unwrap(),
+                    expand_word(&replace, &EmptyEnv, '\\').is_ok(),
+                )
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(ok, ("a".to_string(), "a".to_string(), true));
+        // 10 000 levels (the reported crash) and one past the bound fail cleanly
+        for depth in [MAX_NESTING + 1, 10_000] {
+            for quoted in [false, true] {
+                let err = expand_word(&nested_default(depth, quoted), &e, '\\').unwrap_err();
+                assert_eq!(err.kind, ShellErrorKind::TooDeep { limit: MAX_NESTING }, "{depth} {quoted}");
+                assert!(err.to_string().contains("nested more than 100 levels"), "{err}");
+                assert!(err.to_string().len() < 400, "the message repeats the whole word: {err}");
+            }
+        }
+        let heredoc = expand_heredoc(&nested_default(10_000, false), &e).unwrap_err();
+        assert_eq!(heredoc.kind, ShellErrorKind::TooDeep { limit: MAX_NESTING });
     }
 }

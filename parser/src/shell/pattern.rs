@@ -51,47 +51,46 @@ fn compile(pattern: &[char]) -> Result<Vec<Token>, ShellErrorKind> {
     Ok(tokens)
 }
 
-/// `end[ti][vi]`: where the first-priority match of `tokens[ti..]` starting at `value[vi]`
-/// ends, if it matches at all.
+/// For each start position `vi` in `value`, where the first-priority match of the whole
+/// pattern starting there ends, if it matches at all. Only the first row of the dynamic program
+/// (`end[0][vi]`) is kept: rows are computed from the last token up, each from the one below,
+/// so memory stays `O(value)` whatever the pattern's length (a 60 KB pattern against a 60 KB
+/// value must not need a 29 GB table).
 struct MatchTable {
-    width: usize,
     ends: Vec<Option<u32>>,
 }
 
 impl MatchTable {
     fn build(tokens: &[Token], value: &[char], greedy: bool) -> MatchTable {
         let n = value.len();
-        let width = n + 1;
-        let mut ends = vec![None; (tokens.len() + 1) * width];
-        for vi in (0..=n).rev() {
-            ends[tokens.len() * width + vi] = Some(vi as u32);
-        }
-        for ti in (0..tokens.len()).rev() {
+        // row for "no tokens left": the match ends where it starts
+        let mut below: Vec<Option<u32>> = (0..=n).map(|vi| Some(vi as u32)).collect();
+        let mut row: Vec<Option<u32>> = vec![None; n + 1];
+        for token in tokens.iter().rev() {
             for vi in (0..=n).rev() {
                 let here = value.get(vi).copied();
-                let step = |ends: &Vec<Option<u32>>, t: usize, v: usize| ends[t * width + v];
-                let result = match tokens[ti] {
+                row[vi] = match *token {
                     Token::Literal(c) => match here {
-                        Some(h) if h == c => step(&ends, ti + 1, vi + 1),
+                        Some(h) if h == c => below[vi + 1],
                         _ => None,
                     },
                     Token::AnyChar => match here {
-                        Some(h) if h != '\n' => step(&ends, ti + 1, vi + 1),
+                        Some(h) if h != '\n' => below[vi + 1],
                         _ => None,
                     },
                     Token::Star => {
                         let consume = match here {
-                            Some(h) if h != '\n' => step(&ends, ti, vi + 1),
+                            Some(h) if h != '\n' => row[vi + 1],
                             _ => None,
                         };
-                        let skip = step(&ends, ti + 1, vi);
+                        let skip = below[vi];
                         if greedy { consume.or(skip) } else { skip.or(consume) }
                     }
                 };
-                ends[ti * width + vi] = result;
             }
+            std::mem::swap(&mut below, &mut row);
         }
-        MatchTable { width, ends }
+        MatchTable { ends: below }
     }
 
     fn match_at(&self, start: usize) -> Option<usize> {
@@ -100,7 +99,7 @@ impl MatchTable {
 
     /// Leftmost match starting at or after `from`.
     fn find_from(&self, from: usize) -> Option<(usize, usize)> {
-        (from..self.width).find_map(|start| self.match_at(start).map(|end| (start, end)))
+        (from..self.ends.len()).find_map(|start| self.match_at(start).map(|end| (start, end)))
     }
 }
 
@@ -280,5 +279,15 @@ mod tests {
         assert_eq!(replace("", "abc", "-", true).unwrap(), "-a-b-c-");
         assert_eq!(replace("b", "abc", "[$0$$]", true).unwrap(), "a[b$]c");
         assert_eq!(replace("b", "abc", "$x", true).unwrap(), "ac");
+    }
+
+    #[test]
+    fn long_pattern_and_value_need_little_memory() {
+        // once a 29 GB table (tokens × value): now two rows
+        let value = "ab".repeat(2_000);
+        let pattern = "a*".repeat(1_000);
+        assert_eq!(trim_prefix(&pattern, &value, false).unwrap(), value[1_999..]);
+        assert_eq!(trim_suffix("*b", &value, false).unwrap(), value[..value.len() - 1]);
+        assert_eq!(replace(&"x".repeat(4_000), &value, "-", true).unwrap(), value);
     }
 }

@@ -98,6 +98,7 @@ fn plan(fail: bool) -> (Definition, Input) {
     if fail {
         let exec = ExecOp {
             args: vec!["fail".into()],
+            proxy_env: Vec::new(),
             env: vec![],
             cwd: "/".into(),
             user: String::new(),
@@ -185,4 +186,15 @@ async fn a_failed_step_shows_its_lines_and_output() {
     assert!(shown.contains("   4 | >>> RUN echo \\\n   5 | >>>   fail\n"), "{shown}");
     assert!(shown.ends_with("exit code: 3"), "{shown}");
     assert!(store.images().get("docker.io/library/built:1").unwrap().is_none());
+}
+
+#[test]
+fn lowercase_dockerfile_is_the_fallback() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("dockerfile"), "FROM lower\n").unwrap();
+    let (path, text) = read_dockerfile(None, Some(dir.path())).unwrap();
+    assert_eq!((path.file_name().unwrap().to_str().unwrap(), text.as_str()), ("dockerfile", "FROM lower\n"));
+    std::fs::write(dir.path().join("Dockerfile"), "FROM upper\n").unwrap();
+    let (path, text) = read_dockerfile(None, Some(dir.path())).unwrap();
+    assert_eq!((path.file_name().unwrap().to_str().unwrap(), text.as_str()), ("Dockerfile", "FROM upper\n"));
 }

@@ -118,7 +118,7 @@ fn epoch_of(timestamp: &str) -> Option<i64> {
 /// History: when the non-empty entries outnumber the layers, the extra ones (from the top) are
 /// marked `empty_layer`; when layers are unaccounted, entries are appended for them (BuildKit's
 /// `normalizeLayersAndHistory`). With an epoch, `created` is the epoch and history times after
-/// it are clamped to it.
+/// it are clamped to it; entries without a time get the image's `created`.
 pub fn finalize_config(
     mut config: ImageConfiguration,
     layers: &[CachedLayer],
@@ -158,6 +158,12 @@ pub fn finalize_config(
         config.set_created(Some(stamp));
     } else if config.created().is_none() {
         config.set_created(Some(cache::now_rfc3339()));
+    }
+    // every entry gets a time, as BuildKit's exporter does: the image's creation time
+    for entry in &mut history {
+        if entry.created().is_none() {
+            entry.set_created(config.created().clone());
+        }
     }
     config.set_history(Some(history));
 

@@ -207,3 +207,14 @@ fn metadata_has_buildx_keys() {
     assert_eq!(meta["containerimage.config.digest"], image.config_digest.to_string());
     assert_eq!(meta["image.name"], "docker.io/library/a:1");
 }
+
+#[test]
+fn history_entries_without_a_time_get_the_image_time() {
+    let untimed = HistoryBuilder::default().created_by("RUN a").build().unwrap();
+    let config = base_config(vec![history("FROM", false), untimed]);
+    let out = finalize_config(config, &[], &ImageOptions::default());
+    let history = out.history().clone().unwrap();
+    assert!(history.iter().all(|h| h.created().is_some()), "{history:?}");
+    assert_eq!(history[0].created().as_deref(), Some("2024-01-01T00:00:00Z"));
+    assert_eq!(history[1].created(), out.created());
+}

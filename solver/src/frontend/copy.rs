@@ -118,7 +118,11 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
             Some(value) => Some(parse_chmod(value).map_err(|m| self.error_at(instruction, m))?),
             None => None,
         };
-        if let Some(checksum) = spec.checksum {
+        let checksum = match spec.checksum {
+            Some(raw) => Some(self.expand_at(raw, &env, instruction)?),
+            None => None,
+        };
+        if let Some(checksum) = &checksum {
             if sources.len() != 1 {
                 return Err(self.error_at(instruction, "checksum can't be specified for multiple sources"));
             }
@@ -136,9 +140,9 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
 
         // where local sources come from
         let from_source = match spec.from {
-            Some(raw) => {
-                let from = self.expand_at(raw, &env, instruction)?;
-                Some(self.copy_from(state, index, instruction, &from).await?)
+            Some(from) => {
+                self.check_copy_from(from, instruction)?;
+                Some(self.copy_from(state, index, instruction, from).await?)
             }
             None => None,
         };
@@ -182,7 +186,7 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
                 let filename = url_filename(src);
                 let http = HttpSource {
                     url: src.clone(),
-                    checksum: spec.checksum.map(str::to_owned),
+                    checksum: checksum.clone(),
                     filename: Some(filename.clone()),
                     mode: None,
                 };

@@ -366,22 +366,28 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
                 state.history(format!("ARG {}", parts.join(" ")), true, epoch);
             }
             Command::Expose { ports } => {
+                // BuildKit sorts the words as written, then expands them; history lists each
+                // port with its protocol: `EXPOSE [1234/udp 2375/tcp]`
+                let mut raw = ports.clone();
+                raw.sort();
                 let mut words = Vec::new();
-                for port in ports {
+                for port in &raw {
                     words.extend(self.expand_words_at(port, &state.env, instruction)?);
                 }
                 let mut exposed = state.runtime().exposed_ports().clone().unwrap_or_default();
+                let mut specs = Vec::new();
                 for word in &words {
                     for port in parse_port_spec(word).map_err(|m| self.error_at(instruction, m))? {
                         if !exposed.contains(&port) {
-                            exposed.push(port);
+                            exposed.push(port.clone());
                         }
+                        specs.push(port);
                     }
                 }
                 state.update(|c| {
                     c.set_exposed_ports(Some(exposed));
                 });
-                state.history(format!("EXPOSE {}", words.join(" ")), true, epoch);
+                state.history(format!("EXPOSE [{}]", specs.join(" ")), true, epoch);
             }
             Command::Volume { paths } => {
                 let mut expanded = Vec::new();

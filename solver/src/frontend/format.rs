@@ -96,7 +96,7 @@ pub(crate) fn parse_chown(value: &str) -> Result<ChownOpt, String> {
     Ok(ChownOpt { user: Some(opt(user)), group: group.map(opt) })
 }
 
-/// Parses an octal `--chmod` value.
+/// Parses a `--chmod` value (octal or symbolic).
 pub(crate) fn parse_chmod(value: &str) -> Result<Chmod, String> {
     Chmod::parse(value).map_err(|e| e.to_string())
 }

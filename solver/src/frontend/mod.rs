@@ -70,7 +70,7 @@ use std::collections::BTreeMap;
 use std::future::Future;
 
 use oci_spec::image::ImageConfiguration;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::graph::{Definition, GraphError, Input, NetworkMode, Platform};
 
@@ -141,52 +141,8 @@ impl Default for FrontendOptions {
     }
 }
 
-/// `HEALTHCHECK` as docker writes it in the config (durations in nanoseconds).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct HealthConfig {
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub test: Vec<String>,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub interval: i64,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub timeout: i64,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub start_period: i64,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub start_interval: i64,
-    #[serde(default, skip_serializing_if = "is_zero")]
-    pub retries: i64,
-}
-
-fn is_zero(value: &i64) -> bool {
-    *value == 0
-}
-
-/// The Docker image config fields that oci-spec's `Config` has no place for.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct DockerExtras {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub healthcheck: Option<HealthConfig>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty", rename = "OnBuild")]
-    pub on_build: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub shell: Vec<String>,
-}
-
-impl DockerExtras {
-    /// Reads the Docker-only fields from an image config JSON (`{"config": {...}}`).
-    pub fn from_config_json(bytes: &[u8]) -> Result<DockerExtras, serde_json::Error> {
-        #[derive(Deserialize)]
-        struct Outer {
-            #[serde(default)]
-            config: Option<DockerExtras>,
-        }
-        let outer: Outer = serde_json::from_slice(bytes)?;
-        Ok(outer.config.unwrap_or_default())
-    }
-}
+/// The Docker-only config fields (one type for the workspace, owned by the cache crate).
+pub use cache::{DockerExtras, HealthConfig, merge_extras};
 
 /// A base image resolved for the build.
 #[derive(Debug, Clone)]
@@ -201,8 +157,7 @@ pub struct ResolvedImage {
 impl ResolvedImage {
     /// Builds a resolved image from the raw config blob (keeps the Docker-only fields).
     pub fn from_config_json(reference: String, bytes: &[u8]) -> Result<ResolvedImage, serde_json::Error> {
-        let config: ImageConfiguration = serde_json::from_slice(bytes)?;
-        let extras = DockerExtras::from_config_json(bytes)?;
+        let (config, extras) = cache::parse_image_config(bytes)?;
         Ok(ResolvedImage { reference, config, extras })
     }
 }
@@ -254,22 +209,6 @@ impl BuildPlan {
     }
 }
 
-/// `image` as JSON with `extras` merged into its `config` object.
-pub fn merge_extras(
-    image: &ImageConfiguration,
-    extras: &DockerExtras,
-) -> Result<serde_json::Value, serde_json::Error> {
-    let mut value = serde_json::to_value(image)?;
-    let extra = serde_json::to_value(extras)?;
-    if let (Some(root), serde_json::Value::Object(extra)) = (value.as_object_mut(), extra) {
-        let config = root.entry("config").or_insert_with(|| serde_json::Value::Object(Default::default()));
-        if let Some(config) = config.as_object_mut() {
-            config.extend(extra);
-        }
-    }
-    Ok(value)
-}
-
 /// Where an error is in the Dockerfile.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceLocation {
@@ -302,8 +241,9 @@ impl From<&parser::Location> for SourceLocation {
 pub enum FrontendError {
     #[error("dockerfile contains no stages to build")]
     NoStages,
-    #[error("target stage {target:?} could not be found")]
-    UnknownTarget { target: String },
+    /// BuildKit's text: `target stage "buidl" could not be found (did you mean build?)`.
+    #[error("target stage {target:?} could not be found{}", suggestion.as_ref().map(|s| format!(" (did you mean {s}?)")).unwrap_or_default())]
+    UnknownTarget { target: String, suggestion: Option<String> },
     /// An instruction is invalid (the message says why).
     #[error("{location}: {message}")]
     Instruction { location: SourceLocation, message: String },

@@ -262,10 +262,29 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
                 Base::Image(base_name)
             };
             let mut deps = BTreeSet::new();
+            // ONBUILD triggers of a parent stage fire here: their `--from` stages are needed too
+            // (resolved against this Dockerfile's stages, as BuildKit does)
+            let mut inherited = Vec::new();
             if let Base::Stage(other) = base {
                 deps.insert(other);
+                for instruction in &self.dockerfile.stages[other].instructions {
+                    if let Command::Onbuild(onbuild) = &instruction.command {
+                        inherited.push(onbuild.trigger.as_ref());
+                    }
+                }
+            }
+            for trigger in inherited {
+                for from in from_references(trigger) {
+                    let from = self.expand_at(&from, &self.global.clone(), trigger)?;
+                    if let Some(other) = self.stage_reference(&from, index) {
+                        deps.insert(other);
+                    }
+                }
             }
             for instruction in &stage.instructions {
+                if let Command::Copy(parser::Copy { from: Some(from), .. }) = &instruction.command {
+                    self.check_copy_from(from, instruction)?;
+                }
                 for from in from_references(instruction) {
                     let from = self.expand_at(&from, &self.global.clone(), instruction)?;
                     match self.stage_reference(&from, index) {
@@ -287,12 +306,28 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
         }
         match &self.options.target {
             None => Ok(self.dockerfile.stages.len() - 1),
-            Some(target) => self
-                .names
-                .get(&target.to_ascii_lowercase())
-                .copied()
-                .ok_or_else(|| FrontendError::UnknownTarget { target: target.clone() }),
+            Some(target) => self.names.get(&target.to_ascii_lowercase()).copied().ok_or_else(|| {
+                let names = self.dockerfile.stages.iter().filter_map(|s| s.name.as_deref());
+                FrontendError::UnknownTarget {
+                    target: target.clone(),
+                    suggestion: parser::suggest(target, names),
+                }
+            }),
         }
+    }
+
+    /// `COPY --from` takes no variables (BuildKit resolves it before any ARG is known): a value
+    /// that expansion would change is refused with BuildKit's error.
+    pub(super) fn check_copy_from(&self, from: &str, instruction: &Instruction) -> Result<(), FrontendError> {
+        let expanded = self.expand_at(from, &parser::shell::EmptyEnv, instruction)?;
+        if expanded != from {
+            return Err(self.error_at(
+                instruction,
+                "variable expansion is not supported for --from, define a new stage with FROM using ARG from \
+                 global scope as a workaround",
+            ));
+        }
+        Ok(())
     }
 
     /// A `--from` value that names a stage: by name, or by index (only earlier stages).

@@ -12,19 +12,29 @@ use crate::graph::{
     NetworkMode, Op, SecretMount, SourceOp, SshMount, TmpfsMount, VertexMetadata,
 };
 
-/// Proxy build args BuildKit passes to RUN without an ARG (and keeps out of the history).
-const PROXY_ENV: &[&str] = &[
-    "HTTP_PROXY",
-    "http_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "FTP_PROXY",
-    "ftp_proxy",
-    "NO_PROXY",
-    "no_proxy",
-    "ALL_PROXY",
-    "all_proxy",
-];
+/// Proxy build args BuildKit passes to RUN without an ARG (and keeps out of the history and
+/// the cache key); matched without regard to case.
+const PROXY_ARGS: &[&str] = &["HTTP_PROXY", "HTTPS_PROXY", "FTP_PROXY", "NO_PROXY", "ALL_PROXY"];
+
+/// The proxy variables of `build_args` as BuildKit sets them for RUN: each proxy arg given in
+/// any case (the last in sorted key order wins) becomes `NAME=v` and `name=v`; names the step's
+/// environment already sets (an `ARG`/`ENV` of that name) are left to it.
+pub(super) fn proxy_env(
+    build_args: &std::collections::BTreeMap<String, String>,
+    env: &[(String, String)],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for proxy in PROXY_ARGS {
+        let value = build_args.iter().rev().find(|(k, _)| k.eq_ignore_ascii_case(proxy)).map(|(_, v)| v);
+        let Some(value) = value.filter(|v| !v.is_empty()) else { continue };
+        for name in [proxy.to_string(), proxy.to_ascii_lowercase()] {
+            if !env.iter().any(|(k, _)| *k == name) {
+                out.push(format!("{name}={value}"));
+            }
+        }
+    }
+    out
+}
 
 /// Inputs of an exec op being assembled (deduplicated).
 struct Inputs(Vec<Input>);
@@ -129,13 +139,7 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
         if !state.env.iter().any(|(k, _)| k == "PATH") {
             env.push(format!("PATH={DEFAULT_PATH}"));
         }
-        for name in PROXY_ENV {
-            if let Some(value) = self.options.build_args.get(*name)
-                && !state.env.iter().any(|(k, _)| k == name)
-            {
-                env.push(format!("{name}={value}"));
-            }
-        }
+        let proxy_env = proxy_env(&self.options.build_args, &state.env);
         let network = match run.network {
             parser::NetworkMode::Default => self.options.network,
             parser::NetworkMode::None => NetworkMode::None,
@@ -150,6 +154,7 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
         let exec = crate::graph::ExecOp {
             args: args.clone(),
             env,
+            proxy_env,
             cwd: state.workdir(),
             user: state.user(),
             hostname: None,

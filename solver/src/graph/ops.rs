@@ -114,6 +114,10 @@ pub struct ExecOp {
     /// `KEY=value`, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub env: Vec<String>,
+    /// `KEY=value` of the proxy build args (`HTTP_PROXY` family, both cases), appended to the
+    /// process environment but left out of the cache key (BuildKit's `ProxyEnv`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proxy_env: Vec<String>,
     pub cwd: String,
     /// User string resolved in the rootfs (`""` = root).
     #[serde(default, skip_serializing_if = "String::is_empty")]

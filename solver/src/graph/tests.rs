@@ -34,6 +34,7 @@ fn run(args: &[&str], extra_mounts: Vec<Mount>) -> Op {
     mounts.extend(extra_mounts);
     Op::Exec(ExecOp {
         args: args.iter().map(|s| s.to_string()).collect(),
+        proxy_env: Vec::new(),
         env: vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()],
         cwd: "/src".into(),
         user: String::new(),

@@ -124,6 +124,7 @@ impl Runner {
         let mut held = Held::default();
         let mut outputs: Vec<OutputMount> = Vec::new();
         let mut env = op.env.clone();
+        env.extend(op.proxy_env.iter().cloned());
 
         let root = op.root_mount().ok_or_else(|| RunnerError::MissingInput { kind: "exec", index: 0 })?;
         let root_chain = match root.input {
@@ -176,6 +177,8 @@ impl Runner {
             env.push(DEFAULT_PATH.to_owned());
         }
         spec.process.env = env;
+        // BuildKit gives build steps no HOSTNAME variable (`kiln run` keeps docker's)
+        spec.process.hostname_env = false;
         spec.process.cwd = PathBuf::from(if op.cwd.is_empty() { "/" } else { &op.cwd });
         spec.process.user = op.user.clone();
         spec.hostname = op.hostname.clone();
@@ -233,7 +236,8 @@ impl Runner {
     }
 
     /// Diffs `upper` (an overlay upper over `parent`) into a layer and moves it into the store as
-    /// that layer's snapshot; `parent` plus the layer. An empty upper adds no layer.
+    /// that layer's snapshot; `parent` plus the layer. An empty upper still adds its (empty)
+    /// layer, as BuildKit does: every RUN and COPY has a layer that its history entry names.
     pub(crate) async fn commit_upper(
         &self,
         parent: Arc<LayerChainRef>,
@@ -246,10 +250,6 @@ impl Runner {
             threads: 0,
         };
         tokio::task::spawn_blocking(move || -> Result<BuildRef, RunnerError> {
-            let empty = std::fs::read_dir(&upper).map_err(RunnerError::io("read", &upper))?.next().is_none();
-            if empty {
-                return Ok(BuildRef::Layers(parent));
-            }
             let layer = store.content().write_layer(&upper, DiffSource::OverlayUpper, &options)?;
             let mut layers = parent.layers.clone();
             layers.push(CachedLayer { blob: layer.descriptor.clone(), diff_id: layer.diff_id.clone() });

@@ -215,7 +215,8 @@ pub enum RunnerError {
         #[source]
         source: std::io::Error,
     },
-    #[error("secret {0} not found")]
+    /// BuildKit's text: `secret token: not found`.
+    #[error("secret {0}: not found")]
     SecretNotFound(String),
     #[error("no SSH agent socket for id {0:?}: pass --ssh {0} (or set SSH_AUTH_SOCK)")]
     SshNotFound(String),
