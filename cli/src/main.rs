@@ -114,6 +114,24 @@ enum Command {
     System(commands::system::SystemCommand),
 }
 
+const NEEDS_ROOT: &str =
+    "kiln needs root (CAP_SYS_ADMIN for mounts and namespaces); rootless builds are not supported yet";
+
+impl Command {
+    /// Commands that mount, enter namespaces or write layers with their owners.
+    fn needs_root(&self) -> bool {
+        matches!(
+            self,
+            Command::Build(_) | Command::Run(_) | Command::Import(_) | Command::Load(_) | Command::Pull(_)
+        )
+    }
+}
+
+/// Whether kiln runs with CAP_SYS_ADMIN (when the capabilities cannot be read, it tries anyway).
+fn has_root_privileges() -> bool {
+    executor::caps::current_effective().is_none_or(|caps| caps.contains(executor::caps::CAP_SYS_ADMIN))
+}
+
 fn main() -> ExitCode {
     // a re-executed sandbox init: must run before anything starts a thread
     if let Some(code) = executor::init::maybe_run_init() {
@@ -121,6 +139,10 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     init_logging(&cli.global);
+    if cli.command.needs_root() && !has_root_privileges() {
+        report::error(&anyhow::anyhow!("{NEEDS_ROOT}"), cli.global.debug);
+        return ExitCode::FAILURE;
+    }
 
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
@@ -165,5 +187,12 @@ fn main() -> ExitCode {
 fn init_logging(global: &GlobalOptions) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(global.tracing_filter()));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+    // colours only on a terminal, and never with NO_COLOR (https://no-color.org)
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(ansi)
+        .init();
 }

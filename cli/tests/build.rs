@@ -91,3 +91,29 @@ fn deeply_nested_dockerfiles_fail_cleanly() {
         assert!(err.contains(location), "case {index}: {err}");
     }
 }
+
+/// buildx flags kiln does not implement fail naming the flag, not with clap's "unexpected argument".
+#[test]
+fn unsupported_buildx_flags_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = context();
+    let ctx = ctx.to_str().unwrap();
+    let cases: [&[&str]; 8] = [
+        &["--add-host", "db:10.0.0.2"],
+        &["--build-context", "src=../src"],
+        &["--cache-from=type=local,src=/tmp/c"],
+        &["--provenance=false"],
+        &["--sbom", "true"],
+        &["--shm-size", "2g"],
+        &["--ulimit", "nofile=1024:1024"],
+        &["--check"],
+    ];
+    for flags in cases {
+        let mut args = vec!["build"];
+        args.extend_from_slice(flags);
+        args.push(ctx);
+        let err = fails(tmp.path(), &args);
+        let flag = flags[0].split('=').next().unwrap();
+        assert_eq!(err.trim(), format!("error: `{flag}` is not supported by kiln yet"), "{args:?}");
+    }
+}

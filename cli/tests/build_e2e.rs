@@ -380,3 +380,64 @@ fn a_failing_run_shows_the_instruction_exit_code_and_last_lines() {
     assert!(block.contains("line 30"), "{stderr}");
     assert!(!block.contains("line 5\n"), "only the last 20 lines: {stderr}");
 }
+
+/// stdout and stderr of a step are one stream, in the order the process wrote them: in the live
+/// progress and in the failure summary (its last 20 lines), whose last line is the `fatal:` line.
+#[test]
+fn a_failing_run_keeps_stdout_and_stderr_in_order() {
+    let kiln = Kiln::new();
+    let context = kiln.path("interleaved");
+    std::fs::create_dir_all(&context).unwrap();
+    std::fs::write(
+        context.join("Dockerfile"),
+        "FROM busybox\nRUN for i in $(seq 1 100); do echo \"out line $i\"; done; \
+         for i in $(seq 1 30); do printf 'out-%02d\\n' $i; printf 'err-%02d\\n' $i >&2; done; \
+         echo \"fatal: something broke\" >&2; exit 3\n",
+    )
+    .unwrap();
+    let out = kiln.output(&["build", "--progress", "plain", context.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    let (live, summary) = stderr.split_at(stderr.find("------").expect("failure summary"));
+    let mut order = vec!["out line 1\n".to_owned(), "out line 100\n".to_owned()];
+    for i in 1..=30 {
+        order.push(format!("out-{i:02}\n"));
+        order.push(format!("err-{i:02}\n"));
+    }
+    order.push("fatal: something broke\n".to_owned());
+    for (text, expected) in [(live, &order[..]), (summary, &order[order.len() - 20..])] {
+        let positions: Vec<usize> = expected
+            .iter()
+            .map(|line| text.find(line.as_str()).unwrap_or_else(|| panic!("{line:?} missing: {text}")))
+            .collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "out of order {positions:?}: {text}");
+    }
+    assert!(summary.contains("exit code: 3"), "{summary}");
+}
+
+/// `--progress rawjson` is JSON lines only, the export one of its steps; `--progress quiet`
+/// prints just the image ID on stdout, like `-q`.
+#[test]
+fn rawjson_is_pure_json_lines_and_quiet_prints_only_the_id() {
+    let kiln = Kiln::new();
+    let ctx = testdata("multistage");
+    let out = kiln.output(&["build", "--progress", "rawjson", "-t", "json", ctx.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut names = Vec::new();
+    for line in
+        String::from_utf8(out.stdout).unwrap().lines().chain(String::from_utf8(out.stderr).unwrap().lines())
+    {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line:?}"));
+        for vertex in value["vertexes"].as_array().into_iter().flatten() {
+            names.push(vertex["name"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    assert!(names.iter().any(|n| n == "exporting to image"), "{names:?}");
+
+    let inspect: serde_json::Value = serde_json::from_str(&kiln.ok(&["inspect", "json"])).unwrap();
+    let out = kiln.output(&["build", "--progress", "quiet", "-t", "quiet", ctx.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("{}\n", inspect[0]["Id"].as_str().unwrap()));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}

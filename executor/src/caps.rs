@@ -84,6 +84,18 @@ impl CapSet {
     }
 }
 
+/// The calling process's effective capabilities (`CapEff` of `/proc/self/status`); `None` when
+/// that cannot be read.
+pub fn current_effective() -> Option<CapSet> {
+    parse_cap_eff(&std::fs::read_to_string("/proc/self/status").ok()?)
+}
+
+/// The `CapEff:` mask of a `/proc/<pid>/status` text.
+fn parse_cap_eff(status: &str) -> Option<CapSet> {
+    let hex = status.lines().find_map(|line| line.strip_prefix("CapEff:"))?.trim();
+    u64::from_str_radix(hex, 16).ok().map(CapSet)
+}
+
 /// Number of a capability name (`CAP_` prefix optional, any case).
 pub fn number(name: &str) -> Result<u32, Error> {
     let upper = name.to_ascii_uppercase();
@@ -137,5 +149,14 @@ mod tests {
         let only_kill = effective_set(&["KILL".into()], &["ALL".into()]).expect("kill");
         assert_eq!(only_kill.0, 1 << 5);
         assert!(matches!(effective_set(&["CAP_NOPE".into()], &[]), Err(Error::UnknownCapability(_))));
+    }
+
+    #[test]
+    fn cap_eff_of_proc_status() {
+        let status = "Name:\tkiln\nCapInh:\t0000000000000000\nCapEff:\t000001ffffffffff\nCapBnd:\t0\n";
+        assert!(parse_cap_eff(status).expect("root").contains(CAP_SYS_ADMIN));
+        let nobody = "CapPrm:\t0000000000000000\nCapEff:\t0000000000000000\n";
+        assert_eq!(parse_cap_eff(nobody), Some(CapSet(0)));
+        assert_eq!(parse_cap_eff("Name:\tx\n"), None);
     }
 }

@@ -37,6 +37,10 @@ pub struct OutputChunk {
 pub enum Stdio {
     /// stdin is /dev/null; stdout/stderr chunks go to the channel (build steps).
     Stream(mpsc::Sender<OutputChunk>),
+    /// stdin is /dev/null; stdout and stderr share one pipe so the channel sees the output in
+    /// exactly the order the process wrote it, every chunk reported as [`OutputStream::Stdout`]
+    /// (build steps: a log whose `fatal:` line must come last, where it was written).
+    Merged(mpsc::Sender<OutputChunk>),
     /// The caller's own stdout/stderr, and its stdin when `stdin` (`kiln run [-i]`).
     Inherit { stdin: bool },
     /// A new pseudo-terminal of `size` (rows, columns) when known; take the master with
@@ -175,11 +179,21 @@ impl Executor {
         let mut command = tokio::process::Command::new(&self.init_program);
         command.arg0(INIT_ARGV0).env_clear().kill_on_drop(true);
         let mut pty_master = None;
+        let mut merged_reader = None;
         match &stdio {
             Stdio::Stream(_) => {
                 command.stdin(std::process::Stdio::null());
                 command.stdout(std::process::Stdio::piped());
                 command.stderr(std::process::Stdio::piped());
+            }
+            Stdio::Merged(_) => {
+                let (read, write) =
+                    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe", e))?;
+                let dup = write.try_clone().map_err(|e| Error::io("dup pipe", &dir, e))?;
+                command.stdin(std::process::Stdio::null());
+                command.stdout(dup);
+                command.stderr(write);
+                merged_reader = Some(read);
             }
             Stdio::Inherit { stdin } => {
                 command.stdin(if *stdin {
@@ -231,6 +245,14 @@ impl Executor {
                 }
                 tasks
             }
+            Stdio::Merged(sender) => match merged_reader {
+                Some(read) => {
+                    let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(read)
+                        .map_err(|e| Error::io("read output pipe", &dir, e))?;
+                    vec![forward(pipe, OutputStream::Stdout, sender)]
+                }
+                None => Vec::new(),
+            },
             _ => Vec::new(),
         };
 

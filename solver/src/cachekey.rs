@@ -343,6 +343,7 @@ mod tests {
             hostname: None,
             network: NetworkMode::Default,
             mounts: vec![root, mount],
+            proxy_env: vec![],
         })
     }
 

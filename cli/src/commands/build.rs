@@ -23,7 +23,8 @@ use crate::GlobalOptions;
 /// `--progress` modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ProgressMode {
-    /// `tty` on a terminal, else `plain`.
+    /// `tty` where the live view works (a terminal of known width, `TERM` not `dumb`, not
+    /// `CI`), else `plain`.
     Auto,
     Tty,
     Plain,
@@ -67,9 +68,9 @@ pub struct BuildArgs {
     /// Network mode for RUN instructions (`default`, `none`, `host`).
     #[arg(long, value_name = "MODE")]
     pub network: Option<String>,
-    /// Progress output.
-    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
-    pub progress: ProgressMode,
+    /// Progress output (default: `$BUILDKIT_PROGRESS`, else `auto`).
+    #[arg(long, value_enum)]
+    pub progress: Option<ProgressMode>,
     /// Print only the image ID on success.
     #[arg(short, long)]
     pub quiet: bool,
@@ -99,6 +100,9 @@ pub struct BuildArgs {
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
     /// The build context: a directory, or `-` to read a Dockerfile from stdin without context.
+    /// buildx flags kiln does not implement (hidden; each fails with a clear message).
+    #[command(flatten)]
+    pub unsupported: UnsupportedFlags,
     #[arg(value_name = "CONTEXT")]
     pub context: String,
 }
@@ -269,16 +273,20 @@ async fn execute(
 }
 
 pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<ExitCode> {
+    if let Some(flag) = args.unsupported.first_given() {
+        anyhow::bail!("`--{flag}` is not supported by kiln yet");
+    }
     let plan = plan_outputs(&args)?;
     let request = request(&args, &plan)?;
     let store = open_store(global)?;
-    let mode = match (args.quiet, args.progress) {
-        (true, _) | (_, ProgressMode::Quiet) => progress::ProgressMode::Quiet,
-        (_, ProgressMode::Auto) => progress::ProgressMode::Auto,
-        (_, ProgressMode::Tty) => progress::ProgressMode::Tty,
-        (_, ProgressMode::Plain) => progress::ProgressMode::Plain,
-        (_, ProgressMode::Rawjson) => progress::ProgressMode::RawJson,
-    };
+    let mode = super::progress_mode::choose(
+        args.progress,
+        args.quiet,
+        &super::progress_mode::Environment::current(),
+    );
+    // machine-readable and quiet modes carry no human chatter; quiet prints the ID like `-q`
+    let quiet = args.quiet || matches!(mode, progress::ProgressMode::Quiet | progress::ProgressMode::RawJson);
+    let print_id = args.quiet || mode == progress::ProgressMode::Quiet;
     let (progress, events) = progress::channel();
     let renderer = progress::render(mode, events);
     let cancel = CancellationToken::new();
@@ -291,8 +299,12 @@ pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<Exit
         })
     };
     let registry = client(global).ok();
+    let export_progress = (mode == progress::ProgressMode::RawJson).then(|| progress.clone());
     let result = execute(request, store.clone(), registry, progress, cancel).await;
     ctrl_c.abort();
+    if let (Some(sender), Ok(outcome)) = (export_progress, &result) {
+        report_export(&sender, outcome, &plan.names);
+    }
     let _ = renderer.await;
     let outcome = match result {
         Ok(outcome) => outcome,
@@ -311,13 +323,13 @@ pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<Exit
         Err(other) => return Err(other.into()),
     };
 
-    for warning in &outcome.warnings {
+    for warning in outcome.warnings.iter().filter(|_| mode != progress::ProgressMode::RawJson) {
         eprintln!("WARNING: {warning}");
     }
     if !plan.push.is_empty() {
         let client = client(global)?;
         for reference in &plan.push {
-            let renderer = Renderer::new(Direction::Push, args.quiet);
+            let renderer = Renderer::new(Direction::Push, quiet);
             let pushed = registry::push_manifest(
                 &client,
                 &store,
@@ -328,7 +340,7 @@ pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<Exit
             .await;
             renderer.finish();
             let pushed = pushed?;
-            if !args.quiet {
+            if !quiet {
                 eprintln!("pushed {} ({})", reference.familiar(), pushed.manifest.digest());
             }
         }
@@ -342,9 +354,9 @@ pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<Exit
         std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))?;
     }
     let stdout_used = plan.outputs.iter().any(Output::uses_stdout);
-    if args.quiet && !stdout_used {
+    if print_id && !stdout_used {
         println!("{id}");
-    } else if !args.quiet {
+    } else if !quiet {
         eprintln!("writing image {id} done");
         // names go to the image store only (`-o type=local -t NAME` stores nothing, as buildx)
         if plan.outputs.iter().any(|o| matches!(o, Output::Image { .. })) {
@@ -354,6 +366,82 @@ pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<Exit
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `docker buildx build` flags kiln does not support yet: accepted by the parser only to fail
+/// with "`--X` is not supported by kiln yet" instead of clap's "unexpected argument".
+#[derive(Debug, Default, clap::Args)]
+pub struct UnsupportedFlags {
+    #[arg(long = "add-host", hide = true)]
+    add_host: Vec<String>,
+    #[arg(long, hide = true)]
+    allow: Vec<String>,
+    #[arg(long, hide = true)]
+    annotation: Vec<String>,
+    #[arg(long, hide = true)]
+    attest: Vec<String>,
+    #[arg(long = "build-context", hide = true)]
+    build_context: Vec<String>,
+    #[arg(long, hide = true)]
+    builder: Vec<String>,
+    #[arg(long = "cache-from", hide = true)]
+    cache_from: Vec<String>,
+    #[arg(long = "cache-to", hide = true)]
+    cache_to: Vec<String>,
+    #[arg(long, hide = true)]
+    call: Vec<String>,
+    #[arg(long = "cgroup-parent", hide = true)]
+    cgroup_parent: Vec<String>,
+    #[arg(long, hide = true)]
+    check: bool,
+    #[arg(long, hide = true)]
+    provenance: Vec<String>,
+    #[arg(long, hide = true)]
+    sbom: Vec<String>,
+    #[arg(long = "shm-size", hide = true)]
+    shm_size: Vec<String>,
+    #[arg(long, hide = true)]
+    ulimit: Vec<String>,
+}
+
+impl UnsupportedFlags {
+    /// The first unsupported flag given, if any.
+    fn first_given(&self) -> Option<&'static str> {
+        let lists = [
+            ("add-host", &self.add_host),
+            ("allow", &self.allow),
+            ("annotation", &self.annotation),
+            ("attest", &self.attest),
+            ("build-context", &self.build_context),
+            ("builder", &self.builder),
+            ("cache-from", &self.cache_from),
+            ("cache-to", &self.cache_to),
+            ("call", &self.call),
+            ("cgroup-parent", &self.cgroup_parent),
+            ("provenance", &self.provenance),
+            ("sbom", &self.sbom),
+            ("shm-size", &self.shm_size),
+            ("ulimit", &self.ulimit),
+        ];
+        let given = lists.into_iter().find(|(_, values)| !values.is_empty()).map(|(flag, _)| flag);
+        given.or(self.check.then_some("check"))
+    }
+}
+
+/// The export as a step of the progress stream (BuildKit's `exporting to image` vertex), for
+/// `rawjson` where no plain-text line may appear (the frontend's warnings are lines of its log);
+/// the image's digest names the vertex.
+fn report_export(sender: &ProgressSender, outcome: &solver::build::BuildOutcome, names: &[String]) {
+    use progress::{EventKind, LogStream};
+    let vertex = &outcome.image.config_digest;
+    sender.send(vertex, EventKind::Started { name: "exporting to image".into() });
+    let mut log: String = outcome.warnings.iter().map(|warning| format!("WARNING: {warning}\n")).collect();
+    log.push_str(&format!("writing image {vertex} done\n"));
+    for name in names {
+        log.push_str(&format!("naming to {name} done\n"));
+    }
+    sender.send(vertex, EventKind::Log { stream: LogStream::Stdout, data: log.into_bytes() });
+    sender.send(vertex, EventKind::Completed);
 }
 
 impl BuildArgs {

@@ -9,6 +9,7 @@ pub mod inspect;
 pub mod load;
 pub mod login;
 pub mod logout;
+pub mod progress_mode;
 pub mod pull;
 pub mod push;
 pub mod rmi;

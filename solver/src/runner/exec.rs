@@ -202,7 +202,7 @@ impl Runner {
             }
             tail.finish()
         });
-        let sandbox = self.executor.spawn(spec, Stdio::Stream(sender)).await?;
+        let sandbox = self.executor.spawn(spec, Stdio::Merged(sender)).await?;
         let cancel = job.cancel.clone();
         let status = sandbox.wait_or_cancel(async move { cancel.cancelled().await }).await?;
         let tail = forward.await.unwrap_or_default();
