@@ -1,15 +1,19 @@
 #![allow(clippy::unwrap_used)]
 //! `kiln push`, `kiln pull`, `kiln login` and `kiln logout` end to end against Debian's real
-//! `docker-registry` (started on a free 127.0.0.1 port, killed by PID on drop): a busybox image
+//! `docker-registry` (on a unix socket behind a 127.0.0.1 port this test binds once, killed by
+//! PID on drop): a busybox image
 //! imported with `kiln import` is pushed (skopeo sees the same manifest digest), pulled into an
 //! empty store and run; with htpasswd auth, `kiln login` writes docker's `config.json` (which
 //! skopeo reads), and `kiln logout` removes the entry. Each test has its own `--root`.
 
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "../../registry/tests/support/forward.rs"]
+mod forward;
 
 const USER: &str = "kiln";
 const PASSWORD: &str = "cli-s3cret";
@@ -19,12 +23,13 @@ struct Registry {
     child: Child,
     addr: SocketAddr,
     dir: tempfile::TempDir,
+    _forward: forward::UnixForward,
 }
 
 impl Registry {
     fn start(htpasswd: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let socket = dir.path().join("registry.sock");
         let mut auth = String::new();
         if htpasswd {
             let out = Command::new("htpasswd").args(["-Bbn", USER, PASSWORD]).output().unwrap();
@@ -35,8 +40,9 @@ impl Registry {
         }
         let config = format!(
             "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    \
-             rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n{auth}",
-            dir.path().join("data").display()
+             rootdirectory: {}\nhttp:\n  net: unix\n  addr: {}\n{auth}",
+            dir.path().join("data").display(),
+            socket.display()
         );
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
@@ -49,7 +55,8 @@ impl Registry {
             .stderr(log)
             .spawn()
             .expect("start /usr/bin/docker-registry (apt-get install docker-registry)");
-        let mut registry = Self { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), dir };
+        let forward = forward::UnixForward::start(socket.clone());
+        let mut registry = Self { child, addr: forward.addr, dir, _forward: forward };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             if let Some(status) = registry.child.try_wait().unwrap() {
@@ -57,10 +64,10 @@ impl Registry {
                     std::fs::read_to_string(registry.dir.path().join("registry.log")).unwrap_or_default();
                 panic!("docker-registry exited with {status}: {log}");
             }
-            if TcpStream::connect_timeout(&registry.addr, Duration::from_millis(200)).is_ok() {
+            if std::os::unix::net::UnixStream::connect(&socket).is_ok() {
                 return registry;
             }
-            assert!(Instant::now() < deadline, "docker-registry did not listen on {port}");
+            assert!(Instant::now() < deadline, "docker-registry did not listen on {}", socket.display());
             std::thread::sleep(Duration::from_millis(20));
         }
     }

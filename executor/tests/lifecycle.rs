@@ -9,17 +9,53 @@ use std::time::Duration;
 use common::TestEnv;
 use executor::{Executor, NetworkMode, Resources, Stdio};
 
+/// Every descendant of `pid` (host PIDs), from `/proc/PID/task/*/children`.
+fn descendants(pid: i32) -> Vec<i32> {
+    let mut found = Vec::new();
+    let mut queue = vec![pid];
+    while let Some(p) = queue.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else { continue };
+        for task in tasks.flatten() {
+            let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
+            for child in children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()) {
+                found.push(child);
+                queue.push(child);
+            }
+        }
+    }
+    found
+}
+
 #[tokio::test]
 async fn cancellation_kills_the_whole_tree_and_cleans_up() {
     let env = TestEnv::new();
-    let mut spec = env.spec(&["/bin/sh", "-c", "sleep 100 & sleep 100 & sleep 100"]);
+    // the three background sleeps exist before `ready` is printed: cancel on that signal, not
+    // after a guessed delay (which could come before the tree exists)
+    let mut spec = env.spec(&["/bin/sh", "-c", "sleep 100 & sleep 100 & sleep 100 & echo ready; wait"]);
     spec.network = NetworkMode::Default;
-    let sandbox = env.executor.spawn(spec, Stdio::Inherit { stdin: false }).await.expect("spawn");
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let sandbox = env.executor.spawn(spec, Stdio::Stream(tx)).await.expect("spawn");
     env.ids.lock().expect("ids").push(sandbox.id().to_owned());
     let pid = sandbox.pid();
-    let status = sandbox.wait_or_cancel(tokio::time::sleep(Duration::from_millis(200))).await.expect("wait");
+    let (tree_tx, tree_rx) = tokio::sync::oneshot::channel();
+    let ready = async move {
+        let mut out = Vec::new();
+        while !String::from_utf8_lossy(&out).contains("ready\n") {
+            let chunk = rx.recv().await.expect("the sandbox printed `ready` before its output closed");
+            out.extend(chunk.data);
+        }
+        let _ = tree_tx.send(descendants(pid));
+        // keep draining so the sandbox never blocks on a full channel
+        tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    };
+    let status = sandbox.wait_or_cancel(ready).await.expect("wait");
     assert_eq!(status.code, 137);
+    let tree = tree_rx.await.expect("the tree was listed before the cancel");
+    assert!(tree.len() >= 3, "the three sleeps were running at the cancel: {tree:?}");
     assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "PID 1 survived");
+    let survivors: Vec<&i32> =
+        tree.iter().filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists()).collect();
+    assert!(survivors.is_empty(), "processes of the sandbox survived the cancel: {survivors:?}");
 }
 
 #[tokio::test]

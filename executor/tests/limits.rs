@@ -30,25 +30,38 @@ async fn pids_limit_stops_fork_bombs() {
     assert!(out.stdout.contains("can't fork") || out.stderr.contains("can't fork"), "{out:?}");
 }
 
+/// `--cpus`: the sandbox's cgroup gets the quota (v1 `cpu.cfs_quota_us` or v2 `cpu.max`, per
+/// 100 ms period) and the sandbox's process is in that cgroup (seen from the host, so this holds
+/// with or without a cgroup namespace), for a fraction and for more than one CPU.
 #[tokio::test]
 async fn cpu_quota_is_applied() {
     let env = TestEnv::new();
-    let mut spec = env.spec(&["/bin/sh", "-c", "cat /sys/fs/cgroup/cpu.max 2>/dev/null || echo v1"]);
-    spec.resources = Resources { cpu_millis: Some(500), ..Resources::default() };
-    let out = env.run(spec).await;
-    out.ok();
-    // where the hierarchy is v1 (this machine), check the host side during the run instead
-    let mut spec = env.spec(&["/bin/sleep", "5"]);
-    spec.resources = Resources { cpu_millis: Some(1500), ..Resources::default() };
-    let sandbox = env.executor.spawn(spec, executor::Stdio::Inherit { stdin: false }).await.expect("spawn");
-    env.ids.lock().expect("ids").push(sandbox.id().to_owned());
-    let v1 = std::path::Path::new("/sys/fs/cgroup/cpu/kiln").join(sandbox.id()).join("cpu.cfs_quota_us");
-    let v2 = std::path::Path::new("/sys/fs/cgroup/kiln").join(sandbox.id()).join("cpu.max");
-    let quota =
-        std::fs::read_to_string(&v1).or_else(|_| std::fs::read_to_string(&v2)).expect("cpu quota file");
-    assert!(quota.starts_with("150000"), "{quota}");
-    sandbox.killer().kill().expect("kill");
-    sandbox.wait().await.expect("wait");
+    for (millis, quota_us) in [(500, "50000"), (1500, "150000")] {
+        let mut spec = env.spec(&["/bin/sleep", "100"]);
+        spec.resources = Resources { cpu_millis: Some(millis), ..Resources::default() };
+        let sandbox =
+            env.executor.spawn(spec, executor::Stdio::Inherit { stdin: false }).await.expect("spawn");
+        env.ids.lock().expect("ids").push(sandbox.id().to_owned());
+        let v1 = std::path::Path::new("/sys/fs/cgroup/cpu/kiln").join(sandbox.id()).join("cpu.cfs_quota_us");
+        let v2 = std::path::Path::new("/sys/fs/cgroup/kiln").join(sandbox.id()).join("cpu.max");
+        let quota =
+            std::fs::read_to_string(&v1).or_else(|_| std::fs::read_to_string(&v2)).expect("cpu quota file");
+        assert_eq!(quota.split_whitespace().next(), Some(quota_us), "cpu_millis {millis}: {quota}");
+        let cgroups = std::fs::read_to_string(format!("/proc/{}/cgroup", sandbox.pid())).expect("cgroup");
+        let cpu_line = cgroups
+            .lines()
+            .find(|l| {
+                let controllers = l.split(':').nth(1).unwrap_or_default();
+                controllers.split(',').any(|c| c == "cpu") || l.starts_with("0::")
+            })
+            .unwrap_or_default();
+        assert!(
+            cpu_line.ends_with(&format!("/kiln/{}", sandbox.id())),
+            "the sandbox's process is not in its cpu cgroup:\n{cgroups}"
+        );
+        sandbox.killer().kill().expect("kill");
+        sandbox.wait().await.expect("wait");
+    }
 }
 
 #[tokio::test]

@@ -18,21 +18,43 @@ async fn network_none_has_only_loopback_up() {
     assert_eq!(lines.len(), 2, "{lines:?}");
 }
 
+/// The network namespace of a running sandbox's PID 1, as the host sees it (`net:[INODE]`).
+async fn sandbox_netns(env: &TestEnv, network: NetworkMode) -> String {
+    let mut spec = env.spec(&["/bin/sleep", "100"]);
+    spec.network = network;
+    let sandbox = env.executor.spawn(spec, executor::Stdio::Inherit { stdin: false }).await.expect("spawn");
+    env.ids.lock().expect("ids").push(sandbox.id().to_owned());
+    let ns = std::fs::read_link(format!("/proc/{}/ns/net", sandbox.pid())).expect("read the sandbox's netns");
+    sandbox.killer().kill().expect("kill");
+    sandbox.wait().await.expect("wait");
+    ns.to_string_lossy().into_owned()
+}
+
 #[tokio::test]
-async fn network_host_shares_interfaces() {
+async fn network_host_shares_the_host_namespace() {
     let env = TestEnv::new();
+    let host_ns = std::fs::read_link("/proc/self/ns/net").expect("own netns").to_string_lossy().into_owned();
+    // host mode joins this namespace; none (and default) make a new one, so the check can tell
+    assert_eq!(sandbox_netns(&env, NetworkMode::Host).await, host_ns, "host mode made a new netns");
+    assert_ne!(sandbox_netns(&env, NetworkMode::None).await, host_ns, "none mode shares the host's netns");
+    // and sees host interfaces (listed before and after: other tests may add veths meanwhile)
+    let host_interfaces = || -> Vec<String> {
+        std::fs::read_dir("/sys/class/net")
+            .expect("host interfaces")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let mut host = host_interfaces();
     let mut spec = env.spec(&["/bin/ls", "/sys/class/net"]);
     spec.network = NetworkMode::Host;
     let out = env.run(spec).await;
-    let host: Vec<String> = std::fs::read_dir("/sys/class/net")
-        .expect("host interfaces")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    for name in out.ok().split_whitespace() {
+    host.extend(host_interfaces());
+    let seen: Vec<&str> = out.ok().split_whitespace().collect();
+    assert!(seen.len() > 1, "only {seen:?}");
+    for name in seen {
         assert!(host.iter().any(|h| h == name), "{name} not on the host");
     }
-    assert!(host.len() > 1);
 }
 
 #[tokio::test]

@@ -1,36 +1,15 @@
 //! Fuzz target: no input may make the parser (raw and typed), the BuildKit dump, the JSON
-//! output or the shell expander panic, and every reported location must lie inside the input.
+//! output or the shell expander panic, and every reported location must lie inside the input
+//! (the checks live in `fuzz/checks/parse.rs`, shared with the regression test).
 //!
-//! Run: `cargo +nightly fuzz run parse -- -max_len=4096` from the repository root.
+//! Run: `bench/fuzz.sh parse` (bounded, with the committed corpus `fuzz/corpus/parse/`), or
+//! `cargo +nightly fuzz run parse fuzz/corpus/parse -- -max_len=4096` from the repository root.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    match parser::parse_raw_bytes(data) {
-        Ok(raw) => {
-            let _ = raw.dump();
-            for node in &raw.nodes {
-                assert!(node.location.span.end <= data.len(), "span out of bounds");
-                assert!(node.location.start_line <= node.location.end_line);
-            }
-        }
-        Err(err) => assert!(err.location.span.start <= data.len(), "error span out of bounds"),
-    }
-    match parser::parse_bytes(data) {
-        Ok(dockerfile) => {
-            let _ = dockerfile.to_json_pretty();
-        }
-        Err(err) => {
-            let _ = err.to_string();
-        }
-    }
-    if let Ok(text) = std::str::from_utf8(data) {
-        let env: Vec<(String, String)> = vec![("A".into(), "a b".into()), ("E".into(), String::new())];
-        for escape in ['\\', '`'] {
-            let _ = parser::shell::expand_word_with_matches(text, &env, escape);
-            let _ = parser::shell::expand_words(text, &env, escape);
-        }
-    }
-});
+#[path = "../checks/parse.rs"]
+mod checks;
+
+fuzz_target!(|data: &[u8]| checks::check(data));

@@ -3,7 +3,8 @@
 //! - `buildkit.out`: BuildKit's AST dump (or `error: …` when the line parser rejects the file);
 //! - `ast.json`: the typed AST, or `error.txt` with the located error when it is rejected.
 //!
-//! Run with `KILN_BLESS=1` to (re)write the expected files after reviewing a change.
+//! Run with `KILN_BLESS=1` to (re)write the expected files after reviewing a change (refused when
+//! `CI=true`: CI must compare, never rewrite).
 
 use std::path::{Path, PathBuf};
 
@@ -30,9 +31,17 @@ fn outputs(input: &[u8]) -> (String, (&'static str, String)) {
     (buildkit, typed)
 }
 
+/// `KILN_BLESS=1`, refused under `CI=true` so a CI run can never rewrite and pass.
+fn bless() -> bool {
+    let bless = std::env::var_os("KILN_BLESS").is_some_and(|v| v == "1");
+    let ci = std::env::var_os("CI").is_some_and(|v| v == "true" || v == "1");
+    assert!(!(bless && ci), "KILN_BLESS=1 is refused when CI=true: bless goldens locally and commit them");
+    bless
+}
+
 #[test]
 fn golden_cases() {
-    let bless = std::env::var_os("KILN_BLESS").is_some_and(|v| v == "1");
+    let bless = bless();
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(cases_dir())
         .expect("testdata/parser exists")
         .map(|e| e.expect("entry").path())

@@ -255,7 +255,8 @@ fn unreachable_registry() {
     let client = client(auth.path());
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let (_d, store) = support::store();
-    let reference = Reference::parse(&format!("127.0.0.1:{}/x/y:1", support::free_port())).unwrap();
+    let (_reserved, addr) = support::refused_addr();
+    let reference = Reference::parse(&format!("{addr}/x/y:1")).unwrap();
     let err = rt
         .block_on(pull(&client, &store, &reference, &PullOptions::default(), &registry::Progress::none()))
         .unwrap_err();
@@ -290,4 +291,63 @@ fn full_disk_during_pull() {
     assert!(store.images().list().unwrap().is_empty());
     assert!(leftover_temp_files(&store).is_empty(), "{:?}", leftover_temp_files(&store));
     assert_store_consistent(&store);
+}
+
+/// Cancelling a pull mid-download (the caller drops the future, as `kiln pull` on Ctrl-C and a
+/// cancelled build's `FROM` do): the layer is half transferred when the task is aborted (the
+/// proxy stalls it and reports that; the client reported bytes). Afterwards nothing is tagged,
+/// no partial blob is in the store, the temp files are gone, and the next pull works.
+#[test]
+fn cancelled_pull_leaves_no_partial_state() {
+    let setup = setup();
+    let (_d, store) = support::store();
+    setup.proxy.inject(Fault::StallMidBody { path: setup.blob_path(&setup.layer) });
+    let (progress, events) = support::recorder();
+    let layer = setup.layer.digest().clone();
+    let mid_transfer = || {
+        setup.proxy.stalled() > 0
+            && events.lock().unwrap().iter().any(
+                |e| matches!(e, Event::BlobProgress { digest, done, .. } if *digest == layer && *done > 0),
+            )
+    };
+    // the pull runs until the layer is mid-transfer, then its future is dropped (cancelled)
+    let finished = setup.rt.block_on(async {
+        let options = PullOptions::default();
+        let pulling = pull(&setup.client, &store, &setup.reference, &options, &progress);
+        tokio::pin!(pulling);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            tokio::select! {
+                result = &mut pulling => return Some(result.map(|_| ())),
+                () = tokio::time::sleep(std::time::Duration::from_millis(10)) => {
+                    if mid_transfer() {
+                        return None;
+                    }
+                    assert!(tokio::time::Instant::now() < deadline, "the layer transfer never started");
+                }
+            }
+        }
+    });
+    assert!(finished.is_none(), "the pull ended before it was cancelled: {finished:?}");
+
+    assert!(store.images().list().unwrap().is_empty(), "a cancelled pull tagged the image");
+    assert!(!store.content().contains(setup.layer.digest()), "a partial layer is in the store");
+    assert_store_consistent(&store);
+    // temp files of the aborted transfer are removed once its blocking work has ended
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !leftover_temp_files(&store).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "temp files left by the cancelled pull: {:?}",
+            leftover_temp_files(&store)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    setup.proxy.clear();
+    let pulled = setup.pull(&store).unwrap();
+    assert_eq!(pulled.manifest.digest(), setup.manifest.digest());
+    assert!(store.content().contains(setup.layer.digest()));
+    assert_store_consistent(&store);
+    assert!(leftover_temp_files(&store).is_empty());
 }

@@ -538,3 +538,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 #[cfg(test)]
 #[path = "scheduler_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "scheduler_mount_tests.rs"]
+mod mount_tests;

@@ -17,6 +17,8 @@ struct FakeRunner {
     running: AtomicUsize,
     max_running: AtomicUsize,
     observed_cancel: AtomicUsize,
+    /// Signalled each time an op starts running (a permit is stored when nobody waits yet).
+    started: tokio::sync::Notify,
     /// Content of context files, by path.
     files: Mutex<HashMap<String, String>>,
 }
@@ -45,6 +47,7 @@ impl OpRunner for FakeRunner {
         *self.runs.lock().unwrap().entry(name.clone()).or_default() += 1;
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_running.fetch_max(now, Ordering::SeqCst);
+        self.started.notify_one();
         let result = async {
             let Op::Exec(exec) = &job.vertex.op else {
                 return Ok(format!("{name}({})", job.inputs.join(",")));
@@ -261,7 +264,10 @@ fn fan_out(width: usize, ms: u64) -> Definition {
     b.finish(vec![merged]).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+/// On tokio's paused clock a fake `sleep` ends only once every task that can run has run (time
+/// advances when the runtime is idle), so the overlap counted here is exact on any machine load:
+/// every op the scheduler would start at once has started before the first sleep ends.
+#[tokio::test(start_paused = true)]
 async fn independent_ops_run_in_parallel_up_to_jobs() {
     let runner = Arc::new(FakeRunner::default());
     let cache = Arc::new(MemoryCache::new());
@@ -274,7 +280,9 @@ async fn independent_ops_run_in_parallel_up_to_jobs() {
     assert_eq!(runner.max_running.load(Ordering::SeqCst), 2, "--jobs bounds concurrency");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+/// Paused clock: the failing op's 50 ms elapse only after both hanging ops have started, so they
+/// are running (and must see the token) when the failure comes, however loaded the machine is.
+#[tokio::test(start_paused = true)]
 async fn first_failure_cancels_the_rest() {
     let runner = Arc::new(FakeRunner::default());
     let cache = Arc::new(MemoryCache::new());
@@ -367,9 +375,9 @@ async fn external_cancellation_stops_the_build() {
         let options = SolveOptions { jobs: 1, no_cache: false };
         s.solve(&def, &options, ProgressSender::discard(), cancel).await
     });
-    while runner.running.load(Ordering::SeqCst) == 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    // cancel once the op runs (its "started" signal), not after a guessed delay
+    runner.started.notified().await;
+    assert_eq!(runner.running.load(Ordering::SeqCst), 1);
     trigger.cancel();
     assert!(matches!(task.await.unwrap(), Err(SolveError::Canceled)));
     assert_eq!(runner.observed_cancel.load(Ordering::SeqCst), 1);

@@ -1,7 +1,8 @@
 //! Golden tests of the Dockerfile frontend: `testdata/frontend/<case>/Dockerfile` (+ optional
 //! `options.json`) → `graph.json` (the definition with digests), `config.json` (the image
 //! config with the Docker-only fields merged), `warnings.json`; or `error.txt` for cases that
-//! must fail. `KILN_BLESS=1` rewrites the expected files (review them against BuildKit).
+//! must fail. `KILN_BLESS=1` rewrites the expected files (review them against BuildKit; refused
+//! when `CI=true`). An `error.txt` next to any success output (or the reverse) is stale and fails.
 //!
 //! Base images come from a fake resolver whose configs are built here (no store, no network).
 
@@ -105,7 +106,28 @@ fn cases_dir() -> PathBuf {
 }
 
 fn bless() -> bool {
-    std::env::var_os("KILN_BLESS").is_some_and(|v| v == "1")
+    let bless = std::env::var_os("KILN_BLESS").is_some_and(|v| v == "1");
+    let ci = std::env::var_os("CI").is_some_and(|v| v == "true" || v == "1");
+    assert!(!(bless && ci), "KILN_BLESS=1 is refused when CI=true: bless goldens locally and commit them");
+    bless
+}
+
+/// Outputs of a case that lowers successfully; `error.txt` is the output of one that fails.
+const SUCCESS_FILES: &[&str] = &["graph.json", "config.json", "warnings.json"];
+
+/// Expected files of the other outcome left in the case dir: removed when blessing, else failures.
+fn stale(dir: &Path, files: &[&str], failures: &mut Vec<String>) {
+    for file in files {
+        let path = dir.join(file);
+        if !path.exists() {
+            continue;
+        }
+        if bless() {
+            std::fs::remove_file(&path).unwrap();
+        } else {
+            failures.push(format!("{} is stale (the case's outcome changed)", path.display()));
+        }
+    }
 }
 
 fn check(file: &Path, actual: &str, failures: &mut Vec<String>) {
@@ -158,10 +180,11 @@ async fn run_case(dir: &Path, failures: &mut Vec<String>) {
     let error_file = dir.join("error.txt");
     match result {
         Ok(plan) => {
-            if error_file.exists() {
+            if error_file.exists() && !bless() {
                 failures.push(format!("{}: expected an error, lowering succeeded", dir.display()));
                 return;
             }
+            stale(dir, &["error.txt"], failures);
             let graph = plan.definition.to_json_pretty().unwrap();
             check(&dir.join("graph.json"), &(graph + "\n"), failures);
             // the definition round-trips with its digests
@@ -184,6 +207,7 @@ async fn run_case(dir: &Path, failures: &mut Vec<String>) {
                 return;
             }
             check(&error_file, &(rendered + "\n"), failures);
+            stale(dir, SUCCESS_FILES, failures);
         }
     }
 }

@@ -143,10 +143,16 @@ fn history_lines(history: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The successful cases of `testdata/buildkit-reference/` (those without `expect-failure`).
+const REFERENCE_CASES: usize = 23;
+
 async fn check_case(dir: &Path) -> Option<String> {
     let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-    let text = std::fs::read_to_string(dir.join("Dockerfile")).ok()?;
-    let expected = std::fs::read_to_string(dir.join("config.json")).ok()?;
+    // a case without its inputs or outputs fails here: it never silently drops out
+    let text = std::fs::read_to_string(dir.join("Dockerfile"))
+        .unwrap_or_else(|e| panic!("{}: read Dockerfile: {e}", dir.display()));
+    let expected = std::fs::read_to_string(dir.join("config.json"))
+        .unwrap_or_else(|e| panic!("{}: read config.json: {e}", dir.display()));
     let expected: Value = serde_json::from_str(&expected).unwrap();
     let expected_history: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("history.json")).unwrap()).unwrap();
@@ -180,6 +186,8 @@ async fn matches_buildkit_reference() {
         .filter(|p| p.join("Dockerfile").exists() && !p.join("expect-failure").exists())
         .collect();
     dirs.sort();
+    // 26 cases, 3 of them error cases (expect-failure): a case that drops out fails the count
+    assert_eq!(dirs.len(), REFERENCE_CASES, "successful reference cases: {dirs:?}");
     let mut failures = Vec::new();
     for dir in &dirs {
         if let Some(failure) = check_case(dir).await {
@@ -206,6 +214,7 @@ async fn step_names_match_buildkit_progress() {
         .filter(|p| p.join("Dockerfile").exists() && !p.join("expect-failure").exists())
         .collect();
     dirs.sort();
+    assert_eq!(dirs.len(), REFERENCE_CASES, "successful reference cases: {dirs:?}");
     for dir in &dirs {
         if dir.ends_with("onbuild-child") {
             // v0.8 neither counted ONBUILD triggers in the step total nor prefixed them with

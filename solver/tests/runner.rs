@@ -629,16 +629,29 @@ async fn cancellation_stops_the_process_and_cleans_up() {
     let solver = Solver::new(env.runner.clone(), Arc::new(MemoryCache::new()));
     let cancel = CancellationToken::new();
     let trigger = cancel.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-        trigger.cancel();
+    // cancel when the process has printed `started` (it runs), not after a guessed delay that
+    // could come before the sandbox exists
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<solver::progress::ProgressEvent>();
+    let watcher = tokio::spawn(async move {
+        let mut seen = false;
+        while let Some(event) = rx.recv().await {
+            if let solver::progress::EventKind::Log { data, .. } = &event.kind
+                && String::from_utf8_lossy(data.as_slice()).contains("started")
+                && !seen
+            {
+                seen = true;
+                trigger.cancel();
+            }
+        }
+        seen
     });
     let started = std::time::Instant::now();
     let error = solver
-        .solve(&definition, &SolveOptions::default(), ProgressSender::discard(), cancel)
+        .solve(&definition, &SolveOptions::default(), ProgressSender::new(tx), cancel)
         .await
         .unwrap_err();
     assert!(matches!(error, SolveError::Canceled), "{error:?}");
+    assert!(watcher.await.unwrap(), "the build was canceled while the process ran");
     assert!(started.elapsed() < std::time::Duration::from_secs(30), "cancellation did not stop the sleep");
     env.assert_no_mounts();
 }

@@ -4,7 +4,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::convert::Infallible;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -21,11 +21,16 @@ use registry::{AuthConfig, Client, ClientOptions, Event, Progress};
 pub const USER: &str = "kiln";
 pub const PASSWORD: &str = "s3cret-pw";
 
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// A loopback address where nothing listens, reserved for as long as the returned socket lives
+/// (bound, never listening: connections are refused, and no other process can take the port).
+pub fn refused_addr() -> (tokio::net::TcpSocket, SocketAddr) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::from(([127, 0, 0, 1], 0))).unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr)
 }
 
+pub mod forward;
 pub mod token_server;
 
 /// How the registry authenticates.
@@ -40,17 +45,20 @@ pub enum Auth {
     },
 }
 
-/// A `docker-registry` process; killed (by PID) and reaped on drop.
+/// A `docker-registry` process; killed (by PID) and reaped on drop. It listens on a unix socket
+/// behind a TCP port this process bound (see [`forward`]): no port is picked and released.
 pub struct RegistryServer {
     child: Child,
     pub addr: SocketAddr,
     pub dir: tempfile::TempDir,
+    socket: PathBuf,
+    _forward: forward::UnixForward,
 }
 
 impl RegistryServer {
     pub fn start(auth: Auth) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
+        let socket = dir.path().join("registry.sock");
         let auth_section = match auth {
             Auth::None => String::new(),
             Auth::Htpasswd => {
@@ -69,8 +77,9 @@ impl RegistryServer {
         };
         let config = format!(
             "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    \
-             rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  relativeurls: true\n{auth_section}",
-            dir.path().join("data").display()
+             rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  net: unix\n  addr: {}\n  relativeurls: true\n{auth_section}",
+            dir.path().join("data").display(),
+            socket.display()
         );
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
@@ -83,7 +92,8 @@ impl RegistryServer {
             .stderr(log)
             .spawn()
             .expect("start /usr/bin/docker-registry (apt-get install docker-registry)");
-        let mut server = Self { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), dir };
+        let forward = forward::UnixForward::start(socket.clone());
+        let mut server = Self { child, addr: forward.addr, dir, socket, _forward: forward };
         server.wait_ready();
         server
     }
@@ -95,12 +105,12 @@ impl RegistryServer {
                 let log = std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default();
                 panic!("docker-registry exited with {status}: {log}");
             }
-            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("docker-registry did not listen on {} within 20 s", self.addr);
+        panic!("docker-registry did not listen on {} within 20 s", self.socket.display());
     }
 
     /// `127.0.0.1:PORT`.
@@ -194,9 +204,15 @@ pub enum Fault {
     Replace { path: String, body: Vec<u8>, content_type: String },
     /// Answer this status with an empty body.
     Status { path: String, status: u16 },
-    /// Hold every matching request this long before forwarding it (never consumed); the most
-    /// requests held at once is [`Proxy::max_concurrent_delayed`].
-    Delay { path: String, millis: u64 },
+    /// Hold matching requests until `until` of them are held at once (then, after a grace for
+    /// more to arrive, release them all and pass later ones through), or 20 s passed; the most
+    /// requests held at once is [`Proxy::max_concurrent_delayed`]. Synchronises on the requests
+    /// themselves, not on a delay a loaded machine could outrun: a client that sends fewer at
+    /// once never reaches `until` (and the count shows it); one that sends more shows more.
+    Hold { path: String, until: usize },
+    /// Send half the body, count the transfer in [`Proxy::stalled`], then send nothing more
+    /// until the client goes away (or 60 s pass): a download in progress, to cancel.
+    StallMidBody { path: String },
 }
 
 impl Fault {
@@ -208,7 +224,8 @@ impl Fault {
             | Fault::Truncate { path }
             | Fault::Replace { path, .. }
             | Fault::Status { path, .. }
-            | Fault::Delay { path, .. } => path,
+            | Fault::Hold { path, .. }
+            | Fault::StallMidBody { path } => path,
         }
     }
 }
@@ -228,9 +245,14 @@ struct ProxyState {
     tokens: Vec<(String, Vec<String>)>,
     requests: Vec<String>,
     token_requests: usize,
-    /// Delayed requests in progress now, and the most at any time.
+    /// Held requests ([`Fault::Hold`]) now, and the most at any time.
     delayed_now: usize,
     delayed_max: usize,
+    /// The hold was released: matching requests pass.
+    hold_open: bool,
+    hold_changed: Arc<tokio::sync::Notify>,
+    /// Transfers stalled by [`Fault::StallMidBody`] so far.
+    stalled: usize,
 }
 
 /// A proxy in front of a registry, on its own port, serving until dropped.
@@ -283,6 +305,7 @@ impl Proxy {
         let mut state = self.state.lock().unwrap();
         state.faults.clear();
         state.delayed_max = 0;
+        state.hold_open = false;
     }
 
     /// `METHOD path` of every request forwarded so far.
@@ -294,7 +317,12 @@ impl Proxy {
         self.state.lock().unwrap().token_requests
     }
 
-    /// The most requests held by a [`Fault::Delay`] at the same time.
+    /// Transfers stalled mid-body by [`Fault::StallMidBody`] so far.
+    pub fn stalled(&self) -> usize {
+        self.state.lock().unwrap().stalled
+    }
+
+    /// The most requests held by a [`Fault::Hold`] at the same time.
     pub fn max_concurrent_delayed(&self) -> usize {
         self.state.lock().unwrap().delayed_max
     }
@@ -363,15 +391,7 @@ async fn handle(
     match &fault {
         Some(Fault::ServerError { .. }) => return Ok(status(StatusCode::INTERNAL_SERVER_ERROR)),
         Some(Fault::Status { status: code, .. }) => return Ok(status(StatusCode::from_u16(*code).unwrap())),
-        Some(Fault::Delay { millis, .. }) => {
-            {
-                let mut state = state.lock().unwrap();
-                state.delayed_now += 1;
-                state.delayed_max = state.delayed_max.max(state.delayed_now);
-            }
-            tokio::time::sleep(Duration::from_millis(*millis)).await;
-            state.lock().unwrap().delayed_now -= 1;
-        }
+        Some(Fault::Hold { until, .. }) => hold(&state, *until).await,
         _ => {}
     }
 
@@ -409,6 +429,19 @@ async fn handle(
                 headers.insert("content-type", content_type.parse().unwrap());
             }
         }
+        Some(Fault::StallMidBody { .. }) if bytes.len() > 1 => {
+            let half = Bytes::copy_from_slice(&bytes[..bytes.len() / 2]);
+            let stalled = state.clone();
+            let stall = futures::stream::once(async move {
+                // counted once the first half is out (this frame is polled after it was sent)
+                stalled.lock().unwrap().stalled += 1;
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                Err::<Frame<Bytes>, _>(std::io::Error::other("stalled transfer ended"))
+            });
+            let first = futures::stream::iter(vec![Ok(Frame::data(half))]);
+            let body = StreamBody::new(futures::StreamExt::chain(first, stall)).boxed();
+            return Ok(builder.header("content-length", bytes.len()).body(body).unwrap());
+        }
         Some(Fault::DropMidBody { .. }) if bytes.len() > 1 => {
             let half = Bytes::copy_from_slice(&bytes[..bytes.len() / 2]);
             let frames: Vec<Result<Frame<Bytes>, std::io::Error>> =
@@ -423,6 +456,46 @@ async fn handle(
         return Ok(builder.header("content-length", length).body(full(Bytes::new())).unwrap());
     }
     Ok(builder.header("content-length", bytes.len()).body(full(bytes)).unwrap())
+}
+
+/// [`Fault::Hold`]: waits until `until` requests are held (plus a grace for more to show up),
+/// the hold was already released, or 20 s passed.
+async fn hold(state: &Arc<Mutex<ProxyState>>, until: usize) {
+    let changed = {
+        let mut state = state.lock().unwrap();
+        if state.hold_open {
+            return;
+        }
+        state.delayed_now += 1;
+        state.delayed_max = state.delayed_max.max(state.delayed_now);
+        state.hold_changed.notify_waiters();
+        state.hold_changed.clone()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let notified = changed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let (open, reached) = {
+            let state = state.lock().unwrap();
+            (state.hold_open, state.delayed_now >= until)
+        };
+        if reached && !open {
+            // a client that would send more than `until` at once gets the chance to show it
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        if open || reached || tokio::time::Instant::now() >= deadline {
+            break;
+        }
+        tokio::select! {
+            () = &mut notified => {}
+            () = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+    let mut state = state.lock().unwrap();
+    state.hold_open = true;
+    state.delayed_now -= 1;
+    state.hold_changed.notify_waiters();
 }
 
 /// `None` if the request carries a token granting what it needs; else the challenge to send.
