@@ -92,6 +92,7 @@ fn exec(args: &[&str], mounts: Vec<Mount>) -> Op {
         hostname: None,
         network: NetworkMode::Default,
         mounts,
+        proxy_env: vec![],
     })
 }
 
