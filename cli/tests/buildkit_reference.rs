@@ -514,11 +514,11 @@ const CASE_ITEMS: &[(&str, usize)] = &[
     ("onbuild-child", 341),
     ("onbuild-parent", 315),
     ("run-forms", 363),
-    ("run-noop", 335),
+    ("run-noop", 329),
     ("run-whiteouts", 368),
     ("shell", 330),
     ("user", 367),
-    ("workdir", 393),
+    ("workdir", 389),
 ];
 
 #[test]

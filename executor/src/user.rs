@@ -190,9 +190,9 @@ mod tests {
     fn additional_groups() {
         let user = resolve("www-data", Some(PASSWD), Some(GROUP), &["wheel".into(), "4242".into()])
             .expect("resolve");
-        assert_eq!(user.groups, vec![100, 10, 4242]);
+        assert_eq!(user.groups, vec![33, 100, 10, 4242]);
         let user =
             resolve("www-data:www-data", Some(PASSWD), Some(GROUP), &["wheel".into()]).expect("resolve");
-        assert_eq!(user.groups, vec![10]);
+        assert_eq!(user.groups, vec![33, 10]);
     }
 }
