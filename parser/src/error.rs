@@ -62,7 +62,7 @@ pub enum ErrorKind {
     Heredoc(#[source] ShellError),
     #[error("internal lexing of heredoc produced inconsistent results: {0}")]
     InconsistentHeredoc(String),
-    /// BuildKit's text: `unknown instruction: FNTRYPOINT (did you mean entrypoint?)`.
+    /// BuildKit's text: `unknown instruction: FNTRYPOINT (did you mean ENTRYPOINT?)`.
     #[error("unknown instruction: {name}{}", suggestion_text(.suggestion))]
     UnknownInstruction { name: String, suggestion: Option<String> },
     #[error("{instruction} found before any FROM: no build stage in current context")]
@@ -76,6 +76,9 @@ pub enum ErrorKind {
     MissingFlagValue { flag: String, instruction: String },
     #[error("flag `{flag}` of {instruction} expects a boolean, not `{value}`")]
     InvalidBool { flag: String, instruction: String, value: String },
+    /// BuildKit's text for a `--chmod` that is neither octal (≤ 07777) nor symbolic.
+    #[error("invalid chmod parameter: '{value}'. it should be octal string and between 0 and 07777")]
+    InvalidChmod { value: String },
     #[error("invalid value `{value}` for flag `{flag}` of {instruction}: {reason}")]
     InvalidFlagValue { flag: String, instruction: String, value: String, reason: String },
     #[error("{instruction} flags must start with --: `{word}`")]

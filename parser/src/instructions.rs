@@ -374,8 +374,16 @@ impl Converter<'_> {
                 Command::Onbuild(Onbuild { expression, trigger: Box::new(trigger) })
             }
             _ => {
-                let suggestion = suggest(&node.keyword.to_uppercase(), INSTRUCTIONS.iter().copied())
-                    .map(|name| name.to_ascii_lowercase());
+                // BuildKit matches the suggestion's case to what was written (FNTRYPOINT →
+                // ENTRYPOINT, fntrypoint → entrypoint, mixed case → lowercase)
+                let keyword = &node.keyword;
+                let suggestion = suggest(&keyword.to_uppercase(), INSTRUCTIONS.iter().copied()).map(|name| {
+                    if *keyword == keyword.to_uppercase() {
+                        name.to_ascii_uppercase()
+                    } else {
+                        name.to_ascii_lowercase()
+                    }
+                });
                 return Err(self
                     .error(node, ErrorKind::UnknownInstruction { name: node.keyword.clone(), suggestion }));
             }
@@ -457,16 +465,7 @@ impl Converter<'_> {
         if value.contains('$') || valid_chmod(&value) {
             return Ok(Some(value));
         }
-        let err = FlagError {
-            kind: ErrorKind::InvalidFlagValue {
-                flag: "--chmod".into(),
-                instruction: name.into(),
-                value,
-                reason: "it should be an octal string between 0 and 07777 or a symbolic mode such as u+x"
-                    .into(),
-            },
-            word: "--chmod".into(),
-        };
+        let err = FlagError { kind: ErrorKind::InvalidChmod { value }, word: "--chmod".into() };
         Err(self.flag_error(node, err))
     }
 }
