@@ -227,7 +227,36 @@ impl Store {
     }
 }
 
-/// Now as an RFC 3339 timestamp (UTC, seconds precision with nanoseconds like docker).
+/// Now as an RFC 3339 timestamp (UTC, nanoseconds), written as Go's `time.RFC3339Nano` writes it
+/// (docker, BuildKit, skopeo): trailing zeros of the fraction dropped, so a tool that decodes and
+/// re-encodes the config writes the same bytes (and the image ID survives it).
 pub fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+    rfc3339_like_go(chrono::Utc::now())
+}
+
+/// `time` as Go's `RFC3339Nano`: `2026-12-02T08:50:01.12Z`, `2026-12-02T08:50:01Z`.
+pub fn rfc3339_like_go(time: chrono::DateTime<chrono::Utc>) -> String {
+    let text = time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);
+    match text.split_once('.') {
+        Some((seconds, fraction)) => {
+            let digits = fraction.trim_end_matches('Z').trim_end_matches('0');
+            if digits.is_empty() { format!("{seconds}Z") } else { format!("{seconds}.{digits}Z") }
+        }
+        None => text,
+    }
+}
+
+#[cfg(test)]
+mod time_tests {
+    use super::rfc3339_like_go;
+    use chrono::TimeZone;
+
+    #[test]
+    fn fractions_are_written_as_go_writes_them() {
+        let at = |nanos| chrono::Utc.timestamp_opt(1_795_386_175, nanos).unwrap();
+        assert_eq!(rfc3339_like_go(at(0)), "2026-11-22T22:22:55Z");
+        assert_eq!(rfc3339_like_go(at(120_000_000)), "2026-11-22T22:22:55.12Z");
+        assert_eq!(rfc3339_like_go(at(123_456_789)), "2026-11-22T22:22:55.123456789Z");
+        assert_eq!(rfc3339_like_go(at(100)), "2026-11-22T22:22:55.0000001Z");
+    }
 }
