@@ -286,7 +286,7 @@ impl Converter<'_> {
                     paths,
                     from: flags.string("from").filter(|v| !v.is_empty()),
                     chown: flags.string("chown").filter(|v| !v.is_empty()),
-                    chmod: self.chmod(node, &name, &flags)?,
+                    chmod: self.chmod(node, &flags)?,
                     link: flags.bool("link").unwrap_or(false),
                     parents: flags.bool("parents").unwrap_or(false),
                     excludes: flags.strings("exclude").to_vec(),
@@ -322,7 +322,7 @@ impl Converter<'_> {
                 Command::Add(Add {
                     paths,
                     chown: flags.string("chown").filter(|v| !v.is_empty()),
-                    chmod: self.chmod(node, &name, &flags)?,
+                    chmod: self.chmod(node, &flags)?,
                     link: flags.bool("link").unwrap_or(false),
                     keep_git_dir: flags.bool("keep-git-dir"),
                     checksum,
@@ -460,7 +460,7 @@ impl Converter<'_> {
 
     /// `--chmod`: octal up to 07777 or a symbolic mode (`u+x,go-w`); values with variables are
     /// checked after expansion.
-    fn chmod(&self, node: &Node, name: &str, flags: &Flags) -> Result<Option<String>, ParseError> {
+    fn chmod(&self, node: &Node, flags: &Flags) -> Result<Option<String>, ParseError> {
         let Some(value) = flags.string("chmod").filter(|v| !v.is_empty()) else { return Ok(None) };
         if value.contains('$') || valid_chmod(&value) {
             return Ok(Some(value));
