@@ -44,9 +44,10 @@ impl OpRunner for FakeRunner {
 
     async fn run(&self, job: RunJob<String>) -> Result<Vec<String>, RunError> {
         let name = job.vertex.metadata.description.clone().unwrap_or_default();
-        *self.runs.lock().unwrap().entry(name.clone()).or_default() += 1;
+        // counted as running before it is counted as run, so a test that sees the run sees it running
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.max_running.fetch_max(now, Ordering::SeqCst);
+        *self.runs.lock().unwrap().entry(name.clone()).or_default() += 1;
         self.started.notify_one();
         let result = async {
             let Op::Exec(exec) = &job.vertex.op else {
@@ -375,8 +376,11 @@ async fn external_cancellation_stops_the_build() {
         let options = SolveOptions { jobs: 1, no_cache: false };
         s.solve(&def, &options, ProgressSender::discard(), cancel).await
     });
-    // cancel once the op runs (its "started" signal), not after a guessed delay
-    runner.started.notified().await;
+    // cancel once the hanging op runs (its "started" signal), not after a guessed delay; the
+    // base image op signals too, so wait until the signal is the hanging op's
+    while runner.runs("hang") == 0 {
+        runner.started.notified().await;
+    }
     assert_eq!(runner.running.load(Ordering::SeqCst), 1);
     trigger.cancel();
     assert!(matches!(task.await.unwrap(), Err(SolveError::Canceled)));
