@@ -74,6 +74,7 @@ pub fn input_uses(op: &Op, inputs: usize) -> Vec<InputUse> {
                         allow_empty: copy.allow_empty_wildcard,
                         include_patterns: copy.include_patterns.clone(),
                         exclude_patterns: copy.exclude_patterns.clone(),
+                        required_includes: copy.parents && !copy.src.contains(['*', '?', '[']),
                         include_mode: copy.mode.as_ref().and_then(Chmod::octal).is_none(),
                         include_owner: copy.owner.is_none(),
                     };

@@ -34,6 +34,15 @@ pub enum RunError {
     /// Computing a content checksum failed (e.g. a COPY source does not exist).
     #[error("failed to compute cache key: {0}")]
     Checksum(#[from] ContentHashError),
+    /// Checksumming the files an op reads from one of its inputs failed (BuildKit's wording, which
+    /// users search for: `failed to calculate checksum of ref …: "/x": not found`).
+    #[error("failed to compute cache key: failed to calculate checksum of ref {reference}: {source}")]
+    ChecksumOf {
+        /// Names the input: the context's name, or the short chain ID of a snapshot.
+        reference: String,
+        #[source]
+        source: ContentHashError,
+    },
     /// The op itself failed; the source says why (exit code, missing file, …).
     #[error("{0}")]
     Failed(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),

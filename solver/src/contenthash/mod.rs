@@ -70,6 +70,10 @@ pub struct Selection {
     /// Below a selected directory, skip entries matching these (relative to it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub exclude_patterns: Vec<String>,
+    /// Each include pattern without wildcards names a path that must exist below the selected
+    /// path (`COPY --parents` of a plain path: BuildKit's required paths).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub required_includes: bool,
     /// Hash permission bits (false when the reader replaces them, `COPY --chmod`).
     pub include_mode: bool,
     /// Hash uid/gid (false when the reader replaces them, `COPY --chown`).
@@ -86,6 +90,7 @@ impl Selection {
             allow_empty: false,
             include_patterns: Vec::new(),
             exclude_patterns: Vec::new(),
+            required_includes: false,
             include_mode: true,
             include_owner: true,
         }

@@ -244,6 +244,16 @@ pub(super) fn collect(
         }
         return Err(ContentHashError::NotFound { path: selection.path.clone(), excluded: false });
     }
+    if selection.required_includes {
+        for pattern in selection.include_patterns.iter().filter(|p| !has_glob(p)) {
+            let path = format!("{}/{}", clean.trim_end_matches('/'), pattern.trim_start_matches('/'));
+            let path = path.trim_start_matches('/');
+            let required = Selection { wildcard: false, ..selection.clone() };
+            if expand(hasher, &required, path)?.is_empty() {
+                return Err(ContentHashError::NotFound { path: format!("/{path}"), excluded: false });
+            }
+        }
+    }
     let filter = SubtreeFilter {
         include: PatternMatcher::new(&selection.include_patterns)?,
         exclude: PatternMatcher::new(&selection.exclude_patterns)?,

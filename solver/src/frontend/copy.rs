@@ -129,8 +129,8 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
             if !is_url(&sources[0]) {
                 return Err(self.error_at(instruction, "checksum requires HTTP(S) or Git sources"));
             }
-            if !checksum.starts_with("sha256:") && !checksum.starts_with("sha512:") {
-                return Err(self.error_at(instruction, format!("invalid checksum digest format: {checksum}")));
+            if let Some(problem) = checksum_problem(checksum) {
+                return Err(self.error_at(instruction, format!("{problem}: {checksum}")));
             }
         }
         let mut excludes = Vec::new();
@@ -343,5 +343,63 @@ mod tests {
         assert_eq!(url_filename("https://example.com"), "__unnamed__");
         assert!(is_git("https://github.com/moby/buildkit.git"));
         assert!(!is_git("https://example.com/x"));
+    }
+}
+
+/// What is wrong with an `ADD --checksum` digest, in the order and words of the OCI digest library
+/// BuildKit uses: no `algorithm:` prefix is a format error, a well-formed digest of another
+/// algorithm (`md5:…`) is unsupported, a supported one must have its exact hex length.
+fn checksum_problem(checksum: &str) -> Option<&'static str> {
+    const INVALID_FORMAT: &str = "invalid checksum digest format";
+    let Some((algorithm, encoded)) = checksum.split_once(':').filter(|(a, e)| !a.is_empty() && !e.is_empty())
+    else {
+        return Some(INVALID_FORMAT);
+    };
+    let hex_len = match algorithm {
+        "sha256" => 64,
+        "sha512" => 128,
+        _ => {
+            let algorithm_ok = algorithm.split(['.', '+', '_', '-']).all(|part| {
+                !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+            });
+            let encoded_ok = encoded.bytes().all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b));
+            return Some(if algorithm_ok && encoded_ok {
+                "unsupported digest algorithm"
+            } else {
+                INVALID_FORMAT
+            });
+        }
+    };
+    if encoded.len() != hex_len {
+        return Some("invalid checksum digest length");
+    }
+    if !encoded.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return Some(INVALID_FORMAT);
+    }
+    None
+}
+
+#[cfg(test)]
+mod checksum_tests {
+    use super::checksum_problem;
+
+    #[test]
+    fn checksums_are_judged_as_the_oci_digest_library_does() {
+        let sha256 = format!("sha256:{}", "a".repeat(64));
+        let cases: &[(&str, Option<&str>)] = &[
+            (&sha256, None),
+            (&format!("sha512:{}", "0".repeat(128)), None),
+            ("d0b425e00e15a0d36b9b361f02bab635", Some("invalid checksum digest format")),
+            (":abc", Some("invalid checksum digest format")),
+            ("sha256:", Some("invalid checksum digest format")),
+            ("md5:7e55db001d319a94b0b713529a756623", Some("unsupported digest algorithm")),
+            ("unknown:d0b4", Some("unsupported digest algorithm")),
+            ("Unknown:d0b4", Some("invalid checksum digest format")),
+            ("sha256:abc", Some("invalid checksum digest length")),
+            (&format!("sha256:{}", "G".repeat(64)), Some("invalid checksum digest format")),
+        ];
+        for (input, want) in cases {
+            assert_eq!(checksum_problem(input), *want, "{input}");
+        }
     }
 }

@@ -579,7 +579,10 @@ fn metadata_for(
 }
 
 /// Parses ONBUILD trigger expressions (as stored in a config) into instructions.
-fn parse_triggers(triggers: &[String], location: &SourceLocation) -> Result<Vec<Instruction>, FrontendError> {
+pub(super) fn parse_triggers(
+    triggers: &[String],
+    location: &SourceLocation,
+) -> Result<Vec<Instruction>, FrontendError> {
     let mut parsed = Vec::new();
     for trigger in triggers {
         let text = format!("FROM scratch\n{trigger}\n");

@@ -6,7 +6,7 @@ use oci_spec::image::ImageConfiguration;
 use parser::shell::expand_word_with_matches;
 use parser::{Command, Dockerfile, Instruction, Stage};
 
-use super::dispatch::StageState;
+use super::dispatch::{StageState, parse_triggers};
 use super::{
     BuildPlan, DockerExtras, FrontendError, FrontendOptions, ImageResolver, ResolvedImage, SourceLocation,
     Warning,
@@ -146,6 +146,7 @@ async fn run_pass<'a, 'r, R: ImageResolver>(
         target: 0,
     };
     let target = lowerer.plan()?;
+    lowerer.add_onbuild_dependencies(target).await?;
     let order = lowerer.order(target)?;
     for index in order {
         let state = lowerer.lower_stage(index).await?;
@@ -328,6 +329,41 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
             ));
         }
         Ok(())
+    }
+
+    /// ONBUILD triggers of base images fire in the stages built on them, and their `--from`
+    /// (COPY or RUN --mount) may name stages of this Dockerfile, which those stages then need
+    /// (BuildKit's "new deps" of ONBUILD). Resolves the image bases of the stages the target
+    /// needs until no trigger adds a dependency. A base that fails to resolve here is left to
+    /// the lowering, which reports it where it belongs.
+    async fn add_onbuild_dependencies(&mut self, target: usize) -> Result<(), FrontendError> {
+        let mut examined = BTreeSet::new();
+        loop {
+            let mut added = false;
+            for index in self.order(target)? {
+                let Base::Image(name) = self.stages[index].base.clone() else { continue };
+                if !examined.insert(index) {
+                    continue;
+                }
+                let location = self.stage_location(&self.dockerfile.stages[index]);
+                let platform = self.stages[index].platform.clone();
+                let Ok(resolved) = self.resolutions.resolve(&name, &platform, &location).await else {
+                    continue;
+                };
+                let Ok(triggers) = parse_triggers(&resolved.extras.on_build, &location) else { continue };
+                for trigger in &triggers {
+                    for from in from_references(trigger) {
+                        let Ok(from) = self.expand_at(&from, &self.global.clone(), trigger) else { continue };
+                        if let Some(other) = self.stage_reference(&from, index) {
+                            added |= self.stages[index].deps.insert(other);
+                        }
+                    }
+                }
+            }
+            if !added {
+                return Ok(());
+            }
+        }
     }
 
     /// A `--from` value that names a stage: by name, or by index (only earlier stages).

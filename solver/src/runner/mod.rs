@@ -378,8 +378,11 @@ impl Runner {
                 let hasher = self.hasher_for(local)?;
                 let store = self.store.clone();
                 let selection = selection.clone();
+                let reference = local.name.clone();
                 let sum = tokio::task::spawn_blocking(move || {
-                    let sum = hasher.checksum(&selection)?;
+                    let sum = hasher
+                        .checksum(&selection)
+                        .map_err(|source| RunError::ChecksumOf { reference, source })?;
                     hasher.persist(&store)?;
                     Ok::<_, RunError>(sum)
                 })
@@ -392,8 +395,11 @@ impl Runner {
                     // Scratch: hash an empty directory (a missing path fails like everywhere).
                     let empty = fsutil::TempDir::new(&self.store, "scratch")?;
                     let hasher = ContentHasher::new(empty.path(), &[])?;
-                    return Ok(hasher.checksum(selection)?);
+                    return hasher
+                        .checksum(selection)
+                        .map_err(|source| RunError::ChecksumOf { reference: "scratch".into(), source });
                 };
+                let reference: String = chain_id.digest().chars().take(12).collect();
                 let memo_key = (chain_id, serde_json::to_string(selection).unwrap_or_default());
                 if let Some(sum) = self.chain_sums.lock().map_err(|_| poisoned())?.get(&memo_key) {
                     return Ok(sum.clone());
@@ -407,7 +413,7 @@ impl Runner {
                 let sum = tokio::task::spawn_blocking(move || -> Result<Digest, RunError> {
                     let view = fsutil::ReadOnlyView::new(&store, &chain)?;
                     let hasher = ContentHasher::new(view.path(), &[])?;
-                    Ok(hasher.checksum(&selection)?)
+                    hasher.checksum(&selection).map_err(|source| RunError::ChecksumOf { reference, source })
                 })
                 .await
                 .map_err(RunError::failed)??;
