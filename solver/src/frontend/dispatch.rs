@@ -167,11 +167,15 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
     /// The progress text of an instruction: its line with variables expanded (unset ones and
     /// quotes kept) and the keyword upper-cased.
     pub(super) fn progress_text(&self, state: &StageState, original: &str) -> String {
+        self.progress_text_with(&state.env, original)
+    }
+
+    /// [`Self::progress_text`] with the given variables (e.g. secret variables masked).
+    pub(super) fn progress_text_with(&self, env: &impl parser::shell::Env, original: &str) -> String {
         let mut lexer = Lexer::new(self.dockerfile.escape);
         lexer.raw_quotes = true;
         lexer.skip_unset_env = true;
-        let text =
-            lexer.process(original, &state.env).map(|e| e.value).unwrap_or_else(|_| original.to_owned());
+        let text = lexer.process(original, env).map(|e| e.value).unwrap_or_else(|_| original.to_owned());
         match text.split_once(' ') {
             Some((keyword, rest)) => format!("{} {rest}", keyword.to_ascii_uppercase()),
             None => text.to_ascii_uppercase(),

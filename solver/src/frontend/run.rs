@@ -69,7 +69,16 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
             readonly: false,
             kind: MountKind::Bind,
         }];
-        let mut text = self.onbuild_prefix(onbuild, &self.progress_text(state, &instruction.original));
+        // variables a secret sets show as **** in the step name (BuildKit's withSecretEnvMask)
+        let mut display_env = state.env.clone();
+        for name in
+            run.mounts.iter().filter(|m| m.mount_type == MountType::Secret).filter_map(|m| m.env.as_ref())
+        {
+            display_env.retain(|(key, _)| key != name);
+            display_env.push((name.clone(), "****".into()));
+        }
+        let mut text =
+            self.onbuild_prefix(onbuild, &self.progress_text_with(&display_env, &instruction.original));
 
         // argv, BuildKit's heredoc rules
         let mut args: Vec<String> = match &run.command.form {
@@ -157,7 +166,13 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
             proxy_env,
             cwd: state.workdir(),
             user: state.user(),
-            hostname: None,
+            // BuildKit's frontend option: the build-arg sets every RUN's hostname
+            hostname: self
+                .options
+                .build_args
+                .get("BUILDKIT_SANDBOX_HOSTNAME")
+                .filter(|name| !name.is_empty())
+                .cloned(),
             network,
             mounts,
         };
@@ -302,10 +317,16 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
                         line: Some(instruction.location.start_line),
                     });
                 }
+                // with env= and no target the secret is only a variable (no file)
+                let dest = match (target, &mount.env) {
+                    (Some(target), _) => target,
+                    (None, Some(_)) => String::new(),
+                    (None, None) => format!("/run/secrets/{id}"),
+                };
                 Mount {
                     input: None,
                     selector: String::new(),
-                    dest: target.unwrap_or_else(|| format!("/run/secrets/{id}")),
+                    dest,
                     output: None,
                     readonly: true,
                     kind: MountKind::Secret(SecretMount {

@@ -277,7 +277,10 @@ fn validate_exec(exec: &ExecOp, inputs: usize) -> Result<(), GraphError> {
     }
     let mut outputs = Vec::new();
     for mount in &exec.mounts {
-        if !mount.dest.starts_with('/') {
+        // a secret with env= and no target is only a variable: it has no target
+        let env_only_secret =
+            mount.dest.is_empty() && matches!(&mount.kind, MountKind::Secret(secret) if secret.env.is_some());
+        if !mount.dest.starts_with('/') && !env_only_secret {
             return Err(invalid(kind, format!("mount target {:?} is not absolute", mount.dest)));
         }
         if let Some(input) = mount.input {

@@ -156,6 +156,7 @@ pub struct Mount {
     /// Path inside the input to mount (`RUN --mount=source=`); empty = the whole input.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub selector: String,
+    /// Absolute target path; empty only for a secret that is a variable only (`env=`, no target).
     pub dest: String,
     /// Output index this mount's final state is exported as (writable mounts only).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -345,6 +345,10 @@ impl Runner {
                 if let Some(name) = &secret.env {
                     env.push(format!("{name}={}", String::from_utf8_lossy(&value)));
                 }
+                if mount.dest.is_empty() {
+                    // a variable only (env= without a target)
+                    return Ok(None);
+                }
                 let dir = temp.subdir("secrets")?;
                 let file = dir.join(n.to_string());
                 write_private_file(&file, &value, secret.mode, secret.uid, secret.gid)?;
