@@ -344,6 +344,7 @@ pub async fn build(
         .await
         .map_err(|error| BuildError::Frontend { text: dockerfile.text.clone(), error })?;
     let mut export = request.export.clone();
+    export.image.source_date_epoch = export.image.source_date_epoch.or(plan.source_date_epoch);
     if let Ok(serde_json::Value::Object(extras)) = serde_json::to_value(&plan.docker) {
         export.image.config_extras.extend(extras);
     }

@@ -199,6 +199,8 @@ pub struct BuildPlan {
     /// Docker-only config fields of the target.
     pub docker: DockerExtras,
     pub warnings: Vec<Warning>,
+    /// The build's `SOURCE_DATE_EPOCH` (the request's, else a build-arg or global ARG default).
+    pub source_date_epoch: Option<i64>,
 }
 
 impl BuildPlan {

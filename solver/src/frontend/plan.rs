@@ -125,9 +125,7 @@ async fn run_pass<'a, 'r, R: ImageResolver>(
     if dockerfile.stages.is_empty() {
         return Err(FrontendError::NoStages);
     }
-    let epoch = options
-        .source_date_epoch
-        .or_else(|| options.build_args.get("SOURCE_DATE_EPOCH").and_then(|v| v.parse().ok()));
+    let epoch = options.source_date_epoch;
     let mut lowerer = Lowerer {
         dockerfile,
         options,
@@ -146,6 +144,9 @@ async fn run_pass<'a, 'r, R: ImageResolver>(
         target: 0,
     };
     let target = lowerer.plan()?;
+    if lowerer.epoch.is_none() {
+        lowerer.epoch = lowerer.source_date_epoch()?;
+    }
     lowerer.add_onbuild_dependencies(target).await?;
     let order = lowerer.order(target)?;
     for index in order {
@@ -331,6 +332,72 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
         Ok(())
     }
 
+    /// `SOURCE_DATE_EPOCH` from a build-arg or a global `ARG` default, as BuildKit resolves it:
+    /// seconds since the epoch; `context` (the context's time: not known to kiln, ignored, as
+    /// BuildKit without a client); the name of a stage holding one remote `ADD` (checked as
+    /// BuildKit does; taking its time is not supported yet); anything else is an error.
+    fn source_date_epoch(&self) -> Result<Option<i64>, FrontendError> {
+        let from_global =
+            || self.global.iter().rev().find(|(k, _)| k == "SOURCE_DATE_EPOCH").map(|(_, v)| v.clone());
+        let Some(value) = self.options.build_args.get("SOURCE_DATE_EPOCH").cloned().or_else(from_global)
+        else {
+            return Ok(None);
+        };
+        if value.is_empty() || value == "context" {
+            return Ok(None);
+        }
+        if let Ok(seconds) = value.parse::<i64>() {
+            return Ok(Some(seconds));
+        }
+        let Some(stage) = self
+            .dockerfile
+            .stages
+            .iter()
+            .find(|s| s.name.as_deref().is_some_and(|n| n.eq_ignore_ascii_case(&value)))
+        else {
+            return Err(FrontendError::Instruction {
+                location: self
+                    .dockerfile
+                    .global_args
+                    .iter()
+                    .rev()
+                    .find_map(|i| match &i.command {
+                        Command::Arg { args } if args.iter().any(|a| a.name == "SOURCE_DATE_EPOCH") => {
+                            Some(super::dispatch::instruction_location(i))
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or_else(|| self.stage_location(&self.dockerfile.stages[0])),
+                message: format!("invalid SOURCE_DATE_EPOCH: {value}"),
+            });
+        };
+        let location = self.stage_location(stage);
+        let fail = |message: String| FrontendError::Instruction { location: location.clone(), message };
+        if stage.base != "scratch" {
+            return Err(fail("SOURCE_DATE_EPOCH stage must use FROM scratch".into()));
+        }
+        let mut adds = 0;
+        for instruction in &stage.instructions {
+            match &instruction.command {
+                Command::Arg { .. } => {}
+                Command::Add(_) => adds += 1,
+                _ => {
+                    let name = instruction.original.split_whitespace().next().unwrap_or_default();
+                    return Err(fail(format!(
+                        "SOURCE_DATE_EPOCH stage does not meet source-only requirements: unsupported {} instruction",
+                        name.to_ascii_lowercase()
+                    )));
+                }
+            }
+        }
+        if adds != 1 {
+            return Err(fail("SOURCE_DATE_EPOCH stage must contain exactly one remote ADD".into()));
+        }
+        Err(fail(format!(
+            "SOURCE_DATE_EPOCH={value}: taking the time of a stage's remote source is not supported by kiln yet"
+        )))
+    }
+
     /// ONBUILD triggers of base images fire in the stages built on them, and their `--from`
     /// (COPY or RUN --mount) may name stages of this Dockerfile, which those stages then need
     /// (BuildKit's "new deps" of ONBUILD). Resolves the image bases of the stages the target
@@ -495,7 +562,7 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
         }
         let definition = self.graph.finish(vec![state.fs.clone()])?;
         let docker: DockerExtras = state.extras;
-        Ok(BuildPlan { definition, target: state.fs, image, docker, warnings })
+        Ok(BuildPlan { definition, target: state.fs, image, docker, warnings, source_date_epoch: self.epoch })
     }
 }
 
