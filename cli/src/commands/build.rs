@@ -192,7 +192,15 @@ fn plan_outputs(args: &BuildArgs) -> anyhow::Result<Plan> {
     }
     let mut push = args.push;
     for spec in &args.outputs {
-        let output = Output::parse(spec)?;
+        let mut output = Output::parse(spec)?;
+        // an archive's own `name=` names it (fully qualified, as -t names are)
+        if let Output::Oci { names, .. } | Output::Docker { names, .. } = &mut output {
+            for name in names.iter_mut() {
+                *name = Reference::parse(name)
+                    .with_context(|| format!("invalid image name {name:?}"))?
+                    .to_string();
+            }
+        }
         if let Output::Image { names, push: p } = &output {
             push |= *p;
             for name in names {

@@ -51,7 +51,9 @@ impl Output {
         let mut dest = None;
         let mut names = Vec::new();
         let mut push = None;
-        for field in spec.split(',') {
+        let fields = csv_fields(spec).map_err(|problem| invalid(problem.into()))?;
+        for field in &fields {
+            let field = field.as_str();
             let (key, value) =
                 field.split_once('=').ok_or_else(|| invalid(format!("`{field}` is not key=value")))?;
             match key.trim() {
@@ -105,6 +107,51 @@ impl Output {
     }
 }
 
+/// Splits one CSV record as buildx reads `--output` (Go's encoding/csv): fields separated by
+/// commas; a field that starts with `"` runs to its closing quote and may hold commas, `""` inside
+/// it being one quote.
+fn csv_fields(spec: &str) -> Result<Vec<String>, &'static str> {
+    let mut fields = Vec::new();
+    let mut chars = spec.chars().peekable();
+    loop {
+        let mut field = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    None => return Err("unterminated quoted field"),
+                    Some('"') if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        field.push('"');
+                    }
+                    Some('"') => break,
+                    Some(c) => field.push(c),
+                }
+            }
+            match chars.next() {
+                None => {
+                    fields.push(field);
+                    return Ok(fields);
+                }
+                Some(',') => {}
+                Some(_) => return Err("extraneous text after a quoted field"),
+            }
+        } else {
+            loop {
+                match chars.next() {
+                    None => {
+                        fields.push(field);
+                        return Ok(fields);
+                    }
+                    Some(',') => break,
+                    Some(c) => field.push(c),
+                }
+            }
+        }
+        fields.push(field);
+    }
+}
+
 fn layer_refs(image: &ExportedImage) -> Vec<LayerRef> {
     image.layers.iter().map(|l| LayerRef { blob: l.blob.clone(), diff_id: l.diff_id.clone() }).collect()
 }
@@ -139,7 +186,8 @@ fn finish(mut out: Box<dyn Write>, dest: &Dest) -> Result<(), ExportError> {
 }
 
 /// Writes `image` to `output`. `names` are the fully qualified names for the image store and the
-/// archives' name annotations (the caller merges `-t` and `name=`, normalised). An image output
+/// archives' name annotations (the caller merges `-t` and `name=`, normalised); an archive output
+/// with its own `name=` (normalised by the caller) is named by those instead. An image output
 /// without names records the image untagged. Pushing is the caller's job.
 pub fn write(
     store: &Store,
@@ -158,10 +206,12 @@ pub fn write(
             }
             Ok(())
         }
-        Output::Oci { dest, .. } | Output::Docker { dest, .. } => {
+        Output::Oci { dest, names: own } | Output::Docker { dest, names: own } => {
             let format =
                 if matches!(output, Output::Oci { .. }) { ArchiveFormat::Oci } else { ArchiveFormat::Docker };
-            let export = ExportImage { target: image.manifest.clone(), names: names.to_vec() };
+            // the output's own `name=` wins over the build's -t names (buildx)
+            let names = if own.is_empty() { names.to_vec() } else { own.clone() };
+            let export = ExportImage { target: image.manifest.clone(), names };
             let mut out = open_dest(dest)?;
             formats::save(store, &[export], format, &mut out)?;
             finish(out, dest)

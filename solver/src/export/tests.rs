@@ -71,6 +71,10 @@ fn output_specs_parse_like_buildx() {
             Output::Docker { dest: Dest::File("b.tar".into()), names: vec!["x:1".into()] },
         ),
         ("type=image,name=r/a:1,push=true", Output::Image { names: vec!["r/a:1".into()], push: true }),
+        (
+            "type=oci,dest=o.tar,\"name=r/a:1,r/a:2\"",
+            Output::Oci { dest: Dest::File("o.tar".into()), names: vec!["r/a:1".into(), "r/a:2".into()] },
+        ),
         ("type=image", Output::Image { names: vec![], push: false }),
         ("type=registry,name=r/a", Output::Image { names: vec!["r/a".into()], push: true }),
     ];
