@@ -79,6 +79,15 @@ pub struct DockerExtras {
     pub on_build: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "null_as_default")]
     pub shell: Vec<String>,
+    /// Docker's `ArgsEscaped` (deprecated in the OCI spec, kept for docker): BuildKit sets it
+    /// with every CMD.
+    #[serde(
+        default,
+        skip_serializing_if = "std::ops::Not::not",
+        rename = "ArgsEscaped",
+        deserialize_with = "null_as_default"
+    )]
+    pub args_escaped: bool,
 }
 
 impl DockerExtras {

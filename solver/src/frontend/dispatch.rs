@@ -426,6 +426,7 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
                     c.set_cmd(if args.is_empty() { None } else { Some(args.clone()) });
                 });
                 state.cmd_set = true;
+                state.extras.args_escaped = true;
                 state.history(format!("CMD {}", go_quoted_list(&args)), true, epoch);
             }
             Command::Entrypoint(command) => {

@@ -54,7 +54,9 @@ pub(crate) fn materialize_blob(
     let dest = dir.join(&name);
     let blob = store.content().blob_path(descriptor.digest())?;
     std::fs::copy(&blob, &dest).map_err(RunnerError::io("copy", &dest))?;
-    set_meta(&dest, Some(source::blob_mode(descriptor)), Some((0, 0)), None)?;
+    // Last-Modified, else the epoch (BuildKit's HTTP source)
+    let mtime = source::blob_mtime(descriptor).unwrap_or(0);
+    set_meta(&dest, Some(source::blob_mode(descriptor)), Some((0, 0)), Some(mtime))?;
     Ok(())
 }
 

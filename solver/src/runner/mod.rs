@@ -62,6 +62,9 @@ pub use source::ResolvedBase;
 pub const ANNOTATION_FILENAME: &str = "org.opencontainers.image.title";
 /// Annotation of a [`BuildRef::Blob`] descriptor holding the file mode (octal) of a download.
 pub const ANNOTATION_MODE: &str = "dev.kiln.http.mode";
+/// Annotation of a [`BuildRef::Blob`] descriptor holding the download's `Last-Modified` time
+/// (seconds since the epoch); without it the file gets the epoch, as BuildKit.
+pub const ANNOTATION_MTIME: &str = "dev.kiln.http.mtime";
 
 /// A layer chain, bottom layer first (empty = scratch).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -422,12 +425,16 @@ impl Runner {
             }
             BuildRef::Blob(descriptor) => {
                 // A download is one file: its digest, name and mode are its content.
-                let text = format!(
+                let mut text = format!(
                     "{}\0{}\0{}",
                     descriptor.digest(),
                     source::blob_filename(descriptor),
                     if selection.include_mode { source::blob_mode(descriptor) } else { 0 }
                 );
+                // the file's time is part of what is copied (BuildKit keys it too)
+                if let Some(mtime) = source::blob_mtime(descriptor) {
+                    text.push_str(&format!("\0{mtime}"));
+                }
                 Ok(cache::sha256_digest(text.as_bytes()))
             }
         }

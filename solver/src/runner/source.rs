@@ -151,19 +151,57 @@ impl Runner {
         let client = reqwest::Client::builder()
             .build()
             .map_err(|source| RunnerError::Download { url: http.url.clone(), source })?;
+        let store = self.store.clone();
+        let known = HttpRecords::load(&store, &http.url);
         let download = async {
-            let response = client
-                .get(&http.url)
+            // BuildKit's revalidation: HEAD first, compared by ETag; then a conditional GET
+            let etags: Vec<&str> = known.usable(&store).map(|e| e.etag.as_str()).collect();
+            if !etags.is_empty() {
+                let head = client
+                    .head(&http.url)
+                    .header(reqwest::header::IF_NONE_MATCH, etags.join(", "))
+                    .send()
+                    .await;
+                if let Ok(response) = head
+                    && (response.status().is_success() || response.status().as_u16() == 304)
+                {
+                    let etag = etag_of(&response).or_else(|| {
+                        (response.status().as_u16() == 304 && etags.len() == 1).then(|| etags[0].to_owned())
+                    });
+                    if let Some(entry) = etag.and_then(|etag| known.find(&store, &etag)) {
+                        return Ok(entry.clone());
+                    }
+                }
+            }
+            let mut request = client.get(&http.url);
+            if !etags.is_empty() {
+                request = request.header(reqwest::header::IF_NONE_MATCH, etags.join(", "));
+            }
+            let response = request
                 .send()
                 .await
                 .map_err(|source| RunnerError::Download { url: http.url.clone(), source })?;
+            if response.status().as_u16() == 304 {
+                let etag = etag_of(&response).or_else(|| (etags.len() == 1).then(|| etags[0].to_owned()));
+                if let Some(entry) = etag.and_then(|etag| known.find(&store, &etag)) {
+                    return Ok(entry.clone());
+                }
+            }
             if !response.status().is_success() {
                 return Err(RunnerError::DownloadStatus {
                     url: http.url.clone(),
                     status: response.status().as_u16(),
                 });
             }
-            let mut writer = self.store.content().writer()?;
+            let etag = etag_of(&response);
+            let last_modified = response
+                .headers()
+                .get(reqwest::header::LAST_MODIFIED)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| httpdate::parse_http_date(v).ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs() as i64);
+            let mut writer = store.content().writer()?;
             let temp = writer.temp_path().to_owned();
             let mut body = response.bytes_stream();
             while let Some(chunk) = body.next().await {
@@ -181,20 +219,37 @@ impl Runner {
                     actual: actual.to_string(),
                 });
             }
-            Ok(writer.commit(expected.as_ref())?)
+            let info = writer.commit(expected.as_ref())?;
+            let entry = HttpEntry {
+                etag: etag.unwrap_or_default(),
+                digest: info.digest.to_string(),
+                size: info.size,
+                last_modified,
+            };
+            if !entry.etag.is_empty() {
+                // a lost record only costs a download next time
+                let _ = known.with(entry.clone()).save(&store);
+            }
+            Ok(entry)
         };
-        let info = tokio::select! {
+        let entry = tokio::select! {
             result = download => result?,
             () = cancel.cancelled() => return Err(RunnerError::Io {
                 op: "download", path: http.url.clone().into(),
                 source: std::io::Error::from(std::io::ErrorKind::Interrupted),
             }),
         };
-        let mut descriptor = info.descriptor(MediaType::Other("application/octet-stream".into()));
+        let digest = cache::parse_digest(&entry.digest)
+            .map_err(|_| RunnerError::InvalidChecksum(entry.digest.clone()))?;
+        let mut descriptor =
+            Descriptor::new(MediaType::Other("application/octet-stream".into()), entry.size, digest);
         let filename = http.filename.clone().unwrap_or_else(|| filename_from_url(&http.url));
         let mut annotations = std::collections::HashMap::new();
         annotations.insert(super::ANNOTATION_FILENAME.to_owned(), filename);
         annotations.insert(super::ANNOTATION_MODE.to_owned(), format!("{:o}", http.mode.unwrap_or(0o600)));
+        if let Some(seconds) = entry.last_modified {
+            annotations.insert(super::ANNOTATION_MTIME.to_owned(), seconds.to_string());
+        }
         descriptor.set_annotations(Some(annotations));
         let descriptor = Arc::new(descriptor);
         if let Ok(mut downloads) = self.downloads.lock() {
@@ -235,6 +290,11 @@ pub(crate) fn blob_filename(descriptor: &Descriptor) -> String {
         .unwrap_or_else(|| "download".to_owned())
 }
 
+/// The download's `Last-Modified` time, when the server sent one.
+pub(crate) fn blob_mtime(descriptor: &Descriptor) -> Option<i64> {
+    descriptor.annotations().as_ref()?.get(super::ANNOTATION_MTIME)?.parse().ok()
+}
+
 pub(crate) fn blob_mode(descriptor: &Descriptor) -> u32 {
     descriptor
         .annotations()
@@ -243,4 +303,80 @@ pub(crate) fn blob_mode(descriptor: &Descriptor) -> u32 {
         .and_then(|m| u32::from_str_radix(m, 8).ok())
         .unwrap_or(0o600)
         & 0o7777
+}
+
+/// What the store remembers of a URL's downloads (BuildKit keeps the same on its cache refs): per
+/// ETag the content digest and `Last-Modified`, so a rebuild revalidates with HEAD.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+struct HttpRecords {
+    url: String,
+    entries: Vec<HttpEntry>,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct HttpEntry {
+    etag: String,
+    digest: String,
+    size: u64,
+    /// Seconds since the epoch of the `Last-Modified` header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_modified: Option<i64>,
+}
+
+/// Where the records live: `<root>/http-v1/<sha256 of the URL>.json`.
+fn http_records_path(store: &cache::Store, url: &str) -> std::path::PathBuf {
+    let hash = cache::sha256_digest(url.as_bytes());
+    store.root().join("http-v1").join(format!("{}.json", hash.digest()))
+}
+
+/// How many ETags of one URL are remembered.
+const HTTP_ENTRIES_KEPT: usize = 8;
+
+impl HttpRecords {
+    /// The records of `url`; none when missing or unreadable (they are only a cache).
+    fn load(store: &cache::Store, url: &str) -> HttpRecords {
+        std::fs::read(http_records_path(store, url))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<HttpRecords>(&bytes).ok())
+            .filter(|records| records.url == url)
+            .unwrap_or_else(|| HttpRecords { url: url.to_owned(), entries: Vec::new() })
+    }
+
+    /// Entries whose content is still in the store.
+    fn usable<'a>(&'a self, store: &'a cache::Store) -> impl Iterator<Item = &'a HttpEntry> + 'a {
+        self.entries.iter().filter(|e| {
+            !e.etag.is_empty() && cache::parse_digest(&e.digest).is_ok_and(|d| store.content().contains(&d))
+        })
+    }
+
+    fn find<'a>(&'a self, store: &'a cache::Store, etag: &str) -> Option<&'a HttpEntry> {
+        self.usable(store).find(|e| e.etag == etag)
+    }
+
+    fn with(mut self, entry: HttpEntry) -> HttpRecords {
+        self.entries.retain(|e| e.etag != entry.etag);
+        self.entries.insert(0, entry);
+        self.entries.truncate(HTTP_ENTRIES_KEPT);
+        self
+    }
+
+    fn save(&self, store: &cache::Store) -> Result<(), cache::Error> {
+        let path = http_records_path(store, &self.url);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| cache::Error::Io {
+                op: "create",
+                path: dir.to_owned(),
+                source,
+            })?;
+        }
+        let bytes = serde_json::to_vec(self).unwrap_or_default();
+        store.write_file_atomic(&path, &bytes)
+    }
+}
+
+/// The response's ETag without a weak prefix or quotes (BuildKit's etagValue).
+fn etag_of(response: &reqwest::Response) -> Option<String> {
+    let raw = response.headers().get(reqwest::header::ETAG)?.to_str().ok()?;
+    let value = raw.trim().trim_start_matches("W/").trim_matches('"');
+    (!value.is_empty()).then(|| value.to_owned())
 }
