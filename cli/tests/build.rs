@@ -27,11 +27,19 @@ fn context() -> PathBuf {
 }
 
 #[test]
-fn foreign_platforms_are_refused_clearly() {
+fn foreign_platform_steps_are_refused_clearly() {
     let tmp = tempfile::tempdir().unwrap();
-    let ctx = context();
-    let err = fails(tmp.path(), &["build", "--platform", "linux/s390x", ctx.to_str().unwrap()]);
-    assert!(err.contains("platform \"linux/s390x\" is not supported"), "{err}");
+    let ctx = tmp.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch\nCOPY Dockerfile /\nRUN true\n").unwrap();
+    let ctx = ctx.to_str().unwrap();
+    let err = fails(tmp.path(), &["build", "--platform", "linux/s390x", ctx]);
+    assert!(err.contains("cannot run a step for platform linux/s390x") && err.contains("RUN true"), "{err}");
+    assert!(err.contains("Dockerfile:3"), "{err}");
+    let err = fails(tmp.path(), &["build", "--platform", "linux/amd64,linux/arm64", ctx]);
+    assert!(err.contains("one platform at a time"), "{err}");
+    let err = fails(tmp.path(), &["build", "--platform", "nonsense", ctx]);
+    assert!(err.contains("invalid --platform \"nonsense\""), "{err}");
 }
 
 #[test]

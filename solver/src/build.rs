@@ -73,6 +73,8 @@ pub enum BuildError {
     Runner(#[source] crate::scheduler::RunError),
     #[error("invalid --network {0:?} (expected default, none or host)")]
     Network(String),
+    #[error("invalid --platform {0:?} (expected os/arch[/variant], e.g. linux/amd64)")]
+    Platform(String),
 }
 
 /// What to do with the solved target.
@@ -133,6 +135,8 @@ pub struct BuildRequest {
     pub network: Option<String>,
     /// `--jobs`; `None` = 4 per core, at least 8 (see `SolveOptions::default`).
     pub jobs: Option<usize>,
+    /// `--platform` (one `os/arch[/variant]`, or `local`); `None` = the host's.
+    pub platform: Option<String>,
     pub export: ExportSettings,
 }
 
@@ -319,7 +323,11 @@ pub async fn build(
     let options = FrontendOptions {
         build_args: request.build_args.iter().cloned().collect(),
         target: request.target.clone(),
-        target_platform: host.clone(),
+        target_platform: match request.platform.as_deref() {
+            None | Some("local") => host.clone(),
+            Some(value) => crate::frontend::parse_platform(value)
+                .ok_or_else(|| BuildError::Platform(value.to_owned()))?,
+        },
         build_platform: host,
         labels: request.export.image.labels.iter().cloned().collect(),
         no_cache: request.no_cache,

@@ -74,7 +74,7 @@ use serde::Serialize;
 
 use crate::graph::{Definition, GraphError, Input, NetworkMode, Platform};
 
-pub use plan::lower;
+pub use plan::{lower, parse_platform};
 
 /// Annotation: the instruction's lines, `"START-END"` (what `build::failure` reads).
 pub const ANNOTATION_LINES: &str = "dockerfile.lines";

@@ -583,7 +583,8 @@ fn is_predefined(name: &str) -> bool {
 }
 
 /// `os/arch[/variant]`.
-pub(super) fn parse_platform(value: &str) -> Option<Platform> {
+/// Parses `os/arch[/variant]` (a `--platform` or `FROM --platform` value).
+pub fn parse_platform(value: &str) -> Option<Platform> {
     let parts: Vec<&str> = value.split('/').collect();
     match parts.as_slice() {
         [os, arch] if !os.is_empty() && !arch.is_empty() => {

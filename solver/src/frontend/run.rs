@@ -60,6 +60,21 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
         run: &Run,
         onbuild: bool,
     ) -> Result<(), FrontendError> {
+        if state.platform != self.options.build_platform {
+            let show = |p: &crate::graph::Platform| match &p.variant {
+                Some(variant) => format!("{}/{}/{variant}", p.os, p.architecture),
+                None => format!("{}/{}", p.os, p.architecture),
+            };
+            return Err(self.error_at(
+                instruction,
+                format!(
+                    "cannot run a step for platform {}: kiln has no emulation and runs steps only for the host \
+                     platform {} (pin the stage with FROM --platform=$BUILDPLATFORM)",
+                    show(&state.platform),
+                    show(&self.options.build_platform)
+                ),
+            ));
+        }
         let mut inputs = Inputs(vec![state.fs.clone()]);
         let mut mounts = vec![Mount {
             input: Some(0),
