@@ -43,6 +43,7 @@
 pub mod auth;
 mod blob;
 mod client;
+mod documents;
 mod error;
 mod manifest;
 mod options;
@@ -57,6 +58,7 @@ mod sources;
 
 pub use auth::{AuthConfig, Credentials, Removal};
 pub use client::Client;
+pub use documents::{FetchedManifest, fetch_blob, fetch_image_manifest};
 pub use error::{Error, Result};
 pub use options::{ClientOptions, REGISTRIES_FILE, read_insecure_registries};
 pub use platform::Platform;

@@ -9,12 +9,13 @@
 
 pub mod failure;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cache::Store;
 use cache::buildcache::{CacheResult, CachedLayer};
-use oci_spec::image::ImageConfiguration;
+use oci_spec::image::{Digest, ImageConfiguration};
 use tokio_util::sync::CancellationToken;
 
 use crate::export::output::{self, Output};
@@ -22,6 +23,9 @@ use crate::export::{ExportError, ExportedImage, ImageOptions, finalize_config, w
 use crate::frontend::{FrontendError, FrontendOptions, ImageResolver, ResolveError, ResolvedImage};
 use crate::graph::{Definition, Input};
 use crate::progress::ProgressSender;
+use crate::remotecache::export::Exported;
+use crate::remotecache::import::FetchStats;
+use crate::remotecache::{CacheExport, CacheImport, RemoteCache, SolvedVertex};
 use crate::scheduler::{OpRunner, SolveError, SolveOptions, SolveStats, Solver};
 use crate::storecache::{StoreCache, StoreRef};
 use failure::{LogTails, StepFailure};
@@ -73,6 +77,16 @@ pub enum BuildError {
     Runner(#[source] crate::scheduler::RunError),
     #[error("invalid --network {0:?} (expected default, none or host)")]
     Network(String),
+    #[error("cannot fetch the image's layers")]
+    Materialize(#[source] crate::scheduler::RunError),
+    #[error("--cache-from")]
+    CacheImport(#[source] crate::remotecache::RemoteCacheError),
+    #[error("cannot export the build cache to {location}")]
+    CacheExport {
+        location: String,
+        #[source]
+        source: crate::remotecache::RemoteCacheError,
+    },
 }
 
 /// What to do with the solved target.
@@ -134,6 +148,10 @@ pub struct BuildRequest {
     /// `--jobs`; `None` = 4 per core, at least 8 (see `SolveOptions::default`).
     pub jobs: Option<usize>,
     pub export: ExportSettings,
+    /// `--cache-from`.
+    pub cache_from: Vec<CacheImport>,
+    /// `--cache-to`.
+    pub cache_to: Vec<CacheExport>,
 }
 
 impl BuildRequest {
@@ -157,8 +175,22 @@ impl BuildRequest {
 pub struct BuildOutcome {
     pub image: ExportedImage,
     pub stats: SolveStats,
-    /// Frontend warnings (unused build args, …), `Dockerfile:LINE: message`.
+    /// Frontend warnings (unused build args, …), `Dockerfile:LINE: message`, and cache
+    /// import/export warnings.
     pub warnings: Vec<String>,
+    /// Every solved vertex's cache key and results (what `--cache-to` exports).
+    pub solved: HashMap<Digest, SolvedVertex>,
+    /// `--cache-from`: records imported and what was fetched from the imports.
+    pub cache_import: Option<CacheImportReport>,
+    /// `--cache-to`: what each export wrote.
+    pub cache_exports: Vec<(String, Exported)>,
+}
+
+/// What `--cache-from` brought.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheImportReport {
+    pub records: usize,
+    pub fetched: FetchStats,
 }
 
 /// The Dockerfile of `context` when `-f` is not given: `Dockerfile`, or `dockerfile` when only
@@ -210,6 +242,7 @@ pub async fn solve_and_export<R>(
     solve_options: &SolveOptions,
     export: &ExportSettings,
     dockerfile: &DockerfileText,
+    remote: Option<Arc<RemoteCache>>,
     progress: ProgressSender,
     cancel: CancellationToken,
 ) -> Result<BuildOutcome, BuildError>
@@ -218,7 +251,7 @@ where
     R::Ref: StoreRef + LayerChain,
 {
     let index = cache::buildcache::BuildCache::open(store).map_err(ExportError::from)?;
-    let solver = Solver::new(runner, Arc::new(StoreCache::new(index)));
+    let solver = Solver::new(runner.clone(), Arc::new(StoreCache::new(index).with_remote(remote)));
 
     // Interpose on the progress stream to keep every step's last output lines.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -232,7 +265,8 @@ where
     });
     let mut solve_definition = definition.clone();
     solve_definition.targets = vec![target.clone()];
-    let solved = solver.solve(&solve_definition, solve_options, ProgressSender::new(tx), cancel).await;
+    let solved =
+        solver.solve(&solve_definition, solve_options, ProgressSender::new(tx), cancel.clone()).await;
     drop(solver);
     let tails = forward.await.unwrap_or_default();
 
@@ -261,7 +295,18 @@ where
         }
         Err(other) => return Err(BuildError::Solve(Box::new(other))),
     };
-    let layers = solved.outputs.first().and_then(|r| r.layers()).ok_or(ExportError::NotLayers)?.to_vec();
+    let target_result = solved.outputs.first().ok_or(ExportError::NotLayers)?;
+    // a result matched from --cache-from may not have its layers here yet
+    runner.materialize(target_result, &cancel).await.map_err(BuildError::Materialize)?;
+    let layers = target_result.layers().ok_or(ExportError::NotLayers)?.to_vec();
+    let solved_vertices: HashMap<Digest, SolvedVertex> = solved
+        .vertices
+        .iter()
+        .map(|(digest, (key, results))| {
+            let results = results.iter().map(StoreRef::to_cache).collect::<Option<Vec<_>>>();
+            (digest.clone(), SolvedVertex { key: key.clone(), results })
+        })
+        .collect();
 
     let store = store.clone();
     let export = export.clone();
@@ -272,7 +317,14 @@ where
         for out in &export.outputs {
             output::write(&store, &image, out, &export.names)?;
         }
-        Ok(BuildOutcome { image, stats, warnings: Vec::new() })
+        Ok(BuildOutcome {
+            image,
+            stats,
+            warnings: Vec::new(),
+            solved: solved_vertices,
+            cache_import: None,
+            cache_exports: Vec::new(),
+        })
     })
     .await
     .map_err(BuildError::ExportTask)?
@@ -334,7 +386,22 @@ pub async fn build(
     };
     let executor = executor::Executor::new(store.root().join("run"))
         .map_err(|e| BuildError::Runner(crate::scheduler::RunError::failed(e)))?;
-    let runner_options = runner_options(&request, context.map(|path| (path, excludes)))?;
+    let mut runner_options = runner_options(&request, context.map(|path| (path, excludes)))?;
+    let mut cache_warnings = Vec::new();
+    let remote = if request.cache_from.is_empty() {
+        None
+    } else {
+        let (remote, warnings) = RemoteCache::load(&request.cache_from, registry.as_ref(), &store)
+            .await
+            .map_err(BuildError::CacheImport)?;
+        cache_warnings.extend(warnings);
+        Some(Arc::new(remote))
+    };
+    runner_options.remote_cache = remote.clone();
+    if let Some(compression) = request.cache_to.iter().find_map(|export| export.compression) {
+        runner_options.compression = compression;
+    }
+    let registry_for_export = registry.clone();
     let runner = Arc::new(
         crate::runner::Runner::new(store.clone(), executor, registry, runner_options)
             .map_err(|e| BuildError::Runner(e.into()))?,
@@ -354,19 +421,38 @@ pub async fn build(
     if let Some(jobs) = request.jobs {
         solve_options.jobs = jobs.max(1);
     }
-    let outcome = solve_and_export(
-        &store,
-        runner.clone(),
-        &plan.definition,
-        &plan.target,
-        plan.image,
-        &solve_options,
-        &export,
-        &dockerfile,
-        progress,
-        cancel,
-    )
-    .await;
+    // A blob of an imported cache that cannot be fetched intact is refused: the build is
+    // solved again, and the steps whose records used it run (what already ran is cached).
+    let mut outcome;
+    loop {
+        let refused_before = remote.as_ref().map_or(0, |r| r.refused().len());
+        outcome = solve_and_export(
+            &store,
+            runner.clone(),
+            &plan.definition,
+            &plan.target,
+            plan.image.clone(),
+            &solve_options,
+            &export,
+            &dockerfile,
+            remote.clone(),
+            progress.clone(),
+            cancel.clone(),
+        )
+        .await;
+        let Some(remote) = remote.as_ref().filter(|_| outcome.is_err()) else { break };
+        let refused = remote.refused();
+        if refused.len() == refused_before {
+            break;
+        }
+        for digest in &refused[..] {
+            let warning =
+                format!("cache blob {digest} refused (missing or corrupt): running the steps that need it");
+            if !cache_warnings.contains(&warning) {
+                cache_warnings.push(warning);
+            }
+        }
+    }
     let mut outcome = outcome?;
     outcome.warnings = plan
         .warnings
@@ -376,6 +462,33 @@ pub async fn build(
             None => w.message.clone(),
         })
         .collect();
+    let mut definition = plan.definition.clone();
+    definition.targets = vec![plan.target.clone()];
+    for to in &request.cache_to {
+        let mut config =
+            crate::remotecache::records_to_export(&definition, &outcome.solved, to.mode).finish();
+        config.set_checksums(runner.chain_checksums());
+        let location = to.location.to_string();
+        match crate::remotecache::export::export(
+            to,
+            &config,
+            &store,
+            registry_for_export.as_ref(),
+            remote.as_deref(),
+        )
+        .await
+        {
+            Ok(exported) => outcome.cache_exports.push((location, exported)),
+            Err(source) if to.ignore_error => {
+                cache_warnings.push(format!("cache export to {location} failed: {}", source.chain()))
+            }
+            Err(source) => return Err(BuildError::CacheExport { location, source }),
+        }
+    }
+    if let Some(remote) = &remote {
+        outcome.cache_import = Some(CacheImportReport { records: remote.len(), fetched: remote.stats() });
+    }
+    outcome.warnings.extend(cache_warnings);
     Ok(outcome)
 }
 

@@ -145,6 +145,7 @@ async fn build(store: &Store, runner: Arc<LayerRunner>, fail: bool) -> Result<Bu
         &SolveOptions::default(),
         &export,
         &dockerfile,
+        None,
         ProgressSender::discard(),
         CancellationToken::new(),
     )
