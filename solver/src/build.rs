@@ -80,12 +80,12 @@ pub enum BuildError {
     #[error("cannot fetch the image's layers")]
     Materialize(#[source] crate::scheduler::RunError),
     #[error("--cache-from")]
-    CacheImport(#[source] crate::remotecache::RemoteCacheError),
+    CacheImport(#[source] Box<crate::remotecache::RemoteCacheError>),
     #[error("cannot export the build cache to {location}")]
     CacheExport {
         location: String,
         #[source]
-        source: crate::remotecache::RemoteCacheError,
+        source: Box<crate::remotecache::RemoteCacheError>,
     },
 }
 
@@ -393,7 +393,7 @@ pub async fn build(
     } else {
         let (remote, warnings) = RemoteCache::load(&request.cache_from, registry.as_ref(), &store)
             .await
-            .map_err(BuildError::CacheImport)?;
+            .map_err(|e| BuildError::CacheImport(Box::new(e)))?;
         cache_warnings.extend(warnings);
         Some(Arc::new(remote))
     };
@@ -482,7 +482,7 @@ pub async fn build(
             Err(source) if to.ignore_error => {
                 cache_warnings.push(format!("cache export to {location} failed: {}", source.chain()))
             }
-            Err(source) => return Err(BuildError::CacheExport { location, source }),
+            Err(source) => return Err(BuildError::CacheExport { location, source: Box::new(source) }),
         }
     }
     if let Some(remote) = &remote {

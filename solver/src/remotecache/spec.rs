@@ -246,7 +246,7 @@ mod tests {
             "type=local",
             "type=local,dest=/x",
             "type=registry",
-            "type=registry,ref=UPPER/case",
+            "type=registry,ref=bad ref",
             "type=s3,ref=x",
             "type=registry,ref=r,mode=max",
             "type=local,src=/x,digest=nope",

@@ -242,7 +242,13 @@ pub enum RunnerError {
     #[error("background task failed")]
     Join(#[from] tokio::task::JoinError),
     #[error("cannot fetch a layer from the imported build cache")]
-    RemoteCache(#[from] crate::remotecache::RemoteCacheError),
+    RemoteCache(#[source] Box<crate::remotecache::RemoteCacheError>),
+}
+
+impl From<crate::remotecache::RemoteCacheError> for RunnerError {
+    fn from(error: crate::remotecache::RemoteCacheError) -> RunnerError {
+        RunnerError::RemoteCache(Box::new(error))
+    }
 }
 
 impl RunnerError {
