@@ -302,3 +302,46 @@ fn local_cache_round_trip_missing_and_corrupt() {
         "{progress}"
     );
 }
+
+#[test]
+fn inline_cache_travels_in_the_pushed_image() {
+    let registry = Registry::start(false);
+    let (a, base) = publish_base(&registry);
+    let ctx = context(&a, &base);
+    let image = format!("{}/app/inline:1", registry.host());
+    let progress = a.build(&["--cache-to", "type=inline", "-t", &image, "--push", ctx.to_str().unwrap()]);
+    assert_eq!(ran(&progress).len(), 8, "{progress}");
+    let config = support::run(
+        Command::new("skopeo")
+            .args(["inspect", "--config", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{image}")),
+    );
+    let config: serde_json::Value = serde_json::from_str(&config).unwrap();
+    let inline = &config["dev.kiln.buildcache.v1"];
+    assert_eq!(inline["schemaVersion"], 1, "{config}");
+    assert_eq!(inline["records"].as_array().unwrap().len(), 4, "base + the final stage's 3 steps: {inline}");
+
+    // The image itself is the cache: its final stage is matched, the stages it copies from run.
+    let b = empty_store("b");
+    let ctx_b = context(&b, &base);
+    let (out, warm) = b.build_local(
+        "out-b",
+        &["--cache-from", &format!("type=registry,ref={image}"), ctx_b.to_str().unwrap()],
+    );
+    let steps = names(&ran(&warm));
+    assert_eq!(steps.len(), 5, "{warm}");
+    assert!(steps.iter().all(|s| !s.contains("/app/")), "no final-stage step runs: {steps:?}");
+    assert_eq!(read(&out.join("app/all.out")), ALL_OUT);
+
+    // An image without an inline cache is refused clearly, or skipped with ignore-error.
+    let plain = format!("{}/base/busybox:1", registry.host());
+    let err =
+        b.build_fails(&["--cache-from", &format!("type=registry,ref={plain}"), ctx_b.to_str().unwrap()]);
+    assert!(err.contains("not a kiln build cache"), "{err}");
+    let progress = b.build(&[
+        "--cache-from",
+        &format!("type=registry,ref={plain},ignore-error=true"),
+        ctx_b.to_str().unwrap(),
+    ]);
+    assert!(progress.contains("WARNING: cache import from"), "{progress}");
+}

@@ -19,7 +19,7 @@ use oci_spec::image::{Digest, ImageConfiguration};
 use tokio_util::sync::CancellationToken;
 
 use crate::export::output::{self, Output};
-use crate::export::{ExportError, ExportedImage, ImageOptions, finalize_config, write_image_with};
+use crate::export::{ExportError, ExportedImage, ImageOptions, finalize_config, write_image_full};
 use crate::frontend::{FrontendError, FrontendOptions, ImageResolver, ResolveError, ResolvedImage};
 use crate::graph::{Definition, Input};
 use crate::progress::ProgressSender;
@@ -98,6 +98,8 @@ pub struct ExportSettings {
     pub outputs: Vec<Output>,
     /// Fully qualified names (`-t`, normalised) for the image store and archives.
     pub names: Vec<String>,
+    /// `--cache-to type=inline`: the final stage's cache records go into the image config.
+    pub inline_cache: bool,
 }
 
 /// The Dockerfile as read for a build, for error snippets.
@@ -308,12 +310,24 @@ where
         })
         .collect();
 
+    let mut top_level = std::collections::BTreeMap::new();
+    if export.inline_cache {
+        let config = crate::remotecache::records_to_export(
+            &solve_definition,
+            &solved_vertices,
+            crate::remotecache::ExportMode::Min,
+        )
+        .finish();
+        let value = serde_json::to_value(&config)
+            .map_err(|source| ExportError::Encode { what: "inline cache config", source })?;
+        top_level.insert(crate::remotecache::format::INLINE_FIELD.to_owned(), value);
+    }
     let store = store.clone();
     let export = export.clone();
     let stats = solved.stats;
     tokio::task::spawn_blocking(move || -> Result<BuildOutcome, BuildError> {
         let config = finalize_config(image, &layers, &export.image);
-        let image = write_image_with(&store, config, &export.image.config_extras, &layers)?;
+        let image = write_image_full(&store, config, &export.image.config_extras, &top_level, &layers)?;
         for out in &export.outputs {
             output::write(&store, &image, out, &export.names)?;
         }
@@ -411,6 +425,8 @@ pub async fn build(
         .await
         .map_err(|error| BuildError::Frontend { text: dockerfile.text.clone(), error })?;
     let mut export = request.export.clone();
+    export.inline_cache |=
+        request.cache_to.iter().any(|to| to.location == crate::remotecache::CacheLocation::Inline);
     if let Ok(serde_json::Value::Object(extras)) = serde_json::to_value(&plan.docker) {
         export.image.config_extras.extend(extras);
     }
@@ -464,7 +480,7 @@ pub async fn build(
         .collect();
     let mut definition = plan.definition.clone();
     definition.targets = vec![plan.target.clone()];
-    for to in &request.cache_to {
+    for to in request.cache_to.iter().filter(|to| to.location != crate::remotecache::CacheLocation::Inline) {
         let mut config =
             crate::remotecache::records_to_export(&definition, &outcome.solved, to.mode).finish();
         config.set_checksums(runner.chain_checksums());

@@ -278,6 +278,8 @@ fn request(args: &BuildArgs, plan: &Plan) -> anyhow::Result<BuildRequest> {
             },
             outputs: plan.outputs.clone(),
             names: plan.names.clone(),
+            // set by the build from `--cache-to type=inline`
+            inline_cache: false,
         },
     })
 }

@@ -67,6 +67,9 @@ pub async fn export(
             )
             .await?;
         }
+        CacheLocation::Inline => {
+            return Err(RemoteCacheError::Invalid("an inline cache is written with the image config".into()));
+        }
         CacheLocation::Local { dir, tag, .. } => {
             let (store, dir, tag) = (store.clone(), dir.clone(), tag.clone());
             let (descriptor, manifest) = (manifest_descriptor.clone(), manifest.clone());

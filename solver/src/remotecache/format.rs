@@ -29,6 +29,8 @@ use serde::{Deserialize, Serialize};
 
 /// Media type of the cache config blob (the cache manifest's `config`).
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.kiln.buildcache.config.v1+json";
+/// The image config field holding an inline cache config (`--cache-to type=inline`).
+pub const INLINE_FIELD: &str = "dev.kiln.buildcache.v1";
 /// Version of the cache config document.
 pub const SCHEMA_VERSION: u32 = 1;
 

@@ -119,7 +119,10 @@ impl RemoteCache {
                 let client = client.ok_or(RemoteCacheError::NoRegistryClient)?;
                 let fetched = registry::fetch_image_manifest(client, reference).await?;
                 let manifest = fetched.manifest;
-                check_config_type(&manifest)?;
+                let inline = cache::is_config_media_type(manifest.config().media_type());
+                if !inline {
+                    check_config_type(&manifest)?;
+                }
                 if manifest.config().size() > MAX_DOCUMENT {
                     return Err(RemoteCacheError::Invalid("cache config too large".into()));
                 }
@@ -134,12 +137,20 @@ impl RemoteCache {
                     )
                     .await?;
                 }
-                let bytes = store.content().read(manifest.config().digest())?;
+                let mut bytes = store.content().read(manifest.config().digest())?;
+                if inline {
+                    bytes = inline_config(&bytes)?;
+                }
                 (
                     BlobSource::Registry { client: client.clone(), reference: reference.clone() },
                     manifest,
                     bytes,
                 )
+            }
+            CacheLocation::Inline => {
+                return Err(RemoteCacheError::Invalid(
+                    "import an inline cache with type=registry,ref=IMAGE".into(),
+                ));
             }
             CacheLocation::Local { dir, tag, digest } => {
                 let dir = dir.clone();
@@ -268,6 +279,16 @@ impl RemoteCache {
             }
         }
         Ok(())
+    }
+}
+
+/// The cache config inside an image config (`--cache-to type=inline`).
+fn inline_config(image_config: &[u8]) -> Result<Vec<u8>, RemoteCacheError> {
+    let value: serde_json::Value = serde_json::from_slice(image_config)
+        .map_err(|err| RemoteCacheError::Invalid(format!("image config: {err}")))?;
+    match value.get(super::format::INLINE_FIELD) {
+        Some(config) => serde_json::to_vec(config).map_err(RemoteCacheError::Json),
+        None => Err(RemoteCacheError::NotACache { media_type: "an image without an inline cache".into() }),
     }
 }
 

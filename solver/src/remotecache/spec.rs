@@ -24,6 +24,9 @@ pub enum CacheLocation {
     /// An OCI image layout directory; the manifest is named by `tag` (default `latest`) or
     /// picked by `digest` (imports only).
     Local { dir: PathBuf, tag: String, digest: Option<oci_spec::image::Digest> },
+    /// `--cache-to type=inline`: the cache config inside the built image's config (the final
+    /// stage's records, as `mode=min`); imported with `--cache-from type=registry,ref=IMAGE`.
+    Inline,
 }
 
 impl std::fmt::Display for CacheLocation {
@@ -34,6 +37,7 @@ impl std::fmt::Display for CacheLocation {
                 Some(digest) => write!(f, "{}@{digest}", dir.display()),
                 None => write!(f, "{}:{tag}", dir.display()),
             },
+            CacheLocation::Inline => write!(f, "the image config (inline)"),
         }
     }
 }
@@ -198,7 +202,10 @@ fn location(spec: &str, parsed: &Parsed, import: bool) -> Result<CacheLocation, 
             Ok(CacheLocation::Local { dir, tag, digest })
         }
         "" => Err(invalid("missing type=")),
-        "inline" => Err(invalid("type=inline is not supported by kiln yet")),
+        "inline" if import => {
+            Err(invalid("type=inline is for --cache-to; import with type=registry,ref=IMAGE"))
+        }
+        "inline" => Ok(CacheLocation::Inline),
         other => Err(invalid(&format!("type={other:?} is not supported (registry or local)"))),
     }
 }
@@ -267,6 +274,7 @@ mod tests {
         assert_eq!(export.mode, ExportMode::Max);
         assert_eq!(export.compression, Some(cache::Compression::Zstd));
         assert!(export.ignore_error);
+        assert_eq!(CacheExport::parse("type=inline").unwrap().location, CacheLocation::Inline);
         let local = CacheExport::parse("type=local,dest=/tmp/c").unwrap();
         assert_eq!(local.mode, ExportMode::Min);
         assert_eq!(
