@@ -207,6 +207,14 @@ fn missing_registry_cache_warns_and_builds() {
     assert!(progress.contains("not found"), "{progress}");
     assert_eq!(ran(&progress).len(), 8);
     assert_eq!(read(&out.join("app/all.out")), ALL_OUT);
+    // a cache that does not exist yet (the first CI run) is a warning even without ignore-error
+    let first_run = format!("type=registry,ref={}/cache/none:first", registry.host());
+    let (_, progress) = a.build_local("out2", &["--cache-from", &first_run, ctx.to_str().unwrap()]);
+    assert!(progress.contains("WARNING: cache import from"), "{progress}");
+    // an unreachable registry without ignore-error fails the build, naming the cache
+    let unreachable = "type=registry,ref=127.0.0.1:1/cache/none:x";
+    let err = a.build_fails(&["--cache-from", unreachable, ctx.to_str().unwrap()]);
+    assert!(err.contains("cannot import the cache 127.0.0.1:1/cache/none:x"), "{err}");
 }
 
 /// Index of the layout's only manifest, and the manifest.
