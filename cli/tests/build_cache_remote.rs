@@ -114,7 +114,14 @@ fn registry_cache_max_round_trip_is_lazy_and_tracks_edits() {
     let b = empty_store("b");
     let ctx_b = context(&b, &base);
     let cache_from = format!("type=registry,ref={cache_ref}");
-    let (out, warm) = b.build_local("out-b", &["--cache-from", &cache_from, ctx_b.to_str().unwrap()]);
+    // B also exports (as CI jobs do) to another repository: the layers it never fetched are
+    // mounted there from the imported one, not downloaded
+    let copy_ref = format!("{}/cache2/app:max", registry.host());
+    let copy_to = format!("type=registry,ref={copy_ref},mode=max");
+    let (out, warm) = b.build_local(
+        "out-b",
+        &["--cache-from", &cache_from, "--cache-to", &copy_to, ctx_b.to_str().unwrap()],
+    );
     assert!(ran(&warm).is_empty(), "every step from the cache: {warm}");
     assert_eq!(read(&out.join("app/all.out")), ALL_OUT);
     // the final stage adds 3 layers to the base (which B pulled as the base image)
@@ -123,6 +130,7 @@ fn registry_cache_max_round_trip_is_lazy_and_tracks_edits() {
     // (`COPY --from=deps /deps.out /deps.out` makes the very layer deps' RUN made: 4 blobs)
     assert_eq!(layers.len(), 8, "base + 7 distinct step layers: {layers:?}");
     assert_eq!(absent.len(), 4, "the deps and build stages' layers stay in the registry: {layers:?}");
+    assert_eq!(cache_layers(&copy_ref), layers, "the re-exported cache is complete");
 
     // An edit of the final stage's file: only the steps from it on run.
     std::fs::write(ctx_b.join("final.txt"), "final v2\n").unwrap();
@@ -142,7 +150,8 @@ fn registry_cache_max_round_trip_is_lazy_and_tracks_edits() {
     let c = empty_store("c");
     let ctx_c = context(&c, &base);
     std::fs::write(ctx_c.join("src.txt"), "src v2\n").unwrap();
-    let (out, middle) = c.build_local("out-c", &["--cache-from", &cache_from, ctx_c.to_str().unwrap()]);
+    let copy_from = format!("type=registry,ref={copy_ref}");
+    let (out, middle) = c.build_local("out-c", &["--cache-from", &copy_from, ctx_c.to_str().unwrap()]);
     // the deps stage stays cached; the final stage builds on the new /app.out
     let mut steps = names(&ran(&middle));
     steps.sort();

@@ -13,6 +13,7 @@ use crate::client::{Client, Scope};
 use crate::error::{Error, Result};
 use crate::progress::{BlobKind, Progress};
 use crate::reference::Reference;
+use crate::sources::BlobSources;
 
 /// An image manifest as the registry stores it: its exact bytes, their descriptor and the
 /// parsed document (any config media type is accepted: the caller checks it).
@@ -61,4 +62,19 @@ pub async fn fetch_blob(
         Repository::new(client, reference.registry(), Scope::pull(reference.repository())).await?;
     let cancel = AtomicBool::new(false);
     repository.download(descriptor, &store.content(), BlobKind::Layer, progress, &cancel).await
+}
+
+/// Notes that the repository `reference` names holds `digests` (e.g. the layers of an imported
+/// build cache), so a later push to another repository of that registry mounts them instead of
+/// downloading and uploading them.
+pub async fn record_blob_sources<'a>(
+    client: &Client,
+    store: &Store,
+    reference: &Reference,
+    digests: impl IntoIterator<Item = &'a oci_spec::image::Digest>,
+) -> Result<()> {
+    let repository =
+        Repository::new(client, reference.registry(), Scope::pull(reference.repository())).await?;
+    BlobSources::new(store).record(digests, &format!("{}/{}", repository.registry(), repository.name()));
+    Ok(())
 }

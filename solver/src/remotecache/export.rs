@@ -36,14 +36,30 @@ pub async fn export(
     remote: Option<&RemoteCache>,
 ) -> Result<Exported, RemoteCacheError> {
     let blobs = config.blobs();
-    for blob in &blobs {
-        if !store.content().contains(blob.digest()) {
-            match remote {
-                Some(remote) => remote.ensure_blob(store, blob).await?,
-                None => return Err(RemoteCacheError::BlobUnknown(blob.digest().clone())),
-            }
+    // A blob the store lacks is fetched first, unless the destination registry is the one it
+    // would come from: the push finds it there, or mounts it from the imported repository.
+    let same_registry = |digest: &Digest| match (&export.location, remote) {
+        (CacheLocation::Registry(reference), Some(remote)) => {
+            remote.blob_registry(digest) == Some(reference.registry())
         }
-    }
+        _ => false,
+    };
+    let ensure = |all: bool| {
+        let blobs = &blobs;
+        async move {
+            for blob in blobs {
+                if store.content().contains(blob.digest()) || (!all && same_registry(blob.digest())) {
+                    continue;
+                }
+                match remote {
+                    Some(remote) => remote.ensure_blob(store, blob).await?,
+                    None => return Err(RemoteCacheError::BlobUnknown(blob.digest().clone())),
+                }
+            }
+            Ok::<(), RemoteCacheError>(())
+        }
+    };
+    ensure(false).await?;
     let content = store.content();
     let bytes = serde_json::to_vec(config).map_err(RemoteCacheError::Json)?;
     let config_descriptor = content.write_bytes(&bytes, MediaType::Other(CONFIG_MEDIA_TYPE.into()))?;
@@ -58,14 +74,18 @@ pub async fn export(
     match &export.location {
         CacheLocation::Registry(reference) => {
             let client = client.ok_or(RemoteCacheError::NoRegistryClient)?;
-            registry::push_manifest(
-                client,
-                store,
-                &manifest_descriptor,
-                reference,
-                &registry::Progress::none(),
-            )
-            .await?;
+            let progress = registry::Progress::none();
+            if let Err(err) =
+                registry::push_manifest(client, store, &manifest_descriptor, reference, &progress).await
+            {
+                // a blob could be neither found nor mounted there: fetch everything, push again
+                if blobs.iter().all(|b| store.content().contains(b.digest())) {
+                    return Err(err.into());
+                }
+                tracing::debug!(error = %err, "cache push without local blobs failed; fetching them");
+                ensure(true).await?;
+                registry::push_manifest(client, store, &manifest_descriptor, reference, &progress).await?;
+            }
         }
         CacheLocation::Inline => {
             return Err(RemoteCacheError::Invalid("an inline cache is written with the image config".into()));

@@ -164,6 +164,13 @@ impl RemoteCache {
         if config.cache_key_schema != crate::cachekey::CACHE_KEY_SCHEMA {
             return Err(RemoteCacheError::KeySchema { found: config.cache_key_schema });
         }
+        if let (CacheLocation::Registry(reference), Some(client)) = (location, client) {
+            // a later push to another repository of this registry mounts these blobs
+            let digests: Vec<&Digest> = manifest.layers().iter().map(|l| l.digest()).collect();
+            if let Err(err) = registry::record_blob_sources(client, store, reference, digests).await {
+                tracing::debug!(error = %err, "cannot record where the cache's blobs are");
+            }
+        }
         let listed: std::collections::HashSet<&Digest> =
             manifest.layers().iter().map(|l| l.digest()).collect();
         let source_index = self.sources.len();
@@ -204,6 +211,15 @@ impl RemoteCache {
             self.refused.lock().map(|r| r.iter().cloned().collect()).unwrap_or_default();
         refused.sort_by(|a, b| a.as_ref().cmp(b.as_ref()));
         refused
+    }
+
+    /// The registry (host) a blob would be fetched from, when it comes from a registry.
+    pub fn blob_registry(&self, digest: &Digest) -> Option<&str> {
+        let (source, _) = self.blobs.get(digest)?;
+        match self.sources.get(*source)? {
+            BlobSource::Registry { reference, .. } => Some(reference.registry()),
+            BlobSource::Local { .. } => None,
+        }
     }
 
     /// A content checksum an import recorded for `selection` (canonical JSON) in the chain
