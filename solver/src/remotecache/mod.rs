@@ -163,3 +163,6 @@ pub fn records_to_export(
     }
     builder
 }
+
+#[cfg(test)]
+mod tests;
