@@ -132,6 +132,11 @@ fn registry_cache_max_round_trip_is_lazy_and_tracks_edits() {
     assert_eq!(absent.len(), 4, "the deps and build stages' layers stay in the registry: {layers:?}");
     assert_eq!(cache_layers(&copy_ref), layers, "the re-exported cache is complete");
 
+    // What B fetched is now in its own index: without --cache-from the final stage still hits
+    // (the earlier stages' layers were never fetched, so their steps run)
+    let (_, again) = b.build_local("out-b1", &[ctx_b.to_str().unwrap()]);
+    assert!(names(&ran(&again)).iter().all(|s| !s.contains("/app/")), "{again}");
+
     // An edit of the final stage's file: only the steps from it on run.
     std::fs::write(ctx_b.join("final.txt"), "final v2\n").unwrap();
     let (out, edited) = b.build_local("out-b2", &["--cache-from", &cache_from, ctx_b.to_str().unwrap()]);

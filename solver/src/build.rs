@@ -503,9 +503,45 @@ pub async fn build(
     }
     if let Some(remote) = &remote {
         outcome.cache_import = Some(CacheImportReport { records: remote.len(), fetched: remote.stats() });
+        remember_imported(&store, &definition, &outcome.solved).await;
     }
     outcome.warnings.extend(cache_warnings);
     Ok(outcome)
+}
+
+/// Records the results matched from `--cache-from` whose layers are now in the store (the
+/// final image's, those a step needed) in the store's own index, so the next build finds them
+/// without the import. Best effort: a failure only costs that.
+async fn remember_imported(store: &Store, definition: &Definition, solved: &HashMap<Digest, SolvedVertex>) {
+    let Ok(index) = cache::buildcache::BuildCache::open(store) else { return };
+    let content = store.content();
+    let mut records = Vec::new();
+    for vertex in &definition.vertices {
+        let Some(SolvedVertex { key, results: Some(results) }) = solved.get(&vertex.digest) else { continue };
+        let complete = results.iter().all(|result| match result {
+            CacheResult::Layers { layers } => layers.iter().all(|l| content.contains(l.blob.digest())),
+            CacheResult::Blob { descriptor } => content.contains(descriptor.digest()),
+        });
+        if complete {
+            records.push(cache::buildcache::CacheRecord::new(
+                key.0.clone(),
+                results.clone(),
+                vertex.metadata.description.clone(),
+            ));
+        }
+    }
+    let written = tokio::task::spawn_blocking(move || {
+        for record in records {
+            if matches!(index.get(&record.key), Ok(None)) {
+                index.put(&record)?;
+            }
+        }
+        Ok::<(), cache::Error>(())
+    })
+    .await;
+    if let Ok(Err(err)) = written {
+        tracing::warn!(error = %err, "cannot record imported cache results in the store");
+    }
 }
 
 /// The frontend's image resolver over the runner (store, then registry).
