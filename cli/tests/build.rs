@@ -109,7 +109,7 @@ fn unsupported_buildx_flags_are_named() {
     let cases: [&[&str]; 8] = [
         &["--add-host", "db:10.0.0.2"],
         &["--build-context", "src=../src"],
-        &["--cache-from=type=local,src=/tmp/c"],
+        &["--attest=type=sbom"],
         &["--provenance=false"],
         &["--sbom", "true"],
         &["--shm-size", "2g"],

@@ -36,6 +36,10 @@
 //! let pushed = registry::push_manifest(&client, &store, &manifest_descriptor, &reference, &progress).await?;
 //! ```
 //!
+//! A blob of the manifest that the store lacks (a layer of a build cache matched but never
+//! needed) is not an error when the destination has it or can mount it from a repository of the
+//! same registry it is known to be in ([`record_blob_sources`]).
+//!
 //! Both errors name the image and the cause (render the [`std::error::Error::source`] chain).
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -43,6 +47,7 @@
 pub mod auth;
 mod blob;
 mod client;
+mod documents;
 mod error;
 mod manifest;
 mod options;
@@ -57,6 +62,7 @@ mod sources;
 
 pub use auth::{AuthConfig, Credentials, Removal};
 pub use client::Client;
+pub use documents::{FetchedManifest, fetch_blob, fetch_image_manifest, record_blob_sources};
 pub use error::{Error, Result};
 pub use options::{ClientOptions, REGISTRIES_FILE, read_insecure_registries};
 pub use platform::Platform;

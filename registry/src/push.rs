@@ -133,6 +133,10 @@ async fn push_blobs(
     }
     blobs.push((manifest.config().clone(), BlobKind::Config));
     for (blob, _) in &blobs {
+        if !content.contains(blob.digest()) {
+            // must already be in the registry, or be mounted (checked by the upload)
+            continue;
+        }
         let size = content.size(blob.digest())?;
         if size != blob.size() {
             return Err(Error::SizeMismatch {
@@ -148,9 +152,12 @@ async fn push_blobs(
         let (content, sources) = (&content, &sources);
         async move {
             let from = mount_source(&sources.get(blob.digest()), repository.registry(), repository.name());
+            let local = content.contains(blob.digest());
             match repository.upload(blob, content, *kind, from.as_deref(), progress).await {
                 Ok(None) => Ok(blob.size()),
                 Ok(Some(Skipped::Mounted { .. } | Skipped::InRegistry | Skipped::InStore)) => Ok(0),
+                // neither here nor mountable
+                Err(_) if !local => Err(Error::Store(cache::Error::BlobNotFound(blob.digest().clone()))),
                 // The mount source may be gone: upload normally.
                 Err(err)
                     if from.is_some() && matches!(err, Error::Unauthorized { .. } | Error::Status { .. }) =>

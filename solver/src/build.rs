@@ -9,19 +9,23 @@
 
 pub mod failure;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cache::Store;
 use cache::buildcache::{CacheResult, CachedLayer};
-use oci_spec::image::ImageConfiguration;
+use oci_spec::image::{Digest, ImageConfiguration};
 use tokio_util::sync::CancellationToken;
 
 use crate::export::output::{self, Output};
-use crate::export::{ExportError, ExportedImage, ImageOptions, finalize_config, write_image_with};
+use crate::export::{ExportError, ExportedImage, ImageOptions, finalize_config, write_image_full};
 use crate::frontend::{FrontendError, FrontendOptions, ImageResolver, ResolveError, ResolvedImage};
 use crate::graph::{Definition, Input};
 use crate::progress::ProgressSender;
+use crate::remotecache::export::Exported;
+use crate::remotecache::import::FetchStats;
+use crate::remotecache::{CacheExport, CacheImport, RemoteCache, SolvedVertex};
 use crate::scheduler::{OpRunner, SolveError, SolveOptions, SolveStats, Solver};
 use crate::storecache::{StoreCache, StoreRef};
 use failure::{LogTails, StepFailure};
@@ -75,6 +79,16 @@ pub enum BuildError {
     Network(String),
     #[error("invalid --platform {0:?} (expected os/arch[/variant], e.g. linux/amd64)")]
     Platform(String),
+    #[error("cannot fetch the image's layers")]
+    Materialize(#[source] crate::scheduler::RunError),
+    #[error("--cache-from")]
+    CacheImport(#[source] Box<crate::remotecache::RemoteCacheError>),
+    #[error("cannot export the build cache to {location}")]
+    CacheExport {
+        location: String,
+        #[source]
+        source: Box<crate::remotecache::RemoteCacheError>,
+    },
 }
 
 /// What to do with the solved target.
@@ -86,6 +100,8 @@ pub struct ExportSettings {
     pub outputs: Vec<Output>,
     /// Fully qualified names (`-t`, normalised) for the image store and archives.
     pub names: Vec<String>,
+    /// `--cache-to type=inline`: the final stage's cache records go into the image config.
+    pub inline_cache: bool,
 }
 
 /// The Dockerfile as read for a build, for error snippets.
@@ -138,6 +154,10 @@ pub struct BuildRequest {
     /// `--platform` (one `os/arch[/variant]`, or `local`); `None` = the host's.
     pub platform: Option<String>,
     pub export: ExportSettings,
+    /// `--cache-from`.
+    pub cache_from: Vec<CacheImport>,
+    /// `--cache-to`.
+    pub cache_to: Vec<CacheExport>,
 }
 
 impl BuildRequest {
@@ -161,8 +181,22 @@ impl BuildRequest {
 pub struct BuildOutcome {
     pub image: ExportedImage,
     pub stats: SolveStats,
-    /// Frontend warnings (unused build args, …), `Dockerfile:LINE: message`.
+    /// Frontend warnings (unused build args, …), `Dockerfile:LINE: message`, and cache
+    /// import/export warnings.
     pub warnings: Vec<String>,
+    /// Every solved vertex's cache key and results (what `--cache-to` exports).
+    pub solved: HashMap<Digest, SolvedVertex>,
+    /// `--cache-from`: records imported and what was fetched from the imports.
+    pub cache_import: Option<CacheImportReport>,
+    /// `--cache-to`: what each export wrote.
+    pub cache_exports: Vec<(String, Exported)>,
+}
+
+/// What `--cache-from` brought.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CacheImportReport {
+    pub records: usize,
+    pub fetched: FetchStats,
 }
 
 /// The Dockerfile of `context` when `-f` is not given: `Dockerfile`, or `dockerfile` when only
@@ -214,6 +248,7 @@ pub async fn solve_and_export<R>(
     solve_options: &SolveOptions,
     export: &ExportSettings,
     dockerfile: &DockerfileText,
+    remote: Option<Arc<RemoteCache>>,
     progress: ProgressSender,
     cancel: CancellationToken,
 ) -> Result<BuildOutcome, BuildError>
@@ -222,7 +257,7 @@ where
     R::Ref: StoreRef + LayerChain,
 {
     let index = cache::buildcache::BuildCache::open(store).map_err(ExportError::from)?;
-    let solver = Solver::new(runner, Arc::new(StoreCache::new(index)));
+    let solver = Solver::new(runner.clone(), Arc::new(StoreCache::new(index).with_remote(remote)));
 
     // Interpose on the progress stream to keep every step's last output lines.
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -236,7 +271,8 @@ where
     });
     let mut solve_definition = definition.clone();
     solve_definition.targets = vec![target.clone()];
-    let solved = solver.solve(&solve_definition, solve_options, ProgressSender::new(tx), cancel).await;
+    let solved =
+        solver.solve(&solve_definition, solve_options, ProgressSender::new(tx), cancel.clone()).await;
     drop(solver);
     let tails = forward.await.unwrap_or_default();
 
@@ -265,18 +301,48 @@ where
         }
         Err(other) => return Err(BuildError::Solve(Box::new(other))),
     };
-    let layers = solved.outputs.first().and_then(|r| r.layers()).ok_or(ExportError::NotLayers)?.to_vec();
+    let target_result = solved.outputs.first().ok_or(ExportError::NotLayers)?;
+    // a result matched from --cache-from may not have its layers here yet
+    runner.materialize(target_result, &cancel).await.map_err(BuildError::Materialize)?;
+    let layers = target_result.layers().ok_or(ExportError::NotLayers)?.to_vec();
+    let solved_vertices: HashMap<Digest, SolvedVertex> = solved
+        .vertices
+        .iter()
+        .map(|(digest, (key, results))| {
+            let results = results.iter().map(StoreRef::to_cache).collect::<Option<Vec<_>>>();
+            (digest.clone(), SolvedVertex { key: key.clone(), results })
+        })
+        .collect();
 
+    let mut top_level = std::collections::BTreeMap::new();
+    if export.inline_cache {
+        let config = crate::remotecache::records_to_export(
+            &solve_definition,
+            &solved_vertices,
+            crate::remotecache::ExportMode::Min,
+        )
+        .finish();
+        let value = serde_json::to_value(&config)
+            .map_err(|source| ExportError::Encode { what: "inline cache config", source })?;
+        top_level.insert(crate::remotecache::format::INLINE_FIELD.to_owned(), value);
+    }
     let store = store.clone();
     let export = export.clone();
     let stats = solved.stats;
     tokio::task::spawn_blocking(move || -> Result<BuildOutcome, BuildError> {
         let config = finalize_config(image, &layers, &export.image);
-        let image = write_image_with(&store, config, &export.image.config_extras, &layers)?;
+        let image = write_image_full(&store, config, &export.image.config_extras, &top_level, &layers)?;
         for out in &export.outputs {
             output::write(&store, &image, out, &export.names)?;
         }
-        Ok(BuildOutcome { image, stats, warnings: Vec::new() })
+        Ok(BuildOutcome {
+            image,
+            stats,
+            warnings: Vec::new(),
+            solved: solved_vertices,
+            cache_import: None,
+            cache_exports: Vec::new(),
+        })
     })
     .await
     .map_err(BuildError::ExportTask)?
@@ -342,7 +408,22 @@ pub async fn build(
     };
     let executor = executor::Executor::new(store.root().join("run"))
         .map_err(|e| BuildError::Runner(crate::scheduler::RunError::failed(e)))?;
-    let runner_options = runner_options(&request, context.map(|path| (path, excludes)))?;
+    let mut runner_options = runner_options(&request, context.map(|path| (path, excludes)))?;
+    let mut cache_warnings = Vec::new();
+    let remote = if request.cache_from.is_empty() {
+        None
+    } else {
+        let (remote, warnings) = RemoteCache::load(&request.cache_from, registry.as_ref(), &store)
+            .await
+            .map_err(|e| BuildError::CacheImport(Box::new(e)))?;
+        cache_warnings.extend(warnings);
+        Some(Arc::new(remote))
+    };
+    runner_options.remote_cache = remote.clone();
+    if let Some(compression) = request.cache_to.iter().find_map(|export| export.compression) {
+        runner_options.compression = compression;
+    }
+    let registry_for_export = registry.clone();
     let runner = Arc::new(
         crate::runner::Runner::new(store.clone(), executor, registry, runner_options)
             .map_err(|e| BuildError::Runner(e.into()))?,
@@ -353,6 +434,8 @@ pub async fn build(
         .map_err(|error| BuildError::Frontend { text: dockerfile.text.clone(), error })?;
     let mut export = request.export.clone();
     export.image.source_date_epoch = export.image.source_date_epoch.or(plan.source_date_epoch);
+    export.inline_cache |=
+        request.cache_to.iter().any(|to| to.location == crate::remotecache::CacheLocation::Inline);
     if let Ok(serde_json::Value::Object(extras)) = serde_json::to_value(&plan.docker) {
         export.image.config_extras.extend(extras);
     }
@@ -363,19 +446,38 @@ pub async fn build(
     if let Some(jobs) = request.jobs {
         solve_options.jobs = jobs.max(1);
     }
-    let outcome = solve_and_export(
-        &store,
-        runner.clone(),
-        &plan.definition,
-        &plan.target,
-        plan.image,
-        &solve_options,
-        &export,
-        &dockerfile,
-        progress,
-        cancel,
-    )
-    .await;
+    // A blob of an imported cache that cannot be fetched intact is refused: the build is
+    // solved again, and the steps whose records used it run (what already ran is cached).
+    let mut outcome;
+    loop {
+        let refused_before = remote.as_ref().map_or(0, |r| r.refused().len());
+        outcome = solve_and_export(
+            &store,
+            runner.clone(),
+            &plan.definition,
+            &plan.target,
+            plan.image.clone(),
+            &solve_options,
+            &export,
+            &dockerfile,
+            remote.clone(),
+            progress.clone(),
+            cancel.clone(),
+        )
+        .await;
+        let Some(remote) = remote.as_ref().filter(|_| outcome.is_err()) else { break };
+        let refused = remote.refused();
+        if refused.len() == refused_before {
+            break;
+        }
+        for digest in &refused[..] {
+            let warning =
+                format!("cache blob {digest} refused (missing or corrupt): running the steps that need it");
+            if !cache_warnings.contains(&warning) {
+                cache_warnings.push(warning);
+            }
+        }
+    }
     let mut outcome = outcome?;
     outcome.warnings = plan
         .warnings
@@ -385,7 +487,70 @@ pub async fn build(
             None => w.message.clone(),
         })
         .collect();
+    let mut definition = plan.definition.clone();
+    definition.targets = vec![plan.target.clone()];
+    for to in request.cache_to.iter().filter(|to| to.location != crate::remotecache::CacheLocation::Inline) {
+        let mut config =
+            crate::remotecache::records_to_export(&definition, &outcome.solved, to.mode).finish();
+        config.set_checksums(runner.chain_checksums());
+        let location = to.location.to_string();
+        match crate::remotecache::export::export(
+            to,
+            &config,
+            &store,
+            registry_for_export.as_ref(),
+            remote.as_deref(),
+        )
+        .await
+        {
+            Ok(exported) => outcome.cache_exports.push((location, exported)),
+            Err(source) if to.ignore_error => {
+                cache_warnings.push(format!("cache export to {location} failed: {}", source.chain()))
+            }
+            Err(source) => return Err(BuildError::CacheExport { location, source: Box::new(source) }),
+        }
+    }
+    if let Some(remote) = &remote {
+        outcome.cache_import = Some(CacheImportReport { records: remote.len(), fetched: remote.stats() });
+        remember_imported(&store, &definition, &outcome.solved).await;
+    }
+    outcome.warnings.extend(cache_warnings);
     Ok(outcome)
+}
+
+/// Records the results matched from `--cache-from` whose layers are now in the store (the
+/// final image's, those a step needed) in the store's own index, so the next build finds them
+/// without the import. Best effort: a failure only costs that.
+async fn remember_imported(store: &Store, definition: &Definition, solved: &HashMap<Digest, SolvedVertex>) {
+    let Ok(index) = cache::buildcache::BuildCache::open(store) else { return };
+    let content = store.content();
+    let mut records = Vec::new();
+    for vertex in &definition.vertices {
+        let Some(SolvedVertex { key, results: Some(results) }) = solved.get(&vertex.digest) else { continue };
+        let complete = results.iter().all(|result| match result {
+            CacheResult::Layers { layers } => layers.iter().all(|l| content.contains(l.blob.digest())),
+            CacheResult::Blob { descriptor } => content.contains(descriptor.digest()),
+        });
+        if complete {
+            records.push(cache::buildcache::CacheRecord::new(
+                key.0.clone(),
+                results.clone(),
+                vertex.metadata.description.clone(),
+            ));
+        }
+    }
+    let written = tokio::task::spawn_blocking(move || {
+        for record in records {
+            if matches!(index.get(&record.key), Ok(None)) {
+                index.put(&record)?;
+            }
+        }
+        Ok::<(), cache::Error>(())
+    })
+    .await;
+    if let Ok(Err(err)) = written {
+        tracing::warn!(error = %err, "cannot record imported cache results in the store");
+    }
 }
 
 /// The frontend's image resolver over the runner (store, then registry).

@@ -38,6 +38,7 @@ pub mod frontend;
 mod golden;
 pub mod graph;
 pub mod progress;
+pub mod remotecache;
 pub mod runner;
 pub mod scheduler;
 pub mod storecache;

@@ -125,6 +125,16 @@ pub trait OpRunner: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Option<Digest>, RunError>> + Send {
         async { Ok(None) }
     }
+
+    /// Makes a result usable outside the runner (e.g. fetches the layers of a result matched
+    /// from a remote cache before the image is exported). The default does nothing.
+    fn materialize(
+        &self,
+        _result: &Self::Ref,
+        _cancel: &CancellationToken,
+    ) -> impl Future<Output = Result<(), RunError>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// Finds and stores results by cache key.
@@ -229,6 +239,8 @@ pub struct SolveResult<R> {
     pub outputs: Vec<R>,
     /// The cache key of each target's vertex.
     pub keys: Vec<CacheKey>,
+    /// Every solved vertex: its cache key and results (for `--cache-to`).
+    pub vertices: HashMap<Digest, (CacheKey, Vec<R>)>,
     pub stats: SolveStats,
 }
 
@@ -359,11 +371,18 @@ impl<R: OpRunner, C: ResultCache<R::Ref>> Solver<R, C> {
             outputs.push(result.clone());
             keys.push(done.key.clone());
         }
+        let vertices = futures
+            .iter()
+            .filter_map(|(digest, future)| match future.peek() {
+                Some(Ok(done)) => Some((digest.clone(), (done.key.clone(), done.results.clone()))),
+                _ => None,
+            })
+            .collect();
         let stats = SolveStats {
             executed: shared.executed.load(Ordering::Relaxed),
             cached: shared.cached.load(Ordering::Relaxed),
         };
-        Ok(SolveResult { outputs, keys, stats })
+        Ok(SolveResult { outputs, keys, vertices, stats })
     }
 }
 

@@ -1,9 +1,12 @@
 //! [`ResultCache`] over the store's build-cache index ([`cache::buildcache::BuildCache`]).
 
+use std::sync::Arc;
+
 use cache::buildcache::{BuildCache, CacheRecord, CacheResult};
 
 use crate::cachekey::CacheKey;
 use crate::graph::Vertex;
+use crate::remotecache::RemoteCache;
 use crate::scheduler::{KeyGuard, ResultCache, RunError};
 
 /// A runner result that can be recorded in (and restored from) the build-cache index.
@@ -27,11 +30,19 @@ impl StoreRef for CacheResult {
 #[derive(Debug, Clone)]
 pub struct StoreCache {
     index: BuildCache,
+    /// `--cache-from`: looked up when the index misses.
+    remote: Option<Arc<RemoteCache>>,
 }
 
 impl StoreCache {
     pub fn new(index: BuildCache) -> StoreCache {
-        StoreCache { index }
+        StoreCache { index, remote: None }
+    }
+
+    /// Also finds results in imported caches (after the store's own index).
+    pub fn with_remote(mut self, remote: Option<Arc<RemoteCache>>) -> StoreCache {
+        self.remote = remote;
+        self
     }
 
     pub fn index(&self) -> &BuildCache {
@@ -53,7 +64,9 @@ impl<R: StoreRef> ResultCache<R> for StoreCache {
         let index = self.index.clone();
         let digest = key.0.clone();
         let Some(record) = blocking(move || index.get(&digest)).await? else {
-            return Ok(None);
+            // The blobs of a remote record are fetched lazily, when a consumer needs them.
+            let remote = self.remote.as_ref().and_then(|remote| remote.lookup(&key.0));
+            return Ok(remote.and_then(|results| results.iter().map(R::from_cache).collect()));
         };
         Ok(record.results.iter().map(R::from_cache).collect())
     }

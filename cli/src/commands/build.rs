@@ -14,6 +14,7 @@ use solver::build::{BuildError, BuildOutcome, BuildRequest, ExportSettings, Secr
 use solver::export::output::Output;
 use solver::export::{ImageOptions, metadata_json};
 use solver::progress::{self, ProgressSender};
+use solver::remotecache::{CacheExport, CacheImport};
 use tokio_util::sync::CancellationToken;
 
 use super::images::open_store;
@@ -99,10 +100,18 @@ pub struct BuildArgs {
     /// Maximum number of steps running at once (default: 4 per core, at least 8).
     #[arg(long, value_name = "N")]
     pub jobs: Option<usize>,
-    /// The build context: a directory, or `-` to read a Dockerfile from stdin without context.
+    /// Import a build cache: `type=registry,ref=REF` or `type=local,src=DIR[,tag=T|digest=D]`
+    /// (`,ignore-error=true`); a bare `REF` means `type=registry,ref=REF`; repeatable.
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    pub cache_from: Vec<String>,
+    /// Export the build cache: `type=registry,ref=REF` or `type=local,dest=DIR[,tag=T]`, with
+    /// `mode=min|max`, `compression=gzip|zstd`, `ignore-error=true`; repeatable.
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    pub cache_to: Vec<String>,
     /// buildx flags kiln does not implement (hidden; each fails with a clear message).
     #[command(flatten)]
     pub unsupported: UnsupportedFlags,
+    /// The build context: a directory, or `-` to read a Dockerfile from stdin without context.
     #[arg(value_name = "CONTEXT")]
     pub context: String,
 }
@@ -258,6 +267,18 @@ fn request(args: &BuildArgs, plan: &Plan) -> anyhow::Result<BuildRequest> {
         network: args.network.clone(),
         jobs: args.jobs,
         platform: args.platform.clone(),
+        cache_from: args
+            .cache_from
+            .iter()
+            .map(|spec| CacheImport::parse(spec))
+            .collect::<Result<_, _>>()
+            .context("invalid --cache-from")?,
+        cache_to: args
+            .cache_to
+            .iter()
+            .map(|spec| CacheExport::parse(spec))
+            .collect::<Result<_, _>>()
+            .context("invalid --cache-to")?,
         export: ExportSettings {
             image: ImageOptions {
                 labels: parse_labels(&args.labels)?,
@@ -266,6 +287,8 @@ fn request(args: &BuildArgs, plan: &Plan) -> anyhow::Result<BuildRequest> {
             },
             outputs: plan.outputs.clone(),
             names: plan.names.clone(),
+            // set by the build from `--cache-to type=inline`
+            inline_cache: false,
         },
     })
 }
@@ -335,6 +358,22 @@ pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<Exit
     for warning in outcome.warnings.iter().filter(|_| mode != progress::ProgressMode::RawJson) {
         eprintln!("WARNING: {warning}");
     }
+    if !quiet {
+        if let Some(import) = &outcome.cache_import {
+            eprintln!(
+                "cache import: {} records, fetched {} layers ({} bytes)",
+                import.records, import.fetched.blobs, import.fetched.bytes
+            );
+        }
+        for (location, exported) in &outcome.cache_exports {
+            eprintln!(
+                "exported cache to {location}: {} records, {} layers ({})",
+                exported.records,
+                exported.layers,
+                exported.manifest.digest()
+            );
+        }
+    }
     if !plan.push.is_empty() {
         let client = client(global)?;
         for reference in &plan.push {
@@ -393,10 +432,6 @@ pub struct UnsupportedFlags {
     build_context: Vec<String>,
     #[arg(long, hide = true)]
     builder: Vec<String>,
-    #[arg(long = "cache-from", hide = true)]
-    cache_from: Vec<String>,
-    #[arg(long = "cache-to", hide = true)]
-    cache_to: Vec<String>,
     #[arg(long, hide = true)]
     call: Vec<String>,
     #[arg(long = "cgroup-parent", hide = true)]
@@ -423,8 +458,6 @@ impl UnsupportedFlags {
             ("attest", &self.attest),
             ("build-context", &self.build_context),
             ("builder", &self.builder),
-            ("cache-from", &self.cache_from),
-            ("cache-to", &self.cache_to),
             ("call", &self.call),
             ("cgroup-parent", &self.cgroup_parent),
             ("provenance", &self.provenance),

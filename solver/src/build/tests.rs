@@ -134,6 +134,7 @@ async fn build(store: &Store, runner: Arc<LayerRunner>, fail: bool) -> Result<Bu
         image: ImageOptions { source_date_epoch: Some(10), ..ImageOptions::default() },
         outputs: vec![Output::Image { names: vec![], push: false }],
         names: vec!["docker.io/library/built:1".into()],
+        inline_cache: false,
     };
     let dockerfile = DockerfileText { name: "Dockerfile".into(), text: DOCKERFILE.into() };
     solve_and_export(
@@ -145,6 +146,7 @@ async fn build(store: &Store, runner: Arc<LayerRunner>, fail: bool) -> Result<Bu
         &SolveOptions::default(),
         &export,
         &dockerfile,
+        None,
         ProgressSender::discard(),
         CancellationToken::new(),
     )

@@ -60,6 +60,8 @@ pub struct ImageOptions {
     /// Docker-only fields of the runtime config the OCI type has no place for (`Healthcheck`,
     /// `OnBuild`, `Shell`, `ArgsEscaped`), merged into `config` when the image is written.
     pub config_extras: std::collections::BTreeMap<String, serde_json::Value>,
+    /// Fields added at the top level of the image config (`--cache-to type=inline`).
+    pub config_top_level: std::collections::BTreeMap<String, serde_json::Value>,
 }
 
 /// An image written to the store.
@@ -196,6 +198,18 @@ pub fn write_image_with(
     extras: &std::collections::BTreeMap<String, serde_json::Value>,
     layers: &[CachedLayer],
 ) -> Result<ExportedImage, ExportError> {
+    write_image_full(store, config, extras, &Default::default(), layers)
+}
+
+/// [`write_image_with`] plus fields at the top level of the config
+/// ([`ImageOptions::config_top_level`]).
+pub fn write_image_full(
+    store: &Store,
+    config: ImageConfiguration,
+    extras: &std::collections::BTreeMap<String, serde_json::Value>,
+    top_level: &std::collections::BTreeMap<String, serde_json::Value>,
+    layers: &[CachedLayer],
+) -> Result<ExportedImage, ExportError> {
     let content = store.content();
     for layer in layers {
         if !content.contains(layer.blob.digest()) {
@@ -212,6 +226,11 @@ pub fn write_image_with(
             for (key, extra) in extras {
                 runtime.insert(key.clone(), extra.clone());
             }
+        }
+    }
+    if let Some(object) = value.as_object_mut() {
+        for (key, field) in top_level {
+            object.insert(key.clone(), field.clone());
         }
     }
     let config_bytes =

@@ -180,6 +180,9 @@ pub struct RunnerOptions {
     pub pull: registry::PullPolicy,
     /// Layer compression.
     pub compression: cache::Compression,
+    /// `--cache-from`: where layers of results matched from an imported cache are fetched
+    /// from, when a step needs them.
+    pub remote_cache: Option<Arc<crate::remotecache::RemoteCache>>,
 }
 
 /// One local directory given to the build.
@@ -241,6 +244,14 @@ pub enum RunnerError {
     File(#[from] fileop::FileOpError),
     #[error("background task failed")]
     Join(#[from] tokio::task::JoinError),
+    #[error("cannot fetch a layer from the imported build cache")]
+    RemoteCache(#[source] Box<crate::remotecache::RemoteCacheError>),
+}
+
+impl From<crate::remotecache::RemoteCacheError> for RunnerError {
+    fn from(error: crate::remotecache::RemoteCacheError) -> RunnerError {
+        RunnerError::RemoteCache(Box::new(error))
+    }
 }
 
 impl RunnerError {
@@ -331,6 +342,33 @@ impl Runner {
         }
     }
 
+    /// Fetches the layers of `chain` the store lacks (results matched from `--cache-from`).
+    async fn ensure_chain(&self, chain: &LayerChainRef) -> Result<(), RunnerError> {
+        let content = self.store.content();
+        for layer in &chain.layers {
+            if content.contains(layer.blob.digest()) {
+                continue;
+            }
+            match &self.options.remote_cache {
+                Some(remote) => remote.ensure_blob(&self.store, &layer.blob).await?,
+                None => {
+                    return Err(crate::remotecache::RemoteCacheError::BlobUnknown(
+                        layer.blob.digest().clone(),
+                    )
+                    .into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every content checksum of a layer chain computed (or imported) so far:
+    /// (chain ID, selection as JSON, checksum), for `--cache-to`.
+    pub fn chain_checksums(&self) -> Vec<(Digest, String, Digest)> {
+        let Ok(sums) = self.chain_sums.lock() else { return Vec::new() };
+        sums.iter().map(|((chain, selection), sum)| (chain.clone(), selection.clone(), sum.clone())).collect()
+    }
+
     async fn run_op(&self, job: &RunJob<BuildRef>) -> Result<Vec<BuildRef>, RunnerError> {
         match &job.vertex.op {
             Op::Source(SourceOp::Scratch) => Ok(vec![BuildRef::scratch()]),
@@ -407,9 +445,17 @@ impl Runner {
                 if let Some(sum) = self.chain_sums.lock().map_err(|_| poisoned())?.get(&memo_key) {
                     return Ok(sum.clone());
                 }
+                // An imported cache may know it: then the chain's layers need not be fetched.
+                if let Some(sum) =
+                    self.options.remote_cache.as_ref().and_then(|r| r.checksum(&memo_key.0, &memo_key.1))
+                {
+                    self.chain_sums.lock().map_err(|_| poisoned())?.insert(memo_key, sum.clone());
+                    return Ok(sum);
+                }
                 if cancel.is_cancelled() {
                     return Err(RunError::Canceled);
                 }
+                self.ensure_chain(chain).await?;
                 let store = self.store.clone();
                 let chain = chain.clone();
                 let selection = selection.clone();
@@ -452,6 +498,14 @@ impl OpRunner for Runner {
         if job.cancel.is_cancelled() {
             return Err(RunError::Canceled);
         }
+        // A merge only lists its inputs' layers; every other op reads them.
+        if !matches!(job.vertex.op, Op::Merge(_)) {
+            for input in &job.inputs {
+                if let BuildRef::Layers(chain) = input {
+                    self.ensure_chain(chain).await?;
+                }
+            }
+        }
         match self.run_op(&job).await {
             Ok(results) => Ok(results),
             Err(_) if job.cancel.is_cancelled() => Err(RunError::Canceled),
@@ -466,6 +520,13 @@ impl OpRunner for Runner {
         cancel: &CancellationToken,
     ) -> Result<Digest, RunError> {
         self.checksum_ref(input, selection, cancel).await
+    }
+
+    async fn materialize(&self, result: &BuildRef, _cancel: &CancellationToken) -> Result<(), RunError> {
+        if let BuildRef::Layers(chain) = result {
+            self.ensure_chain(chain).await?;
+        }
+        Ok(())
     }
 
     async fn resolve_source(
