@@ -1,7 +1,7 @@
 //! The pest grammar (`grammar.pest`) and small helpers around it. `Rule` stays crate-private.
 
 use pest::Parser as _;
-use pest::iterators::Pair;
+use pest::iterators::{Pair, Pairs};
 
 #[derive(pest_derive::Parser)]
 #[grammar = "grammar.pest"]
@@ -12,30 +12,16 @@ pub(crate) fn parse_rule(rule: Rule, input: &str) -> Option<Pair<'_, Rule>> {
     Grammar::parse(rule, input).ok().and_then(|mut pairs| pairs.next())
 }
 
-/// Byte ranges of the physical lines of `text`, line endings included.
-///
-/// This is the hot path of the parser, so it splits on `\n` directly; the `dockerfile_lines`
-/// rule of the grammar defines the same split and a unit test keeps the two in agreement.
-pub(crate) fn physical_lines(text: &str) -> Vec<(usize, usize)> {
-    let mut ranges = Vec::with_capacity(text.len() / 32 + 1);
-    let mut start = 0;
-    for line in text.split_inclusive('\n') {
-        ranges.push((start, start + line.len()));
-        start += line.len();
+/// Parses a whole Dockerfile with the `dockerfile` rule: its top-level pairs (`bom`,
+/// `directive_line`s, `line`s and `EOI`). The rule matches every input, so an error is a bug
+/// in the grammar; it carries the byte offset pest stopped at.
+pub(crate) fn parse_dockerfile(text: &str) -> Result<Pairs<'_, Rule>, usize> {
+    match Grammar::parse(Rule::dockerfile, text) {
+        Ok(mut pairs) => pairs.next().map(|file| file.into_inner()).ok_or(0),
+        Err(err) => Err(match err.location {
+            pest::error::InputLocation::Pos(pos) | pest::error::InputLocation::Span((pos, _)) => pos,
+        }),
     }
-    ranges
-}
-
-/// [`physical_lines`] with the pest grammar (the reference for the fast version).
-#[cfg(test)]
-fn physical_lines_pest(text: &str) -> Vec<(usize, usize)> {
-    let Some(file) = parse_rule(Rule::dockerfile_lines, text) else {
-        return if text.is_empty() { Vec::new() } else { vec![(0, text.len())] };
-    };
-    file.into_inner()
-        .filter(|p| matches!(p.as_rule(), Rule::line_with_end | Rule::last_line))
-        .map(|p| (p.as_span().start(), p.as_span().end()))
-        .collect()
 }
 
 /// The first inner pair of `pair` with the given rule.
@@ -47,17 +33,6 @@ pub(crate) fn inner<'i>(pair: &Pair<'i, Rule>, rule: Rule) -> Option<Pair<'i, Ru
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn splits_physical_lines() {
-        let lines = physical_lines("a\r\nb\n\nc");
-        assert_eq!(lines, [(0, 3), (3, 5), (5, 6), (6, 7)]);
-        assert!(physical_lines("").is_empty());
-        assert_eq!(physical_lines("x\n"), [(0, 2)]);
-        for text in ["", "\n", "\n\n", "a", "a\r\n\r\nb\n", "é\nü", "x\ny\n\nz\n\n"] {
-            assert_eq!(physical_lines(text), physical_lines_pest(text), "{text:?}");
-        }
-    }
 
     #[test]
     fn heredoc_marker() {
