@@ -12,16 +12,28 @@ pub(crate) fn parse_rule(rule: Rule, input: &str) -> Option<Pair<'_, Rule>> {
     Grammar::parse(rule, input).ok().and_then(|mut pairs| pairs.next())
 }
 
-/// Parses a whole Dockerfile with the `dockerfile` rule: its top-level pairs (`bom`,
-/// `directive_line`s, `line`s and `EOI`). The rule matches every input, so an error is a bug
-/// in the grammar; it carries the byte offset pest stopped at.
+/// Parses a whole Dockerfile: its top-level pairs (`bom`, `directive_line`s, `*_line`s and
+/// `EOI`), with the rules of the escape character the `# escape=` directive chooses (its
+/// value is checked when the directive is read). The rules match every input, so an error is
+/// a bug in the grammar; it carries the byte offset pest stopped at.
 pub(crate) fn parse_dockerfile(text: &str) -> Result<Pairs<'_, Rule>, usize> {
-    match Grammar::parse(Rule::dockerfile, text) {
-        Ok(mut pairs) => pairs.next().map(|file| file.into_inner()).ok_or(0),
+    let top = |rule: Rule| match Grammar::parse(rule, text) {
+        Ok(mut pairs) => pairs.next().map(|top| top.into_inner()).ok_or(0),
         Err(err) => Err(match err.location {
             pest::error::InputLocation::Pos(pos) | pest::error::InputLocation::Span((pos, _)) => pos,
         }),
+    };
+    let mut backtick = false;
+    for line in top(Rule::directives)?.filter(|pair| pair.as_rule() == Rule::directive_line) {
+        let mut parts = line.into_inner();
+        let name = parts.next().map_or("", |p| p.as_str());
+        if name.eq_ignore_ascii_case("escape") {
+            let value = parts.next().map_or("", |p| p.as_str());
+            backtick = value.trim_matches([' ', '\t', '\u{c}', '\r']) == "`";
+            break;
+        }
     }
+    top(if backtick { Rule::backtick_dockerfile } else { Rule::backslash_dockerfile })
 }
 
 /// The first inner pair of `pair` with the given rule.

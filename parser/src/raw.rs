@@ -116,15 +116,13 @@ impl<'a> PhysicalLine<'a> {
             let part_span = part.as_span();
             line.content_end = part_span.end();
             match part.as_rule() {
-                Rule::directive_name | Rule::escape_name => name = part.as_str(),
-                Rule::directive_value | Rule::escape_value => {
-                    line.kind = LineKind::Directive { name, value: part.as_str() }
-                }
-                Rule::text => {
+                Rule::directive_name => name = part.as_str(),
+                Rule::directive_value => line.kind = LineKind::Directive { name, value: part.as_str() },
+                Rule::backslash_text | Rule::backtick_text => {
                     line.kind =
                         LineKind::Text { start: part_span.start(), end: part_span.end(), continued: false }
                 }
-                Rule::continuation => {
+                Rule::backslash_continuation | Rule::backtick_continuation => {
                     if let LineKind::Text { continued, .. } = &mut line.kind {
                         *continued = true;
                     }
@@ -159,7 +157,14 @@ impl<'a> Lines<'a> {
     fn next_line(&mut self) -> Result<Option<PhysicalLine<'a>>, ParseError> {
         let pair = loop {
             let Some(pair) = self.pairs.next() else { return Ok(None) };
-            if matches!(pair.as_rule(), Rule::line | Rule::last_line | Rule::directive_line) {
+            if matches!(
+                pair.as_rule(),
+                Rule::directive_line
+                    | Rule::backslash_line
+                    | Rule::backslash_last_line
+                    | Rule::backtick_line
+                    | Rule::backtick_last_line
+            ) {
                 break pair;
             }
         };
