@@ -4,9 +4,9 @@
 
 use serde::Serialize;
 
-use crate::error::{ErrorKind, ParseError};
-use pest::iterators::{Pair, Pairs};
+use pest::iterators::FlatPairs;
 
+use crate::error::{ErrorKind, ParseError};
 use crate::grammar::{Rule, inner, parse_rule};
 use crate::line_parsers::node_from_line;
 use crate::location::{LineIndex, Location, Span};
@@ -100,9 +100,47 @@ impl PhysicalLine<'_> {
     }
 }
 
-impl<'a> PhysicalLine<'a> {
-    fn from_pair(pair: Pair<'a, Rule>, first: bool) -> PhysicalLine<'a> {
-        let span = pair.as_span();
+/// The rules of whole physical lines.
+fn is_line_rule(rule: Rule) -> bool {
+    matches!(
+        rule,
+        Rule::directive_line
+            | Rule::backslash_line
+            | Rule::backslash_last_line
+            | Rule::backtick_line
+            | Rule::backtick_last_line
+    )
+}
+
+/// The physical lines of a Dockerfile, in order, from the grammar's pairs (walked flat, so a
+/// line's parts follow the line).
+struct Lines<'a> {
+    text: &'a str,
+    pairs: std::iter::Peekable<FlatPairs<'a, Rule>>,
+    /// Physical lines consumed so far.
+    count: usize,
+    /// Whether the next line is the first of the file.
+    first: bool,
+}
+
+impl<'a> Lines<'a> {
+    fn new(text: &'a str) -> Result<Lines<'a>, ParseError> {
+        let pairs = crate::grammar::parse_dockerfile(text).map_err(|offset| {
+            let location = LineIndex::new(text).location(text, Span::new(offset, offset));
+            ParseError::new(ErrorKind::GrammarMismatch { offset }, location)
+        })?;
+        Ok(Lines { text, pairs: pairs.flatten().peekable(), count: 0, first: true })
+    }
+
+    /// The next physical line; refuses lines longer than BuildKit's scanner accepts.
+    fn next_line(&mut self) -> Result<Option<PhysicalLine<'a>>, ParseError> {
+        let span = loop {
+            let Some(pair) = self.pairs.next() else { return Ok(None) };
+            if is_line_rule(pair.as_rule()) {
+                break pair.as_span();
+            }
+        };
+        let first = std::mem::take(&mut self.first);
         let (start, content_start) = if first { (0, span.start()) } else { (span.start(), span.start()) };
         let mut line = PhysicalLine {
             start,
@@ -112,7 +150,10 @@ impl<'a> PhysicalLine<'a> {
             kind: LineKind::Comment,
         };
         let mut name = "";
-        for part in pair.into_inner() {
+        // The parts of the line follow it; `EOI` after the last line is not one.
+        while let Some(part) =
+            self.pairs.next_if(|part| !is_line_rule(part.as_rule()) && part.as_rule() != Rule::EOI)
+        {
             let part_span = part.as_span();
             line.content_end = part_span.end();
             match part.as_rule() {
@@ -130,45 +171,6 @@ impl<'a> PhysicalLine<'a> {
                 _ => {}
             }
         }
-        line
-    }
-}
-
-/// The physical lines of a Dockerfile, in order, from the grammar's pairs.
-struct Lines<'a> {
-    text: &'a str,
-    pairs: Pairs<'a, Rule>,
-    /// Physical lines consumed so far.
-    count: usize,
-    /// Whether the next line is the first of the file.
-    first: bool,
-}
-
-impl<'a> Lines<'a> {
-    fn new(text: &'a str) -> Result<Lines<'a>, ParseError> {
-        let pairs = crate::grammar::parse_dockerfile(text).map_err(|offset| {
-            let location = LineIndex::new(text).location(text, Span::new(offset, offset));
-            ParseError::new(ErrorKind::GrammarMismatch { offset }, location)
-        })?;
-        Ok(Lines { text, pairs, count: 0, first: true })
-    }
-
-    /// The next physical line; refuses lines longer than BuildKit's scanner accepts.
-    fn next_line(&mut self) -> Result<Option<PhysicalLine<'a>>, ParseError> {
-        let pair = loop {
-            let Some(pair) = self.pairs.next() else { return Ok(None) };
-            if matches!(
-                pair.as_rule(),
-                Rule::directive_line
-                    | Rule::backslash_line
-                    | Rule::backslash_last_line
-                    | Rule::backtick_line
-                    | Rule::backtick_last_line
-            ) {
-                break pair;
-            }
-        };
-        let line = PhysicalLine::from_pair(pair, std::mem::take(&mut self.first));
         let with_ending = self.text.as_bytes().get(line.end.wrapping_sub(1)) == Some(&b'\n');
         let limit = if with_ending { MAX_LINE } else { MAX_LINE - 1 };
         if line.end - line.start > limit {
