@@ -42,9 +42,6 @@ impl ParseError {
 pub enum ErrorKind {
     #[error("dockerfile is not valid utf-8")]
     InvalidUtf8,
-    /// The file grammar is total, so this is a bug in kiln, never a property of the input.
-    #[error("the Dockerfile line grammar did not match at byte {offset}")]
-    GrammarMismatch { offset: usize },
     #[error("dockerfile line greater than max allowed size of {max}")]
     LineTooLong { max: usize },
     #[error("invalid escape token `{0}` does not match ` or \\")]

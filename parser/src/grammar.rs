@@ -1,7 +1,7 @@
 //! The pest grammar (`grammar.pest`) and small helpers around it. `Rule` stays crate-private.
 
 use pest::Parser as _;
-use pest::iterators::{Pair, Pairs};
+use pest::iterators::Pair;
 
 #[derive(pest_derive::Parser)]
 #[grammar = "grammar.pest"]
@@ -16,7 +16,8 @@ pub(crate) fn parse_rule(rule: Rule, input: &str) -> Option<Pair<'_, Rule>> {
 /// `EOI`), with the rules of the escape character the `# escape=` directive chooses (its
 /// value is checked when the directive is read). The rules match every input, so an error is
 /// a bug in the grammar; it carries the byte offset pest stopped at.
-pub(crate) fn parse_dockerfile(text: &str) -> Result<Pairs<'_, Rule>, usize> {
+#[cfg(test)]
+pub(crate) fn parse_dockerfile(text: &str) -> Result<pest::iterators::Pairs<'_, Rule>, usize> {
     let top = |rule: Rule| match Grammar::parse(rule, text) {
         Ok(mut pairs) => pairs.next().map(|top| top.into_inner()).ok_or(0),
         Err(err) => Err(match err.location {

@@ -4,17 +4,13 @@
 
 use serde::Serialize;
 
-use pest::iterators::FlatPairs;
-
 use crate::error::{ErrorKind, ParseError};
 use crate::grammar::{Rule, inner, parse_rule};
 use crate::line_parsers::node_from_line;
+use crate::lines::{LineKind, Lines};
 use crate::location::{LineIndex, Location, Span};
 use crate::node::{Heredoc, Node, keyword_is};
 use crate::shell::Lexer;
-
-/// Longest physical line BuildKit's scanner accepts (bytes, including the line ending).
-const MAX_LINE: usize = 64 * 1024;
 
 /// A parser directive from the top of the file (`# syntax=…`, `# escape=…`, `# check=…`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -68,125 +64,11 @@ fn directive_value(raw: &str) -> String {
     trimmed.to_string()
 }
 
-/// What the grammar made of one physical line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LineKind<'a> {
-    /// A `directive_line`: name and raw value.
-    Directive { name: &'a str, value: &'a str },
-    /// A `comment` line (a directive after the directives is one too).
-    Comment,
-    /// A `text` piece from `start` to `end` (after the leading whitespace), and whether a
-    /// `continuation` follows it. An empty piece without continuation is a blank line.
-    Text { start: usize, end: usize, continued: bool },
-}
-
-/// One physical line, as classified by the `dockerfile` rule.
-#[derive(Debug, Clone, Copy)]
-struct PhysicalLine<'a> {
-    /// Start offset; 0 for the first line, also when it starts with a BOM.
-    start: usize,
-    /// Where the line starts after a BOM.
-    content_start: usize,
-    /// End of the line before its `\r*\n` ending.
-    content_end: usize,
-    /// End of the line, line ending included.
-    end: usize,
-    kind: LineKind<'a>,
-}
-
-impl PhysicalLine<'_> {
-    fn is_blank(&self) -> bool {
-        matches!(self.kind, LineKind::Text { start, end, continued: false } if start == end)
-    }
-}
-
-/// The rules of whole physical lines.
-fn is_line_rule(rule: Rule) -> bool {
-    matches!(
-        rule,
-        Rule::directive_line
-            | Rule::backslash_line
-            | Rule::backslash_last_line
-            | Rule::backtick_line
-            | Rule::backtick_last_line
-    )
-}
-
-/// The physical lines of a Dockerfile, in order, from the grammar's pairs (walked flat, so a
-/// line's parts follow the line).
-struct Lines<'a> {
-    text: &'a str,
-    pairs: std::iter::Peekable<FlatPairs<'a, Rule>>,
-    /// Physical lines consumed so far.
-    count: usize,
-    /// Whether the next line is the first of the file.
-    first: bool,
-}
-
-impl<'a> Lines<'a> {
-    fn new(text: &'a str) -> Result<Lines<'a>, ParseError> {
-        let pairs = crate::grammar::parse_dockerfile(text).map_err(|offset| {
-            let location = LineIndex::new(text).location(text, Span::new(offset, offset));
-            ParseError::new(ErrorKind::GrammarMismatch { offset }, location)
-        })?;
-        Ok(Lines { text, pairs: pairs.flatten().peekable(), count: 0, first: true })
-    }
-
-    /// The next physical line; refuses lines longer than BuildKit's scanner accepts.
-    fn next_line(&mut self) -> Result<Option<PhysicalLine<'a>>, ParseError> {
-        let span = loop {
-            let Some(pair) = self.pairs.next() else { return Ok(None) };
-            if is_line_rule(pair.as_rule()) {
-                break pair.as_span();
-            }
-        };
-        let first = std::mem::take(&mut self.first);
-        let (start, content_start) = if first { (0, span.start()) } else { (span.start(), span.start()) };
-        let mut line = PhysicalLine {
-            start,
-            content_start,
-            content_end: span.start(),
-            end: span.end(),
-            kind: LineKind::Comment,
-        };
-        let mut name = "";
-        // The parts of the line follow it; `EOI` after the last line is not one.
-        while let Some(part) =
-            self.pairs.next_if(|part| !is_line_rule(part.as_rule()) && part.as_rule() != Rule::EOI)
-        {
-            let part_span = part.as_span();
-            line.content_end = part_span.end();
-            match part.as_rule() {
-                Rule::directive_name => name = part.as_str(),
-                Rule::directive_value => line.kind = LineKind::Directive { name, value: part.as_str() },
-                Rule::backslash_text | Rule::backtick_text => {
-                    line.kind =
-                        LineKind::Text { start: part_span.start(), end: part_span.end(), continued: false }
-                }
-                Rule::backslash_continuation | Rule::backtick_continuation => {
-                    if let LineKind::Text { continued, .. } = &mut line.kind {
-                        *continued = true;
-                    }
-                }
-                _ => {}
-            }
-        }
-        let with_ending = self.text.as_bytes().get(line.end.wrapping_sub(1)) == Some(&b'\n');
-        let limit = if with_ending { MAX_LINE } else { MAX_LINE - 1 };
-        if line.end - line.start > limit {
-            let index = LineIndex::new(self.text);
-            let location = index.location(self.text, Span::new(line.start, line.end));
-            return Err(ParseError::new(ErrorKind::LineTooLong { max: MAX_LINE - 1 }, location));
-        }
-        Ok(Some(line))
-    }
-}
-
 /// Parses a whole Dockerfile into BuildKit's untyped node list.
 pub fn parse_raw(text: &str) -> Result<RawDockerfile, ParseError> {
     // Only error paths need arbitrary offsets mapped to lines; the happy path counts lines.
     let locate = |start: usize, end: usize| LineIndex::new(text).location(text, Span::new(start, end));
-    let mut lines = Lines::new(text)?;
+    let mut lines = Lines::new(text);
     let mut escape = '\\';
     let mut seen_directives: Vec<String> = Vec::new();
     let mut directives = Vec::new();
