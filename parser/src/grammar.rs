@@ -38,6 +38,7 @@ pub(crate) fn parse_dockerfile(text: &str) -> Result<pest::iterators::Pairs<'_, 
 }
 
 /// The first inner pair of `pair` with the given rule.
+#[cfg(test)]
 pub(crate) fn inner<'i>(pair: &Pair<'i, Rule>, rule: Rule) -> Option<Pair<'i, Rule>> {
     pair.clone().into_inner().find(|p| p.as_rule() == rule)
 }
