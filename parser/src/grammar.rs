@@ -12,9 +12,10 @@ pub(crate) fn parse_rule(rule: Rule, input: &str) -> Option<Pair<'_, Rule>> {
     Grammar::parse(rule, input).ok().and_then(|mut pairs| pairs.next())
 }
 
-/// Parses a whole Dockerfile: its top-level pairs (`bom`, `directive_line`s, `*_line`s and
-/// `EOI`), with the rules of the escape character the `# escape=` directive chooses (its
-/// value is checked when the directive is read). The rules match every input, so an error is
+/// Parses a whole Dockerfile with the file rules (the reference for [`crate::lines::Lines`]):
+/// its top-level pairs (`bom`, `directive_line`s, `*_line`s and `EOI`), with the rules of the
+/// escape character the first `escape` directive chooses (its value is checked when the
+/// directive is read). The rules match every input, so an error is
 /// a bug in the grammar; it carries the byte offset pest stopped at.
 #[cfg(test)]
 pub(crate) fn parse_dockerfile(text: &str) -> Result<pest::iterators::Pairs<'_, Rule>, usize> {

@@ -1,6 +1,7 @@
-//! The line assembler: BuildKit's `parser.Parse`. Reads physical lines, handles parser
-//! directives, the escape character, continuations (with comment and empty lines inside),
-//! CRLF, a UTF-8 BOM and heredoc bodies, and produces one [`Node`] per instruction.
+//! The line assembler: BuildKit's `parser.Parse`. Takes the physical lines as the grammar
+//! classifies them ([`crate::lines`]), reads parser directives, joins continuations (skipping
+//! comment and blank lines inside them), takes heredoc bodies, and produces one [`Node`] per
+//! instruction.
 
 use serde::Serialize;
 
