@@ -12,33 +12,34 @@ pub(crate) fn parse_rule(rule: Rule, input: &str) -> Option<Pair<'_, Rule>> {
     Grammar::parse(rule, input).ok().and_then(|mut pairs| pairs.next())
 }
 
-/// Byte ranges of the physical lines of `text`, line endings included.
-///
-/// This is the hot path of the parser, so it splits on `\n` directly; the `dockerfile_lines`
-/// rule of the grammar defines the same split and a unit test keeps the two in agreement.
-pub(crate) fn physical_lines(text: &str) -> Vec<(usize, usize)> {
-    let mut ranges = Vec::with_capacity(text.len() / 32 + 1);
-    let mut start = 0;
-    for line in text.split_inclusive('\n') {
-        ranges.push((start, start + line.len()));
-        start += line.len();
-    }
-    ranges
-}
-
-/// [`physical_lines`] with the pest grammar (the reference for the fast version).
+/// Parses a whole Dockerfile with the file rules (the reference for [`crate::lines::Lines`]):
+/// its top-level pairs (`bom`, `directive_line`s, `*_line`s and `EOI`), with the rules of the
+/// escape character the first `escape` directive chooses (its value is checked when the
+/// directive is read). The rules match every input, so an error is
+/// a bug in the grammar; it carries the byte offset pest stopped at.
 #[cfg(test)]
-fn physical_lines_pest(text: &str) -> Vec<(usize, usize)> {
-    let Some(file) = parse_rule(Rule::dockerfile_lines, text) else {
-        return if text.is_empty() { Vec::new() } else { vec![(0, text.len())] };
+pub(crate) fn parse_dockerfile(text: &str) -> Result<pest::iterators::Pairs<'_, Rule>, usize> {
+    let top = |rule: Rule| match Grammar::parse(rule, text) {
+        Ok(mut pairs) => pairs.next().map(|top| top.into_inner()).ok_or(0),
+        Err(err) => Err(match err.location {
+            pest::error::InputLocation::Pos(pos) | pest::error::InputLocation::Span((pos, _)) => pos,
+        }),
     };
-    file.into_inner()
-        .filter(|p| matches!(p.as_rule(), Rule::line_with_end | Rule::last_line))
-        .map(|p| (p.as_span().start(), p.as_span().end()))
-        .collect()
+    let mut backtick = false;
+    for line in top(Rule::directives)?.filter(|pair| pair.as_rule() == Rule::directive_line) {
+        let mut parts = line.into_inner();
+        let name = parts.next().map_or("", |p| p.as_str());
+        if name.eq_ignore_ascii_case("escape") {
+            let value = parts.next().map_or("", |p| p.as_str());
+            backtick = value.trim_matches([' ', '\t', '\u{c}', '\r']) == "`";
+            break;
+        }
+    }
+    top(if backtick { Rule::backtick_dockerfile } else { Rule::backslash_dockerfile })
 }
 
 /// The first inner pair of `pair` with the given rule.
+#[cfg(test)]
 pub(crate) fn inner<'i>(pair: &Pair<'i, Rule>, rule: Rule) -> Option<Pair<'i, Rule>> {
     pair.clone().into_inner().find(|p| p.as_rule() == rule)
 }
@@ -47,17 +48,6 @@ pub(crate) fn inner<'i>(pair: &Pair<'i, Rule>, rule: Rule) -> Option<Pair<'i, Ru
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn splits_physical_lines() {
-        let lines = physical_lines("a\r\nb\n\nc");
-        assert_eq!(lines, [(0, 3), (3, 5), (5, 6), (6, 7)]);
-        assert!(physical_lines("").is_empty());
-        assert_eq!(physical_lines("x\n"), [(0, 2)]);
-        for text in ["", "\n", "\n\n", "a", "a\r\n\r\nb\n", "é\nü", "x\ny\n\nz\n\n"] {
-            assert_eq!(physical_lines(text), physical_lines_pest(text), "{text:?}");
-        }
-    }
 
     #[test]
     fn heredoc_marker() {

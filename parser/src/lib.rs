@@ -36,6 +36,7 @@ mod health;
 mod instructions;
 mod json;
 mod line_parsers;
+mod lines;
 mod location;
 pub mod mount;
 mod node;

@@ -1,18 +1,16 @@
-//! The line assembler: BuildKit's `parser.Parse`. Reads physical lines, handles parser
-//! directives, the escape character, continuations (with comment and empty lines inside),
-//! CRLF, a UTF-8 BOM and heredoc bodies, and produces one [`Node`] per instruction.
+//! The line assembler: BuildKit's `parser.Parse`. Takes the physical lines as the grammar
+//! classifies them ([`crate::lines`]), reads parser directives, joins continuations (skipping
+//! comment and blank lines inside them), takes heredoc bodies, and produces one [`Node`] per
+//! instruction.
 
 use serde::Serialize;
 
 use crate::error::{ErrorKind, ParseError};
-use crate::grammar::{Rule, inner, parse_rule};
-use crate::line_parsers::{is_space, node_from_line};
+use crate::line_parsers::node_from_line;
+use crate::lines::{LineKind, Lines};
 use crate::location::{LineIndex, Location, Span};
 use crate::node::{Heredoc, Node, keyword_is};
 use crate::shell::Lexer;
-
-/// Longest physical line BuildKit's scanner accepts (bytes, including the line ending).
-const MAX_LINE: usize = 64 * 1024;
 
 /// A parser directive from the top of the file (`# syntax=…`, `# escape=…`, `# check=…`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -54,207 +52,90 @@ impl RawDockerfile {
     }
 }
 
-struct DirectiveParser {
-    done: bool,
-    seen: Vec<String>,
-}
-
-impl DirectiveParser {
-    /// `DirectiveParser.ParseLine` on a line that has been stripped of its line ending (and of
-    /// leading whitespace for the first line of an instruction).
-    fn parse_line(&mut self, line: &str) -> Result<Option<(String, String)>, ErrorKind> {
-        if self.done {
-            return Ok(None);
-        }
-        let Some(body) = line.strip_prefix('#') else {
-            self.done = true;
-            return Ok(None);
-        };
-        let body = body.trim_start_matches(is_space);
-        let Some(pair) = parse_rule(Rule::directive, body) else {
-            self.done = true;
-            return Ok(None);
-        };
-        let name = inner(&pair, Rule::directive_name).map_or("", |p| p.as_str());
-        let raw_value = inner(&pair, Rule::directive_value).map_or("", |p| p.as_str());
-        let value = directive_value(raw_value);
-        let Some(value) = value else {
-            self.done = true;
-            return Ok(None);
-        };
-        let key = name.to_ascii_lowercase();
-        if !matches!(key.as_str(), "syntax" | "escape" | "check") {
-            self.done = true;
-            return Ok(None);
-        }
-        if self.seen.contains(&key) {
-            return Err(ErrorKind::DuplicateDirective(key));
-        }
-        self.seen.push(key.clone());
-        Ok(Some((key, value)))
-    }
-}
-
-/// The `\s*(.+?)\s*$` tail of BuildKit's directive regex (`\s` = `[\t\n\f\r ]`).
-fn directive_value(raw: &str) -> Option<String> {
+/// The `\s*(.+?)\s*$` tail of BuildKit's directive regex (`\s` = `[\t\n\f\r ]`) on the
+/// value the grammar matched (never empty).
+fn directive_value(raw: &str) -> String {
     let is_re_space = |c: char| matches!(c, ' ' | '\t' | '\n' | '\u{c}' | '\r');
-    if raw.is_empty() {
-        return None;
-    }
     let trimmed = raw.trim_matches(is_re_space);
     if trimmed.is_empty() {
         // Backtracking leaves exactly one whitespace character for `.+?`.
-        return raw.chars().last().map(String::from);
+        return raw.chars().last().map(String::from).unwrap_or_default();
     }
-    Some(trimmed.to_string())
-}
-
-fn trim_newline(line: &str) -> &str {
-    line.trim_end_matches(['\r', '\n'])
-}
-
-fn is_comment(line: &str) -> bool {
-    line.trim_start_matches(is_space).starts_with('#')
-}
-
-/// BuildKit's continuation regex `([^E])E[ \t]*$|^E[ \t]*$`: returns the line without the
-/// continuation and `false`, or the line unchanged and `true` (end of the logical line).
-fn trim_continuation(line: &str, escape: char) -> (&str, bool) {
-    let t = line.trim_end_matches([' ', '\t']);
-    let Some(before) = t.strip_suffix(escape) else {
-        return (line, true);
-    };
-    match before.chars().last() {
-        None => ("", false),
-        Some(c) if c == escape => (line, true),
-        Some(_) => (before, false),
-    }
-}
-
-struct Lines<'a> {
-    text: &'a str,
-    /// Byte ranges of the physical lines (from the pest grammar).
-    ranges: Vec<(usize, usize)>,
-    /// Index of the next physical line.
-    next: usize,
-    /// Physical lines consumed so far.
-    count: usize,
-}
-
-impl<'a> Lines<'a> {
-    fn new(text: &'a str) -> Lines<'a> {
-        Lines { text, ranges: crate::grammar::physical_lines(text), next: 0, count: 0 }
-    }
-
-    /// The next physical line with its ending, and its start offset.
-    fn next_line(&mut self) -> Result<Option<(&'a str, usize)>, ParseError> {
-        let Some(&(start, end)) = self.ranges.get(self.next) else {
-            return Ok(None);
-        };
-        let line = &self.text[start..end];
-        let limit = if line.ends_with('\n') { MAX_LINE } else { MAX_LINE - 1 };
-        if line.len() > limit {
-            let index = LineIndex::new(self.text);
-            let location = index.location(self.text, Span::new(start, end));
-            return Err(ParseError::new(ErrorKind::LineTooLong { max: MAX_LINE - 1 }, location));
-        }
-        self.next += 1;
-        Ok(Some((line, start)))
-    }
+    trimmed.to_string()
 }
 
 /// Parses a whole Dockerfile into BuildKit's untyped node list.
-pub fn parse_raw<'a>(text: &'a str) -> Result<RawDockerfile, ParseError> {
+pub fn parse_raw(text: &str) -> Result<RawDockerfile, ParseError> {
     // Only error paths need arbitrary offsets mapped to lines; the happy path counts lines.
     let locate = |start: usize, end: usize| LineIndex::new(text).location(text, Span::new(start, end));
     let mut lines = Lines::new(text);
     let mut escape = '\\';
-    let mut directive_parser = DirectiveParser { done: false, seen: Vec::new() };
+    let mut seen_directives: Vec<String> = Vec::new();
     let mut directives = Vec::new();
     let mut warnings = Vec::new();
     let mut nodes = Vec::new();
     let mut comments: Vec<String> = Vec::new();
 
-    // `processLine`: strips the line ending (and leading whitespace), feeds the directive
-    // parser, and blanks comment lines.
-    let mut process_line = |line: &'a str,
-                            strip_left: bool,
-                            line_no: usize,
-                            escape: &mut char,
-                            directives: &mut Vec<Directive>|
-     -> Result<(&'a str, bool), ErrorKind> {
-        let mut token = trim_newline(line);
-        if strip_left {
-            token = token.trim_start_matches(is_space);
-        }
-        let mut directive_ok = false;
-        if let Some((name, value)) = directive_parser.parse_line(token)? {
-            if name == "escape" {
-                *escape = match value.as_str() {
-                    "\\" => '\\',
-                    "`" => '`',
-                    _ => return Err(ErrorKind::InvalidEscapeToken(value)),
-                };
-            }
-            directives.push(Directive { name, value, line: line_no });
-            directive_ok = true;
-        }
-        let kept = if is_comment(token) { "" } else { token };
-        Ok((kept, directive_ok))
-    };
-
-    while let Some((first_raw, first_start)) = lines.next_line()? {
-        let mut raw = first_raw;
-        let mut content_start = first_start;
-        if lines.count == 0
-            && let Some(stripped) = raw.strip_prefix('\u{feff}')
-        {
-            raw = stripped;
-            content_start += 3;
-        }
-        if is_comment(raw) {
-            let comment = raw.chars().skip(1).collect::<String>();
-            let comment = comment.trim();
-            if comment.is_empty() {
-                comments.clear();
-            } else {
-                comments.push(comment.to_string());
-            }
-        }
+    while let Some(first) = lines.next_line()? {
         let line_no = lines.count + 1;
-        let (processed, directive_ok) = process_line(raw, true, line_no, &mut escape, &mut directives)
-            .map_err(|kind| ParseError::new(kind, locate(first_start, first_start + first_raw.len())))?;
-        if directive_ok {
-            comments.pop();
-        }
         lines.count += 1;
-        let start_line = lines.count;
-        let (first, mut end_of_line) = trim_continuation(processed, escape);
-        if end_of_line && first.is_empty() {
-            continue;
-        }
-        let leading = raw.len() - raw.trim_start_matches(is_space).len();
-        let span_start = content_start + leading;
-        let mut span_end = first_start + trim_newline(first_raw).len();
-        let mut logical = first.to_string();
-        let mut has_empty_continuation = false;
-        while !end_of_line {
-            let Some((next_raw, next_start)) = lines.next_line()? else { break };
-            let line_no = lines.count + 1;
-            let (processed, _) = process_line(next_raw, false, line_no, &mut escape, &mut directives)
-                .map_err(|kind| ParseError::new(kind, locate(next_start, next_start + next_raw.len())))?;
-            lines.count += 1;
-            span_end = next_start + trim_newline(next_raw).len();
-            if is_comment(next_raw) {
+        let (start, end, continued) = match first.kind {
+            LineKind::Directive { name, value } => {
+                // The directive line is also a comment, but is not kept as one.
+                let key = name.to_ascii_lowercase();
+                let value = directive_value(value);
+                let error = |kind| ParseError::new(kind, locate(first.start, first.end));
+                if seen_directives.contains(&key) {
+                    return Err(error(ErrorKind::DuplicateDirective(key)));
+                }
+                if key == "escape" {
+                    escape = match value.as_str() {
+                        "\\" => '\\',
+                        "`" => '`',
+                        _ => return Err(error(ErrorKind::InvalidEscapeToken(value))),
+                    };
+                }
+                seen_directives.push(key.clone());
+                directives.push(Directive { name: key, value, line: line_no });
                 continue;
             }
-            if processed.trim_start_matches(is_space).is_empty() {
+            LineKind::Comment => {
+                // BuildKit drops the first character of the line (the `#` unless indented).
+                let raw = &text[first.content_start..first.end];
+                let comment = raw.chars().skip(1).collect::<String>();
+                let comment = comment.trim();
+                if comment.is_empty() {
+                    comments.clear();
+                } else {
+                    comments.push(comment.to_string());
+                }
+                continue;
+            }
+            LineKind::Text { start, end, continued } => (start, end, continued),
+        };
+        if start == end && !continued {
+            continue;
+        }
+        let start_line = lines.count;
+        let span_start = start;
+        let mut span_end = first.content_end;
+        let mut logical = text[start..end].to_string();
+        let mut end_of_line = !continued;
+        let mut has_empty_continuation = false;
+        while !end_of_line {
+            let Some(next) = lines.next_line()? else { break };
+            lines.count += 1;
+            span_end = next.content_end;
+            if next.is_blank() {
                 has_empty_continuation = true;
                 continue;
             }
-            let (piece, eol) = trim_continuation(processed, escape);
-            logical.push_str(piece);
-            end_of_line = eol;
+            // Comment lines inside a continuation are skipped; a continuation line keeps its
+            // leading whitespace.
+            if let LineKind::Text { end, continued, .. } = next.kind {
+                logical.push_str(&text[next.start..end]);
+                end_of_line = !continued;
+            }
         }
         if has_empty_continuation {
             warnings.push(Warning {
@@ -273,10 +154,10 @@ pub fn parse_raw<'a>(text: &'a str) -> Result<RawDockerfile, ParseError> {
             for mut heredoc in heredocs {
                 let mut terminated = false;
                 let mut content = String::new();
-                while let Some((body_line, body_start)) = lines.next_line()? {
+                while let Some(body) = lines.next_line()? {
                     lines.count += 1;
-                    span_end = body_start + trim_newline(body_line).len();
-                    let mut candidate = trim_newline(body_line);
+                    span_end = body.content_end;
+                    let mut candidate = &text[body.start..body.content_end];
                     if heredoc.chomp {
                         candidate = candidate.trim_start_matches('\t');
                     }
@@ -284,7 +165,7 @@ pub fn parse_raw<'a>(text: &'a str) -> Result<RawDockerfile, ParseError> {
                         terminated = true;
                         break;
                     }
-                    content.push_str(body_line);
+                    content.push_str(&text[body.start..body.end]);
                 }
                 if !terminated {
                     let location = locate(span_start, span_end.max(span_start));
@@ -297,7 +178,7 @@ pub fn parse_raw<'a>(text: &'a str) -> Result<RawDockerfile, ParseError> {
                 node.heredocs.push(heredoc);
             }
         }
-        let column = text.get(first_start..span_start).map_or(1, |s| s.chars().count() + 1);
+        let column = text.get(first.start..span_start).map_or(1, |s| s.chars().count() + 1);
         let span = Span::new(span_start, span_end.max(span_start));
         let location = Location { span, start_line, end_line: lines.count, column };
         set_location(&mut node, location);
@@ -394,8 +275,9 @@ fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, ErrorKind> {
 }
 
 /// Splits a word matching the grammar's `heredoc_marker` into (fd, chomp, word), or `None`.
-/// Hand-written because it runs for every `<<` word; `marker_split_agrees_with_the_grammar`
-/// checks it against the pest rule.
+/// A hand-compiled copy of the rule, because it runs for every `<<` word and a pest parse
+/// costs more than the rest of the marker's handling; `marker_split_agrees_with_the_grammar`
+/// checks it against the rule.
 fn split_heredoc_marker(word: &str) -> Option<(&str, bool, &str)> {
     let digits = word.bytes().take_while(u8::is_ascii_digit).count();
     let rest = word[digits..].strip_prefix("<<")?;
@@ -410,16 +292,6 @@ fn split_heredoc_marker(word: &str) -> Option<(&str, bool, &str)> {
     Some((&word[..digits], chomp, rest))
 }
 
-/// [`split_heredoc_marker`] with the pest grammar (the reference).
-#[cfg(test)]
-fn split_heredoc_marker_pest(word: &str) -> Option<(&str, bool, &str)> {
-    let pair = parse_rule(Rule::heredoc_marker, word)?;
-    let fd = inner(&pair, Rule::heredoc_fd).map_or("", |p| p.as_str());
-    let chomp = inner(&pair, Rule::heredoc_chomp).is_some();
-    let rest = inner(&pair, Rule::heredoc_word).map_or("", |p| p.as_str());
-    Some((fd, chomp, rest))
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 pub(crate) mod tests {
@@ -432,6 +304,15 @@ pub(crate) mod tests {
             all.extend(last.iter().cloned());
         }
         all
+    }
+
+    /// The grammar's `heredoc_marker` rule (the reference for [`split_heredoc_marker`]).
+    fn split_heredoc_marker_pest(word: &str) -> Option<(&str, bool, &str)> {
+        let pair = parse_rule(Rule::heredoc_marker, word)?;
+        let fd = inner(&pair, Rule::heredoc_fd).map_or("", |p| p.as_str());
+        let chomp = inner(&pair, Rule::heredoc_chomp).is_some();
+        let rest = inner(&pair, Rule::heredoc_word).map_or("", |p| p.as_str());
+        Some((fd, chomp, rest))
     }
 
     #[test]
@@ -466,22 +347,12 @@ pub(crate) mod tests {
     }
 
     use super::*;
-
-    #[test]
-    fn continuation_regex() {
-        assert_eq!(trim_continuation("a \\", '\\'), ("a ", false));
-        assert_eq!(trim_continuation("a\\  \t", '\\'), ("a", false));
-        assert_eq!(trim_continuation("\\", '\\'), ("", false));
-        assert_eq!(trim_continuation("a\\\\", '\\'), ("a\\\\", true));
-        assert_eq!(trim_continuation("a `", '`'), ("a ", false));
-        assert_eq!(trim_continuation("a \\", '`'), ("a \\", true));
-    }
+    use crate::grammar::{Rule, inner, parse_rule};
 
     #[test]
     fn directive_values() {
-        assert_eq!(directive_value(" x "), Some("x".into()));
-        assert_eq!(directive_value("  "), Some(" ".into()));
-        assert_eq!(directive_value(""), None);
+        assert_eq!(directive_value(" x "), "x");
+        assert_eq!(directive_value("  "), " ");
     }
 
     #[test]
