@@ -19,8 +19,8 @@ fn run(cmd: &mut Command) -> Output {
 }
 
 fn kiln(root: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
-    cmd.arg("--root").arg(root).env_remove("KILN_ROOT").env_remove("SOURCE_DATE_EPOCH");
+    let mut cmd = testkit::kiln_command();
+    cmd.arg("--root").arg(root);
     cmd
 }
 
@@ -119,14 +119,11 @@ impl Drop for BuildProcess {
 
 #[test]
 fn ctrl_c_during_a_build_leaves_nothing_behind_and_gc_waits_for_it() {
+    testkit::require_root!();
     let tmp = tempfile::tempdir().unwrap();
-    let rootfs = tmp.path().join("busybox-rootfs");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/rootfs/busybox-rootfs.sh");
-    run(Command::new("sh").arg(script).arg(&rootfs));
-    let tarball = tmp.path().join("busybox.tar");
-    run(Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tarball).arg("."));
+    let tarball = testkit::busybox_tarball();
     let root = tmp.path().join("root");
-    run(kiln(&root).arg("import").arg(&tarball).arg("busybox"));
+    run(kiln(&root).arg("import").arg(tarball).arg("busybox"));
     let context = tmp.path().join("context");
     std::fs::create_dir(&context).unwrap();
     std::fs::write(

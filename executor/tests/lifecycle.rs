@@ -28,6 +28,7 @@ fn descendants(pid: i32) -> Vec<i32> {
 
 #[tokio::test]
 async fn cancellation_kills_the_whole_tree_and_cleans_up() {
+    testkit::require_root!();
     let env = TestEnv::new();
     // the three background sleeps exist before `ready` is printed: cancel on that signal, not
     // after a guessed delay (which could come before the tree exists)
@@ -60,6 +61,7 @@ async fn cancellation_kills_the_whole_tree_and_cleans_up() {
 
 #[tokio::test]
 async fn dropping_a_running_sandbox_cleans_up() {
+    testkit::require_root!();
     let env = TestEnv::new();
     let mut spec = env.spec(&["/bin/sleep", "100"]);
     spec.resources = Resources { memory: Some(64 << 20), ..Resources::default() };
@@ -70,6 +72,7 @@ async fn dropping_a_running_sandbox_cleans_up() {
 
 #[tokio::test]
 async fn leftovers_of_a_killed_kiln_are_cleaned_by_the_next_one() {
+    testkit::require_root!();
     let env = TestEnv::new();
     let state_dir = env.dir.path().join("run");
     let id = "0123456789abcdef-stale-test";
@@ -102,6 +105,7 @@ async fn leftovers_of_a_killed_kiln_are_cleaned_by_the_next_one() {
 
 #[tokio::test]
 async fn tty_gives_a_terminal() {
+    testkit::require_root!();
     let env = TestEnv::new();
     let mut spec = env.spec(&[
         "/bin/sh",
