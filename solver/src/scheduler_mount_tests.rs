@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+use super::test_graph::{context, exec, image, meta, rootfs};
 use super::*;
 use crate::graph::*;
 
@@ -68,34 +69,6 @@ impl OpRunner for MountFake {
     }
 }
 
-fn meta(name: &str) -> VertexMetadata {
-    VertexMetadata { description: Some(name.to_owned()), ..VertexMetadata::default() }
-}
-
-fn rootfs() -> Mount {
-    Mount {
-        input: Some(0),
-        selector: String::new(),
-        dest: "/".into(),
-        output: Some(0),
-        readonly: false,
-        kind: MountKind::Bind,
-    }
-}
-
-fn exec(args: &[&str], mounts: Vec<Mount>) -> Op {
-    Op::Exec(ExecOp {
-        args: args.iter().map(|s| s.to_string()).collect(),
-        env: vec![],
-        cwd: "/".into(),
-        user: String::new(),
-        hostname: None,
-        network: NetworkMode::Default,
-        mounts,
-        proxy_env: vec![],
-    })
-}
-
 fn bind(input: u32, selector: &str, dest: &str) -> Mount {
     Mount {
         input: Some(input),
@@ -105,25 +78,6 @@ fn bind(input: u32, selector: &str, dest: &str) -> Mount {
         readonly: true,
         kind: MountKind::Bind,
     }
-}
-
-fn image(b: &mut GraphBuilder) -> Input {
-    let op = Op::Source(SourceOp::Image(ImageSource {
-        reference: "docker.io/library/busybox:latest".into(),
-        platform: None,
-    }));
-    b.add_output(op, vec![], meta("FROM busybox")).unwrap()
-}
-
-fn context(b: &mut GraphBuilder) -> Input {
-    let op = Op::Source(SourceOp::Local(LocalSource {
-        name: "context".into(),
-        include_patterns: vec![],
-        exclude_patterns: vec![],
-        follow_paths: vec![],
-        shared_key: String::new(),
-    }));
-    b.add_output(op, vec![], meta("[internal] load build context")).unwrap()
 }
 
 /// `RUN --mount=type=bind[,source=SELECTOR],target=/src` of the context.
