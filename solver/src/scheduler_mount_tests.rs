@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
-use super::test_graph::{context, exec, image, meta, rootfs};
+use super::test_graph::{context, exec, image, meta};
 use super::*;
 use crate::graph::*;
 
@@ -86,7 +86,7 @@ fn context_bind(selector: &str) -> Definition {
     let base = image(&mut b);
     let ctx = context(&mut b);
     let step = b.add_output(
-        exec(&["build"], vec![rootfs(), bind(1, selector, "/src")]),
+        exec(&["build"], vec![Mount::rootfs(), bind(1, selector, "/src")]),
         vec![base, ctx],
         meta("step"),
     );
@@ -103,9 +103,10 @@ fn stage_bind() -> Definition {
         actions: vec![FileAction::Copy(CopyAction::new(1, "/a.txt", "/"))],
     });
     let copied = b.add_output(copy, vec![base.clone(), ctx], meta("stage COPY")).unwrap();
-    let stage = b.add_output(exec(&["make"], vec![rootfs()]), vec![copied], meta("stage RUN")).unwrap();
+    let stage =
+        b.add_output(exec(&["make"], vec![Mount::rootfs()]), vec![copied], meta("stage RUN")).unwrap();
     let step = b.add_output(
-        exec(&["use"], vec![rootfs(), bind(1, "/out", "/out")]),
+        exec(&["use"], vec![Mount::rootfs(), bind(1, "/out", "/out")]),
         vec![base, stage],
         meta("step"),
     );
@@ -175,7 +176,7 @@ async fn a_bind_from_a_stage_sub_path_is_keyed_by_that_path_only() {
 async fn cache_tmpfs_and_secret_mounts_never_enter_the_key() {
     let mounts = |id: &str| {
         vec![
-            rootfs(),
+            Mount::rootfs(),
             Mount {
                 input: None,
                 selector: String::new(),

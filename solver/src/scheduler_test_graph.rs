@@ -7,18 +7,6 @@ pub(super) fn meta(name: &str) -> VertexMetadata {
     VertexMetadata { description: Some(name.to_owned()), ..VertexMetadata::default() }
 }
 
-/// The root filesystem mount of an exec: input 0 at `/`, written to output 0.
-pub(super) fn rootfs() -> Mount {
-    Mount {
-        input: Some(0),
-        selector: String::new(),
-        dest: "/".into(),
-        output: Some(0),
-        readonly: false,
-        kind: MountKind::Bind,
-    }
-}
-
 pub(super) fn exec(args: &[&str], mounts: Vec<Mount>) -> Op {
     Op::Exec(ExecOp {
         args: args.iter().map(|s| s.to_string()).collect(),

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc::unbounded_channel;
 
-use super::test_graph::{context, exec as exec_with, image, meta, rootfs};
+use super::test_graph::{context, exec as exec_with, image, meta};
 use super::*;
 use crate::graph::*;
 use crate::progress::{LogStream, PlainRenderer, ProgressEvent};
@@ -98,7 +98,7 @@ impl OpRunner for FakeRunner {
 }
 
 fn exec(args: &[&str]) -> Op {
-    exec_with(args, vec![rootfs()])
+    exec_with(args, vec![Mount::rootfs()])
 }
 
 fn copy(b: &mut GraphBuilder, base: Input, ctx: Input, path: &str, name: &str) -> Input {

@@ -61,14 +61,7 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
         onbuild: bool,
     ) -> Result<(), FrontendError> {
         let mut inputs = Inputs(vec![state.fs.clone()]);
-        let mut mounts = vec![Mount {
-            input: Some(0),
-            selector: String::new(),
-            dest: "/".into(),
-            output: Some(0),
-            readonly: false,
-            kind: MountKind::Bind,
-        }];
+        let mut mounts = vec![Mount::rootfs()];
         let mut text = self.onbuild_prefix(onbuild, &self.progress_text(state, &instruction.original));
 
         // argv, BuildKit's heredoc rules
