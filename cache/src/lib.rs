@@ -112,7 +112,6 @@
 //! ```
 // Libraries never print: they return values, typed errors and events for the CLI to render.
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
-#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod apply;
 pub mod buildcache;

@@ -39,7 +39,6 @@
 //! Both errors name the image and the cause (render the [`std::error::Error::source`] chain).
 // Libraries never print: they return values, typed errors and events for the CLI to render.
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
-#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod auth;
 mod blob;

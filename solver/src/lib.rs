@@ -28,7 +28,6 @@
 //!   quiet) and the CLI entry point [`progress::render`].
 // Libraries never print: they return values, typed errors and events for the CLI to render.
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
-#![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod build;
 pub mod cachekey;

@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used)]
 //! No module cycle inside a crate comes back: for every crate of the workspace, the top-level
 //! modules (`src/x.rs` and everything below it, `#[path]` files included) form a graph whose
 //! edges are the `crate::x` paths (also inside `use crate::{…}` groups, and `super::x` of a
