@@ -1,5 +1,6 @@
 //! The guard of tests that need root (mounts, namespaces, cgroups).
 
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 
 /// Whether this process runs as root (the owner of `/proc/self` is the effective uid).
@@ -11,7 +12,6 @@ pub fn is_root() -> bool {
 /// fails (CI must run the root tests, not pass by skipping them); outside CI it says loudly on
 /// stderr that it skipped, and the caller returns. [`require_root!`](crate::require_root) is the
 /// usual form.
-#[allow(clippy::print_stderr)]
 pub fn root_or_skip() -> bool {
     if is_root() {
         return true;
@@ -28,7 +28,9 @@ pub fn root_or_skip() -> bool {
         std::env::var("CI").as_deref() != Ok("true"),
         "{test} needs root, and CI=true: run the tests as root (CI never skips them)"
     );
-    eprintln!("\n!!!!!!!! SKIP: {test} needs root (mounts, namespaces); NOT run !!!!!!!!\n");
+    // straight to the process's stderr: libtest captures `eprintln!` of passing tests
+    let message = format!("\n!!!!!!!! SKIP: {test} needs root (mounts, namespaces); NOT run !!!!!!!!\n\n");
+    let _ = std::io::stderr().write_all(message.as_bytes());
     false
 }
 
