@@ -276,6 +276,7 @@ impl Drop for Tmpfs {
 
 #[test]
 fn full_disk_during_pull() {
+    testkit::require_root!();
     let setup = setup();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");
