@@ -119,14 +119,7 @@ fn context(builder: &mut GraphBuilder) -> Input {
 }
 
 fn root_mount() -> Mount {
-    Mount {
-        input: Some(0),
-        selector: String::new(),
-        dest: "/".into(),
-        output: Some(0),
-        readonly: false,
-        kind: MountKind::Bind,
-    }
+    Mount::rootfs()
 }
 
 fn exec_op(script: &str, extra: Vec<Mount>) -> Op {
