@@ -24,23 +24,6 @@ fn kiln(root: &Path) -> Command {
     cmd
 }
 
-/// Every descendant of `pid` (host PIDs).
-fn descendants(pid: u32) -> Vec<u32> {
-    let mut found = Vec::new();
-    let mut queue = vec![pid];
-    while let Some(p) = queue.pop() {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else { continue };
-        for task in tasks.flatten() {
-            let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-            for child in children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()) {
-                found.push(child);
-                queue.push(child);
-            }
-        }
-    }
-    found
-}
-
 /// Mount points (from this process's mountinfo) under `dir`.
 fn mounts_under(dir: &Path) -> Vec<String> {
     let dir = dir.to_string_lossy().into_owned();
@@ -163,7 +146,7 @@ fn ctrl_c_during_a_build_leaves_nothing_behind_and_gc_waits_for_it() {
     }
 
     // the build runs: its sandbox processes, mounts and cgroups exist now
-    let processes = descendants(kiln_pid);
+    let processes = testkit::process::descendants(kiln_pid);
     assert!(!processes.is_empty(), "the RUN step's processes");
     let cgroups: Vec<PathBuf> = processes.iter().flat_map(|p| cgroup_dirs(*p)).collect();
     let snapshots_before: Vec<_> = std::fs::read_dir(root.join("snapshots")).unwrap().flatten().collect();

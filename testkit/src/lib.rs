@@ -6,6 +6,7 @@
 //! - [`registry`]: Debian's `docker-registry` on 127.0.0.1, stopped by PID on drop.
 //! - [`require_root!`]: the guard of tests that need root: they skip with a visible message
 //!   outside CI and fail in CI (`CI=true`).
+//! - [`process::descendants`]: the processes a test's process started.
 //! - `store` (feature `store`): a busybox image written straight into a `cache::Store`.
 
 // Test scaffolding: a failure is the calling test's panic, with what failed.
@@ -14,6 +15,7 @@
 pub mod busybox;
 pub mod forward;
 mod kiln;
+pub mod process;
 pub mod registry;
 mod root;
 #[cfg(feature = "store")]
