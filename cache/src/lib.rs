@@ -55,8 +55,6 @@
 //!   OCI layout directory; plain or gzip/zstd compressed; every blob and diffID verified; returns
 //!   [`formats::LoadedImage`]s for the caller to name), [`formats::import_rootfs`] (rootfs
 //!   tarball → one-layer image, docker `--change` instructions via [`formats::apply_change`]).
-//! - Test helpers (feature `test-support`): [`test_support::busybox_image`] stores a busybox base
-//!   image built from `testdata/rootfs/busybox-rootfs.sh`.
 //!
 //! # For the build exporter: four calls
 //!
@@ -112,8 +110,8 @@
 //! # Ok(())
 //! # }
 //! ```
-
-#![cfg_attr(test, allow(clippy::unwrap_used))]
+// Libraries never print: they return values, typed errors and events for the CLI to render.
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 pub mod apply;
 pub mod buildcache;
@@ -130,8 +128,6 @@ mod images;
 pub mod safefs;
 mod snapshot;
 mod store;
-#[cfg(any(test, feature = "test-support"))]
-pub mod test_support;
 
 pub use check::{BlobDamage, BlobState, CheckReport, Damage, RepairReport};
 pub use compress::Compression;

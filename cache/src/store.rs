@@ -43,7 +43,7 @@ impl Store {
     /// Opens (creating if needed) the store under `root`: checks the format version, creates the
     /// layout, takes this process's temp directory and removes temp leftovers of dead processes.
     pub fn open(root: &Path) -> Result<Store> {
-        fs_err::create_dir_all(root).map_err(|e| Error::io("create store root", root, e))?;
+        std::fs::create_dir_all(root).map_err(|e| Error::io("create store root", root, e))?;
         let root = root.canonicalize().ctx("resolve store root", root)?;
         check_version(&root)?;
         for dir in ["content/blobs/sha256", "snapshots", "images", "tmp", "gcroots"] {

@@ -6,8 +6,9 @@ use std::path::Path;
 use std::process::Command;
 
 use cache::formats::{self, ArchiveFormat, ExportImage, ImportOptions};
-use cache::test_support::{busybox_image, busybox_rootfs};
 use cache::{Error, Store};
+use testkit::busybox::make_rootfs;
+use testkit::store::busybox_image;
 
 const NAME: &str = "docker.io/library/busybox:latest";
 
@@ -109,7 +110,7 @@ fn umoci_layout_is_loaded() {
     run(Command::new("umoci").args(["init", "--layout"]).arg(&layout));
     run(Command::new("umoci").args(["new", "--image", &layout_ref]));
     run(Command::new("umoci").args(["unpack", "--image", &layout_ref]).arg(&bundle));
-    busybox_rootfs(&bundle.join("rootfs")).unwrap();
+    make_rootfs(&bundle.join("rootfs"));
     std::fs::write(bundle.join("rootfs/hello"), b"from umoci\n").unwrap();
     run(Command::new("umoci").args(["repack", "--image", &layout_ref]).arg(&bundle));
     run(Command::new("umoci").args(["config", "--image", &layout_ref, "--config.cmd", "sh"]));
@@ -129,7 +130,7 @@ fn umoci_layout_is_loaded() {
 fn import_rootfs_tarball_with_changes() {
     let tmp = tempfile::tempdir().unwrap();
     let rootfs = tmp.path().join("rootfs");
-    busybox_rootfs(&rootfs).unwrap();
+    make_rootfs(&rootfs);
     let tarball = tmp.path().join("rootfs.tar.gz");
     run(Command::new("tar").arg("-C").arg(&rootfs).arg("-czf").arg(&tarball).arg("."));
     let store = Store::open(&tmp.path().join("store")).unwrap();

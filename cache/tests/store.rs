@@ -5,8 +5,8 @@
 use std::io::Write;
 use std::process::Command;
 
-use cache::test_support::busybox_image;
 use cache::{Store, sha256_digest};
+use testkit::store::busybox_image;
 
 #[test]
 fn concurrent_taggers_lose_no_update() {

@@ -3,17 +3,10 @@
 //! end builds are in `build_e2e.rs`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn kiln(root: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_kiln"))
-        .arg("--root")
-        .arg(root)
-        .args(args)
-        .env_remove("KILN_ROOT")
-        .env_remove("SOURCE_DATE_EPOCH")
-        .output()
-        .unwrap()
+    testkit::kiln_command().arg("--root").arg(root).args(args).output().unwrap()
 }
 
 fn fails(root: &Path, args: &[&str]) -> String {

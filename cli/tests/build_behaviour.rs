@@ -4,110 +4,34 @@
 //! Each test imports a busybox base image as `busybox` into its own `--root` and builds small
 //! Dockerfiles written by the test.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::PathBuf;
+use std::sync::OnceLock;
 
-struct Kiln {
-    tmp: tempfile::TempDir,
-    root: PathBuf,
+use testkit::{Kiln, read};
+
+/// A fresh root with the busybox base imported as `busybox`, with a user `app` in supplementary
+/// groups from /etc/group (for the groups test).
+fn kiln() -> Kiln {
+    static BASE: OnceLock<PathBuf> = OnceLock::new();
+    let tarball = BASE.get_or_init(|| {
+        testkit::busybox::busybox_tarball_with("app-user", |rootfs| {
+            let append = |file: &str, line: &str| {
+                let path = rootfs.join(file);
+                std::fs::write(&path, read(&path) + line).unwrap();
+            };
+            append("etc/passwd", "app:x:1000:1000::/home:/bin/sh\n");
+            append("etc/group", "app:x:1000:\nextra:x:2000:app\n");
+        })
+    });
+    let kiln = Kiln::new();
+    kiln.import(tarball, "busybox", &[r#"CMD ["sh"]"#]);
+    kiln
 }
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-impl Kiln {
-    fn new() -> Kiln {
-        let tmp = tempfile::tempdir().unwrap();
-        let rootfs = tmp.path().join("busybox-rootfs");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/rootfs/busybox-rootfs.sh");
-        run(Command::new("sh").arg(script).arg(&rootfs));
-        // a user with supplementary groups from /etc/group, for the groups test
-        std::fs::write(
-            rootfs.join("etc/passwd"),
-            std::fs::read_to_string(rootfs.join("etc/passwd")).unwrap() + "app:x:1000:1000::/home:/bin/sh\n",
-        )
-        .unwrap();
-        std::fs::write(
-            rootfs.join("etc/group"),
-            std::fs::read_to_string(rootfs.join("etc/group")).unwrap() + "app:x:1000:\nextra:x:2000:app\n",
-        )
-        .unwrap();
-        let tarball = tmp.path().join("busybox.tar");
-        run(Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tarball).arg("."));
-        let kiln = Kiln { root: tmp.path().join("root"), tmp };
-        kiln.ok(&["import", tarball.to_str().unwrap(), "busybox", "--change", r#"CMD ["sh"]"#]);
-        kiln
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.tmp.path().join(name)
-    }
-
-    fn output(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_kiln"))
-            .arg("--root")
-            .arg(&self.root)
-            .args(args)
-            .env_remove("KILN_ROOT")
-            .env_remove("SOURCE_DATE_EPOCH")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.output(args);
-        assert!(out.status.success(), "kiln {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// A context directory `name` holding `files` (`(path, content)`).
-    fn context(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
-        let dir = self.path(name);
-        for (path, content) in files {
-            let file = dir.join(path);
-            std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-            std::fs::write(file, content).unwrap();
-        }
-        dir
-    }
-
-    /// Builds with plain progress; returns stderr (the progress).
-    fn build(&self, args: &[&str]) -> String {
-        let mut all = vec!["build", "--progress", "plain"];
-        all.extend_from_slice(args);
-        let out = self.output(&all);
-        let stderr = String::from_utf8(out.stderr).unwrap();
-        assert!(out.status.success(), "kiln {all:?} failed: {stderr}");
-        stderr
-    }
-
-    /// Builds into a directory (`type=local`) and returns it.
-    fn build_local(&self, name: &str, args: &[&str]) -> PathBuf {
-        let dest = self.path(name);
-        let output = format!("type=local,dest={}", dest.display());
-        let mut all = vec!["-o", output.as_str()];
-        all.extend_from_slice(args);
-        self.build(&all);
-        dest
-    }
-
-    /// The config JSON of a stored image.
-    fn config(&self, image: &str) -> serde_json::Value {
-        let meta = self.path("meta.json");
-        let _ = std::fs::remove_file(&meta);
-        let inspect: serde_json::Value = serde_json::from_str(&self.ok(&["inspect", image])).unwrap();
-        let digest = inspect[0]["Id"].as_str().unwrap().to_owned();
-        let blob = self.root.join("content/blobs/sha256").join(digest.strip_prefix("sha256:").unwrap());
-        serde_json::from_slice(&std::fs::read(blob).unwrap()).unwrap()
-    }
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+/// The config JSON of a stored image.
+fn config(kiln: &Kiln, image: &str) -> serde_json::Value {
+    let inspect: serde_json::Value = serde_json::from_str(&kiln.ok(&["inspect", image])).unwrap();
+    serde_json::from_str(&kiln.config_blob(inspect[0]["Id"].as_str().unwrap())).unwrap()
 }
 
 /// Progress lines that say a RUN step ran (not cached).
@@ -127,9 +51,10 @@ fn ran_runs(progress: &str) -> usize {
 
 #[test]
 fn proxy_build_args_reach_run_but_not_history_or_cache() {
-    let kiln = Kiln::new();
-    let ctx = kiln
-        .context("proxy", &[("Dockerfile", "FROM busybox\nRUN env | grep -i _proxy | sort > /proxies\n")]);
+    testkit::require_root!();
+    let kiln = kiln();
+    let ctx =
+        kiln.files("proxy", &[("Dockerfile", "FROM busybox\nRUN env | grep -i _proxy | sort > /proxies\n")]);
     let ctx_arg = ctx.to_str().unwrap();
     let first = kiln.build(&[
         "--build-arg",
@@ -141,7 +66,7 @@ fn proxy_build_args_reach_run_but_not_history_or_cache() {
         ctx_arg,
     ]);
     assert_eq!(ran_runs(&first), 1, "{first}");
-    let out = kiln.build_local(
+    let (out, _) = kiln.build_local(
         "out",
         &["--build-arg", "HTTP_PROXY=http://one:3128", "--build-arg", "no_proxy=localhost", ctx_arg],
     );
@@ -149,7 +74,7 @@ fn proxy_build_args_reach_run_but_not_history_or_cache() {
         read(&out.join("proxies")),
         "HTTP_PROXY=http://one:3128\nNO_PROXY=localhost\nhttp_proxy=http://one:3128\nno_proxy=localhost\n"
     );
-    let config = kiln.config("proxied");
+    let config = config(&kiln, "proxied");
     let history = serde_json::to_string(&config["history"]).unwrap();
     assert!(!history.contains("one:3128") && !history.contains("localhost"), "{history}");
     assert!(!serde_json::to_string(&config["config"]).unwrap().contains("one:3128"));
@@ -161,7 +86,8 @@ fn proxy_build_args_reach_run_but_not_history_or_cache() {
 
 #[test]
 fn run_has_no_hostname_and_groups_as_current_buildkit() {
-    let kiln = Kiln::new();
+    testkit::require_root!();
+    let kiln = kiln();
     let dockerfile = "FROM busybox\n\
         RUN env > /env\n\
         USER app\n\
@@ -170,8 +96,8 @@ fn run_has_no_hostname_and_groups_as_current_buildkit() {
         RUN id > /tmp/id-app-group\n\
         USER www-data\n\
         RUN id > /tmp/id-www\n";
-    let ctx = kiln.context("groups", &[("Dockerfile", dockerfile)]);
-    let out = kiln.build_local("out", &[ctx.to_str().unwrap()]);
+    let ctx = kiln.files("groups", &[("Dockerfile", dockerfile)]);
+    let (out, _) = kiln.build_local("out", &[ctx.to_str().unwrap()]);
     let env = read(&out.join("env"));
     assert!(!env.lines().any(|l| l.starts_with("HOSTNAME=")), "{env}");
     // the primary gid (current BuildKit's ensureAdditionalGids) then the /etc/group memberships
@@ -186,8 +112,9 @@ fn run_has_no_hostname_and_groups_as_current_buildkit() {
 
 #[test]
 fn local_output_with_a_tag_names_nothing() {
-    let kiln = Kiln::new();
-    let ctx = kiln.context("local", &[("Dockerfile", "FROM busybox\nRUN echo hi > /hi\n")]);
+    testkit::require_root!();
+    let kiln = kiln();
+    let ctx = kiln.files("local", &[("Dockerfile", "FROM busybox\nRUN echo hi > /hi\n")]);
     let dest = kiln.path("dest");
     let output = format!("type=local,dest={}", dest.display());
     let progress = kiln.build(&["-t", "never-stored", "-o", &output, ctx.to_str().unwrap()]);
@@ -198,16 +125,18 @@ fn local_output_with_a_tag_names_nothing() {
 
 #[test]
 fn lowercase_dockerfile_is_found() {
-    let kiln = Kiln::new();
-    let ctx = kiln.context("lower", &[("dockerfile", "FROM busybox\nRUN echo lower > /which\n")]);
-    let out = kiln.build_local("out", &[ctx.to_str().unwrap()]);
+    testkit::require_root!();
+    let kiln = kiln();
+    let ctx = kiln.files("lower", &[("dockerfile", "FROM busybox\nRUN echo lower > /which\n")]);
+    let (out, _) = kiln.build_local("out", &[ctx.to_str().unwrap()]);
     assert_eq!(read(&out.join("which")), "lower\n");
 }
 
 #[test]
 fn history_as_current_buildkit_writes_it() {
     // testExportedHistory of BuildKit's frontend tests
-    let kiln = Kiln::new();
+    testkit::require_root!();
+    let kiln = kiln();
     let dockerfile = "FROM busybox AS base\n\
         ENV foo=bar\n\
         COPY foo /foo2\n\
@@ -218,9 +147,9 @@ fn history_as_current_buildkit_writes_it() {
         RUN echo bar > foo4\n\
         RUN [\"ls\"]\n\
         EXPOSE 2375 5000 1234/udp\n";
-    let ctx = kiln.context("history", &[("Dockerfile", dockerfile), ("foo", "contents0")]);
+    let ctx = kiln.files("history", &[("Dockerfile", dockerfile), ("foo", "contents0")]);
     kiln.build(&["-t", "hist", ctx.to_str().unwrap()]);
-    let config = kiln.config("hist");
+    let config = config(&kiln, "hist");
     let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
     // busybox, COPY, RUN echo, and RUN ls (which changes nothing) each have a layer
     assert_eq!(diff_ids.len(), 4, "{config}");
@@ -244,7 +173,8 @@ fn history_as_current_buildkit_writes_it() {
 #[test]
 fn onbuild_copy_from_resolves_stages_where_it_fires() {
     // testOnBuildInheritedStageWithFrom of BuildKit's frontend tests
-    let kiln = Kiln::new();
+    testkit::require_root!();
+    let kiln = kiln();
     let dockerfile = "FROM busybox AS src\n\
         RUN mkdir -p /in && echo -n 12 > /in/file\n\
         FROM busybox AS base\n\
@@ -253,15 +183,16 @@ fn onbuild_copy_from_resolves_stages_where_it_fires() {
         RUN cp /out/foo /out/bar\n\
         FROM scratch\n\
         COPY --from=mid /out/bar /\n";
-    let ctx = kiln.context("onbuild", &[("Dockerfile", dockerfile)]);
-    let out = kiln.build_local("out", &[ctx.to_str().unwrap()]);
+    let ctx = kiln.files("onbuild", &[("Dockerfile", dockerfile)]);
+    let (out, _) = kiln.build_local("out", &[ctx.to_str().unwrap()]);
     assert_eq!(read(&out.join("bar")), "12");
 }
 
 #[test]
 fn copy_from_a_variable_is_refused_like_buildkit() {
-    let kiln = Kiln::new();
-    let ctx = kiln.context("fromvar", &[("Dockerfile", "FROM busybox\nCOPY --from=$FOO . .\n")]);
+    testkit::require_root!();
+    let kiln = kiln();
+    let ctx = kiln.files("fromvar", &[("Dockerfile", "FROM busybox\nCOPY --from=$FOO . .\n")]);
     let out = kiln.output(&["build", "--progress", "plain", ctx.to_str().unwrap()]);
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);

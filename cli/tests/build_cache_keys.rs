@@ -2,15 +2,14 @@
 //! `kiln build` end to end (root): what a step's cache key covers. Each test edits its context
 //! between builds and counts the steps that ran (plain progress), then checks the image.
 
-mod support;
-
-use support::{Kiln, ran, read};
+use testkit::{Kiln, ran, read};
 
 /// `RUN --mount=type=bind` from the context (the whole context, or a sub-path) is keyed by the
 /// content of what it mounts: an edit behind the mount re-runs the step.
 #[test]
 fn bind_mounts_of_the_context_are_keyed_by_their_content() {
-    let kiln = Kiln::new();
+    testkit::require_root!();
+    let kiln = Kiln::with_busybox();
     let ctx = kiln.context(
         "ctx",
         "FROM busybox\n\
@@ -45,7 +44,8 @@ fn bind_mounts_of_the_context_are_keyed_by_their_content() {
 /// `RUN --mount=from=stage,source=out` is keyed by the content of `out` only.
 #[test]
 fn bind_mounts_of_a_stage_path_are_keyed_by_that_path() {
-    let kiln = Kiln::new();
+    testkit::require_root!();
+    let kiln = Kiln::with_busybox();
     let ctx = kiln.context(
         "ctx",
         "FROM busybox AS stage\n\
@@ -79,7 +79,8 @@ fn bind_mounts_of_a_stage_path_are_keyed_by_that_path() {
 /// left (BuildKit's testCacheMountModeNoCache).
 #[test]
 fn no_cache_starts_cache_mounts_empty() {
-    let kiln = Kiln::new();
+    testkit::require_root!();
+    let kiln = Kiln::with_busybox();
     let ctx = kiln.context(
         "ctx",
         "FROM busybox\n\

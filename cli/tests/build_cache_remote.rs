@@ -4,22 +4,16 @@
 //! into fresh stores, which then run no step, fetch only the final stage's layers, re-run only
 //! what an edit touches, and survive a missing cache or a corrupt blob.
 
-mod support;
-
-#[path = "support/docker_registry.rs"]
-mod docker_registry;
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use docker_registry::Registry;
-use support::{Kiln, ran, read};
+use testkit::registry::{Auth, Locations, RegistryServer as Registry};
+use testkit::{Kiln, ran, read};
 
 /// A store with no image at all (the base comes from the registry).
-fn empty_store(name: &str) -> Kiln {
-    let tmp = tempfile::tempdir().unwrap();
-    Kiln { root: tmp.path().join(name), tmp }
+fn empty_store(_name: &str) -> Kiln {
+    Kiln::new()
 }
 
 /// A fresh store holding `from`'s busybox image (same digests: `kiln import` is not
@@ -34,7 +28,7 @@ fn store_with_base_of(from: &Kiln, name: &str) -> Kiln {
 
 /// Store A with busybox pushed as `REG/base/busybox:1`; returns it and the base reference.
 fn publish_base(registry: &Registry) -> (Kiln, String) {
-    let a = Kiln::new();
+    let a = Kiln::with_busybox();
     let base = format!("{}/base/busybox:1", registry.host());
     a.ok(&["tag", "busybox", &base]);
     a.ok(&["push", &base]);
@@ -78,7 +72,7 @@ fn fetched_layers(progress: &str) -> u64 {
 
 /// Layer digests of the cache manifest `reference` (as skopeo reads it from the registry).
 fn cache_layers(reference: &str) -> Vec<String> {
-    let out = support::run(
+    let out = testkit::run(
         Command::new("skopeo")
             .args(["inspect", "--raw", "--tls-verify=false"])
             .arg(format!("docker://{reference}")),
@@ -99,7 +93,7 @@ fn names(steps: &BTreeSet<String>) -> Vec<String> {
 
 #[test]
 fn registry_cache_max_round_trip_is_lazy_and_tracks_edits() {
-    let registry = Registry::start(false);
+    let registry = Registry::start_with(Auth::None, Locations::Absolute);
     let (a, base) = publish_base(&registry);
     let ctx = context(&a, &base);
     let cache_ref = format!("{}/cache/app:max", registry.host());
@@ -176,7 +170,7 @@ fn registry_cache_max_round_trip_is_lazy_and_tracks_edits() {
 
 #[test]
 fn registry_cache_min_exports_only_the_final_stage() {
-    let registry = Registry::start(false);
+    let registry = Registry::start_with(Auth::None, Locations::Absolute);
     let (a, base) = publish_base(&registry);
     let ctx = context(&a, &base);
     let min_ref = format!("{}/cache/app:min", registry.host());
@@ -212,7 +206,7 @@ fn registry_cache_min_exports_only_the_final_stage() {
 
 #[test]
 fn missing_registry_cache_warns_and_builds() {
-    let registry = Registry::start(false);
+    let registry = Registry::start_with(Auth::None, Locations::Absolute);
     let (a, base) = publish_base(&registry);
     let ctx = context(&a, &base);
     let missing = format!("type=registry,ref={}/cache/none:x,ignore-error=true", registry.host());
@@ -243,7 +237,7 @@ fn layout_manifest(dir: &Path) -> serde_json::Value {
 
 #[test]
 fn local_cache_round_trip_missing_and_corrupt() {
-    let a = Kiln::new();
+    let a = Kiln::with_busybox();
     let ctx = context(&a, "busybox");
     let dir = a.path("cache-dir");
     let (_, cold) = a.build_local(
@@ -306,7 +300,7 @@ fn local_cache_round_trip_missing_and_corrupt() {
         .map(|l| {
             dir.join("blobs/sha256").join(l["digest"].as_str().unwrap().strip_prefix("sha256:").unwrap())
         })
-        .find(|path| support::run(Command::new("tar").arg("-tzf").arg(path)).contains("app/all.out"))
+        .find(|path| testkit::run(Command::new("tar").arg("-tzf").arg(path)).contains("app/all.out"))
         .expect("the final RUN's layer");
     let mut bytes = std::fs::read(&run_layer).unwrap();
     let last = bytes.len() - 1;
@@ -327,13 +321,13 @@ fn local_cache_round_trip_missing_and_corrupt() {
 
 #[test]
 fn inline_cache_travels_in_the_pushed_image() {
-    let registry = Registry::start(false);
+    let registry = Registry::start_with(Auth::None, Locations::Absolute);
     let (a, base) = publish_base(&registry);
     let ctx = context(&a, &base);
     let image = format!("{}/app/inline:1", registry.host());
     let progress = a.build(&["--cache-to", "type=inline", "-t", &image, "--push", ctx.to_str().unwrap()]);
     assert_eq!(ran(&progress).len(), 8, "{progress}");
-    let config = support::run(
+    let config = testkit::run(
         Command::new("skopeo")
             .args(["inspect", "--config", "--raw", "--tls-verify=false"])
             .arg(format!("docker://{image}")),

@@ -3,12 +3,10 @@
 //! (only the named sources, the `/./` pivot), symlink and socket sources, directory owners and
 //! modes, heredoc files, symbolic `--chmod`, `ADD --exclude`.
 
-mod support;
-
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 
-use support::{Kiln, ran, read};
+use testkit::{Kiln, ran, read};
 
 fn mode(path: &Path) -> u32 {
     std::fs::symlink_metadata(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())).mode() & 0o7777
@@ -61,7 +59,8 @@ const PARENTS_DOCKERFILE: &str = "FROM busybox\n\
 /// `COPY --parents` copies the named sources with their parent directories, nothing else.
 #[test]
 fn copy_parents_copies_only_the_named_sources() {
-    let kiln = Kiln::new();
+    testkit::require_root!();
+    let kiln = Kiln::with_busybox();
     let ctx = kiln.context("ctx", PARENTS_DOCKERFILE, PARENTS_FILES);
     let (out, _) = kiln.build_local("out", &[ctx.to_str().unwrap()]);
     assert_eq!(tree(&out.join("file")), ["a", "a/b", "a/b/f.txt"]);
@@ -86,7 +85,8 @@ fn copy_parents_copies_only_the_named_sources() {
 /// the context; a missing named path fails.
 #[test]
 fn copy_parents_pivot() {
-    let kiln = Kiln::new();
+    testkit::require_root!();
+    let kiln = Kiln::with_busybox();
     let ctx = kiln.context(
         "ctx",
         "FROM busybox AS base\n\
@@ -121,7 +121,8 @@ fn copy_parents_pivot() {
 /// regular file.
 #[test]
 fn symlink_and_socket_sources() {
-    let kiln = Kiln::new();
+    testkit::require_root!();
+    let kiln = Kiln::with_busybox();
     let ctx =
         kiln.context("ctx", "FROM busybox\nCOPY link /\nCOPY sock /sock\n", &[("target.txt", "content\n")]);
     std::os::unix::fs::symlink("target.txt", ctx.join("link")).unwrap();
@@ -139,7 +140,8 @@ fn symlink_and_socket_sources() {
 /// destination directory keeps its owner and mode.
 #[test]
 fn directory_owners_and_modes() {
-    let kiln = Kiln::new();
+    testkit::require_root!();
+    let kiln = Kiln::with_busybox();
     let ctx = kiln.context(
         "ctx",
         "FROM busybox\n\
@@ -163,7 +165,8 @@ fn directory_owners_and_modes() {
 /// Heredoc files: parents are created, quotes stay, variables expand.
 #[test]
 fn heredoc_files_create_parents_and_keep_quotes() {
-    let kiln = Kiln::new();
+    testkit::require_root!();
+    let kiln = Kiln::with_busybox();
     let ctx = kiln.context(
         "ctx",
         "FROM busybox\n\
@@ -187,7 +190,8 @@ fn heredoc_files_create_parents_and_keep_quotes() {
 /// it; the source mode is part of a symbolic copy's cache key.
 #[test]
 fn symbolic_chmod() {
-    let kiln = Kiln::new();
+    testkit::require_root!();
+    let kiln = Kiln::with_busybox();
     let ctx = kiln.context(
         "ctx",
         "FROM busybox\n\
@@ -225,7 +229,8 @@ fn symbolic_chmod() {
 /// `ADD --exclude=* dir* /dest` excludes every file but still creates `/dest`.
 #[test]
 fn add_exclude_everything_still_creates_the_destination() {
-    let kiln = Kiln::new();
+    testkit::require_root!();
+    let kiln = Kiln::with_busybox();
     let ctx = kiln.context(
         "ctx",
         "FROM busybox\nADD --exclude=* dir* /dest\nADD --exclude=*.txt dir* /txt/\n",

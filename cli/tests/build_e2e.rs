@@ -4,152 +4,34 @@
 //! `testdata/build/`, and checks the image config and the files of the flattened layers
 //! (`--output type=local`). Cache tests count the steps the plain progress shows as run.
 
-use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-struct Kiln {
-    tmp: tempfile::TempDir,
-    root: PathBuf,
-}
+use testkit::{Kiln, ran, read, run};
 
 fn testdata(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/build").join(name)
+    testkit::testdata().join("build").join(name)
 }
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// A busybox rootfs tarball (made once per test; shared by the roots of one test so their base
-/// images are identical).
-fn busybox_tarball(dir: &Path) -> PathBuf {
-    let rootfs = dir.join("busybox-rootfs");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/rootfs/busybox-rootfs.sh");
-    run(Command::new("sh").arg(script).arg(&rootfs));
-    let tarball = dir.join("busybox.tar");
-    run(Command::new("tar")
-        .arg("--sort=name")
-        .arg("--mtime=@0")
-        .arg("-C")
-        .arg(&rootfs)
-        .arg("-cf")
-        .arg(&tarball)
-        .arg("."));
-    tarball
-}
-
-impl Kiln {
-    fn new() -> Kiln {
-        let tmp = tempfile::tempdir().unwrap();
-        let tarball = busybox_tarball(tmp.path());
-        Kiln::with_base(tmp, "root", &tarball)
-    }
-
-    fn with_base(tmp: tempfile::TempDir, root: &str, tarball: &Path) -> Kiln {
-        let kiln = Kiln { root: tmp.path().join(root), tmp };
-        kiln.ok(&["import", tarball.to_str().unwrap(), "busybox", "--change", r#"CMD ["sh"]"#]);
-        kiln
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.tmp.path().join(name)
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
-        cmd.arg("--root").arg(&self.root).args(args).env_remove("KILN_ROOT").env_remove("SOURCE_DATE_EPOCH");
-        cmd
-    }
-
-    fn output(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.output(args);
-        assert!(out.status.success(), "kiln {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Builds with plain progress; returns stderr (the progress).
-    fn build(&self, args: &[&str]) -> String {
-        let mut all = vec!["build", "--progress", "plain"];
-        all.extend_from_slice(args);
-        let out = self.output(&all);
-        let stderr = String::from_utf8(out.stderr).unwrap();
-        assert!(out.status.success(), "kiln {all:?} failed: {stderr}");
-        stderr
-    }
-
-    /// Builds into a directory (`type=local`) and returns it.
-    fn build_local(&self, name: &str, args: &[&str]) -> PathBuf {
-        let dest = self.path(name);
-        let output = format!("type=local,dest={}", dest.display());
-        let mut all = vec!["-o", output.as_str()];
-        all.extend_from_slice(args);
-        self.build(&all);
-        dest
-    }
-
-    /// The raw config JSON of a built image, via `--metadata-file`.
-    fn config_of_metadata(&self, metadata: &Path) -> serde_json::Value {
-        let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(metadata).unwrap()).unwrap();
-        let digest = meta["containerimage.config.digest"].as_str().unwrap().to_owned();
-        let hex = digest.strip_prefix("sha256:").unwrap();
-        let blob = self.root.join("content/blobs/sha256").join(hex);
-        serde_json::from_slice(&std::fs::read(blob).unwrap()).unwrap()
-    }
-}
-
-/// Steps of a plain progress log: name → "CACHED" | "DONE" | "ERROR".
-fn steps(progress: &str) -> BTreeMap<String, String> {
-    let mut names: BTreeMap<String, String> = BTreeMap::new();
-    let mut status = BTreeMap::new();
-    for line in progress.lines() {
-        let Some(rest) = line.strip_prefix('#') else { continue };
-        let Some((number, text)) = rest.split_once(' ') else { continue };
-        if !number.chars().all(|c| c.is_ascii_digit()) {
-            continue;
-        }
-        if text == "CACHED" || text.starts_with("DONE") || text.starts_with("ERROR") {
-            if let Some(name) = names.get(number) {
-                status.insert(name.clone(), text.split_whitespace().next().unwrap_or("").to_owned());
-            }
-        } else if text.starts_with('[') && !names.contains_key(number) {
-            names.insert(number.to_owned(), text.to_owned());
-        }
-    }
-    status
-}
-
-/// Names of the RUN/COPY steps that ran (not cached).
-fn ran(progress: &str) -> BTreeSet<String> {
-    steps(progress)
-        .into_iter()
-        .filter(|(name, status)| status == "DONE" && (name.contains("] RUN ") || name.contains("] COPY ")))
-        .map(|(name, _)| name)
-        .collect()
+/// The raw config JSON of a built image, via `--metadata-file`.
+fn config_of_metadata(kiln: &Kiln, metadata: &Path) -> serde_json::Value {
+    let meta: serde_json::Value = serde_json::from_str(&read(metadata)).unwrap();
+    serde_json::from_str(&kiln.config_blob(meta["containerimage.config.digest"].as_str().unwrap())).unwrap()
 }
 
 fn copy_dir(from: &Path, to: &Path) {
     run(Command::new("cp").arg("-a").arg(from).arg(to));
 }
 
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
 #[test]
 fn multi_stage_with_copy_from() {
-    let kiln = Kiln::new();
+    testkit::require_root!();
+    let kiln = Kiln::with_busybox();
     let ctx = testdata("multistage");
     let progress = kiln.build(&["-t", "ms", ctx.to_str().unwrap()]);
     assert!(!progress.contains("this stage must never run"), "{progress}");
-    let out = kiln.build_local("out", &[ctx.to_str().unwrap()]);
+    let (out, _) = kiln.build_local("out", &[ctx.to_str().unwrap()]);
     assert_eq!(read(&out.join("app/joined.txt")), "hello\nworld\n");
     assert_eq!(read(&out.join("app/origin")), "base\n");
     assert!(out.join("bin/busybox").is_file());
@@ -171,7 +53,8 @@ fn multi_stage_with_copy_from() {
 #[test]
 fn dockerfile_from_stdin_without_context() {
     use std::io::Write;
-    let kiln = Kiln::new();
+    testkit::require_root!();
+    let kiln = Kiln::with_busybox();
     let dest = kiln.path("out");
     let output = format!("type=local,dest={}", dest.display());
     let mut child = kiln
@@ -186,7 +69,8 @@ fn dockerfile_from_stdin_without_context() {
 
 #[test]
 fn every_instruction_shapes_the_config() {
-    let kiln = Kiln::new();
+    testkit::require_root!();
+    let kiln = Kiln::with_busybox();
     let meta = kiln.path("meta.json");
     let ctx = testdata("instructions");
     kiln.build(&[
@@ -200,7 +84,7 @@ fn every_instruction_shapes_the_config() {
         "instr",
         ctx.to_str().unwrap(),
     ]);
-    let config = kiln.config_of_metadata(&meta);
+    let config = config_of_metadata(&kiln, &meta);
     let c = &config["config"];
     assert_eq!(c["Labels"]["org.example.version"], "1.0");
     assert_eq!(c["Labels"]["other"], "two words");
@@ -230,8 +114,9 @@ fn every_instruction_shapes_the_config() {
 
 #[test]
 fn files_modes_and_owners_in_the_layers() {
-    let kiln = Kiln::new();
-    let out = kiln.build_local("out", &[testdata("files").to_str().unwrap()]);
+    testkit::require_root!();
+    let kiln = Kiln::with_busybox();
+    let (out, _) = kiln.build_local("out", &[testdata("files").to_str().unwrap()]);
     let meta = |p: &str| std::fs::symlink_metadata(out.join(p)).unwrap();
     assert_eq!((meta("srv/owned.txt").uid(), meta("srv/owned.txt").gid()), (33, 33));
     assert_eq!(meta("srv/secret-mode.txt").permissions().mode() & 0o7777, 0o600);
@@ -246,8 +131,9 @@ fn files_modes_and_owners_in_the_layers() {
 
 #[test]
 fn heredocs_in_run_and_copy() {
-    let kiln = Kiln::new();
-    let out = kiln.build_local("out", &[testdata("heredoc").to_str().unwrap()]);
+    testkit::require_root!();
+    let kiln = Kiln::with_busybox();
+    let (out, _) = kiln.build_local("out", &[testdata("heredoc").to_str().unwrap()]);
     assert_eq!(read(&out.join("out/run.txt")), "first line\nsecond line\n");
     assert_eq!(read(&out.join("out/copied.txt")), "copied kiln\n");
     assert_eq!(read(&out.join("out/a.txt")), "from a\n");
@@ -256,12 +142,13 @@ fn heredocs_in_run_and_copy() {
 
 #[test]
 fn run_mounts_cache_secret_bind_tmpfs() {
-    let kiln = Kiln::new();
+    testkit::require_root!();
+    let kiln = Kiln::with_busybox();
     let secret = kiln.path("token");
     std::fs::write(&secret, "s3cr3t").unwrap();
     let secret_arg = format!("id=token,src={}", secret.display());
     let ctx = testdata("mounts");
-    let out = kiln.build_local("out", &["--secret", &secret_arg, ctx.to_str().unwrap()]);
+    let (out, _) = kiln.build_local("out", &["--secret", &secret_arg, ctx.to_str().unwrap()]);
     assert_eq!(read(&out.join("cache-count.txt")).trim(), "1");
     assert_eq!(read(&out.join("secret-length.txt")).trim(), "6");
     assert_eq!(read(&out.join("secret-env.txt")), "ok\n");
@@ -269,30 +156,33 @@ fn run_mounts_cache_secret_bind_tmpfs() {
     assert!(!out.join("cache").join("count").exists());
     assert!(!out.join("run/secrets/token").exists());
     // the cache mount persists across builds (a changed build arg re-runs the step)
-    let again =
+    let (again, _) =
         kiln.build_local("again", &["--build-arg", "BUMP=1", "--secret", &secret_arg, ctx.to_str().unwrap()]);
     assert_eq!(read(&again.join("cache-count.txt")).trim(), "2");
     // --no-cache starts cache mounts empty (BuildKit)
-    let fresh = kiln.build_local("fresh", &["--no-cache", "--secret", &secret_arg, ctx.to_str().unwrap()]);
+    let (fresh, _) =
+        kiln.build_local("fresh", &["--no-cache", "--secret", &secret_arg, ctx.to_str().unwrap()]);
     assert_eq!(read(&fresh.join("cache-count.txt")).trim(), "1");
 }
 
 #[test]
 fn onbuild_triggers_run_in_the_child() {
-    let kiln = Kiln::new();
+    testkit::require_root!();
+    let kiln = Kiln::with_busybox();
     let ctx = testdata("onbuild");
     let base = ctx.join("base.Dockerfile");
     let child = ctx.join("child.Dockerfile");
     kiln.build(&["-f", base.to_str().unwrap(), "-t", "onbuild-base", ctx.to_str().unwrap()]);
-    let out = kiln.build_local("out", &["-f", child.to_str().unwrap(), ctx.to_str().unwrap()]);
+    let (out, _) = kiln.build_local("out", &["-f", child.to_str().unwrap(), ctx.to_str().unwrap()]);
     assert_eq!(read(&out.join("onbuild-ran.txt")), "triggered\n");
     assert_eq!(read(&out.join("trigger.txt")), "trigger\n");
 }
 
 #[test]
 fn dockerignore_filters_the_context() {
-    let kiln = Kiln::new();
-    let out = kiln.build_local("out", &[testdata("ignore").to_str().unwrap()]);
+    testkit::require_root!();
+    let kiln = Kiln::with_busybox();
+    let (out, _) = kiln.build_local("out", &[testdata("ignore").to_str().unwrap()]);
     assert!(out.join("ctx/keep.txt").is_file());
     assert!(out.join("ctx/sub/keep.txt").is_file());
     for gone in ["ctx/debug.log", "ctx/secret.env", "ctx/sub/drop.txt"] {
@@ -302,7 +192,8 @@ fn dockerignore_filters_the_context() {
 
 #[test]
 fn cache_no_change_edit_and_unrelated_touch() {
-    let kiln = Kiln::new();
+    testkit::require_root!();
+    let kiln = Kiln::with_busybox();
     let ctx = kiln.path("ctx");
     copy_dir(&testdata("cache10"), &ctx);
     let ctx_arg = ctx.to_str().unwrap();
@@ -330,7 +221,8 @@ fn cache_no_change_edit_and_unrelated_touch() {
 
 #[test]
 fn concurrent_builds_share_one_root() {
-    let kiln = Kiln::new();
+    testkit::require_root!();
+    let kiln = Kiln::with_busybox();
     let a = kiln.path("a");
     let b = kiln.path("b");
     copy_dir(&testdata("cache10"), &a);
@@ -342,17 +234,16 @@ fn concurrent_builds_share_one_root() {
         kiln.cmd(&["build", "--progress", "quiet", "-t", "b", b.to_str().unwrap()]).spawn().unwrap();
     assert!(first.wait().unwrap().success());
     assert!(second.wait().unwrap().success());
-    let out = kiln.build_local("out", &[b.to_str().unwrap()]);
+    let (out, _) = kiln.build_local("out", &[b.to_str().unwrap()]);
     assert_eq!(read(&out.join("s9")), "other\n");
 }
 
 #[test]
 fn source_date_epoch_builds_are_reproducible_across_roots() {
-    let tmp = tempfile::tempdir().unwrap();
-    let tarball = busybox_tarball(tmp.path());
+    testkit::require_root!();
     let mut digests = Vec::new();
-    for root in ["one", "two"] {
-        let kiln = Kiln::with_base(tempfile::tempdir().unwrap(), root, &tarball);
+    for _ in 0..2 {
+        let kiln = Kiln::with_busybox();
         let meta = kiln.path("meta.json");
         kiln.build(&[
             "--source-date-epoch",
@@ -369,7 +260,8 @@ fn source_date_epoch_builds_are_reproducible_across_roots() {
 
 #[test]
 fn a_failing_run_shows_the_instruction_exit_code_and_last_lines() {
-    let kiln = Kiln::new();
+    testkit::require_root!();
+    let kiln = Kiln::with_busybox();
     let out = kiln.output(&["build", "--progress", "quiet", testdata("failing").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8(out.stderr).unwrap();
@@ -385,7 +277,8 @@ fn a_failing_run_shows_the_instruction_exit_code_and_last_lines() {
 /// progress and in the failure summary (its last 20 lines), whose last line is the `fatal:` line.
 #[test]
 fn a_failing_run_keeps_stdout_and_stderr_in_order() {
-    let kiln = Kiln::new();
+    testkit::require_root!();
+    let kiln = Kiln::with_busybox();
     let context = kiln.path("interleaved");
     std::fs::create_dir_all(&context).unwrap();
     std::fs::write(
@@ -419,7 +312,8 @@ fn a_failing_run_keeps_stdout_and_stderr_in_order() {
 /// prints just the image ID on stdout, like `-q`.
 #[test]
 fn rawjson_is_pure_json_lines_and_quiet_prints_only_the_id() {
-    let kiln = Kiln::new();
+    testkit::require_root!();
+    let kiln = Kiln::with_busybox();
     let ctx = testdata("multistage");
     let out = kiln.output(&["build", "--progress", "rawjson", "-t", "json", ctx.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

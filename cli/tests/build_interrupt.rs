@@ -19,26 +19,9 @@ fn run(cmd: &mut Command) -> Output {
 }
 
 fn kiln(root: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
-    cmd.arg("--root").arg(root).env_remove("KILN_ROOT").env_remove("SOURCE_DATE_EPOCH");
+    let mut cmd = testkit::kiln_command();
+    cmd.arg("--root").arg(root);
     cmd
-}
-
-/// Every descendant of `pid` (host PIDs).
-fn descendants(pid: u32) -> Vec<u32> {
-    let mut found = Vec::new();
-    let mut queue = vec![pid];
-    while let Some(p) = queue.pop() {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else { continue };
-        for task in tasks.flatten() {
-            let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-            for child in children.split_whitespace().filter_map(|c| c.parse::<u32>().ok()) {
-                found.push(child);
-                queue.push(child);
-            }
-        }
-    }
-    found
 }
 
 /// Mount points (from this process's mountinfo) under `dir`.
@@ -119,14 +102,11 @@ impl Drop for BuildProcess {
 
 #[test]
 fn ctrl_c_during_a_build_leaves_nothing_behind_and_gc_waits_for_it() {
+    testkit::require_root!();
     let tmp = tempfile::tempdir().unwrap();
-    let rootfs = tmp.path().join("busybox-rootfs");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/rootfs/busybox-rootfs.sh");
-    run(Command::new("sh").arg(script).arg(&rootfs));
-    let tarball = tmp.path().join("busybox.tar");
-    run(Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tarball).arg("."));
+    let tarball = testkit::busybox_tarball();
     let root = tmp.path().join("root");
-    run(kiln(&root).arg("import").arg(&tarball).arg("busybox"));
+    run(kiln(&root).arg("import").arg(tarball).arg("busybox"));
     let context = tmp.path().join("context");
     std::fs::create_dir(&context).unwrap();
     std::fs::write(
@@ -166,7 +146,7 @@ fn ctrl_c_during_a_build_leaves_nothing_behind_and_gc_waits_for_it() {
     }
 
     // the build runs: its sandbox processes, mounts and cgroups exist now
-    let processes = descendants(kiln_pid);
+    let processes = testkit::process::descendants(kiln_pid);
     assert!(!processes.is_empty(), "the RUN step's processes");
     let cgroups: Vec<PathBuf> = processes.iter().flat_map(|p| cgroup_dirs(*p)).collect();
     let snapshots_before: Vec<_> = std::fs::read_dir(root.join("snapshots")).unwrap().flatten().collect();

@@ -4,75 +4,38 @@
 //! `RUN --mount=type=bind` that stays read-only in the context's submounts.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-struct Kiln {
-    tmp: tempfile::TempDir,
-    root: PathBuf,
-}
+use testkit::Kiln;
 
-impl Kiln {
-    /// A fresh root with a busybox base imported as `busybox`.
-    fn new() -> Kiln {
-        let tmp = tempfile::tempdir().unwrap();
-        let rootfs = tmp.path().join("busybox-rootfs");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/rootfs/busybox-rootfs.sh");
-        assert!(Command::new("sh").arg(script).arg(&rootfs).status().unwrap().success());
-        let tarball = tmp.path().join("busybox.tar");
-        let status = Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tarball).arg(".").status();
-        assert!(status.unwrap().success());
-        let kiln = Kiln { root: tmp.path().join("root"), tmp };
-        let out = kiln.output(&["import", tarball.to_str().unwrap(), "busybox"]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        kiln
-    }
-
-    fn output(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_kiln"))
-            .arg("--root")
-            .arg(&self.root)
-            .args(args)
-            .env_remove("KILN_ROOT")
-            .env_remove("SOURCE_DATE_EPOCH")
-            .output()
-            .unwrap()
-    }
-
-    /// A context directory `name` holding `Dockerfile`.
-    fn context(&self, name: &str, dockerfile: &str) -> PathBuf {
-        let dir = self.tmp.path().join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(dir.join("Dockerfile"), dockerfile).unwrap();
-        dir
-    }
-
-    /// Builds `context` with plain progress: (success, stderr).
-    fn build(&self, context: &Path) -> (bool, String) {
-        let out = self.output(&["build", "--progress", "plain", context.to_str().unwrap()]);
-        (out.status.success(), String::from_utf8(out.stderr).unwrap())
-    }
+/// `kiln build` of `context` with plain progress: (success, stderr).
+fn build(kiln: &Kiln, context: &Path) -> (bool, String) {
+    let out = kiln.build_output(&[context.to_str().unwrap()]);
+    (out.status.success(), String::from_utf8(out.stderr).unwrap())
 }
 
 #[test]
 fn four_60k_environment_variables_reach_run() {
-    let kiln = Kiln::new();
+    testkit::require_root!();
+    let kiln = Kiln::with_busybox();
     let mut dockerfile = String::from("FROM busybox\n");
     for n in 1..=4 {
         dockerfile.push_str(&format!("ENV E{n}={}\n", n.to_string().repeat(60_000)));
     }
     dockerfile.push_str("RUN test ${#E1}${#E2}${#E3}${#E4} = 60000600006000060000\n");
-    let (ok, err) = kiln.build(&kiln.context("env", &dockerfile));
+    let (ok, err) = build(&kiln, &kiln.context("env", &dockerfile, &[]));
     assert!(ok, "{}", &err[err.len().saturating_sub(2000)..]);
 }
 
 #[test]
 fn a_heredoc_script_of_300k_runs_as_a_file_and_too_long_commands_fail_with_e2big() {
-    let kiln = Kiln::new();
+    testkit::require_root!();
+    let kiln = Kiln::with_busybox();
     // a shebang heredoc is written to a file: its size does not count against execve
     let lines: String = (0..30_000).map(|n| format!(": line {n:05}\n")).collect();
     let dockerfile = format!("FROM busybox\nRUN <<EOF\n#!/bin/sh\n{lines}test -n ok\nEOF\n");
     assert!(dockerfile.len() > 300_000);
-    let (ok, err) = kiln.build(&kiln.context("heredoc-file", &dockerfile));
+    let (ok, err) = build(&kiln, &kiln.context("heredoc-file", &dockerfile, &[]));
     assert!(ok, "{}", &err[err.len().saturating_sub(2000)..]);
 
     // a 1 MB RUN of continuation lines is one `sh -c` string: above the kernel's 128 KiB per
@@ -80,7 +43,7 @@ fn a_heredoc_script_of_300k_runs_as_a_file_and_too_long_commands_fail_with_e2big
     let continued: String = (0..32_000).map(|n| format!("  && echo line{n:05} >/dev/null \\\n")).collect();
     let dockerfile = format!("FROM busybox\nENV A=1\nRUN true \\\n{continued}  && true\n");
     assert!(dockerfile.len() > 1_000_000);
-    let (ok, err) = kiln.build(&kiln.context("continuation", &dockerfile));
+    let (ok, err) = build(&kiln, &kiln.context("continuation", &dockerfile, &[]));
     assert!(!ok);
     assert!(err.contains("E2BIG: argument list too long"), "{}", &err[err.len().saturating_sub(2000)..]);
     assert!(err.contains("Dockerfile:3"), "{}", &err[err.len().saturating_sub(2000)..]);
@@ -89,7 +52,7 @@ fn a_heredoc_script_of_300k_runs_as_a_file_and_too_long_commands_fail_with_e2big
 
     // same for a plain heredoc of 300 KB (BuildKit's `sh -c <script>`)
     let dockerfile = format!("FROM busybox\nRUN <<EOF\n{lines}EOF\n");
-    let (ok, err) = kiln.build(&kiln.context("heredoc-inline", &dockerfile));
+    let (ok, err) = build(&kiln, &kiln.context("heredoc-inline", &dockerfile, &[]));
     assert!(!ok);
     assert!(err.contains("E2BIG: argument list too long"), "{}", &err[err.len().saturating_sub(2000)..]);
     assert!(err.contains("Dockerfile:2"), "{}", &err[err.len().saturating_sub(2000)..]);
@@ -108,12 +71,16 @@ impl Drop for MountTree {
 
 #[test]
 fn read_only_run_mount_bind_is_read_only_in_the_context_submounts() {
-    let kiln = Kiln::new();
+    testkit::require_root!();
+    let kiln = Kiln::with_busybox();
     let probe = "touch /ctx/tree/probe 2>&1 | grep -q 'Read-only file system' && \
                  touch /ctx/tree/sub/probe 2>&1 | grep -q 'Read-only file system' && \
                  test \"$(cat /ctx/tree/sub/file)\" = data";
-    let context =
-        kiln.context("bind", &format!("FROM busybox\nRUN --mount=type=bind,target=/ctx sh -c \"{probe}\"\n"));
+    let context = kiln.context(
+        "bind",
+        &format!("FROM busybox\nRUN --mount=type=bind,target=/ctx sh -c \"{probe}\"\n"),
+        &[],
+    );
     let tree = MountTree(context.join("tree"));
     for path in [tree.0.clone(), tree.0.join("sub")] {
         std::fs::create_dir_all(&path).unwrap();
@@ -122,7 +89,7 @@ fn read_only_run_mount_bind_is_read_only_in_the_context_submounts() {
         assert!(status.unwrap().success());
         std::fs::write(path.join("file"), "data").unwrap();
     }
-    let (ok, err) = kiln.build(&context);
+    let (ok, err) = build(&kiln, &context);
     assert!(ok, "{}", &err[err.len().saturating_sub(2000)..]);
     assert!(!tree.0.join("sub/probe").exists());
 }

@@ -68,20 +68,6 @@ fn known_items() -> BTreeMap<(String, String), String> {
 /// One compared item: (key, BuildKit's value, kiln's value).
 type Item = (String, String, String);
 
-fn busybox_tarball(dir: &Path) -> PathBuf {
-    let rootfs = dir.join("busybox-rootfs");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/rootfs/busybox-rootfs.sh");
-    run(Command::new("sh").arg(script).arg(&rootfs));
-    let tarball = dir.join("busybox.tar");
-    run(Command::new("tar")
-        .args(["--sort=name", "--mtime=@0", "-C"])
-        .arg(&rootfs)
-        .arg("-cf")
-        .arg(&tarball)
-        .arg("."));
-    tarball
-}
-
 /// Every path under `dir` (relative, no trailing slash), not following symlinks.
 fn tree_paths(dir: &Path) -> BTreeSet<String> {
     let mut paths = BTreeSet::new();
@@ -100,14 +86,8 @@ fn tree_paths(dir: &Path) -> BTreeSet<String> {
 }
 
 fn kiln_command(root: &Path, dir: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
-    cmd.arg("--root")
-        .arg(root)
-        .args(args)
-        .current_dir(dir)
-        .env_remove("KILN_ROOT")
-        .env_remove("SOURCE_DATE_EPOCH")
-        .env("FROM_HOSTENV", "from-host-environment");
+    let mut cmd = testkit::kiln_command();
+    cmd.arg("--root").arg(root).args(args).current_dir(dir).env("FROM_HOSTENV", "from-host-environment");
     cmd
 }
 
@@ -523,6 +503,7 @@ const CASE_ITEMS: &[(&str, usize)] = &[
 
 #[test]
 fn buildkit_reference() {
+    testkit::require_root!();
     let tmp = tempfile::tempdir().unwrap();
     let tmp_path = tmp.path().to_path_buf();
     let _guard = if std::env::var_os("KILN_REFERENCE_KEEP").is_some() {
@@ -532,8 +513,8 @@ fn buildkit_reference() {
     } else {
         Some(tmp)
     };
-    let tarball = busybox_tarball(&tmp_path);
-    let base_paths = tree_paths(&tmp_path.join("busybox-rootfs"));
+    let tarball = testkit::busybox_tarball().to_owned();
+    let base_paths = tree_paths(testkit::busybox_rootfs());
     let mut cases: Vec<String> = std::fs::read_dir(reference_dir())
         .unwrap()
         .map(|e| e.unwrap())

@@ -9,84 +9,41 @@
 //! with `docker-save-manifest.json` as a docker archive in `docker save`'s legacy form.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use testkit::Kiln;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/images")
-}
-
-fn sh(cmd: &mut Command) {
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-struct Kiln {
-    tmp: tempfile::TempDir,
-    root: PathBuf,
+/// What these tests do with a root: load an image made from a fixture.
+trait Fixtures {
+    fn layers(&self, count: usize) -> Vec<Vec<u8>>;
+    fn load_fixture(&self, producer: &str);
 }
 
-impl Kiln {
-    fn new() -> Kiln {
-        let tmp = tempfile::tempdir().unwrap();
-        Kiln { root: tmp.path().join("root"), tmp }
-    }
-
-    fn output(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_kiln"))
-            .arg("--root")
-            .arg(&self.root)
-            .args(args)
-            .env_remove("KILN_ROOT")
-            .env_remove("SOURCE_DATE_EPOCH")
-            .stdin(Stdio::null())
-            .output()
-            .unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.output(args);
-        assert!(
-            out.status.success(),
-            "kiln {args:?} failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
+impl Fixtures for Kiln {
     /// Layer tars for an image of `count` layers: busybox, then one marker file per layer.
     fn layers(&self, count: usize) -> Vec<Vec<u8>> {
-        let rootfs = self.tmp.path().join("busybox-rootfs");
-        if !rootfs.exists() {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/rootfs/busybox-rootfs.sh");
-            sh(Command::new("sh").arg(script).arg(&rootfs));
-        }
+        let rootfs = testkit::busybox_rootfs();
         let mut layers = Vec::new();
         for index in 0..count.max(1) {
             let dir = if index == 0 {
-                rootfs.clone()
+                rootfs.to_owned()
             } else {
-                let dir = self.tmp.path().join(format!("layer-{index}"));
+                let dir = self.dir().join(format!("layer-{index}"));
                 std::fs::create_dir_all(&dir).unwrap();
                 std::fs::write(dir.join(format!("fixture-layer-{index}")), format!("{index}\n")).unwrap();
                 dir
             };
-            let tarball = self.tmp.path().join(format!("layer-{index}.tar"));
-            sh(Command::new("tar")
-                .arg("--sort=name")
-                .arg("--mtime=@0")
-                .arg("-C")
-                .arg(&dir)
-                .arg("-cf")
-                .arg(&tarball)
-                .arg("."));
+            let tarball = self.dir().join(format!("layer-{index}.tar"));
+            testkit::busybox::tar(&dir, &tarball);
             layers.push(std::fs::read(&tarball).unwrap());
         }
         layers
@@ -105,7 +62,7 @@ impl Kiln {
         // serde_json keeps the nulls: the config is still the producer's, bar the diffIDs
         let config_bytes = serde_json::to_vec(&config).unwrap();
         let config_hex = sha256(&config_bytes);
-        let out = self.tmp.path().join(format!("archive-{producer}"));
+        let out = self.dir().join(format!("archive-{producer}"));
         std::fs::create_dir_all(&out).unwrap();
         let name = format!("docker.io/fx/{producer}:latest");
         if dir.join("manifest.json").exists() {
@@ -200,8 +157,9 @@ fn every_producer_has_a_fixture() {
 
 #[test]
 fn images_of_every_producer_inspect_build_and_run() {
+    testkit::require_root!();
     let kiln = Kiln::new();
-    let context = kiln.tmp.path().join("context");
+    let context = kiln.dir().join("context");
     std::fs::create_dir_all(&context).unwrap();
     for producer in PRODUCERS {
         kiln.load_fixture(producer);
@@ -225,13 +183,14 @@ fn images_of_every_producer_inspect_build_and_run() {
 #[test]
 fn docker_only_fields_survive_build_and_inspect() {
     // buildah's docker format: Healthcheck, OnBuild ["RUN true"], Shell, next to `"Env": null`
+    testkit::require_root!();
     let kiln = Kiln::new();
     kiln.load_fixture("buildah-docker-format");
     let inspect: Value = serde_json::from_str(&kiln.ok(&["inspect", "fx/buildah-docker-format"])).unwrap();
     assert_eq!(inspect[0]["Config"]["Healthcheck"]["Test"], json!(["CMD", "true"]));
     assert_eq!(inspect[0]["Config"]["OnBuild"], json!(["RUN true"]));
     assert_eq!(inspect[0]["Config"]["Shell"], json!(["/bin/sh", "-c"]));
-    let context = kiln.tmp.path().join("context");
+    let context = kiln.dir().join("context");
     std::fs::create_dir_all(&context).unwrap();
     std::fs::write(context.join("Dockerfile"), "FROM fx/buildah-docker-format\nRUN echo x\n").unwrap();
     let progress = {

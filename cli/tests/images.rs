@@ -3,60 +3,17 @@
 //! tag, history, save (docker and OCI, checked with skopeo), rmi, load (file and stdin). Each
 //! test uses its own `--root` in a temp dir.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
-struct Kiln {
-    root: PathBuf,
-}
-
-impl Kiln {
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
-        cmd.arg("--root").arg(&self.root).args(args).env_remove("KILN_ROOT");
-        cmd
-    }
-
-    fn output(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    /// Runs and expects success; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.output(args);
-        assert!(out.status.success(), "kiln {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// Runs and expects failure; returns stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.output(args);
-        assert!(!out.status.success(), "kiln {args:?} should fail");
-        String::from_utf8(out.stderr).unwrap()
-    }
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Builds the busybox rootfs tarball of testdata.
-fn busybox_tarball(dir: &Path) -> PathBuf {
-    let rootfs = dir.join("rootfs");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/rootfs/busybox-rootfs.sh");
-    run(Command::new("sh").arg(script).arg(&rootfs));
-    let tarball = dir.join("busybox.tar");
-    run(Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tarball).arg("."));
-    tarball
-}
+use testkit::{Kiln, busybox_tarball, run};
 
 #[test]
 fn import_list_inspect_tag_save_rmi_load_round_trip() {
+    testkit::require_root!();
     let tmp = tempfile::tempdir().unwrap();
-    let kiln = Kiln { root: tmp.path().join("root") };
-    let tarball = busybox_tarball(tmp.path());
+    let kiln = Kiln::in_dir(tmp.path(), "root");
+    let tarball = busybox_tarball();
     let tarball = tarball.to_str().unwrap();
 
     let id = kiln.ok(&["import", tarball, "busybox", "--change", r#"CMD ["sh"]"#, "-c", "ENV HELLO=world"]);
@@ -121,7 +78,7 @@ fn import_list_inspect_tag_save_rmi_load_round_trip() {
     assert_eq!(inspect[0]["Id"], id.as_str(), "image ID survives save/load");
 
     // an OCI archive on stdin, into another store
-    let other = Kiln { root: tmp.path().join("other") };
+    let other = Kiln::in_dir(tmp.path(), "other");
     let mut child = other.cmd(&["load"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
     std::io::copy(&mut std::fs::File::open(&oci_tar).unwrap(), child.stdin.as_mut().unwrap()).unwrap();
     drop(child.stdin.take());
@@ -134,8 +91,9 @@ fn import_list_inspect_tag_save_rmi_load_round_trip() {
 
 #[test]
 fn bad_input_gives_one_clear_error() {
+    testkit::require_root!();
     let tmp = tempfile::tempdir().unwrap();
-    let kiln = Kiln { root: tmp.path().join("root") };
+    let kiln = Kiln::in_dir(tmp.path(), "root");
     let err = kiln.fails(&["inspect", "nope"]);
     assert!(err.starts_with("error: ") && err.contains("no such image: nope"), "{err}");
     let err = kiln.fails(&["import", "/nonexistent.tar", "x"]);
@@ -158,9 +116,10 @@ fn bad_input_gives_one_clear_error() {
 /// the image ID survives).
 #[test]
 fn saved_archives_interoperate_with_skopeo_and_umoci() {
+    testkit::require_root!();
     let tmp = tempfile::tempdir().unwrap();
-    let kiln = Kiln { root: tmp.path().join("root") };
-    let tarball = busybox_tarball(tmp.path());
+    let kiln = Kiln::in_dir(tmp.path(), "root");
+    let tarball = busybox_tarball();
     let id = kiln.ok(&["import", tarball.to_str().unwrap(), "busybox:interop"]).trim().to_owned();
     let digests = kiln.ok(&["images", "--digests", "--no-trunc"]);
     let manifest_digest = digests.lines().nth(1).unwrap().split_whitespace().nth(2).unwrap().to_owned();
@@ -200,7 +159,7 @@ fn saved_archives_interoperate_with_skopeo_and_umoci() {
         .arg("copy")
         .arg(format!("oci:{}:from-docker", layout.display()))
         .arg(format!("docker-archive:{}:localhost/from-skopeo:v1", skopeo_tar.display())));
-    let other = Kiln { root: tmp.path().join("other") };
+    let other = Kiln::in_dir(tmp.path(), "other");
     let out = other.ok(&["load", "-i", skopeo_tar.to_str().unwrap()]);
     assert_eq!(out.trim(), "Loaded image: localhost/from-skopeo:v1");
     let inspect: serde_json::Value =
@@ -208,7 +167,7 @@ fn saved_archives_interoperate_with_skopeo_and_umoci() {
     assert_eq!(inspect[0]["Id"], id.as_str(), "the config (image ID) survives kiln → skopeo → kiln");
 
     // OCI round trip keeps the manifest digest
-    let third = Kiln { root: tmp.path().join("third") };
+    let third = Kiln::in_dir(tmp.path(), "third");
     third.ok(&["load", "-i", oci_tar.to_str().unwrap()]);
     let digests = third.ok(&["images", "--digests", "--no-trunc"]);
     assert!(digests.contains(&manifest_digest), "{digests}");
@@ -222,9 +181,10 @@ fn assert_busybox(rootfs: &Path) {
 
 #[test]
 fn images_prune_removes_dangling_then_all() {
+    testkit::require_root!();
     let tmp = tempfile::tempdir().unwrap();
-    let kiln = Kiln { root: tmp.path().join("root") };
-    let tarball = busybox_tarball(tmp.path());
+    let kiln = Kiln::in_dir(tmp.path(), "root");
+    let tarball = busybox_tarball();
     let tarball = tarball.to_str().unwrap();
     let kept = kiln.ok(&["import", tarball, "keep:1"]).trim().to_owned();
     // a second image, saved by ID (no names in the archive), removed and loaded back: dangling

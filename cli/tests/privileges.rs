@@ -8,17 +8,12 @@ use std::process::{Command, Output};
 const NEEDS_ROOT: &str =
     "kiln needs root (CAP_SYS_ADMIN for mounts and namespaces); rootless builds are not supported yet";
 
-fn running_as_root() -> bool {
-    let out = Command::new("id").arg("-u").output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim() == "0"
-}
-
 /// `kiln args` as an unprivileged user, from a directory and with a root it may read.
 fn kiln_unprivileged(dir: &Path, args: &[&str]) -> Output {
-    let kiln = env!("CARGO_BIN_EXE_kiln");
-    let mut cmd = if running_as_root() {
+    let kiln = testkit::kiln_binary();
+    let mut cmd = if testkit::is_root() {
         let mut cmd = Command::new("setpriv");
-        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--", kiln]);
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--"]).arg(&kiln);
         cmd
     } else {
         Command::new(kiln)

@@ -10,55 +10,16 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-#[path = "support/docker_registry.rs"]
-mod docker_registry;
+use testkit::registry::{Auth, Locations, PASSWORD, RegistryServer, USER};
+use testkit::{Kiln, run};
 
-use docker_registry::{PASSWORD, Registry, USER};
-
-/// kiln with its own root and its own docker config dir (credentials).
-struct Kiln {
-    root: PathBuf,
-    docker_config: PathBuf,
+/// What these tests do with a root besides running kiln.
+trait KilnExt {
+    fn login(&self, server: &str, user: &str, password: &str) -> Output;
+    fn import_busybox_as(&self, name: &str);
 }
 
-impl Kiln {
-    fn new(dir: &Path, name: &str) -> Self {
-        Self { root: dir.join(name), docker_config: dir.join(format!("{name}-docker")) }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
-        cmd.arg("--root")
-            .arg(&self.root)
-            .args(args)
-            .env_remove("KILN_ROOT")
-            .env_remove("KILN_AUTH_FILE")
-            .env_remove("KILN_REGISTRIES_CONFIG")
-            .env("DOCKER_CONFIG", &self.docker_config)
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn output(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    /// Runs and expects success; returns (stdout, stderr).
-    fn ok(&self, args: &[&str]) -> (String, String) {
-        let out = self.output(args);
-        let stderr = String::from_utf8(out.stderr).unwrap();
-        assert!(out.status.success(), "kiln {args:?} failed: {stderr}");
-        (String::from_utf8(out.stdout).unwrap(), stderr)
-    }
-
-    /// Runs and expects failure; returns stderr.
-    fn fails(&self, args: &[&str]) -> String {
-        let out = self.output(args);
-        let stderr = String::from_utf8(out.stderr).unwrap();
-        assert!(!out.status.success(), "kiln {args:?} should fail: {stderr}");
-        stderr
-    }
-
+impl KilnExt for Kiln {
     /// `kiln login` with the password on stdin.
     fn login(&self, server: &str, user: &str, password: &str) -> Output {
         let mut child = self
@@ -71,22 +32,16 @@ impl Kiln {
         child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
         child.wait_with_output().unwrap()
     }
+
+    /// Imports the busybox base as `name`.
+    fn import_busybox_as(&self, name: &str) {
+        self.import_busybox(name, &[r#"CMD ["sh"]"#]);
+    }
 }
 
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{cmd:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-/// Imports the testdata busybox rootfs as `name` into `kiln`'s store.
-fn import_busybox(kiln: &Kiln, dir: &Path, name: &str) {
-    let rootfs = dir.join("rootfs");
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/rootfs/busybox-rootfs.sh");
-    run(Command::new("sh").arg(script).arg(&rootfs));
-    let tarball = dir.join("busybox.tar");
-    run(Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tarball).arg("."));
-    kiln.ok(&["import", tarball.to_str().unwrap(), name, "--change", r#"CMD ["sh"]"#]);
+/// A registry sending absolute upload locations (the registry crate's tests use relative ones).
+fn registry(auth: Auth) -> RegistryServer {
+    RegistryServer::start_with(auth, Locations::Absolute)
 }
 
 /// The manifest digest skopeo reads from the registry.
@@ -101,13 +56,14 @@ fn skopeo_digest(reference: &str, extra: &[&str]) -> String {
 
 #[test]
 fn push_then_pull_and_run() {
-    let registry = Registry::start(false);
+    testkit::require_root!();
+    let registry = registry(Auth::None);
     let tmp = tempfile::tempdir().unwrap();
-    let src = Kiln::new(tmp.path(), "src");
+    let src = Kiln::in_dir(tmp.path(), "src");
     let image = format!("{}/cli/busybox:1", registry.host());
-    import_busybox(&src, tmp.path(), &image);
+    src.import_busybox_as(&image);
 
-    let (stdout, stderr) = src.ok(&["push", &image]);
+    let (stdout, stderr) = src.ok_both(&["push", &image]);
     let digest = stdout.trim().to_owned();
     assert!(digest.starts_with("sha256:") && digest.len() == 71, "{stdout}");
     assert!(stderr.contains(&format!("The push refers to repository [{}/cli/busybox]", registry.host())));
@@ -117,27 +73,27 @@ fn push_then_pull_and_run() {
     assert_eq!(skopeo_digest(&image, &[]), digest);
 
     // Pushing again uploads nothing.
-    let (_, stderr) = src.ok(&["push", &image]);
+    let (_, stderr) = src.ok_both(&["push", &image]);
     assert_eq!(stderr.lines().filter(|l| l.ends_with(": Layer already exists")).count(), 2, "{stderr}");
 
     // Pull into an empty store: per-layer lines, the digest, then a run-able image.
-    let dst = Kiln::new(tmp.path(), "dst");
-    let (stdout, stderr) = dst.ok(&["pull", &image]);
+    let dst = Kiln::in_dir(tmp.path(), "dst");
+    let (stdout, stderr) = dst.ok_both(&["pull", &image]);
     assert_eq!(stdout.trim(), image);
     assert_eq!(stderr.lines().filter(|l| l.ends_with(": Pull complete")).count(), 2, "{stderr}");
     assert!(stderr.contains(&format!("Digest: {digest}")), "{stderr}");
     assert!(stderr.contains(&format!("Status: Downloaded newer image for {image}")), "{stderr}");
-    let (stdout, _) = dst.ok(&["run", "--rm", "--network", "none", &image, "echo", "hello from pulled"]);
+    let (stdout, _) = dst.ok_both(&["run", "--rm", "--network", "none", &image, "echo", "hello from pulled"]);
     assert_eq!(stdout, "hello from pulled\n");
 
     // Again: up to date; -q prints only the name.
-    let (_, stderr) = dst.ok(&["pull", &image]);
+    let (_, stderr) = dst.ok_both(&["pull", &image]);
     assert!(stderr.contains("Status: Image is up to date"), "{stderr}");
-    let (stdout, stderr) = dst.ok(&["pull", "-q", &image]);
+    let (stdout, stderr) = dst.ok_both(&["pull", "-q", &image]);
     assert_eq!((stdout.as_str(), stderr.as_str()), (format!("{image}\n").as_str(), ""));
 
     // A platform the image is not for, a missing tag, a bad reference: one clear error each.
-    let other = Kiln::new(tmp.path(), "other");
+    let other = Kiln::in_dir(tmp.path(), "other");
     let err = other.fails(&["pull", "--platform", "linux/arm64", &image]);
     assert!(err.contains("linux/arm64") && err.contains("cli/busybox:1"), "{err}");
     let err = other.fails(&["pull", &format!("{}/cli/busybox:nope", registry.host())]);
@@ -150,12 +106,13 @@ fn push_then_pull_and_run() {
 
 #[test]
 fn login_writes_docker_config_and_logout_removes_it() {
-    let registry = Registry::start(true);
+    testkit::require_root!();
+    let registry = registry(Auth::Htpasswd);
     let host = registry.host();
     let tmp = tempfile::tempdir().unwrap();
-    let kiln = Kiln::new(tmp.path(), "root");
+    let kiln = Kiln::in_dir(tmp.path(), "root");
     let image = format!("{host}/private/busybox:1");
-    import_busybox(&kiln, tmp.path(), &image);
+    kiln.import_busybox_as(&image);
     let config_file = kiln.docker_config.join("config.json");
 
     let err = kiln.fails(&["push", &image]);
@@ -181,22 +138,22 @@ fn login_writes_docker_config_and_logout_removes_it() {
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&config_file).unwrap().permissions().mode() & 0o777, 0o600);
 
-    let (stdout, _) = kiln.ok(&["push", "-q", &image]);
+    let (stdout, _) = kiln.ok_both(&["push", "-q", &image]);
     let digest = stdout.trim().to_owned();
     // skopeo reads the same file.
     let authfile = config_file.to_str().unwrap();
     assert_eq!(skopeo_digest(&image, &["--authfile", authfile]), digest);
-    let other = Kiln { root: tmp.path().join("other"), docker_config: kiln.docker_config.clone() };
-    let (stdout, _) = other.ok(&["pull", "-q", &image]);
+    let other = kiln.sibling("other");
+    let (stdout, _) = other.ok_both(&["pull", "-q", &image]);
     assert_eq!(stdout.trim(), image);
 
-    let (stdout, _) = kiln.ok(&["logout", &host]);
+    let (stdout, _) = kiln.ok_both(&["logout", &host]);
     assert_eq!(stdout, format!("Removing login credentials for {host}\n"));
     let config: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_file).unwrap()).unwrap();
     assert!(config["auths"].get(host.as_str()).is_none(), "{config}");
-    let (stdout, _) = kiln.ok(&["logout", &host]);
+    let (stdout, _) = kiln.ok_both(&["logout", &host]);
     assert_eq!(stdout, format!("Not logged in to {host}\n"));
-    let third = Kiln { root: tmp.path().join("third"), docker_config: kiln.docker_config.clone() };
+    let third = kiln.sibling("third");
     let err = third.fails(&["pull", &image]);
     assert!(err.contains("private/busybox:1") && err.contains("kiln login"), "{err}");
 }
@@ -222,15 +179,16 @@ fn flip_byte(path: &Path) {
 
 #[test]
 fn pull_and_system_check_repair_a_damaged_store() {
-    let registry = Registry::start(false);
+    testkit::require_root!();
+    let registry = registry(Auth::None);
     let tmp = tempfile::tempdir().unwrap();
-    let src = Kiln::new(tmp.path(), "src");
+    let src = Kiln::in_dir(tmp.path(), "src");
     let image = format!("{}/repair/busybox:1", registry.host());
-    import_busybox(&src, tmp.path(), &image);
-    src.ok(&["push", &image]);
-    let dst = Kiln::new(tmp.path(), "dst");
-    dst.ok(&["pull", &image]);
-    let (stdout, _) = dst.ok(&["system", "check"]);
+    src.import_busybox_as(&image);
+    src.ok_both(&["push", &image]);
+    let dst = Kiln::in_dir(tmp.path(), "dst");
+    dst.ok_both(&["pull", &image]);
+    let (stdout, _) = dst.ok_both(&["system", "check"]);
     assert!(stdout.contains("checked 3 blobs") && stdout.contains("store is consistent"), "{stdout}");
 
     // A layer damaged on disk: check reports it (exit 1), pull verifies and fetches it again.
@@ -241,11 +199,11 @@ fn pull_and_system_check_repair_a_damaged_store() {
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains(&format!("damaged: blob {layer} content hashes to")), "{stdout}");
     assert!(stdout.contains(&format!("damaged: image {image} lacks intact content: {layer}")), "{stdout}");
-    let (_, stderr) = dst.ok(&["pull", &image]);
+    let (_, stderr) = dst.ok_both(&["pull", &image]);
     assert!(stderr.contains(&format!("Repaired: {layer} was damaged")), "{stderr}");
     assert!(!stderr.contains("Image is up to date"), "{stderr}");
-    assert!(dst.ok(&["system", "check"]).0.contains("store is consistent"));
-    let (stdout, _) = dst.ok(&["run", "--rm", "--network", "none", &image, "echo", "repaired"]);
+    assert!(dst.ok_both(&["system", "check"]).0.contains("store is consistent"));
+    let (stdout, _) = dst.ok_both(&["run", "--rm", "--network", "none", &image, "echo", "repaired"]);
     assert_eq!(stdout, "repaired\n");
 
     // Damaged again, and its manifest too: --repair removes both and fetches them from the
@@ -253,7 +211,7 @@ fn pull_and_system_check_repair_a_damaged_store() {
     flip_byte(&path);
     let (manifest, manifest_path) = manifest_blob(&dst);
     flip_byte(&manifest_path);
-    let (stdout, _) = dst.ok(&["system", "check", "--repair"]);
+    let (stdout, _) = dst.ok_both(&["system", "check", "--repair"]);
     for digest in [&layer, &manifest] {
         assert!(stdout.contains(&format!("removed blob {digest}")), "{stdout}");
         assert!(
@@ -262,20 +220,20 @@ fn pull_and_system_check_repair_a_damaged_store() {
         );
     }
     assert!(stdout.contains("store repaired: consistent"), "{stdout}");
-    assert!(dst.ok(&["images"]).0.contains(&format!("{}/repair/busybox", registry.host())));
-    assert!(dst.ok(&["system", "check"]).0.contains("store is consistent"));
+    assert!(dst.ok_both(&["images"]).0.contains(&format!("{}/repair/busybox", registry.host())));
+    assert!(dst.ok_both(&["system", "check"]).0.contains("store is consistent"));
 
     // Content with no known source (imported locally) cannot be fetched: the name goes, so
     // that the next build or pull makes it again, and the store is consistent.
-    let local = Kiln::new(tmp.path(), "local");
-    import_busybox(&local, tmp.path(), "local/busybox:1");
+    let local = Kiln::in_dir(tmp.path(), "local");
+    local.import_busybox_as("local/busybox:1");
     let (local_layer, local_path) = largest_blob(&local);
     flip_byte(&local_path);
-    let (stdout, _) = local.ok(&["system", "check", "--repair"]);
+    let (stdout, _) = local.ok_both(&["system", "check", "--repair"]);
     assert!(stdout.contains(&format!("cannot fetch {local_layer} again: no registry is known")), "{stdout}");
     assert!(stdout.contains("removed image docker.io/local/busybox:1"), "{stdout}");
     assert!(stdout.contains("store repaired: consistent"), "{stdout}");
-    assert!(!local.ok(&["images"]).0.contains("local/busybox"));
+    assert!(!local.ok_both(&["images"]).0.contains("local/busybox"));
 }
 
 /// The image manifest blob of a store holding one image.

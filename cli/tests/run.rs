@@ -4,61 +4,34 @@
 //! `--root` and checks that nothing is left behind (state, container layers, mounts).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Kiln {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
+/// A fresh root with `img` (busybox + config) imported; on drop, checks that nothing is left.
+struct Kiln(testkit::Kiln);
+
+impl std::ops::Deref for Kiln {
+    type Target = testkit::Kiln;
+
+    fn deref(&self) -> &testkit::Kiln {
+        &self.0
+    }
 }
 
 impl Kiln {
-    /// A fresh root with `img` (busybox + config) imported.
     fn new() -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let rootfs = tmp.path().join("rootfs");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/rootfs/busybox-rootfs.sh");
-        assert!(Command::new("sh").arg(script).arg(&rootfs).status().unwrap().success());
-        let tarball = tmp.path().join("busybox.tar");
-        assert!(
-            Command::new("tar")
-                .arg("-C")
-                .arg(&rootfs)
-                .arg("-cf")
-                .arg(&tarball)
-                .arg(".")
-                .status()
-                .unwrap()
-                .success()
-        );
-        let kiln = Self { root: tmp.path().join("root"), _tmp: tmp };
-        let out = kiln.output(&[
-            "import",
-            tarball.to_str().unwrap(),
+        let kiln = testkit::Kiln::new();
+        kiln.import_busybox(
             "img",
-            "-c",
-            r#"ENTRYPOINT ["/bin/echo", "ep"]"#,
-            "-c",
-            r#"CMD ["default"]"#,
-            "-c",
-            "ENV GREETING=hello",
-            "-c",
-            "WORKDIR /srv/app",
-            "-c",
-            "USER www-data",
-        ]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        kiln
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
-        cmd.arg("--root").arg(&self.root).args(args).env_remove("KILN_ROOT").stdin(Stdio::null());
-        cmd
-    }
-
-    fn output(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
+            &[
+                r#"ENTRYPOINT ["/bin/echo", "ep"]"#,
+                r#"CMD ["default"]"#,
+                "ENV GREETING=hello",
+                "WORKDIR /srv/app",
+                "USER www-data",
+            ],
+        );
+        Self(kiln)
     }
 
     /// `kiln run ARGS` → (exit code, stdout, stderr).
@@ -122,6 +95,7 @@ impl Drop for Kiln {
 
 #[test]
 fn entrypoint_and_cmd_follow_docker_rules() {
+    testkit::require_root!();
     let kiln = Kiln::new();
     assert_eq!(kiln.run(&["img"]), (0, "ep default\n".into(), String::new()));
     assert_eq!(kiln.run(&["img", "a", "-b"]).1, "ep a -b\n");
@@ -131,6 +105,7 @@ fn entrypoint_and_cmd_follow_docker_rules() {
 
 #[test]
 fn image_config_and_flags_apply() {
+    testkit::require_root!();
     let kiln = Kiln::new();
     let script = "echo $GREETING $EXTRA $FROMFILE; pwd; id -un";
     let (code, out, err) = kiln.run(&["--entrypoint", "/bin/sh", "img", "-c", script]);
@@ -160,6 +135,7 @@ fn image_config_and_flags_apply() {
 
 #[test]
 fn mounts_read_only_and_limits() {
+    testkit::require_root!();
     let kiln = Kiln::new();
     let host = kiln.root.parent().unwrap().join("vol");
     std::fs::create_dir_all(&host).unwrap();
@@ -191,6 +167,7 @@ fn mounts_read_only_and_limits() {
 
 #[test]
 fn exit_codes() {
+    testkit::require_root!();
     let kiln = Kiln::new();
     assert_eq!(kiln.run(&["--entrypoint", "/bin/sh", "img", "-c", "exit 42"]).0, 42);
     let (code, _, err) = kiln.run(&["--entrypoint", "nosuch", "img"]);
@@ -204,6 +181,7 @@ fn exit_codes() {
 
 #[test]
 fn sigterm_kills_the_container_and_cleans_up() {
+    testkit::require_root!();
     let kiln = Kiln::new();
     let mut child = kiln
         .cmd(&["run", "--rm", "--network", "none", "-m", "64m", "--entrypoint", "/bin/sleep", "img", "100"])
@@ -223,6 +201,7 @@ fn sigterm_kills_the_container_and_cleans_up() {
 
 #[test]
 fn leftovers_of_a_sigkilled_kiln_are_cleaned_by_the_next_run() {
+    testkit::require_root!();
     let kiln = Kiln::new();
     let mut child = kiln
         .cmd(&["run", "--rm", "--network", "none", "-m", "64m", "--entrypoint", "/bin/sleep", "img", "100"])
@@ -247,6 +226,7 @@ fn leftovers_of_a_sigkilled_kiln_are_cleaned_by_the_next_run() {
 
 #[test]
 fn stdin_tty_caps_init_signals_and_oom() {
+    testkit::require_root!();
     let kiln = Kiln::new();
     // -i: the caller's stdin reaches the container
     let mut child = kiln
@@ -306,6 +286,7 @@ fn stdin_tty_caps_init_signals_and_oom() {
 
 #[test]
 fn missing_images_are_pulled_and_pull_errors_are_clear() {
+    testkit::require_root!();
     let kiln = Kiln::new();
     // port 1 on loopback: nothing listens, the pull fails fast
     let out = kiln.output(&["run", "--rm", "--network", "none", "127.0.0.1:1/nosuch:v1"]);
@@ -353,6 +334,7 @@ fn write_probe(dirs: &[&str]) -> String {
 
 #[test]
 fn read_only_binds_are_read_only_in_every_submount() {
+    testkit::require_root!();
     let kiln = Kiln::new();
     let tree = MountTree::new(kiln.root.parent().unwrap());
     let top = tree.top.to_str().unwrap();
@@ -392,6 +374,7 @@ fn read_only_binds_are_read_only_in_every_submount() {
 
 #[test]
 fn binds_of_host_proc_and_sys_need_an_opt_in() {
+    testkit::require_root!();
     let kiln = Kiln::new();
     for (flag, value) in
         [("-v", "/proc:/hp:ro"), ("-v", "/sys/fs/cgroup:/cg"), ("--mount", "type=bind,src=/sys,dst=/s")]
@@ -418,6 +401,7 @@ fn binds_of_host_proc_and_sys_need_an_opt_in() {
 
 #[test]
 fn big_environments_run_and_too_big_arguments_fail_with_e2big() {
+    testkit::require_root!();
     let kiln = Kiln::new();
     let env_file = kiln.root.parent().unwrap().join("big.env");
     let entries: Vec<String> = (1..=4).map(|n| format!("E{n}={}", n.to_string().repeat(60_000))).collect();
@@ -443,6 +427,7 @@ fn big_environments_run_and_too_big_arguments_fail_with_e2big() {
 
 #[test]
 fn cgroups_of_a_sigkilled_kiln_are_removed_by_any_command_that_opens_the_store() {
+    testkit::require_root!();
     let kiln = Kiln::new();
     let mut child = kiln
         .cmd(&[

@@ -55,6 +55,8 @@
 //! Processes: kiln spawns itself again (`/proc/self/exe`, argv[0] [`init::INIT_ARGV0`]); the
 //! binary's `main` must call [`init::maybe_run_init`] before starting any thread (or use
 //! [`Executor::with_init_program`] with a binary that does, like `kiln-sandbox-init`).
+// Libraries never print: they return values, typed errors and events for the CLI to render.
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 pub mod caps;
 pub mod cgroup;

@@ -8,6 +8,7 @@ use executor::Error;
 
 #[tokio::test]
 async fn environment_of_four_60k_variables() {
+    testkit::require_root!();
     let env = TestEnv::new();
     let mut spec = env.spec(&["/bin/sh", "-c", "echo ${#E1} ${#E2} ${#E3} ${#E4}; echo ${E4:0:1}"]);
     spec.process.env = (1..=4).map(|n| format!("E{n}={}", n.to_string().repeat(60_000))).collect();
@@ -16,6 +17,7 @@ async fn environment_of_four_60k_variables() {
 
 #[tokio::test]
 async fn a_megabyte_of_arguments_in_strings_the_kernel_takes() {
+    testkit::require_root!();
     let env = TestEnv::new();
     // 12 arguments of 100 000 bytes: 1.2 MB in all, each below the 128 KiB per-string limit
     let big: Vec<String> = (0..12).map(|n| ((b'a' + n) as char).to_string().repeat(100_000)).collect();
@@ -26,6 +28,7 @@ async fn a_megabyte_of_arguments_in_strings_the_kernel_takes() {
 
 #[tokio::test]
 async fn what_execve_refuses_fails_with_e2big() {
+    testkit::require_root!();
     let env = TestEnv::new();
     let script = format!("echo {}", "x".repeat(300_000));
     let spec = env.spec(&["/bin/sh", "-c", &script]);

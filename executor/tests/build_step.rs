@@ -7,8 +7,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{TestEnv, base_rootfs};
+use common::TestEnv;
 use executor::{Mount, MountKind, NetworkMode, OverlayUpper, Rootfs, SandboxSpec};
+use testkit::busybox_rootfs;
 
 /// Every path under `root`, relative, sorted (directories with a trailing `/`).
 fn tree(root: &Path) -> Vec<String> {
@@ -38,19 +39,20 @@ fn tiny_lower(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(lower.join("etc")).expect("mkdir");
     let status = std::process::Command::new("cp")
         .arg("-a")
-        .arg(base_rootfs().join("bin"))
+        .arg(busybox_rootfs().join("bin"))
         .arg(&lower)
         .status()
         .expect("cp");
     assert!(status.success());
     for file in ["etc/passwd", "etc/group"] {
-        std::fs::copy(base_rootfs().join(file), lower.join(file)).expect("copy");
+        std::fs::copy(busybox_rootfs().join(file), lower.join(file)).expect("copy");
     }
     lower
 }
 
 #[tokio::test]
 async fn upper_dir_holds_only_what_the_step_wrote() {
+    testkit::require_root!();
     let env = TestEnv::new();
     let dir = env.dir.path();
     let lower = tiny_lower(dir);
@@ -107,6 +109,7 @@ async fn upper_dir_holds_only_what_the_step_wrote() {
 async fn mount_stubs_under_existing_dirs_leave_no_copied_up_parents() {
     // /etc exists in the lower: the /etc/hosts stub made overlayfs copy /etc up; with the stub
     // gone, the copied-up empty /etc must go too
+    testkit::require_root!();
     let env = TestEnv::new();
     let dir = env.dir.path();
     let lower = tiny_lower(dir);

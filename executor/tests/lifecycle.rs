@@ -9,25 +9,9 @@ use std::time::Duration;
 use common::TestEnv;
 use executor::{Executor, NetworkMode, Resources, Stdio};
 
-/// Every descendant of `pid` (host PIDs), from `/proc/PID/task/*/children`.
-fn descendants(pid: i32) -> Vec<i32> {
-    let mut found = Vec::new();
-    let mut queue = vec![pid];
-    while let Some(p) = queue.pop() {
-        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else { continue };
-        for task in tasks.flatten() {
-            let children = std::fs::read_to_string(task.path().join("children")).unwrap_or_default();
-            for child in children.split_whitespace().filter_map(|c| c.parse::<i32>().ok()) {
-                found.push(child);
-                queue.push(child);
-            }
-        }
-    }
-    found
-}
-
 #[tokio::test]
 async fn cancellation_kills_the_whole_tree_and_cleans_up() {
+    testkit::require_root!();
     let env = TestEnv::new();
     // the three background sleeps exist before `ready` is printed: cancel on that signal, not
     // after a guessed delay (which could come before the tree exists)
@@ -44,7 +28,7 @@ async fn cancellation_kills_the_whole_tree_and_cleans_up() {
             let chunk = rx.recv().await.expect("the sandbox printed `ready` before its output closed");
             out.extend(chunk.data);
         }
-        let _ = tree_tx.send(descendants(pid));
+        let _ = tree_tx.send(testkit::process::descendants(pid.unsigned_abs()));
         // keep draining so the sandbox never blocks on a full channel
         tokio::spawn(async move { while rx.recv().await.is_some() {} });
     };
@@ -53,13 +37,14 @@ async fn cancellation_kills_the_whole_tree_and_cleans_up() {
     let tree = tree_rx.await.expect("the tree was listed before the cancel");
     assert!(tree.len() >= 3, "the three sleeps were running at the cancel: {tree:?}");
     assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "PID 1 survived");
-    let survivors: Vec<&i32> =
+    let survivors: Vec<&u32> =
         tree.iter().filter(|p| std::path::Path::new(&format!("/proc/{p}")).exists()).collect();
     assert!(survivors.is_empty(), "processes of the sandbox survived the cancel: {survivors:?}");
 }
 
 #[tokio::test]
 async fn dropping_a_running_sandbox_cleans_up() {
+    testkit::require_root!();
     let env = TestEnv::new();
     let mut spec = env.spec(&["/bin/sleep", "100"]);
     spec.resources = Resources { memory: Some(64 << 20), ..Resources::default() };
@@ -70,6 +55,7 @@ async fn dropping_a_running_sandbox_cleans_up() {
 
 #[tokio::test]
 async fn leftovers_of_a_killed_kiln_are_cleaned_by_the_next_one() {
+    testkit::require_root!();
     let env = TestEnv::new();
     let state_dir = env.dir.path().join("run");
     let id = "0123456789abcdef-stale-test";
@@ -102,6 +88,7 @@ async fn leftovers_of_a_killed_kiln_are_cleaned_by_the_next_one() {
 
 #[tokio::test]
 async fn tty_gives_a_terminal() {
+    testkit::require_root!();
     let env = TestEnv::new();
     let mut spec = env.spec(&[
         "/bin/sh",

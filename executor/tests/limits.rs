@@ -7,6 +7,7 @@ use executor::{Mount, MountKind, Resources};
 
 #[tokio::test]
 async fn memory_limit_reports_oom_kill() {
+    testkit::require_root!();
     let env = TestEnv::new();
     let mut spec = env.spec(&[
         "/bin/sh",
@@ -22,6 +23,7 @@ async fn memory_limit_reports_oom_kill() {
 
 #[tokio::test]
 async fn pids_limit_stops_fork_bombs() {
+    testkit::require_root!();
     let env = TestEnv::new();
     let mut spec =
         env.spec(&["/bin/sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 5 & done 2>&1; echo done"]);
@@ -35,6 +37,7 @@ async fn pids_limit_stops_fork_bombs() {
 /// with or without a cgroup namespace), for a fraction and for more than one CPU.
 #[tokio::test]
 async fn cpu_quota_is_applied() {
+    testkit::require_root!();
     let env = TestEnv::new();
     for (millis, quota_us) in [(500, "50000"), (1500, "150000")] {
         let mut spec = env.spec(&["/bin/sleep", "100"]);
@@ -66,6 +69,7 @@ async fn cpu_quota_is_applied() {
 
 #[tokio::test]
 async fn readonly_rootfs() {
+    testkit::require_root!();
     let env = TestEnv::new();
     let mut spec = env.spec(&[
         "/bin/sh",
@@ -78,6 +82,7 @@ async fn readonly_rootfs() {
 
 #[tokio::test]
 async fn bind_mounts_and_tmpfs() {
+    testkit::require_root!();
     let env = TestEnv::new();
     let data = env.dir.path().join("data");
     let out_dir = env.dir.path().join("out");
@@ -110,6 +115,7 @@ async fn bind_mounts_and_tmpfs() {
 
 #[tokio::test]
 async fn overlay_with_more_layers_than_fit_in_mount_options() {
+    testkit::require_root!();
     let env = TestEnv::new();
     let layers = env.dir.path().join("layers");
     let mut lowers = Vec::new();
@@ -119,7 +125,7 @@ async fn overlay_with_more_layers_than_fit_in_mount_options() {
         std::fs::write(layer.join("layers").join(format!("{index:03}")), "").expect("file");
         lowers.push(layer);
     }
-    lowers.push(common::base_rootfs().to_owned());
+    lowers.push(testkit::busybox_rootfs().to_owned());
     let mut spec = env.spec(&["/bin/sh", "-c", "ls /layers | wc -l"]);
     if let executor::Rootfs::Overlay { lowers: spec_lowers, .. } = &mut spec.rootfs {
         *spec_lowers = lowers;

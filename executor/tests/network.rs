@@ -9,6 +9,7 @@ use executor::NetworkMode;
 
 #[tokio::test]
 async fn network_none_has_only_loopback_up() {
+    testkit::require_root!();
     let env = TestEnv::new();
     let mut spec = env.spec(&["/bin/sh", "-c", "ls /sys/class/net; cat /sys/class/net/lo/operstate"]);
     spec.network = NetworkMode::None;
@@ -32,6 +33,7 @@ async fn sandbox_netns(env: &TestEnv, network: NetworkMode) -> String {
 
 #[tokio::test]
 async fn network_host_shares_the_host_namespace() {
+    testkit::require_root!();
     let env = TestEnv::new();
     let host_ns = std::fs::read_link("/proc/self/ns/net").expect("own netns").to_string_lossy().into_owned();
     // host mode joins this namespace; none (and default) make a new one, so the check can tell
@@ -59,6 +61,7 @@ async fn network_host_shares_the_host_namespace() {
 
 #[tokio::test]
 async fn default_network_reaches_a_server_on_the_bridge() {
+    testkit::require_root!();
     let env = TestEnv::new();
     let bridge = env.executor.bridge().clone();
     bridge.ensure().expect("bridge");
@@ -84,6 +87,7 @@ async fn default_network_reaches_a_server_on_the_bridge() {
 
 #[tokio::test]
 async fn concurrent_default_sandboxes_get_distinct_addresses() {
+    testkit::require_root!();
     let env = TestEnv::new();
     let run = |env: &TestEnv, name: &str| {
         let mut spec = env.spec_in(name, &["/bin/sh", "-c", "ip -4 -o addr show eth0 | awk '{print $4}'"]);

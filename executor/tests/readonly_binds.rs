@@ -9,9 +9,10 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{TestEnv, base_rootfs};
+use common::TestEnv;
 use executor::{Error, Mount, MountKind, Rootfs, SandboxSpec};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use testkit::busybox_rootfs;
 
 /// A tmpfs at `<dir>/tree` holding `file`, with a second tmpfs mounted at `sub` (holding
 /// `file` too). Unmounted on drop, also when the test fails.
@@ -69,6 +70,7 @@ fn write_probe(dirs: &[&str]) -> String {
 
 #[tokio::test]
 async fn read_only_bind_is_read_only_in_every_submount() {
+    testkit::require_root!();
     let env = TestEnv::new();
     let dir = tempfile::tempdir().expect("tempdir");
     let tree = MountTree::new(dir.path());
@@ -86,11 +88,12 @@ async fn read_only_bind_is_read_only_in_every_submount() {
 
 #[tokio::test]
 async fn read_only_directory_rootfs_is_read_only_in_its_submounts() {
+    testkit::require_root!();
     let env = TestEnv::new();
     let dir = tempfile::tempdir().expect("tempdir");
     let rootfs = dir.path().join("rootfs");
     let status =
-        std::process::Command::new("cp").arg("-a").arg(base_rootfs()).arg(&rootfs).status().expect("cp");
+        std::process::Command::new("cp").arg("-a").arg(busybox_rootfs()).arg(&rootfs).status().expect("cp");
     assert!(status.success());
     let mut tree = MountTree { top: rootfs.join("mnt"), mounted: Vec::new() };
     tree.tmpfs(&rootfs.join("mnt"));
@@ -110,7 +113,7 @@ async fn read_only_directory_rootfs_is_read_only_in_its_submounts() {
 
 #[test]
 fn remount_fallback_makes_every_submount_read_only() {
-    assert!(nix::unistd::Uid::effective().is_root(), "needs root");
+    testkit::require_root!();
     let dir = tempfile::tempdir().expect("tempdir");
     let mut tree = MountTree::new(dir.path());
     let copy = dir.path().join("copy");
@@ -140,6 +143,7 @@ fn mount_points_are_found_below_a_path_with_escapes() {
 
 #[tokio::test]
 async fn binds_of_host_proc_and_sys_need_an_opt_in() {
+    testkit::require_root!();
     let env = TestEnv::new();
     for source in ["/proc", "/sys", "/sys/fs/cgroup", "/proc/self/fd", "/dev/fd"] {
         let mut spec = env.spec(&["/bin/true"]);
@@ -166,6 +170,7 @@ async fn binds_of_host_proc_and_sys_need_an_opt_in() {
 
 #[tokio::test]
 async fn read_only_bind_of_the_host_root_is_read_only_everywhere() {
+    testkit::require_root!();
     let env = TestEnv::new();
     let mut spec = env.spec(&["/bin/sh", "-c", "grep ' /host' /proc/self/mountinfo"]);
     spec.mounts = vec![bind(Path::new("/"), "/host", true)];

@@ -7,6 +7,7 @@ use executor::Error;
 
 #[tokio::test]
 async fn output_is_streamed_per_stream() {
+    testkit::require_root!();
     let env = TestEnv::new();
     let out = env.sh("echo hello; echo err >&2").await;
     assert_eq!(out.ok(), "hello\n");
@@ -15,6 +16,7 @@ async fn output_is_streamed_per_stream() {
 
 #[tokio::test]
 async fn only_container_processes_are_visible_and_first_is_pid_1() {
+    testkit::require_root!();
     let env = TestEnv::new();
     let out = env.run(env.spec(&["/bin/ls", "/proc"])).await;
     let pids: Vec<&str> =
@@ -25,6 +27,7 @@ async fn only_container_processes_are_visible_and_first_is_pid_1() {
 
 #[tokio::test]
 async fn hostname_and_etc_files() {
+    testkit::require_root!();
     let env = TestEnv::new();
     let mut spec = env.spec(&[
         "/bin/sh",
@@ -43,6 +46,7 @@ async fn hostname_and_etc_files() {
 
 #[tokio::test]
 async fn host_files_are_invisible() {
+    testkit::require_root!();
     let env = TestEnv::new();
     let marker = env.dir.path().join("host-marker");
     std::fs::write(&marker, "secret").expect("marker");
@@ -52,6 +56,7 @@ async fn host_files_are_invisible() {
 
 #[tokio::test]
 async fn masked_and_readonly_paths() {
+    testkit::require_root!();
     let env = TestEnv::new();
     let out = env
         .sh("wc -c < /proc/keys; wc -c < /proc/timer_list; ls -A /sys/firmware /proc/acpi | grep -vc : ; \
@@ -63,6 +68,7 @@ async fn masked_and_readonly_paths() {
 
 #[tokio::test]
 async fn capabilities_match_docker_defaults() {
+    testkit::require_root!();
     let env = TestEnv::new();
     let out = env.sh("grep -E '^Cap(Eff|Prm|Bnd|Inh)' /proc/self/status").await;
     let text = out.ok();
@@ -82,6 +88,7 @@ async fn capabilities_match_docker_defaults() {
 
 #[tokio::test]
 async fn seccomp_blocks_namespace_and_mount_syscalls() {
+    testkit::require_root!();
     let env = TestEnv::new();
     let out = env
         .sh("unshare -m true 2>&1 && echo unshared; mount -t tmpfs none /mnt 2>&1 && echo mounted; \
@@ -95,6 +102,7 @@ async fn seccomp_blocks_namespace_and_mount_syscalls() {
 
 #[tokio::test]
 async fn users_and_groups() {
+    testkit::require_root!();
     let env = TestEnv::new();
     let cases = [
         // the primary gid first (current BuildKit, containerd), then /etc/group memberships
@@ -118,6 +126,7 @@ async fn users_and_groups() {
 
 #[tokio::test]
 async fn environment_and_working_directory() {
+    testkit::require_root!();
     let env = TestEnv::new();
     let mut spec = env.spec(&["/bin/sh", "-c", "echo $FOO; echo $PATH; pwd; umask"]);
     spec.process.env = vec!["FOO=bar baz".into()];
@@ -132,6 +141,7 @@ async fn environment_and_working_directory() {
 
 #[tokio::test]
 async fn exit_codes_and_missing_commands() {
+    testkit::require_root!();
     let env = TestEnv::new();
     assert_eq!(env.sh("exit 3").await.status.code, 3);
     let out = env.sh("sh -c 'kill -KILL $$'; echo $?").await;
@@ -149,6 +159,7 @@ async fn exit_codes_and_missing_commands() {
 
 #[tokio::test]
 async fn signals_give_128_plus_n() {
+    testkit::require_root!();
     let env = TestEnv::new();
     let mut spec = env.spec(&["/bin/sleep", "100"]);
     spec.process.init = true;

@@ -27,6 +27,8 @@
 //!   [`mount::Mount::expand`].
 //! - Errors are [`ParseError`]: `location` and a typed [`ErrorKind`]; `Display` gives
 //!   `file:line:col: message`.
+// Libraries never print: they return values, typed errors and events for the CLI to render.
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 mod ast;
 mod error;

@@ -41,8 +41,8 @@
 //! same registry it is known to be in ([`record_blob_sources`]).
 //!
 //! Both errors name the image and the cause (render the [`std::error::Error::source`] chain).
-
-#![cfg_attr(test, allow(clippy::unwrap_used))]
+// Libraries never print: they return values, typed errors and events for the CLI to render.
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 pub mod auth;
 mod blob;

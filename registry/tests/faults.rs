@@ -35,7 +35,7 @@ fn setup() -> Setup {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (_dir, src) = support::store();
     let reference = Reference::parse(&format!("{}/test/busybox:1", proxy.host())).unwrap();
-    let manifest = cache::test_support::busybox_image(&src, &reference.to_string()).unwrap();
+    let manifest = testkit::store::busybox_image(&src, &reference.to_string()).unwrap();
     rt.block_on(push(&client, &src, &reference, &registry::Progress::none())).unwrap();
     let manifest_bytes = src.content().read(manifest.digest()).unwrap();
     let parsed: ImageManifest = serde_json::from_slice(&manifest_bytes).unwrap();
@@ -233,7 +233,7 @@ fn upload_failures_are_retried() {
     let (_d, src) = support::store();
     let target = setup.reference.with_tag("again").unwrap();
     let target = Reference::parse(&target.to_string().replace("test/busybox", "other/busybox")).unwrap();
-    cache::test_support::busybox_image(&src, &target.to_string()).unwrap();
+    testkit::store::busybox_image(&src, &target.to_string()).unwrap();
     setup.proxy.inject(Fault::ServerError { path: "/blobs/uploads/".into(), times: 2 });
     setup.rt.block_on(push(&setup.client, &src, &target, &registry::Progress::none())).unwrap();
     let (_d2, dst) = support::store();
@@ -241,7 +241,7 @@ fn upload_failures_are_retried() {
 
     // A storm that does not end: the error names the image and the failing request.
     let third = Reference::parse(&target.to_string().replace("other/busybox", "third/busybox")).unwrap();
-    cache::test_support::busybox_image(&src, &third.to_string()).unwrap();
+    testkit::store::busybox_image(&src, &third.to_string()).unwrap();
     setup.proxy.inject(Fault::ServerError { path: "/blobs/uploads/".into(), times: 1000 });
     let err = chain(
         &setup.rt.block_on(push(&setup.client, &src, &third, &registry::Progress::none())).unwrap_err(),
@@ -276,6 +276,7 @@ impl Drop for Tmpfs {
 
 #[test]
 fn full_disk_during_pull() {
+    testkit::require_root!();
     let setup = setup();
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("root");

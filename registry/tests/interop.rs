@@ -39,7 +39,7 @@ fn skopeo_and_umoci_read_what_kiln_pushes() {
     let rt = runtime();
     let (_dir, store) = support::store();
     let reference = Reference::parse(&format!("{}/interop/busybox:1", server.host())).unwrap();
-    let manifest = cache::test_support::busybox_image(&store, &reference.to_string()).unwrap();
+    let manifest = testkit::store::busybox_image(&store, &reference.to_string()).unwrap();
     rt.block_on(push(&client, &store, &reference, &registry::Progress::none())).unwrap();
 
     let work = tempfile::tempdir().unwrap();

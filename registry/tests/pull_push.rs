@@ -28,7 +28,7 @@ fn reference(host: &str, rest: &str) -> Reference {
 fn push_busybox(rt: &tokio::runtime::Runtime, client: &registry::Client, host: &str) -> Descriptor {
     let (_dir, store) = support::store();
     let r = reference(host, "test/busybox:1");
-    let manifest = cache::test_support::busybox_image(&store, &r.to_string()).unwrap();
+    let manifest = testkit::store::busybox_image(&store, &r.to_string()).unwrap();
     rt.block_on(push(client, &store, &r, &registry::Progress::none())).unwrap();
     manifest
 }
@@ -41,7 +41,7 @@ fn push_then_pull_round_trip() {
     let rt = runtime();
     let (_src_dir, src) = support::store();
     let r = reference(&server.host(), "test/busybox:1");
-    let manifest = cache::test_support::busybox_image(&src, &r.to_string()).unwrap();
+    let manifest = testkit::store::busybox_image(&src, &r.to_string()).unwrap();
 
     let (progress, events) = support::recorder();
     let pushed = rt.block_on(push(&client, &src, &r, &progress)).unwrap();
@@ -106,7 +106,7 @@ fn htpasswd_basic_auth() {
     let rt = runtime();
     let (_dir, store) = support::store();
     let r = reference(&server.host(), "private/busybox:1");
-    cache::test_support::busybox_image(&store, &r.to_string()).unwrap();
+    testkit::store::busybox_image(&store, &r.to_string()).unwrap();
 
     // No credentials: one clear error naming the image and the registry.
     let anonymous = client(auth.path());
@@ -162,7 +162,7 @@ fn bearer_tokens_from_the_challenge() {
     let rt = runtime();
     let (_dir, store) = support::store();
     let r = reference(&proxy.host(), "team/busybox:1");
-    cache::test_support::busybox_image(&store, &r.to_string()).unwrap();
+    testkit::store::busybox_image(&store, &r.to_string()).unwrap();
 
     let anonymous = client(auth.path());
     let err = rt.block_on(push(&anonymous, &store, &r, &registry::Progress::none())).unwrap_err();
@@ -190,12 +190,17 @@ fn bearer_tokens_from_the_challenge() {
 fn registry_token_auth() {
     let certs = tempfile::tempdir().unwrap();
     let tokens = TokenServer::start(certs.path());
-    let server = RegistryServer::start(Auth::Token { realm: tokens.realm(), cert: tokens.cert.clone() });
+    let server = RegistryServer::start(Auth::Token {
+        realm: tokens.realm(),
+        service: support::token_server::SERVICE.to_owned(),
+        issuer: support::token_server::ISSUER.to_owned(),
+        cert: tokens.cert.clone(),
+    });
     let auth = tempfile::tempdir().unwrap();
     let rt = runtime();
     let (_dir, store) = support::store();
     let r = reference(&server.host(), "secure/busybox:1");
-    let manifest = cache::test_support::busybox_image(&store, &r.to_string()).unwrap();
+    let manifest = testkit::store::busybox_image(&store, &r.to_string()).unwrap();
 
     let anonymous = client(auth.path());
     let err = rt.block_on(push(&anonymous, &store, &r, &registry::Progress::none())).unwrap_err();
@@ -234,7 +239,7 @@ fn cross_repository_mount_and_chunked_upload() {
     })
     .unwrap();
     let first = reference(&server.host(), "a/busybox:1");
-    let manifest = cache::test_support::busybox_image(&store, &first.to_string()).unwrap();
+    let manifest = testkit::store::busybox_image(&store, &first.to_string()).unwrap();
     rt.block_on(push(&client, &store, &first, &registry::Progress::none())).unwrap();
 
     // The same image under another repository of the same registry: blobs are mounted.
@@ -270,7 +275,7 @@ fn index_platform_selection() {
     let client = client(auth.path());
     let rt = runtime();
     let (_dir, store) = support::store();
-    let amd = cache::test_support::busybox_image(&store, "example.invalid/x/amd:1").unwrap();
+    let amd = testkit::store::busybox_image(&store, "example.invalid/x/amd:1").unwrap();
     // A second "arm64" image: a different one-file layer.
     let tree = tempfile::tempdir().unwrap();
     std::fs::write(tree.path().join("arch"), "arm64\n").unwrap();

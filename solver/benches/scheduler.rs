@@ -13,8 +13,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use oci_spec::image::Digest;
 use solver::contenthash::Selection;
 use solver::graph::{
-    Definition, ExecOp, GraphBuilder, ImageSource, MergeOp, Mount, MountKind, NetworkMode, Op, SourceOp,
-    VertexMetadata,
+    Definition, ExecOp, GraphBuilder, ImageSource, MergeOp, Mount, NetworkMode, Op, SourceOp, VertexMetadata,
 };
 use solver::progress::ProgressSender;
 use solver::scheduler::{MemoryCache, OpRunner, RunError, RunJob, SolveOptions, Solver};
@@ -49,14 +48,7 @@ fn exec(chain: usize, step: usize) -> Op {
         user: String::new(),
         hostname: None,
         network: NetworkMode::Default,
-        mounts: vec![Mount {
-            input: Some(0),
-            selector: String::new(),
-            dest: "/".into(),
-            output: Some(0),
-            readonly: false,
-            kind: MountKind::Bind,
-        }],
+        mounts: vec![Mount::rootfs()],
     })
 }
 

@@ -254,14 +254,7 @@ mod tests {
                 hostname: None,
                 network: NetworkMode::Default,
                 mounts: vec![
-                    Mount {
-                        input: Some(0),
-                        selector: String::new(),
-                        dest: "/".into(),
-                        output: Some(0),
-                        readonly: false,
-                        kind: MountKind::Bind,
-                    },
+                    Mount::rootfs(),
                     Mount {
                         input: None,
                         selector: String::new(),
@@ -328,14 +321,7 @@ mod tests {
     }
 
     fn exec_with(mount: Mount) -> Op {
-        let root = Mount {
-            input: Some(0),
-            selector: String::new(),
-            dest: "/".into(),
-            output: Some(0),
-            readonly: false,
-            kind: MountKind::Bind,
-        };
+        let root = Mount::rootfs();
         Op::Exec(ExecOp {
             args: vec!["true".into()],
             env: vec![],

@@ -26,8 +26,8 @@
 //!   `ResultCache` for runner results implementing [`storecache::StoreRef`].
 //! - [`progress`]: events, [`progress::VertexLog`] for runners, renderers (plain, tty, rawjson,
 //!   quiet) and the CLI entry point [`progress::render`].
-
-#![cfg_attr(test, allow(clippy::unwrap_used))]
+// Libraries never print: they return values, typed errors and events for the CLI to render.
+#![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 
 pub mod build;
 pub mod cachekey;

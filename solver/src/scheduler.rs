@@ -564,6 +564,10 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 }
 
 #[cfg(test)]
+#[path = "scheduler_test_graph.rs"]
+mod test_graph;
+
+#[cfg(test)]
 #[path = "scheduler_tests.rs"]
 mod tests;
 

@@ -13,6 +13,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
+use super::test_graph::{context, exec, image, meta};
 use super::*;
 use crate::graph::*;
 
@@ -68,34 +69,6 @@ impl OpRunner for MountFake {
     }
 }
 
-fn meta(name: &str) -> VertexMetadata {
-    VertexMetadata { description: Some(name.to_owned()), ..VertexMetadata::default() }
-}
-
-fn rootfs() -> Mount {
-    Mount {
-        input: Some(0),
-        selector: String::new(),
-        dest: "/".into(),
-        output: Some(0),
-        readonly: false,
-        kind: MountKind::Bind,
-    }
-}
-
-fn exec(args: &[&str], mounts: Vec<Mount>) -> Op {
-    Op::Exec(ExecOp {
-        args: args.iter().map(|s| s.to_string()).collect(),
-        env: vec![],
-        cwd: "/".into(),
-        user: String::new(),
-        hostname: None,
-        network: NetworkMode::Default,
-        mounts,
-        proxy_env: vec![],
-    })
-}
-
 fn bind(input: u32, selector: &str, dest: &str) -> Mount {
     Mount {
         input: Some(input),
@@ -107,32 +80,13 @@ fn bind(input: u32, selector: &str, dest: &str) -> Mount {
     }
 }
 
-fn image(b: &mut GraphBuilder) -> Input {
-    let op = Op::Source(SourceOp::Image(ImageSource {
-        reference: "docker.io/library/busybox:latest".into(),
-        platform: None,
-    }));
-    b.add_output(op, vec![], meta("FROM busybox")).unwrap()
-}
-
-fn context(b: &mut GraphBuilder) -> Input {
-    let op = Op::Source(SourceOp::Local(LocalSource {
-        name: "context".into(),
-        include_patterns: vec![],
-        exclude_patterns: vec![],
-        follow_paths: vec![],
-        shared_key: String::new(),
-    }));
-    b.add_output(op, vec![], meta("[internal] load build context")).unwrap()
-}
-
 /// `RUN --mount=type=bind[,source=SELECTOR],target=/src` of the context.
 fn context_bind(selector: &str) -> Definition {
     let mut b = GraphBuilder::new();
     let base = image(&mut b);
     let ctx = context(&mut b);
     let step = b.add_output(
-        exec(&["build"], vec![rootfs(), bind(1, selector, "/src")]),
+        exec(&["build"], vec![Mount::rootfs(), bind(1, selector, "/src")]),
         vec![base, ctx],
         meta("step"),
     );
@@ -149,9 +103,10 @@ fn stage_bind() -> Definition {
         actions: vec![FileAction::Copy(CopyAction::new(1, "/a.txt", "/"))],
     });
     let copied = b.add_output(copy, vec![base.clone(), ctx], meta("stage COPY")).unwrap();
-    let stage = b.add_output(exec(&["make"], vec![rootfs()]), vec![copied], meta("stage RUN")).unwrap();
+    let stage =
+        b.add_output(exec(&["make"], vec![Mount::rootfs()]), vec![copied], meta("stage RUN")).unwrap();
     let step = b.add_output(
-        exec(&["use"], vec![rootfs(), bind(1, "/out", "/out")]),
+        exec(&["use"], vec![Mount::rootfs(), bind(1, "/out", "/out")]),
         vec![base, stage],
         meta("step"),
     );
@@ -221,7 +176,7 @@ async fn a_bind_from_a_stage_sub_path_is_keyed_by_that_path_only() {
 async fn cache_tmpfs_and_secret_mounts_never_enter_the_key() {
     let mounts = |id: &str| {
         vec![
-            rootfs(),
+            Mount::rootfs(),
             Mount {
                 input: None,
                 selector: String::new(),

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc::unbounded_channel;
 
+use super::test_graph::{context, exec as exec_with, image, meta};
 use super::*;
 use crate::graph::*;
 use crate::progress::{LogStream, PlainRenderer, ProgressEvent};
@@ -96,47 +97,8 @@ impl OpRunner for FakeRunner {
     }
 }
 
-fn meta(name: &str) -> VertexMetadata {
-    VertexMetadata { description: Some(name.to_owned()), ..VertexMetadata::default() }
-}
-
 fn exec(args: &[&str]) -> Op {
-    Op::Exec(ExecOp {
-        args: args.iter().map(|s| s.to_string()).collect(),
-        proxy_env: Vec::new(),
-        env: vec![],
-        cwd: "/".into(),
-        user: String::new(),
-        hostname: None,
-        network: NetworkMode::Default,
-        mounts: vec![Mount {
-            input: Some(0),
-            selector: String::new(),
-            dest: "/".into(),
-            output: Some(0),
-            readonly: false,
-            kind: MountKind::Bind,
-        }],
-    })
-}
-
-fn image(b: &mut GraphBuilder) -> Input {
-    let op = Op::Source(SourceOp::Image(ImageSource {
-        reference: "docker.io/library/busybox:latest".into(),
-        platform: None,
-    }));
-    b.add_output(op, vec![], meta("FROM busybox")).unwrap()
-}
-
-fn context(b: &mut GraphBuilder) -> Input {
-    let op = Op::Source(SourceOp::Local(LocalSource {
-        name: "context".into(),
-        include_patterns: vec![],
-        exclude_patterns: vec![],
-        follow_paths: vec![],
-        shared_key: String::new(),
-    }));
-    b.add_output(op, vec![], meta("[internal] load build context")).unwrap()
+    exec_with(args, vec![Mount::rootfs()])
 }
 
 fn copy(b: &mut GraphBuilder, base: Input, ctx: Input, path: &str, name: &str) -> Input {

@@ -155,14 +155,7 @@ fn run_op(args: &str) -> Op {
         user: String::new(),
         hostname: None,
         network: NetworkMode::Default,
-        mounts: vec![Mount {
-            input: Some(0),
-            selector: String::new(),
-            dest: "/".into(),
-            output: Some(0),
-            readonly: false,
-            kind: MountKind::Bind,
-        }],
+        mounts: vec![Mount::rootfs()],
     })
 }
 

@@ -1,12 +1,12 @@
-//! Shared helpers of the executor's root integration tests: a busybox rootfs built once per
-//! test binary, per-test overlay uppers, output capture and leak checks.
+//! Shared helpers of the executor's root integration tests: per-test overlay uppers over the
+//! busybox rootfs of `testkit` (built once per test binary), output capture and leak checks.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use executor::network::Bridge;
 use executor::{Executor, ExitStatus, OutputStream, OverlayUpper, Rootfs, SandboxSpec, Stdio};
+use testkit::busybox_rootfs;
 
 /// A bridge of this test alone (unique name and /24 subnet), removed by [`TestEnv`]'s drop.
 pub fn unique_bridge() -> Bridge {
@@ -20,23 +20,6 @@ pub fn unique_bridge() -> Bridge {
     )
 }
 
-/// The busybox rootfs (read-only lower shared by all tests of this binary).
-pub fn base_rootfs() -> &'static Path {
-    static BASE: OnceLock<tempfile::TempDir> = OnceLock::new();
-    BASE.get_or_init(|| {
-        let dir = tempfile::Builder::new().prefix("kiln-executor-base-").tempdir().expect("tempdir");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/rootfs/busybox-rootfs.sh");
-        let status = std::process::Command::new("sh")
-            .arg(&script)
-            .arg(dir.path())
-            .status()
-            .expect("run busybox-rootfs.sh");
-        assert!(status.success(), "busybox-rootfs.sh failed");
-        dir
-    })
-    .path()
-}
-
 /// One test's world: a temp dir with the state dir and an overlay upper over the busybox base.
 pub struct TestEnv {
     pub dir: tempfile::TempDir,
@@ -46,7 +29,7 @@ pub struct TestEnv {
 
 impl TestEnv {
     pub fn new() -> Self {
-        assert!(nix::unistd::Uid::effective().is_root(), "the executor tests need root");
+        assert!(testkit::is_root(), "TestEnv needs root: begin the test with testkit::require_root!()");
         let dir = tempfile::Builder::new().prefix("kiln-executor-test-").tempdir().expect("tempdir");
         let executor = Executor::new(dir.path().join("run"))
             .expect("executor")
@@ -72,7 +55,7 @@ impl TestEnv {
         std::fs::create_dir_all(&work).expect("work");
         SandboxSpec::new(
             Rootfs::Overlay {
-                lowers: vec![base_rootfs().to_owned()],
+                lowers: vec![busybox_rootfs().to_owned()],
                 upper: Some(OverlayUpper { upper, work }),
             },
             args.iter().map(|a| (*a).to_owned()).collect(),

@@ -1,4 +1,4 @@
-//! Test support: a real `docker-registry` on 127.0.0.1 (stopped by PID on drop), an
+//! Test support: a real `docker-registry` on 127.0.0.1 (`testkit::registry`), an
 //! authenticating / fault-injecting proxy with a token server in front of it, and helpers.
 
 #![allow(dead_code, clippy::unwrap_used)]
@@ -6,9 +6,8 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
@@ -18,8 +17,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use registry::{AuthConfig, Client, ClientOptions, Event, Progress};
 
-pub const USER: &str = "kiln";
-pub const PASSWORD: &str = "s3cret-pw";
+pub use testkit::registry::{Auth, PASSWORD, RegistryServer, USER};
 
 /// A loopback address where nothing listens, reserved for as long as the returned socket lives
 /// (bound, never listening: connections are refused, and no other process can take the port).
@@ -30,101 +28,7 @@ pub fn refused_addr() -> (tokio::net::TcpSocket, SocketAddr) {
     (socket, addr)
 }
 
-pub mod forward;
 pub mod token_server;
-
-/// How the registry authenticates.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Auth {
-    None,
-    Htpasswd,
-    /// Docker token auth: JWTs from this realm, signed by the key of this certificate.
-    Token {
-        realm: String,
-        cert: PathBuf,
-    },
-}
-
-/// A `docker-registry` process; killed (by PID) and reaped on drop. It listens on a unix socket
-/// behind a TCP port this process bound (see [`forward`]): no port is picked and released.
-pub struct RegistryServer {
-    child: Child,
-    pub addr: SocketAddr,
-    pub dir: tempfile::TempDir,
-    socket: PathBuf,
-    _forward: forward::UnixForward,
-}
-
-impl RegistryServer {
-    pub fn start(auth: Auth) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("registry.sock");
-        let auth_section = match auth {
-            Auth::None => String::new(),
-            Auth::Htpasswd => {
-                let output = Command::new("htpasswd").args(["-Bbn", USER, PASSWORD]).output().unwrap();
-                assert!(output.status.success(), "htpasswd failed");
-                let file = dir.path().join("htpasswd");
-                std::fs::write(&file, &output.stdout).unwrap();
-                format!("auth:\n  htpasswd:\n    realm: kiln-test\n    path: {}\n", file.display())
-            }
-            Auth::Token { realm, cert } => format!(
-                "auth:\n  token:\n    realm: {realm}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
-                token_server::SERVICE,
-                token_server::ISSUER,
-                cert.display()
-            ),
-        };
-        let config = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    \
-             rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  net: unix\n  addr: {}\n  relativeurls: true\n{auth_section}",
-            dir.path().join("data").display(),
-            socket.display()
-        );
-        let config_path = dir.path().join("config.yml");
-        std::fs::write(&config_path, config).unwrap();
-        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
-        let child = Command::new("/usr/bin/docker-registry")
-            .arg("serve")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start /usr/bin/docker-registry (apt-get install docker-registry)");
-        let forward = forward::UnixForward::start(socket.clone());
-        let mut server = Self { child, addr: forward.addr, dir, socket, _forward: forward };
-        server.wait_ready();
-        server
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                let log = std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default();
-                panic!("docker-registry exited with {status}: {log}");
-            }
-            if std::os::unix::net::UnixStream::connect(&self.socket).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("docker-registry did not listen on {} within 20 s", self.socket.display());
-    }
-
-    /// `127.0.0.1:PORT`.
-    pub fn host(&self) -> String {
-        self.addr.to_string()
-    }
-}
-
-impl Drop for RegistryServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A client for tests: fast retries, credentials files in `auth_dir` (none present unless the
 /// test writes them).

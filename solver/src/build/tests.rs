@@ -104,14 +104,7 @@ fn plan(fail: bool) -> (Definition, Input) {
             user: String::new(),
             hostname: None,
             network: NetworkMode::Default,
-            mounts: vec![Mount {
-                input: Some(0),
-                selector: String::new(),
-                dest: "/".into(),
-                output: Some(0),
-                readonly: false,
-                kind: MountKind::Bind,
-            }],
+            mounts: vec![Mount::rootfs()],
         };
         last = graph.add_output(Op::Exec(exec), vec![last], described("[3/3] RUN fail", "4-5")).unwrap();
     }

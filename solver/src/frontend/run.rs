@@ -76,14 +76,7 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
             ));
         }
         let mut inputs = Inputs(vec![state.fs.clone()]);
-        let mut mounts = vec![Mount {
-            input: Some(0),
-            selector: String::new(),
-            dest: "/".into(),
-            output: Some(0),
-            readonly: false,
-            kind: MountKind::Bind,
-        }];
+        let mut mounts = vec![Mount::rootfs()];
         // variables a secret sets show as **** in the step name (BuildKit's withSecretEnvMask)
         let mut display_env = state.env.clone();
         for name in

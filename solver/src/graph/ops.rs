@@ -166,6 +166,20 @@ pub struct Mount {
     pub kind: MountKind,
 }
 
+impl Mount {
+    /// The root filesystem of an exec: input 0 at `/`, written to output 0.
+    pub fn rootfs() -> Mount {
+        Mount {
+            input: Some(0),
+            selector: String::new(),
+            dest: "/".into(),
+            output: Some(0),
+            readonly: false,
+            kind: MountKind::Bind,
+        }
+    }
+}
+
 /// What a mount is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

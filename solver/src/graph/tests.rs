@@ -23,14 +23,7 @@ fn context() -> Op {
 }
 
 fn run(args: &[&str], extra_mounts: Vec<Mount>) -> Op {
-    let mut mounts = vec![Mount {
-        input: Some(0),
-        selector: String::new(),
-        dest: "/".into(),
-        output: Some(0),
-        readonly: false,
-        kind: MountKind::Bind,
-    }];
+    let mut mounts = vec![Mount::rootfs()];
     mounts.extend(extra_mounts);
     Op::Exec(ExecOp {
         args: args.iter().map(|s| s.to_string()).collect(),

@@ -2,9 +2,6 @@
 //! every connection to a unix socket. Test servers that cannot be handed a bound socket (Debian's
 //! `docker-registry` listens where its config says) listen on a unix socket behind it, so no
 //! port is picked, released and bound again by another process (the pick-release-rebind race).
-//! Also included by `cli/tests/registry.rs`.
-
-#![allow(dead_code, clippy::unwrap_used)]
 
 use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -15,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 
 /// Forwards `addr` (loopback TCP) to a unix socket until dropped.
+#[derive(Debug)]
 pub struct UnixForward {
     pub addr: SocketAddr,
     stop: Arc<AtomicBool>,
@@ -23,8 +21,8 @@ pub struct UnixForward {
 
 impl UnixForward {
     pub fn start(socket: PathBuf) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("bind 127.0.0.1:0: {e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("address of a bound socket: {e}"));
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let thread = std::thread::spawn(move || {
