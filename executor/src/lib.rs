@@ -63,6 +63,7 @@ pub mod init;
 pub mod mounts;
 pub mod network;
 pub mod process;
+pub mod runtime;
 pub mod sandbox;
 pub mod seccomp;
 pub mod spec;
