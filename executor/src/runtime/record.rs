@@ -390,9 +390,19 @@ fn read_state(dir: &Path) -> Result<ContainerState> {
     Ok(state)
 }
 
-/// Whether the monitor named by a `pid starttime` token still runs.
+/// Whether the monitor named by a `pid starttime` token still runs. A zombie counts as
+/// dead: a SIGKILLed monitor stays one until whoever adopted it reaps it.
 pub fn monitor_alive(token: &str) -> bool {
-    crate::network::owner_alive(token)
+    let mut parts = token.split_whitespace();
+    let (Some(pid), Some(start)) = (parts.next().and_then(|p| p.parse::<i32>().ok()), parts.next()) else {
+        return false;
+    };
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // the command name may contain spaces and parentheses: fields start after the last ')'
+    let Some(rest) = stat.rfind(')').map(|at| &stat[at + 2..]) else { return false };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let alive = fields.first().is_some_and(|state| !matches!(*state, "Z" | "X" | "x"));
+    alive && fields.get(19) == Some(&start)
 }
 
 /// The container store under `<kiln root>/runtime-v1`.
