@@ -196,8 +196,12 @@ async fn supervise(store: &Store, container: &mut Container, reporter: &mut Repo
             Ok(status) => (Some(status.code), status.oom_killed, String::new()),
             Err(err) => (None, false, err.to_string()),
         };
+        // decided and recorded in one step: a `wait` never sees "exited" between two runs
+        let policy = container.config.restart;
+        let mut restart = false;
         container.update(|state| {
-            state.status = Status::Exited;
+            restart = policy.should_restart(code.unwrap_or(-1), restarts, state.stop_requested);
+            state.status = if restart { Status::Restarting } else { Status::Exited };
             state.exit_code = code;
             state.oom_killed = oom_killed;
             state.error = error;
@@ -206,15 +210,13 @@ async fn supervise(store: &Store, container: &mut Container, reporter: &mut Repo
             state.pid_start = 0;
             state.cgroup_dirs.clear();
         })?;
-        let stop_requested = container.state.stop_requested;
-        if !container.config.restart.should_restart(code.unwrap_or(-1), restarts, stop_requested) {
+        if !restart {
             return Ok(());
         }
         if started.elapsed() >= BACKOFF_RESET {
             backoff = FIRST_BACKOFF;
         }
         restarts += 1;
-        container.update(|state| state.status = Status::Restarting)?;
         if wait_unless_stopped(container, backoff).await? {
             container.update(|state| state.status = Status::Exited)?;
             return Ok(());

@@ -16,6 +16,8 @@ pub const FORMAT_VERSION: u32 = 1;
 const CONFIG: &str = "config.json";
 const STATE: &str = "state.json";
 const LOCK: &str = "lock";
+/// A container directory without config this old belongs to a create that died.
+const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Errors of the container and volume store.
 #[derive(Debug, thiserror::Error)]
@@ -485,8 +487,8 @@ impl Store {
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 let owner = std::fs::read_to_string(&path).unwrap_or_default();
-                if !owner.is_empty() && !self.containers_dir().join(&owner).join(CONFIG).exists() {
-                    // left by a kiln killed while removing that container: take it over
+                if self.abandoned_reservation(&path, owner.trim()) {
+                    // left by a kiln killed while creating or removing: take it over
                     write_atomic(&path, id.as_bytes())?;
                     return Ok(());
                 }
@@ -494,6 +496,23 @@ impl Store {
             }
             Err(e) => Err(RuntimeError::Io { what: "create", path, source: e }),
         }
+    }
+
+    /// A name file whose container does not exist and is not being created either: the
+    /// directory is gone, or it never got its config within [`ABANDONED_AFTER`].
+    fn abandoned_reservation(&self, name_file: &Path, owner: &str) -> bool {
+        let old = |path: &Path| {
+            std::fs::symlink_metadata(path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > ABANDONED_AFTER)
+        };
+        if owner.is_empty() || owner.len() != 64 || !owner.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return old(name_file);
+        }
+        let dir = self.containers_dir().join(owner);
+        !dir.exists() || (!dir.join(CONFIG).exists() && old(&dir))
     }
 
     fn generated_name(&self, id: &str) -> Result<String> {
