@@ -181,7 +181,10 @@ fn a_detached_loop_outlives_run_and_streams_logs_and_takes_execs() {
     assert!(ps.contains(&id[..12]) && ps.contains("Up ") && ps.contains("svc"), "{ps}");
     assert_eq!(kiln.ok(&["ps", "-q", "--filter", "label=app=web"]).trim(), &id[..12]);
     assert_eq!(kiln.ok(&["ps", "-q", "--filter", "label=app=db"]).trim(), "");
-    assert_eq!(kiln.ok(&["ps", "-q", "--filter", "ancestor=img", "--filter", "status=running"]).trim(), &id[..12]);
+    assert_eq!(
+        kiln.ok(&["ps", "-q", "--filter", "ancestor=img", "--filter", "status=running"]).trim(),
+        &id[..12]
+    );
     assert_eq!(kiln.ok(&["ps", "-q", "--filter", "status=exited"]).trim(), "");
 
     // logs -f streams lines written after it started
@@ -197,14 +200,38 @@ fn a_detached_loop_outlives_run_and_streams_logs_and_takes_execs() {
     assert_eq!(kiln.ok(&["exec", "svc", "cat", "/tmp/marker"]), "up\n");
     kiln.ok(&["exec", "svc", "sh", "-c", "echo from-exec > /tmp/written"]);
     assert_eq!(kiln.ok(&["exec", "svc", "cat", "/tmp/written"]), "from-exec\n");
-    let status = kiln.ok(&["exec", "svc", "sh", "-c", "grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/self/status /proc/1/status"]);
+    let status = kiln.ok(&[
+        "exec",
+        "svc",
+        "sh",
+        "-c",
+        "grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/self/status /proc/1/status",
+    ]);
     for key in ["CapBnd", "NoNewPrivs", "Seccomp"] {
-        let values: Vec<&str> =
-            status.lines().filter(|l| l.contains(key)).map(|l| l.rsplit(':').next().unwrap().trim()).collect();
+        let values: Vec<&str> = status
+            .lines()
+            .filter(|l| l.contains(key))
+            .map(|l| l.rsplit(':').next().unwrap().trim())
+            .collect();
         assert_eq!(values.len(), 2, "{status}");
         assert_eq!(values[0], values[1], "{key} differs between exec and PID 1: {status}");
     }
-    assert_eq!(kiln.ok(&["exec", "-u", "1000:1000", "-w", "/tmp", "-e", "X=y", "svc", "sh", "-c", "echo $(id -u) $PWD $X"]), "1000 /tmp y\n");
+    assert_eq!(
+        kiln.ok(&[
+            "exec",
+            "-u",
+            "1000:1000",
+            "-w",
+            "/tmp",
+            "-e",
+            "X=y",
+            "svc",
+            "sh",
+            "-c",
+            "echo $(id -u) $PWD $X"
+        ]),
+        "1000 /tmp y\n"
+    );
     let code = kiln.output(&["exec", "svc", "sh", "-c", "exit 7"]).status.code();
     assert_eq!(code, Some(7));
     assert_eq!(kiln.output(&["exec", "svc", "no-such-command"]).status.code(), Some(127));
@@ -267,7 +294,9 @@ fn on_failure_3_restarts_exactly_three_times() {
     assert_eq!(kiln.logs("clean"), "run\n");
     // --rm: the monitor removes the container after its exit
     kiln.detach(&["--name", "gone", "--rm", "img", "true"]);
-    wait_for("--rm container removed", || !kiln.ok(&["ps", "-aq", "--filter", "name=gone"]).contains(|c: char| c.is_ascii_hexdigit()));
+    wait_for("--rm container removed", || {
+        !kiln.ok(&["ps", "-aq", "--filter", "name=gone"]).contains(|c: char| c.is_ascii_hexdigit())
+    });
 }
 
 #[test]
@@ -312,7 +341,8 @@ fn concurrent_creates_never_lose_a_container() {
         );
     }
     // and one more taking a name already being taken: exactly one of the two wins
-    let duplicate = kiln.cmd(&["create", "--network", "none", "--name", "c0", "img", "true"]).output().unwrap();
+    let duplicate =
+        kiln.cmd(&["create", "--network", "none", "--name", "c0", "img", "true"]).output().unwrap();
     let mut ids = Vec::new();
     for child in children {
         let out = child.wait_with_output().unwrap();
@@ -344,20 +374,37 @@ fn volumes_persist_copy_up_and_refuse_removal_in_use() {
     assert_eq!(run(&["-v", "data:/data:ro", "img", "cat", "/data/file"]), "written\n");
     assert!(kiln.ok(&["volume", "ls", "-q"]).lines().any(|l| l == "data"));
     // read-only
-    let out = kiln.output(&["run", "--rm", "--network", "none", "-v", "data:/data:ro", "img", "touch", "/data/x"]);
+    let out =
+        kiln.output(&["run", "--rm", "--network", "none", "-v", "data:/data:ro", "img", "touch", "/data/x"]);
     assert!(!out.status.success());
 
     // copy-up keeps owners and modes, on the host too
-    let listing = run(&["--mount", "type=volume,source=seeded,target=/seed", "img", "stat", "-c", "%u:%g %a %n", "/seed/sub", "/seed/sub/file"]);
+    let listing = run(&[
+        "--mount",
+        "type=volume,source=seeded,target=/seed",
+        "img",
+        "stat",
+        "-c",
+        "%u:%g %a %n",
+        "/seed/sub",
+        "/seed/sub/file",
+    ]);
     assert_eq!(listing, "1234:5678 755 /seed/sub\n1234:5678 640 /seed/sub/file\n");
-    let inspect: Vec<serde_json::Value> = serde_json::from_str(&kiln.ok(&["volume", "inspect", "seeded"])).unwrap();
+    let inspect: Vec<serde_json::Value> =
+        serde_json::from_str(&kiln.ok(&["volume", "inspect", "seeded"])).unwrap();
     let mountpoint = PathBuf::from(inspect[0]["Mountpoint"].as_str().unwrap());
     let meta = std::fs::metadata(mountpoint.join("sub/file")).unwrap();
-    assert_eq!((std::os::unix::fs::MetadataExt::uid(&meta), std::os::unix::fs::MetadataExt::gid(&meta)), (1234, 5678));
+    assert_eq!(
+        (std::os::unix::fs::MetadataExt::uid(&meta), std::os::unix::fs::MetadataExt::gid(&meta)),
+        (1234, 5678)
+    );
     // not copied again over what the volume holds; volume-nocopy copies nothing
     run(&["-v", "seeded:/seed", "img", "rm", "/seed/sub/file"]);
     assert_eq!(run(&["-v", "seeded:/seed", "img", "ls", "/seed/sub"]), "");
-    assert_eq!(run(&["--mount", "type=volume,source=bare,target=/seed,volume-nocopy", "img", "ls", "/seed"]), "");
+    assert_eq!(
+        run(&["--mount", "type=volume,source=bare,target=/seed,volume-nocopy", "img", "ls", "/seed"]),
+        ""
+    );
 
     // in use by a container (even a stopped one): refused
     let id = kiln.detach(&["--name", "user", "-v", "data:/data", "img", "sleep", "1000"]);
@@ -379,6 +426,7 @@ fn volumes_persist_copy_up_and_refuse_removal_in_use() {
     kiln.ok(&["volume", "rm", "data"]);
     assert!(!kiln.ok(&["volume", "ls", "-q"]).lines().any(|l| l == "data"));
     // the foreground --rm runs removed their anonymous volumes
-    let left: Vec<String> = kiln.ok(&["volume", "ls", "-q"]).lines().filter(|l| l.len() == 64).map(str::to_owned).collect();
+    let left: Vec<String> =
+        kiln.ok(&["volume", "ls", "-q"]).lines().filter(|l| l.len() == 64).map(str::to_owned).collect();
     assert!(left.is_empty(), "anonymous volumes left: {left:?}");
 }

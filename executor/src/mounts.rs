@@ -411,7 +411,8 @@ fn mount_volume(source: &Path, target: &Path, copy_up: bool, readonly: bool) -> 
     let handle = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&directory)));
     if copy_up
         && fs::symlink_metadata(target).is_ok_and(|m| m.is_dir())
-        && crate::runtime::copy_up::is_empty(&handle).map_err(io(format!("read volume {}", source.display())))?
+        && crate::runtime::copy_up::is_empty(&handle)
+            .map_err(io(format!("read volume {}", source.display())))?
         && !crate::runtime::copy_up::is_empty(target).unwrap_or(true)
     {
         crate::runtime::copy_up::copy_dir_contents(target, &handle).map_err(io("copy up into volume"))?;

@@ -14,7 +14,8 @@ use crate::GlobalOptions;
 pub(crate) const SELF: &str = "/proc/self/exe";
 
 pub(crate) fn open(global: &GlobalOptions) -> anyhow::Result<Store> {
-    Store::open(&global.root).with_context(|| format!("cannot open the container store in {}", global.root.display()))
+    Store::open(&global.root)
+        .with_context(|| format!("cannot open the container store in {}", global.root.display()))
 }
 
 /// Runs `action` for every container named, like docker: errors are printed and the command
@@ -66,7 +67,13 @@ pub fn start(global: &GlobalOptions, args: StartArgs) -> anyhow::Result<ExitCode
 #[derive(Debug, clap::Args)]
 pub struct StopArgs {
     /// Seconds to wait before killing the container (default: its --stop-timeout, else 10).
-    #[arg(short = 't', long = "timeout", alias = "time", value_name = "SECONDS", allow_negative_numbers = true)]
+    #[arg(
+        short = 't',
+        long = "timeout",
+        alias = "time",
+        value_name = "SECONDS",
+        allow_negative_numbers = true
+    )]
     pub timeout: Option<i64>,
     /// Signal to send (default: the container's stop signal).
     #[arg(short, long, value_name = "SIGNAL")]
@@ -79,7 +86,8 @@ fn stop_one(container: &mut runtime::Container, args: &StopArgs) -> anyhow::Resu
     let signal = stop::parse_signal(args.signal.as_deref().unwrap_or(&container.config.stop_signal))?;
     let seconds = args.timeout.unwrap_or(container.config.stop_timeout as i64);
     // docker: a negative timeout waits forever
-    let timeout = if seconds < 0 { Duration::from_secs(u64::MAX / 4) } else { Duration::from_secs(seconds as u64) };
+    let timeout =
+        if seconds < 0 { Duration::from_secs(u64::MAX / 4) } else { Duration::from_secs(seconds as u64) };
     stop::stop(container, signal, timeout)?;
     Ok(())
 }

@@ -64,7 +64,10 @@ fn image_matches(container: &Container, image: &str) -> bool {
     let strip = |name: &str| name.strip_suffix(":latest").unwrap_or(name).to_owned();
     strip(&config.image) == strip(image)
         || config.image_id == image
-        || config.image_id.strip_prefix("sha256:").is_some_and(|hex| !image.is_empty() && hex.starts_with(image))
+        || config
+            .image_id
+            .strip_prefix("sha256:")
+            .is_some_and(|hex| !image.is_empty() && hex.starts_with(image))
 }
 
 fn matches(container: &Container, filter: &Filter) -> bool {
@@ -93,7 +96,8 @@ fn selected(container: &Container, filters: &[Filter]) -> bool {
         of_kind.is_empty() || of_kind.iter().any(|f| matches(container, f))
     });
     // labels: every one must match
-    alternatives_hold && filters.iter().filter(|f| matches!(f, Filter::Label(..))).all(|f| matches(container, f))
+    alternatives_hold
+        && filters.iter().filter(|f| matches!(f, Filter::Label(..))).all(|f| matches(container, f))
 }
 
 fn seconds_since(nanos: Option<i64>) -> u64 {
@@ -135,7 +139,9 @@ pub fn run(global: &GlobalOptions, args: PsArgs) -> anyhow::Result<ExitCode> {
     let mut containers: Vec<Container> = store
         .list()?
         .into_iter()
-        .filter(|c| args.all || c.state.status.is_active() || filters.iter().any(|f| matches!(f, Filter::Status(_))))
+        .filter(|c| {
+            args.all || c.state.status.is_active() || filters.iter().any(|f| matches!(f, Filter::Status(_)))
+        })
         .filter(|c| selected(c, &filters))
         .collect();
     // newest first, like docker
@@ -150,7 +156,9 @@ pub fn run(global: &GlobalOptions, args: PsArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let mut rows = vec![
-        ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"].map(str::to_owned).to_vec(),
+        ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+            .map(str::to_owned)
+            .to_vec(),
     ];
     for container in &containers {
         rows.push(vec![

@@ -12,7 +12,9 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use executor::runtime::{ContainerConfig, RestartPolicy};
-use executor::{Executor, Mount, MountKind, NetworkMode, OverlayUpper, Resources, Rootfs, SandboxSpec, Stdio};
+use executor::{
+    Executor, Mount, MountKind, NetworkMode, OverlayUpper, Resources, Rootfs, SandboxSpec, Stdio,
+};
 
 mod io;
 mod layer;
@@ -334,7 +336,10 @@ fn parse_labels(labels: &[String]) -> std::collections::BTreeMap<String, String>
 }
 
 /// `kiln create` and `kiln run -d`: records the container (not started). Returns it.
-pub(crate) async fn create(global: &GlobalOptions, args: &RunArgs) -> anyhow::Result<executor::runtime::Container> {
+pub(crate) async fn create(
+    global: &GlobalOptions,
+    args: &RunArgs,
+) -> anyhow::Result<executor::runtime::Container> {
     if args.tty {
         bail!("-t is not supported for containers that outlive the command yet (run it in the foreground)");
     }
@@ -406,7 +411,8 @@ pub async fn run(global: &GlobalOptions, args: RunArgs) -> anyhow::Result<ExitCo
     if args.detach {
         let mut container = create(global, &args).await?;
         let runtime = executor::runtime::Store::open(&global.root)?;
-        let started = executor::runtime::monitor::start(&runtime, &mut container, Path::new("/proc/self/exe"));
+        let started =
+            executor::runtime::monitor::start(&runtime, &mut container, Path::new("/proc/self/exe"));
         match started {
             Ok(()) => {
                 println!("{}", container.id());

@@ -131,12 +131,11 @@ fn enter(config: &ExecConfig) -> Result<i32, InitError> {
             .map_err(|source| InitError::Io { what: format!("join cgroup {}", procs.display()), source })?;
     }
     for (fd, flag, name) in &files {
-        setns(fd, *flag).map_err(|source| InitError::Sys { what: format!("join {name} namespace"), source })?;
+        setns(fd, *flag)
+            .map_err(|source| InitError::Sys { what: format!("join {name} namespace"), source })?;
     }
     drop(files);
-    let hostname = nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let hostname = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
     let all = SigSet::all();
     all.thread_block().map_err(sys_err("block signals"))?;
     let child = match sys::fork().map_err(sys_err("fork"))? {

@@ -138,7 +138,11 @@ fn run(kiln_root: &Path, id: &str, reporter: &mut Reporter) -> Result<(), Runtim
     Ok(())
 }
 
-async fn supervise(store: &Store, container: &mut Container, reporter: &mut Reporter) -> Result<(), RuntimeError> {
+async fn supervise(
+    store: &Store,
+    container: &mut Container,
+    reporter: &mut Reporter,
+) -> Result<(), RuntimeError> {
     let executor = Executor::new(store.sandbox_state_dir())?;
     let log_path = container.log_path();
     let mut log = logs::Writer::open(&log_path).map_err(super::record::io("open log", &log_path))?;

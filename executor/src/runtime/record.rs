@@ -136,7 +136,9 @@ pub enum RestartPolicy {
     Always,
     UnlessStopped,
     /// Restart after a non-zero exit, at most `max` times (0: no limit).
-    OnFailure { max: u32 },
+    OnFailure {
+        max: u32,
+    },
 }
 
 impl std::str::FromStr for RestartPolicy {
@@ -433,14 +435,55 @@ pub(crate) fn random_hex(bytes: usize) -> String {
 }
 
 const ADJECTIVES: &[&str] = &[
-    "admiring", "brave", "clever", "dazzling", "eager", "festive", "gallant", "happy", "jolly", "keen",
-    "lucid", "modest", "nifty", "optimistic", "peaceful", "quirky", "relaxed", "serene", "tender",
-    "upbeat", "vibrant", "wizardly", "youthful", "zealous",
+    "admiring",
+    "brave",
+    "clever",
+    "dazzling",
+    "eager",
+    "festive",
+    "gallant",
+    "happy",
+    "jolly",
+    "keen",
+    "lucid",
+    "modest",
+    "nifty",
+    "optimistic",
+    "peaceful",
+    "quirky",
+    "relaxed",
+    "serene",
+    "tender",
+    "upbeat",
+    "vibrant",
+    "wizardly",
+    "youthful",
+    "zealous",
 ];
 const SURNAMES: &[&str] = &[
-    "almeida", "bell", "curie", "darwin", "euler", "fermi", "galois", "hopper", "ishizaka", "joliot",
-    "kepler", "lovelace", "meitner", "noether", "ostrom", "pasteur", "ritchie", "shannon", "turing",
-    "varahamihira", "wilson", "yalow", "zhukovsky",
+    "almeida",
+    "bell",
+    "curie",
+    "darwin",
+    "euler",
+    "fermi",
+    "galois",
+    "hopper",
+    "ishizaka",
+    "joliot",
+    "kepler",
+    "lovelace",
+    "meitner",
+    "noether",
+    "ostrom",
+    "pasteur",
+    "ritchie",
+    "shannon",
+    "turing",
+    "varahamihira",
+    "wilson",
+    "yalow",
+    "zhukovsky",
 ];
 
 impl Store {
@@ -521,7 +564,11 @@ impl Store {
             let n = seed.wrapping_add(attempt.wrapping_mul(7919));
             let adjective = ADJECTIVES[(n % ADJECTIVES.len() as u64) as usize];
             let surname = SURNAMES[((n / 64) % SURNAMES.len() as u64) as usize];
-            let name = if attempt < 20 { format!("{adjective}_{surname}") } else { format!("{adjective}_{surname}{attempt}") };
+            let name = if attempt < 20 {
+                format!("{adjective}_{surname}")
+            } else {
+                format!("{adjective}_{surname}{attempt}")
+            };
             match self.reserve_name(&name, id) {
                 Ok(()) => return Ok(name),
                 Err(RuntimeError::NameInUse { .. }) => continue,

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::record::{FORMAT_VERSION, RuntimeError, Store, io, now_nanos, random_hex, valid_name, write_atomic};
+use super::record::{
+    FORMAT_VERSION, RuntimeError, Store, io, now_nanos, random_hex, valid_name, write_atomic,
+};
 
 const META: &str = "meta.json";
 const DATA: &str = "_data";
@@ -95,8 +97,8 @@ impl VolumeStore {
             }
             Err(e) => return Err(RuntimeError::Io { what: "read", path: meta, source: e }),
         };
-        let mut volume: Volume =
-            serde_json::from_slice(&data).map_err(|source| RuntimeError::Record { path: meta.clone(), source })?;
+        let mut volume: Volume = serde_json::from_slice(&data)
+            .map_err(|source| RuntimeError::Record { path: meta.clone(), source })?;
         if volume.version != FORMAT_VERSION {
             return Err(RuntimeError::Version { path: meta, found: volume.version });
         }

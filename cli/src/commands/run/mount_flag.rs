@@ -118,11 +118,16 @@ pub fn parse_mount(spec: &str) -> anyhow::Result<MountRequest> {
         }
         Some("volume") => {
             if let Some(option) = bind_options.first().or(tmpfs_options.first()) {
-                bail!("invalid mount {spec:?}: {option} is only for type={}", if option.starts_with("bind") { "bind" } else { "tmpfs" });
+                bail!(
+                    "invalid mount {spec:?}: {option} is only for type={}",
+                    if option.starts_with("bind") { "bind" } else { "tmpfs" }
+                );
             }
             return Ok(MountRequest::Volume { name: source, target, readonly, copy_up });
         }
-        Some(other) => bail!("invalid mount {spec:?}: unknown type {other:?} (expected bind, volume or tmpfs)"),
+        Some(other) => {
+            bail!("invalid mount {spec:?}: unknown type {other:?} (expected bind, volume or tmpfs)")
+        }
     };
     Ok(MountRequest::Mount(Mount { target: target.into(), kind, readonly }))
 }
@@ -151,7 +156,12 @@ mod tests {
         let v = parse_mount("type=volume,source=data,target=/data,readonly,volume-nocopy").expect("volume");
         assert_eq!(
             v,
-            MountRequest::Volume { name: Some("data".into()), target: "/data".into(), readonly: true, copy_up: false }
+            MountRequest::Volume {
+                name: Some("data".into()),
+                target: "/data".into(),
+                readonly: true,
+                copy_up: false
+            }
         );
     }
 

@@ -12,7 +12,12 @@ use executor::{Mount, MountKind};
 pub enum MountRequest {
     Mount(Mount),
     /// A named volume (`name`) or an anonymous one (`None`).
-    Volume { name: Option<String>, target: String, readonly: bool, copy_up: bool },
+    Volume {
+        name: Option<String>,
+        target: String,
+        readonly: bool,
+        copy_up: bool,
+    },
 }
 
 /// Parses `-v`: `/host:/ctr[:ro|rw]` (a bind; the host directory is created when missing),
@@ -46,11 +51,21 @@ pub fn parse_volume(spec: &str) -> anyhow::Result<MountRequest> {
                 bail!("invalid volume specification: {spec:?}: nocopy is only for volumes");
             }
             if !Path::new(host).exists() {
-                std::fs::create_dir_all(host).with_context(|| format!("cannot create volume directory {host}"))?;
+                std::fs::create_dir_all(host)
+                    .with_context(|| format!("cannot create volume directory {host}"))?;
             }
-            Ok(MountRequest::Mount(Mount { target: target.into(), kind: MountKind::Bind { source: host.into() }, readonly }))
+            Ok(MountRequest::Mount(Mount {
+                target: target.into(),
+                kind: MountKind::Bind { source: host.into() },
+                readonly,
+            }))
         }
-        Some(name) => Ok(MountRequest::Volume { name: Some(name.to_owned()), target: target.to_owned(), readonly, copy_up }),
+        Some(name) => Ok(MountRequest::Volume {
+            name: Some(name.to_owned()),
+            target: target.to_owned(),
+            readonly,
+            copy_up,
+        }),
     }
 }
 
@@ -70,7 +85,11 @@ impl Resolved {
 
 /// Looks up or creates the volumes of `requests`, and adds an anonymous volume for every
 /// image `VOLUME` no request covers.
-pub fn resolve(store: &Store, requests: Vec<MountRequest>, image_volumes: &[String]) -> anyhow::Result<Resolved> {
+pub fn resolve(
+    store: &Store,
+    requests: Vec<MountRequest>,
+    image_volumes: &[String],
+) -> anyhow::Result<Resolved> {
     let volumes = store.volumes();
     let mut resolved = Resolved::default();
     let normal = |path: &str| Path::new(path).components().collect::<std::path::PathBuf>();
@@ -81,7 +100,12 @@ pub fn resolve(store: &Store, requests: Vec<MountRequest>, image_volumes: &[Stri
             MountRequest::Volume { target, .. } => normal(target) == normal(path),
         });
         if !covered {
-            requests.push(MountRequest::Volume { name: None, target: path.clone(), readonly: false, copy_up: true });
+            requests.push(MountRequest::Volume {
+                name: None,
+                target: path.clone(),
+                readonly: false,
+                copy_up: true,
+            });
         }
     }
     for request in requests {
@@ -112,7 +136,11 @@ pub fn resolve(store: &Store, requests: Vec<MountRequest>, image_volumes: &[Stri
                     readonly,
                     anonymous,
                 });
-                resolved.mounts.push(Mount { target: target.into(), kind: MountKind::Volume { source, copy_up }, readonly });
+                resolved.mounts.push(Mount {
+                    target: target.into(),
+                    kind: MountKind::Volume { source, copy_up },
+                    readonly,
+                });
             }
         }
     }
@@ -129,7 +157,12 @@ mod tests {
         assert!(matches!(bind, MountRequest::Mount(Mount { readonly: true, .. })));
         assert_eq!(
             parse_volume("cache:/root/.cache:nocopy").expect("named"),
-            MountRequest::Volume { name: Some("cache".into()), target: "/root/.cache".into(), readonly: false, copy_up: false }
+            MountRequest::Volume {
+                name: Some("cache".into()),
+                target: "/root/.cache".into(),
+                readonly: false,
+                copy_up: false
+            }
         );
         assert_eq!(
             parse_volume("/data").expect("anonymous"),
