@@ -91,8 +91,11 @@ pub fn parse_mount(spec: &str) -> anyhow::Result<MountRequest> {
     }
     let kind = match kind.as_deref() {
         Some("bind") | None => {
-            if let Some(option) = tmpfs_options.first().or(volume_options.first()) {
+            if let Some(option) = tmpfs_options.first() {
                 bail!("invalid mount {spec:?}: {option} is only for type=tmpfs");
+            }
+            if let Some(option) = volume_options.first() {
+                bail!("invalid mount {spec:?}: {option} is only for type=volume");
             }
             let source = source.with_context(|| format!("invalid mount {spec:?}: source is required"))?;
             if !source.starts_with('/') {
