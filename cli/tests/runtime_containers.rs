@@ -288,6 +288,10 @@ fn on_failure_3_restarts_exactly_three_times() {
     assert_eq!(inspect["RestartCount"], 3);
     assert_eq!(inspect["HostConfig"]["RestartPolicy"]["Name"], "on-failure");
     assert_eq!(inspect["HostConfig"]["RestartPolicy"]["MaximumRetryCount"], 3);
+    // the image is in use: rmi refuses it
+    let refused = kiln.output(&["rmi", "img"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("is using its referenced image"), "{refused:?}");
     // a clean exit is not restarted
     kiln.detach(&["--name", "clean", "--restart", "on-failure:3", "img", "sh", "-c", "echo run"]);
     assert_eq!(kiln.ok(&["wait", "clean"]).trim(), "0");
