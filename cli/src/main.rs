@@ -2,6 +2,7 @@
 //! commands in [`commands`], and renders errors. Libraries never print; this crate does.
 
 mod commands;
+mod format;
 mod report;
 
 use std::path::PathBuf;

@@ -186,6 +186,16 @@ fn a_detached_loop_outlives_run_and_streams_logs_and_takes_execs() {
         &id[..12]
     );
     assert_eq!(kiln.ok(&["ps", "-q", "--filter", "status=exited"]).trim(), "");
+    assert_eq!(kiln.ok(&["ps", "--format", "{{.Names}} {{.State}} {{.Labels}}"]), "svc running app=web\n");
+    let table = kiln.ok(&["ps", "--format", "table {{.ID}}\\t{{.Names}}"]);
+    assert_eq!(
+        table.lines().next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["CONTAINER", "ID", "NAMES"]
+    );
+    assert_eq!(
+        kiln.ok(&["inspect", "-f", "{{.State.Status}} {{.Name}} {{json .Config.Labels}}", "svc"]),
+        "running /svc {\"app\":\"web\"}\n"
+    );
 
     // logs -f streams lines written after it started
     let mut follow = kiln.cmd(&["logs", "-f", "--tail", "0", "svc"]).stdout(Stdio::piped()).spawn().unwrap();
@@ -291,7 +301,10 @@ fn on_failure_3_restarts_exactly_three_times() {
     // the image is in use: rmi refuses it
     let refused = kiln.output(&["rmi", "img"]);
     assert!(!refused.status.success());
-    assert!(String::from_utf8_lossy(&refused.stderr).contains("is using its referenced image"), "{refused:?}");
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("is using its referenced image"),
+        "{refused:?}"
+    );
     // a clean exit is not restarted
     kiln.detach(&["--name", "clean", "--restart", "on-failure:3", "img", "sh", "-c", "echo run"]);
     assert_eq!(kiln.ok(&["wait", "clean"]).trim(), "0");

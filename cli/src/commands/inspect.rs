@@ -16,6 +16,9 @@ pub struct InspectArgs {
     /// Only look for this kind of object: `container` or `image`.
     #[arg(long = "type", value_name = "TYPE", value_parser = ["container", "image"])]
     pub kind: Option<String>,
+    /// Format the output with a Go template (`{{.State.Status}}`, `{{json .Config}}`).
+    #[arg(short, long, value_name = "TEMPLATE")]
+    pub format: Option<String>,
     /// Containers (names or IDs) or images (names, name@digest, or image IDs).
     #[arg(required = true, value_name = "NAME")]
     pub images: Vec<String>,
@@ -92,6 +95,10 @@ pub async fn run(global: &GlobalOptions, args: InspectArgs) -> anyhow::Result<Ex
         out.push(entry);
     }
     let mut stdout = std::io::stdout().lock();
+    if let Some(format) = &args.format {
+        write!(stdout, "{}", crate::format::Format::parse(format, &[])?.render(&out)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     serde_json::to_writer_pretty(&mut stdout, &out)?;
     writeln!(stdout)?;
     Ok(ExitCode::SUCCESS)

@@ -24,6 +24,48 @@ pub struct PsArgs {
     /// Filter: `status=exited`, `name=web`, `label=key[=value]`, `ancestor=image`, `id=prefix`.
     #[arg(short, long = "filter", value_name = "KEY=VALUE")]
     pub filters: Vec<String>,
+    /// Format with a Go template: fields ID, Image, Command, CreatedAt, RunningFor, Ports,
+    /// State, Status, Names, Labels, Mounts, Networks; `table` for a header; `{{json .}}`.
+    #[arg(long, value_name = "TEMPLATE")]
+    pub format: Option<String>,
+}
+
+/// Column titles of `--format 'table …'`.
+const HEADERS: &[(&str, &str)] = &[
+    ("ID", "CONTAINER ID"),
+    ("Image", "IMAGE"),
+    ("Command", "COMMAND"),
+    ("CreatedAt", "CREATED AT"),
+    ("RunningFor", "CREATED"),
+    ("Ports", "PORTS"),
+    ("State", "STATE"),
+    ("Status", "STATUS"),
+    ("Names", "NAMES"),
+    ("Labels", "LABELS"),
+    ("Mounts", "MOUNTS"),
+    ("Networks", "NETWORKS"),
+];
+
+/// The object `--format` templates see (docker's field names, strings as docker renders them).
+fn format_fields(container: &Container, no_trunc: bool) -> serde_json::Value {
+    let labels: Vec<String> = container.config.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mounts: Vec<&str> = container.config.mounts.iter().map(|m| m.source.as_str()).collect();
+    let created = chrono::DateTime::from_timestamp_nanos(container.config.created);
+    serde_json::json!({
+        "ID": if no_trunc { container.id() } else { container.short_id() },
+        "Image": container.config.image,
+        "Command": command_text(container, no_trunc),
+        "CreatedAt": created.format("%Y-%m-%d %H:%M:%S +0000 UTC").to_string(),
+        "RunningFor": format!("{} ago", human_duration(seconds_since(Some(container.config.created)))),
+        "Ports": "",
+        "State": container.state.status.as_str(),
+        "Status": status_text(container),
+        "Size": "",
+        "Names": container.config.name,
+        "Labels": labels.join(","),
+        "Mounts": mounts.join(","),
+        "Networks": container.config.network,
+    })
 }
 
 /// One `--filter`.
@@ -147,6 +189,13 @@ pub fn run(global: &GlobalOptions, args: PsArgs) -> anyhow::Result<ExitCode> {
     // newest first, like docker
     containers.reverse();
     let mut out = std::io::stdout().lock();
+    if let Some(format) = args.format.as_deref().filter(|_| !args.quiet) {
+        use std::io::Write;
+        let items: Vec<serde_json::Value> =
+            containers.iter().map(|c| format_fields(c, args.no_trunc)).collect();
+        write!(out, "{}", crate::format::Format::parse(format, HEADERS)?.render(&items)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     if args.quiet {
         use std::io::Write;
         for container in &containers {

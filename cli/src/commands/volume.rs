@@ -31,6 +31,9 @@ pub enum VolumeCommand {
         /// Only display volume names.
         #[arg(short, long)]
         quiet: bool,
+        /// Format with a Go template: fields Name, Driver, Labels, Mountpoint, Scope.
+        #[arg(long, value_name = "TEMPLATE")]
+        format: Option<String>,
     },
     /// Display detailed information on one or more volumes (JSON).
     Inspect {
@@ -87,9 +90,25 @@ pub fn run(global: &GlobalOptions, command: VolumeCommand) -> anyhow::Result<Exi
             let volume = volumes.create(name.as_deref(), labels, false)?;
             writeln!(out, "{}", volume.name)?;
         }
-        VolumeCommand::Ls { quiet } => {
+        VolumeCommand::Ls { quiet, format } => {
             let list = volumes.list()?;
-            if quiet {
+            if let Some(format) = format.filter(|_| !quiet) {
+                let items: Vec<serde_json::Value> = list
+                    .iter()
+                    .map(|v| {
+                        let labels: Vec<String> = v.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                        json!({
+                            "Name": v.name,
+                            "Driver": v.driver,
+                            "Labels": labels.join(","),
+                            "Mountpoint": v.mountpoint,
+                            "Scope": "local",
+                        })
+                    })
+                    .collect();
+                let headers = [("Name", "VOLUME NAME"), ("Driver", "DRIVER")];
+                write!(out, "{}", crate::format::Format::parse(&format, &headers)?.render(&items)?)?;
+            } else if quiet {
                 for volume in &list {
                     writeln!(out, "{}", volume.name)?;
                 }
