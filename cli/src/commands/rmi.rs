@@ -39,7 +39,7 @@ pub async fn run(global: &GlobalOptions, args: RmiArgs) -> anyhow::Result<ExitCo
             let (records, by_name) = resolve(&store, query)?;
             if !args.force
                 && let Some(record) = records.first()
-                && let Some(container) = user_of(&record.image_id.to_string())
+                && let Some(container) = user_of(record.image_id.as_ref())
             {
                 let image = record.image_id.digest().chars().take(12).collect::<String>();
                 if by_name {
