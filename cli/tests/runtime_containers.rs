@@ -309,6 +309,18 @@ fn on_failure_3_restarts_exactly_three_times() {
     kiln.detach(&["--name", "clean", "--restart", "on-failure:3", "img", "sh", "-c", "echo run"]);
     assert_eq!(kiln.ok(&["wait", "clean"]).trim(), "0");
     assert_eq!(kiln.logs("clean"), "run\n");
+    // log rotation: max-size and max-file bound what is kept, the newest lines survive
+    let script = "i=0; while [ $i -lt 200 ]; do echo line $i; i=$((i+1)); done";
+    let id = kiln.detach(&["--log-opt", "max-size=1k", "--log-opt", "max-file=2", "img", "sh", "-c", script]);
+    assert_eq!(kiln.ok(&["wait", &id]).trim(), "0");
+    let logs = kiln.logs(&id);
+    assert_eq!(logs.lines().last(), Some("line 199"));
+    assert!(logs.lines().count() < 200, "nothing was rotated away");
+    let log = kiln.root.join("runtime-v1/containers").join(&id).join(format!("{id}-json.log"));
+    assert!(Path::new(&format!("{}.1", log.display())).exists());
+    assert!(!Path::new(&format!("{}.2", log.display())).exists());
+    assert!(std::fs::metadata(&log).unwrap().len() <= 1024);
+    assert_eq!(kiln.ok(&["logs", "--tail", "2", &id]), "line 198\nline 199\n");
     // --rm: the monitor removes the container after its exit
     kiln.detach(&["--name", "gone", "--rm", "img", "true"]);
     wait_for("--rm container removed", || {

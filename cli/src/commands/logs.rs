@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use executor::runtime::logs::{Entry, Reader};
+use executor::runtime::logs::{Entry, Reader, files_oldest_first};
 
 use crate::GlobalOptions;
 
@@ -57,7 +57,14 @@ pub fn run(global: &GlobalOptions, args: LogsArgs) -> anyhow::Result<ExitCode> {
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
     };
     if let Some(reader) = &mut reader {
-        let mut entries = reader.read_new()?;
+        // rotated files first, oldest first
+        let mut entries = Vec::new();
+        for file in files_oldest_first(&path).iter().filter(|f| **f != path) {
+            if let Ok(mut old) = Reader::open(file) {
+                entries.extend(old.read_new()?);
+            }
+        }
+        entries.extend(reader.read_new()?);
         if let Some(tail) = tail {
             entries.drain(..entries.len().saturating_sub(tail));
         }

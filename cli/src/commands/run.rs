@@ -45,6 +45,9 @@ pub struct RunArgs {
     /// Seconds to wait for the stop signal to end the container before SIGKILL (default 10).
     #[arg(long, value_name = "SECONDS")]
     pub stop_timeout: Option<u64>,
+    /// Log options of the json-file driver: `max-size=10m`, `max-file=3`.
+    #[arg(long = "log-opt", value_name = "KEY=VALUE")]
+    pub log_opts: Vec<String>,
     /// Remove the container (and its anonymous volumes) when it exits; a foreground container
     /// is always removed.
     #[arg(long)]
@@ -325,6 +328,31 @@ async fn prepare(
     Ok(Prepared { spec, image_id: image.id().to_string(), entrypoint, cmd, stop_signal, mounts })
 }
 
+/// `--log-opt max-size=10m --log-opt max-file=3` (docker's json-file options).
+fn parse_log_opts(options: &[String]) -> anyhow::Result<Option<executor::runtime::logs::Rotation>> {
+    let (mut max_size, mut max_files) = (None, None);
+    for option in options {
+        match option.split_once('=') {
+            Some(("max-size", value)) => max_size = Some(parse_bytes(value)?),
+            Some(("max-file", value)) => {
+                let count: u32 = value.parse().with_context(|| format!("invalid max-file {value:?}"))?;
+                if count == 0 {
+                    bail!("invalid max-file {value:?}: it must be at least 1");
+                }
+                max_files = Some(count);
+            }
+            _ => bail!("unknown log opt {option:?} for the json-file log driver (max-size, max-file)"),
+        }
+    }
+    match (max_size, max_files) {
+        (None, Some(_)) => bail!("max-file cannot be used without max-size"),
+        (None, None) => Ok(None),
+        (Some(max_size), files) => {
+            Ok(Some(executor::runtime::logs::Rotation { max_size, max_files: files.unwrap_or(1) }))
+        }
+    }
+}
+
 fn parse_labels(labels: &[String]) -> std::collections::BTreeMap<String, String> {
     labels
         .iter()
@@ -373,6 +401,7 @@ pub(crate) async fn create(
         auto_remove: args.rm,
         mounts: prepared.mounts.records,
         network: args.network.clone(),
+        log_rotation: parse_log_opts(&args.log_opts)?,
     };
     let created = runtime.create(dir, config);
     if created.is_err() {

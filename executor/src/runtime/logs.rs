@@ -1,10 +1,13 @@
 //! docker's json-file log driver: one JSON object per line of output,
 //! `{"log":"text\n","stream":"stdout","time":"2024-05-01T12:00:00.123456789Z"}`.
 //! Lines longer than 16 KiB are split into several entries (the last without `\n`), as docker's.
+//! With a maximum size the log rotates like docker's `max-size`/`max-file`: `<log>.1` is the
+//! previous file, `<log>.2` the one before, up to `max-file - 1` kept.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
-use std::path::Path;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -27,6 +30,32 @@ pub struct Entry {
 pub struct Writer {
     file: File,
     partial: [Vec<u8>; 2],
+    path: PathBuf,
+    size: u64,
+    rotation: Option<Rotation>,
+}
+
+/// docker's `--log-opt max-size=…,max-file=…`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Rotation {
+    pub max_size: u64,
+    /// Files kept in all, the current one included (at least 1).
+    pub max_files: u32,
+}
+
+/// `<log>.N`.
+pub fn rotated_path(path: &Path, index: u32) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{index}"));
+    PathBuf::from(name)
+}
+
+/// The log files to read, oldest first.
+pub fn files_oldest_first(path: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = (1..).map(|i| rotated_path(path, i)).take_while(|p| p.exists()).collect();
+    files.reverse();
+    files.push(path.to_owned());
+    files
 }
 
 fn index(stream: OutputStream) -> usize {
@@ -41,9 +70,27 @@ fn name(index: usize) -> &'static str {
 }
 
 impl Writer {
-    pub fn open(path: &Path) -> std::io::Result<Self> {
+    pub fn open(path: &Path, rotation: Option<Rotation>) -> std::io::Result<Self> {
         let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(Self { file, partial: [Vec::new(), Vec::new()] })
+        let size = file.metadata()?.len();
+        Ok(Self { file, partial: [Vec::new(), Vec::new()], path: path.to_owned(), size, rotation })
+    }
+
+    fn rotate(&mut self, max_files: u32) -> std::io::Result<()> {
+        if max_files > 1 {
+            for index in (1..max_files - 1).rev() {
+                let from = rotated_path(&self.path, index);
+                if from.exists() {
+                    std::fs::rename(&from, rotated_path(&self.path, index + 1))?;
+                }
+            }
+            std::fs::rename(&self.path, rotated_path(&self.path, 1))?;
+        } else {
+            std::fs::remove_file(&self.path)?;
+        }
+        self.file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
+        self.size = 0;
+        Ok(())
     }
 
     fn entry(&mut self, stream: usize, data: &[u8]) -> std::io::Result<()> {
@@ -54,8 +101,16 @@ impl Writer {
         };
         let mut line = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
         line.push(b'\n');
+        if let Some(rotation) = self.rotation
+            && self.size > 0
+            && self.size + line.len() as u64 > rotation.max_size
+        {
+            self.rotate(rotation.max_files.max(1))?;
+        }
         // one write per entry (O_APPEND): a reader never sees half an entry from us
-        self.file.write_all(&line)
+        self.file.write_all(&line)?;
+        self.size += line.len() as u64;
+        Ok(())
     }
 
     /// Logs a chunk of output: every complete line becomes an entry.
@@ -98,16 +153,32 @@ impl Writer {
 pub struct Reader {
     reader: BufReader<File>,
     pending: String,
+    path: PathBuf,
+    inode: u64,
 }
 
 impl Reader {
     pub fn open(path: &Path) -> std::io::Result<Self> {
-        Ok(Self { reader: BufReader::new(File::open(path)?), pending: String::new() })
+        let file = File::open(path)?;
+        let inode = file.metadata()?.ino();
+        Ok(Self { reader: BufReader::new(file), pending: String::new(), path: path.to_owned(), inode })
     }
 
     /// Every complete entry written since the last call (an entry being written is kept for
-    /// the next call). Malformed lines are skipped.
+    /// the next call), following the log across a rotation. Malformed lines are skipped.
     pub fn read_new(&mut self) -> std::io::Result<Vec<Entry>> {
+        let mut entries = self.read_current()?;
+        // rotated: the rest of the old file was read above, go on with the new one
+        while let Ok(meta) = std::fs::metadata(&self.path)
+            && meta.ino() != self.inode
+        {
+            *self = Self::open(&self.path)?;
+            entries.extend(self.read_current()?);
+        }
+        Ok(entries)
+    }
+
+    fn read_current(&mut self) -> std::io::Result<Vec<Entry>> {
         let mut entries = Vec::new();
         loop {
             let read = self.reader.read_line(&mut self.pending)?;
@@ -136,7 +207,7 @@ mod tests {
     fn lines_become_entries_and_partials_wait() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("c-json.log");
-        let mut writer = Writer::open(&path).expect("open");
+        let mut writer = Writer::open(&path, None).expect("open");
         let mut reader = Reader::open(&path).expect("open");
         writer.write(OutputStream::Stdout, b"one\ntw").expect("write");
         writer.write(OutputStream::Stderr, b"err\n").expect("write");
@@ -154,5 +225,35 @@ mod tests {
         writer.write(OutputStream::Stdout, b"\n").expect("write");
         let entries = reader.read_new().expect("read");
         assert_eq!(entries.iter().map(|e| e.log.len()).collect::<Vec<_>>(), [MAX_ENTRY, 11]);
+    }
+
+    #[test]
+    fn rotation_keeps_max_files_and_readers_follow_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c-json.log");
+        let rotation = Rotation { max_size: 300, max_files: 3 };
+        let mut writer = Writer::open(&path, Some(rotation)).expect("open");
+        let mut follower = Reader::open(&path).expect("open");
+        let mut followed = Vec::new();
+        for index in 0..40 {
+            writer.write(OutputStream::Stdout, format!("line {index}\n").as_bytes()).expect("write");
+            followed.extend(follower.read_new().expect("read").into_iter().map(|e| e.log));
+        }
+        let expected: Vec<String> = (0..40).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(followed, expected, "a follower sees every line across rotations");
+        let files = files_oldest_first(&path);
+        assert_eq!(files.len(), 3, "{files:?}");
+        assert!(!rotated_path(&path, 3).exists());
+        for file in &files {
+            assert!(std::fs::metadata(file).expect("meta").len() <= 300);
+        }
+        let mut kept = Vec::new();
+        for file in &files {
+            kept.extend(
+                Reader::open(file).expect("open").read_new().expect("read").into_iter().map(|e| e.log),
+            );
+        }
+        assert_eq!(kept.last().map(String::as_str), Some("line 39\n"));
+        assert!(kept.len() < 40 && expected.ends_with(&kept), "{kept:?}");
     }
 }

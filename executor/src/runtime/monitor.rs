@@ -145,7 +145,8 @@ async fn supervise(
 ) -> Result<(), RuntimeError> {
     let executor = Executor::new(store.sandbox_state_dir())?;
     let log_path = container.log_path();
-    let mut log = logs::Writer::open(&log_path).map_err(super::record::io("open log", &log_path))?;
+    let mut log = logs::Writer::open(&log_path, container.config.log_rotation)
+        .map_err(super::record::io("open log", &log_path))?;
     let mut restarts = 0u32;
     let mut backoff = FIRST_BACKOFF;
     loop {

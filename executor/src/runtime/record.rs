@@ -226,6 +226,9 @@ pub struct ContainerConfig {
     pub mounts: Vec<VolumeMount>,
     /// `--network` as given (for `inspect`; networking plugs in here later).
     pub network: String,
+    /// `--log-opt max-size=…,max-file=…`.
+    #[serde(default)]
+    pub log_rotation: Option<super::logs::Rotation>,
 }
 
 /// Lifecycle status, as docker names it.
@@ -728,6 +731,7 @@ mod tests {
             auto_remove: false,
             mounts: Vec::new(),
             network: "none".into(),
+            log_rotation: None,
         }
     }
 
