@@ -459,3 +459,38 @@ fn volumes_persist_copy_up_and_refuse_removal_in_use() {
         kiln.ok(&["volume", "ls", "-q"]).lines().filter(|l| l.len() == 64).map(str::to_owned).collect();
     assert!(left.is_empty(), "anonymous volumes left: {left:?}");
 }
+
+#[test]
+fn health_goes_starting_healthy_unhealthy() {
+    let kiln = Kiln::new(&[]);
+    kiln.detach(&[
+        "--name",
+        "doc",
+        "--health-cmd",
+        "test -e /tmp/ok",
+        "--health-interval",
+        "100ms",
+        "--health-retries",
+        "2",
+        "--health-start-period",
+        "10m",
+        "img",
+        "sleep",
+        "1000",
+    ]);
+    let health = |kiln: &Kiln| kiln.inspect("doc")["State"]["Health"].clone();
+    // failures in the start period do not count before a first success
+    wait_for("two failed probes", || health(&kiln)["Log"].as_array().is_some_and(|l| l.len() >= 2));
+    assert_eq!(health(&kiln)["Status"], "starting");
+    assert!(kiln.ok(&["ps"]).contains("(health: starting)"));
+    kiln.ok(&["exec", "doc", "touch", "/tmp/ok"]);
+    wait_for("healthy", || health(&kiln)["Status"] == "healthy");
+    assert!(kiln.ok(&["ps"]).contains("(healthy)"));
+    kiln.ok(&["exec", "doc", "rm", "/tmp/ok"]);
+    wait_for("unhealthy", || health(&kiln)["Status"] == "unhealthy");
+    let last = health(&kiln);
+    assert!(last["FailingStreak"].as_u64().unwrap() >= 2, "{last}");
+    assert!(last["Log"].as_array().unwrap().len() <= 5);
+    assert_eq!(last["Log"].as_array().unwrap().last().unwrap()["ExitCode"], 1);
+    assert!(kiln.ok(&["ps"]).contains("(unhealthy)"));
+}

@@ -49,7 +49,7 @@ pub fn container_json(container: &Container) -> Value {
         .collect();
     let hostname = config.spec.hostname.clone().unwrap_or_else(|| config.id[..12].to_owned());
     let labels: Value = if config.labels.is_empty() { json!({}) } else { json!(config.labels) };
-    json!({
+    let mut value = json!({
         "Id": config.id,
         "Created": rfc3339_nano(config.created),
         "Path": path,
@@ -108,5 +108,31 @@ pub fn container_json(container: &Container) -> Value {
             "MacAddress": "",
             "Networks": {},
         },
-    })
+    });
+    if let Some(health) = &state.health {
+        let log: Vec<Value> = health
+            .log
+            .iter()
+            .map(|r| {
+                json!({
+                    "Start": rfc3339_nano(r.start),
+                    "End": rfc3339_nano(r.end),
+                    "ExitCode": r.exit_code,
+                    "Output": r.output,
+                })
+            })
+            .collect();
+        value["State"]["Health"] =
+            json!({ "Status": health.status, "FailingStreak": health.failing_streak, "Log": log });
+    }
+    if let Some(check) = &config.healthcheck {
+        value["Config"]["Healthcheck"] = json!({
+            "Test": check.test,
+            "Interval": check.interval,
+            "Timeout": check.timeout,
+            "StartPeriod": check.start_period,
+            "Retries": check.retries,
+        });
+    }
+    value
 }

@@ -153,7 +153,14 @@ pub(crate) fn status_text(container: &Container) -> String {
     let code = state.exit_code.map_or_else(|| "-1".to_owned(), |c| c.to_string());
     match state.status {
         Status::Created => "Created".into(),
-        Status::Running => format!("Up {}", human_duration(seconds_since(state.started_at))),
+        Status::Running => {
+            let health = match state.health.as_ref().map(|h| h.status.as_str()) {
+                Some("starting") => " (health: starting)".to_owned(),
+                Some(status) => format!(" ({status})"),
+                None => String::new(),
+            };
+            format!("Up {}{health}", human_duration(seconds_since(state.started_at)))
+        }
         Status::Restarting => {
             format!("Restarting ({code}) {} ago", human_duration(seconds_since(state.finished_at)))
         }

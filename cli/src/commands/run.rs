@@ -45,6 +45,24 @@ pub struct RunArgs {
     /// Seconds to wait for the stop signal to end the container before SIGKILL (default 10).
     #[arg(long, value_name = "SECONDS")]
     pub stop_timeout: Option<u64>,
+    /// Command to run to check health (run by `/bin/sh -c` in the container).
+    #[arg(long, value_name = "COMMAND")]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (`30s`, `1m`).
+    #[arg(long, value_name = "DURATION")]
+    pub health_interval: Option<String>,
+    /// Maximum time to allow one check to run.
+    #[arg(long, value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+    /// Consecutive failures needed to report unhealthy.
+    #[arg(long, value_name = "N")]
+    pub health_retries: Option<u32>,
+    /// Start period during which failures do not count (until a first success).
+    #[arg(long, value_name = "DURATION")]
+    pub health_start_period: Option<String>,
+    /// Disable any container-specified HEALTHCHECK.
+    #[arg(long)]
+    pub no_healthcheck: bool,
     /// Log options of the json-file driver: `max-size=10m`, `max-file=3`.
     #[arg(long = "log-opt", value_name = "KEY=VALUE")]
     pub log_opts: Vec<String>,
@@ -240,6 +258,7 @@ async fn find_or_pull(
 
 /// Everything a container needs, resolved from the image and the flags.
 struct Prepared {
+    healthcheck: Option<executor::runtime::health::Healthcheck>,
     spec: SandboxSpec,
     image_id: String,
     entrypoint: Vec<String>,
@@ -325,7 +344,59 @@ async fn prepare(
         .or_else(|| config.stop_signal().clone())
         .unwrap_or_else(|| "SIGTERM".to_owned());
     executor::runtime::stop::parse_signal(&stop_signal)?;
-    Ok(Prepared { spec, image_id: image.id().to_string(), entrypoint, cmd, stop_signal, mounts })
+    let image_check = image.docker.healthcheck.as_ref().map(|h| executor::runtime::health::Healthcheck {
+        test: h.test.clone(),
+        interval: h.interval,
+        timeout: h.timeout,
+        start_period: h.start_period,
+        retries: h.retries,
+    });
+    let healthcheck = healthcheck(args, image_check)?;
+    Ok(Prepared { healthcheck, spec, image_id: image.id().to_string(), entrypoint, cmd, stop_signal, mounts })
+}
+
+/// The image's HEALTHCHECK with the `--health-*` flags applied (docker's merge), or none.
+fn healthcheck(
+    args: &RunArgs,
+    image: Option<executor::runtime::health::Healthcheck>,
+) -> anyhow::Result<Option<executor::runtime::health::Healthcheck>> {
+    let flags_given = args.health_cmd.is_some()
+        || args.health_interval.is_some()
+        || args.health_timeout.is_some()
+        || args.health_retries.is_some()
+        || args.health_start_period.is_some();
+    if args.no_healthcheck {
+        if flags_given {
+            bail!("--no-healthcheck conflicts with --health-* options");
+        }
+        return Ok(None);
+    }
+    let mut check = image.unwrap_or_default();
+    if let Some(command) = &args.health_cmd {
+        check.test = vec!["CMD-SHELL".into(), command.clone()];
+    }
+    let nanos = |text: &Option<String>, name: &str| -> anyhow::Result<Option<i64>> {
+        text.as_deref()
+            .map(|t| {
+                executor::runtime::health::parse_duration(t)
+                    .map(|d| d.as_nanos() as i64)
+                    .with_context(|| format!("invalid --{name} {t:?} (a duration: 30s, 1m30s, 500ms)"))
+            })
+            .transpose()
+    };
+    if let Some(value) = nanos(&args.health_interval, "health-interval")? {
+        check.interval = value;
+    }
+    if let Some(value) = nanos(&args.health_timeout, "health-timeout")? {
+        check.timeout = value;
+    }
+    if let Some(value) = nanos(&args.health_start_period, "health-start-period")? {
+        check.start_period = value;
+    }
+    if let Some(retries) = args.health_retries {
+        check.retries = i64::from(retries);
+    }
+    Ok(check.argv().is_some().then_some(check))
 }
 
 /// `--log-opt max-size=10m --log-opt max-file=3` (docker's json-file options).
@@ -402,6 +473,7 @@ pub(crate) async fn create(
         mounts: prepared.mounts.records,
         network: args.network.clone(),
         log_rotation: parse_log_opts(&args.log_opts)?,
+        healthcheck: prepared.healthcheck,
     };
     let created = runtime.create(dir, config);
     if created.is_err() {

@@ -21,6 +21,7 @@
 
 pub mod copy_up;
 pub mod exec;
+pub mod health;
 pub mod logs;
 pub mod monitor;
 pub mod record;

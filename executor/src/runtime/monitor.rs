@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+use super::exec::{ExecOptions, command};
+use super::health::{Health, Healthcheck, ProbeResult};
 use super::logs;
 use super::record::{Container, RuntimeError, Status, Store, now_nanos};
 use crate::sandbox::{Executor, Stdio};
@@ -149,6 +151,7 @@ async fn supervise(
         .map_err(super::record::io("open log", &log_path))?;
     let mut restarts = 0u32;
     let mut backoff = FIRST_BACKOFF;
+    let healthcheck = container.config.healthcheck.clone().filter(|check| check.argv().is_some());
     loop {
         let (sender, mut output) = mpsc::channel(64);
         let sandbox = match executor.spawn(container.config.spec.clone(), Stdio::Stream(sender)).await {
@@ -182,15 +185,41 @@ async fn supervise(
             state.restart_count = restarts;
             state.cgroup_dirs = cgroup_dirs;
             state.error.clear();
+            state.health = healthcheck.as_ref().map(|_| Health::starting());
         })?;
         reporter.report("started");
         let started = Instant::now();
         let wait = sandbox.wait();
         tokio::pin!(wait);
+        let interval = healthcheck.as_ref().map_or(Duration::from_secs(3600), Healthcheck::interval);
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let (results_sender, mut results) = mpsc::channel::<ProbeResult>(1);
+        let mut probing = false;
         let status = loop {
             tokio::select! {
                 Some(chunk) = output.recv() => { let _ = log.write(chunk.stream, &chunk.data); }
                 status = &mut wait => break status,
+                _ = ticks.tick(), if healthcheck.is_some() && !probing => {
+                    if let Some(check) = &healthcheck
+                        && let Some(probe) = probe(container, check, results_sender.clone())
+                    {
+                        probing = true;
+                        tokio::spawn(probe);
+                    }
+                }
+                Some(result) = results.recv() => {
+                    probing = false;
+                    if let Some(check) = &healthcheck {
+                        let in_start_period = started.elapsed() < check.start_period();
+                        let retries = check.retries();
+                        container.update(|state| {
+                            if let Some(health) = &mut state.health {
+                                health.record(result, retries, in_start_period);
+                            }
+                        })?;
+                    }
+                }
             }
         };
         while let Some(chunk) = output.recv().await {
@@ -244,4 +273,38 @@ async fn wait_unless_stopped(container: &mut Container, delay: Duration) -> Resu
         }
         tokio::time::sleep((deadline - now).min(Duration::from_millis(50))).await;
     }
+}
+
+/// One health probe: the test run in the container like `exec`, killed after the timeout
+/// (exit code -1 then, as docker's). `None` when the container is not running right now.
+fn probe(
+    container: &mut Container,
+    check: &Healthcheck,
+    results: mpsc::Sender<ProbeResult>,
+) -> Option<impl std::future::Future<Output = ()> + use<>> {
+    let options = ExecOptions { args: check.argv()?, ..ExecOptions::default() };
+    let std_command = command(container, options, Path::new("/proc/self/exe")).ok()?;
+    let mut command = tokio::process::Command::from(std_command);
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let timeout = check.timeout();
+    Some(async move {
+        let start = now_nanos();
+        let (exit_code, output) = match command.spawn() {
+            Ok(child) => match tokio::time::timeout(timeout, child.wait_with_output()).await {
+                Ok(Ok(out)) => {
+                    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+                    text.push_str(&String::from_utf8_lossy(&out.stderr));
+                    (out.status.code().unwrap_or(-1), text)
+                }
+                Ok(Err(err)) => (-1, err.to_string()),
+                Err(_) => (-1, format!("Health check exceeded timeout ({}s)", timeout.as_secs_f64())),
+            },
+            Err(err) => (-1, err.to_string()),
+        };
+        let _ = results.send(ProbeResult { start, end: now_nanos(), exit_code, output }).await;
+    })
 }

@@ -229,6 +229,9 @@ pub struct ContainerConfig {
     /// `--log-opt max-size=…,max-file=…`.
     #[serde(default)]
     pub log_rotation: Option<super::logs::Rotation>,
+    /// HEALTHCHECK of the image or `--health-*` (none with `--no-healthcheck`).
+    #[serde(default)]
+    pub healthcheck: Option<super::health::Healthcheck>,
 }
 
 /// Lifecycle status, as docker names it.
@@ -283,6 +286,9 @@ pub struct ContainerState {
     pub error: String,
     /// cgroups of the current run (exec joins them; stop kills them).
     pub cgroup_dirs: Vec<PathBuf>,
+    /// Health of the current run (with a health check).
+    #[serde(default)]
+    pub health: Option<super::health::Health>,
 }
 
 /// A container as found in the store.
@@ -732,6 +738,7 @@ mod tests {
             mounts: Vec::new(),
             network: "none".into(),
             log_rotation: None,
+            healthcheck: None,
         }
     }
 
