@@ -388,6 +388,38 @@ fn concurrent_creates_never_lose_a_container() {
         assert!(listed.contains(id.as_str()), "{id} lost: {listed}");
     }
     assert_eq!(listed.lines().count(), 6, "{listed}");
+
+    // two concurrent starts of one container: one monitor, one process
+    kiln.ok(&[
+        "create",
+        "--network",
+        "none",
+        "--name",
+        "once",
+        "img",
+        "sh",
+        "-c",
+        "echo started; sleep 1000",
+    ]);
+    let starts: Vec<_> = (0..2).map(|_| kiln.cmd(&["start", "once"]).spawn().unwrap()).collect();
+    for mut start in starts {
+        assert!(start.wait().unwrap().success());
+    }
+    wait_for("the process to log", || kiln.logs("once").contains("started"));
+    assert_eq!(kiln.status("once"), "running");
+    let monitors = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                let text = String::from_utf8_lossy(&c).into_owned();
+                text.starts_with("kiln-container-monitor") && text.contains(kiln.root.to_str().unwrap())
+            })
+        })
+        .count();
+    let running = kiln.ok(&["ps", "-q"]).lines().count();
+    assert_eq!(monitors, running, "one monitor per running container: {}", kiln.ok(&["ps", "-a"]));
+    assert_eq!(kiln.logs("once"), "started\n");
 }
 
 #[test]

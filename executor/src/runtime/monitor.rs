@@ -128,7 +128,25 @@ fn run(kiln_root: &Path, id: &str, reporter: &mut Reporter) -> Result<(), Runtim
     let store = Store::open(kiln_root)?;
     let mut container = store.find(id)?;
     let token = crate::network::owner_token();
-    container.update(|state| state.monitor = token)?;
+    // one monitor per container: a concurrent `start` that lost the race goes away quietly
+    let mut other = None;
+    container.update(|state| {
+        if state.status.is_active() && state.monitor != token && super::record::monitor_alive(&state.monitor)
+        {
+            other = Some(state.monitor.clone());
+        } else {
+            // claimed: "running" from now on (pid 0 until the process runs), so that a second
+            // monitor sees this one
+            state.monitor = token.clone();
+            state.status = Status::Running;
+            state.pid = 0;
+            state.pid_start = 0;
+        }
+    })?;
+    if other.is_some() {
+        reporter.report("started");
+        return Ok(());
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
