@@ -173,7 +173,12 @@ fn main() -> ExitCode {
     if let Some(code) = executor::runtime::maybe_run_helper() {
         std::process::exit(code);
     }
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // containers record paths into the store and their monitors run from `/`: a relative
+    // --root must not depend on the directory kiln was started in
+    if let Ok(root) = std::path::absolute(&cli.global.root) {
+        cli.global.root = root;
+    }
     init_logging(&cli.global);
     if cli.command.needs_root() && !has_root_privileges() {
         report::error(&anyhow::anyhow!("{NEEDS_ROOT}"), cli.global.debug);

@@ -97,6 +97,8 @@ pub fn main() -> i32 {
             return 1;
         }
     }
+    // keep no directory of the caller busy
+    let _ = std::env::set_current_dir("/");
     let mut reporter = Reporter { done: false };
     let result = run(kiln_root, &id.to_string_lossy(), &mut reporter);
     if let Err(err) = &result {
