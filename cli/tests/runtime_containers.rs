@@ -153,7 +153,7 @@ impl Drop for Kiln {
 }
 
 fn unsafe_free_kill(pid: i32) {
-    let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+    let _ = Command::new("kill").arg("-9").arg(pid.to_string()).stderr(Stdio::null()).status();
 }
 
 #[test]
@@ -401,7 +401,8 @@ fn concurrent_creates_never_lose_a_container() {
         "-c",
         "echo started; sleep 1000",
     ]);
-    let starts: Vec<_> = (0..2).map(|_| kiln.cmd(&["start", "once"]).spawn().unwrap()).collect();
+    let starts: Vec<_> =
+        (0..2).map(|_| kiln.cmd(&["start", "once"]).stdout(Stdio::null()).spawn().unwrap()).collect();
     for mut start in starts {
         assert!(start.wait().unwrap().success());
     }
