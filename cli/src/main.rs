@@ -2,6 +2,7 @@
 //! commands in [`commands`], and renders errors. Libraries never print; this crate does.
 
 mod commands;
+mod format;
 mod report;
 
 use std::path::PathBuf;
@@ -91,6 +92,29 @@ enum Command {
     Rmi(commands::rmi::RmiArgs),
     /// Run a command in a new container.
     Run(Box<commands::run::RunArgs>),
+    /// Create a new container (same flags as `run`) without starting it.
+    Create(Box<commands::run::RunArgs>),
+    /// Start one or more stopped containers.
+    Start(commands::container::StartArgs),
+    /// Stop one or more running containers (stop signal, grace period, then SIGKILL).
+    Stop(commands::container::StopArgs),
+    /// Restart one or more containers.
+    Restart(commands::container::StopArgs),
+    /// Send a signal to one or more running containers.
+    Kill(commands::container::KillArgs),
+    /// Remove one or more containers.
+    Rm(commands::container::RmArgs),
+    /// Block until one or more containers stop, then print their exit codes.
+    Wait(commands::container::WaitArgs),
+    /// List containers.
+    Ps(commands::ps::PsArgs),
+    /// Fetch the logs of a container.
+    Logs(commands::logs::LogsArgs),
+    /// Run a command in a running container.
+    Exec(commands::exec::ExecArgs),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(commands::volume::VolumeCommand),
     /// Show detailed information about images (JSON).
     Inspect(commands::inspect::InspectArgs),
     /// Show the history of an image.
@@ -122,7 +146,15 @@ impl Command {
     fn needs_root(&self) -> bool {
         matches!(
             self,
-            Command::Build(_) | Command::Run(_) | Command::Import(_) | Command::Load(_) | Command::Pull(_)
+            Command::Build(_)
+                | Command::Run(_)
+                | Command::Create(_)
+                | Command::Start(_)
+                | Command::Restart(_)
+                | Command::Exec(_)
+                | Command::Import(_)
+                | Command::Load(_)
+                | Command::Pull(_)
         )
     }
 }
@@ -137,7 +169,16 @@ fn main() -> ExitCode {
     if let Some(code) = executor::init::maybe_run_init() {
         std::process::exit(code);
     }
-    let cli = Cli::parse();
+    // a re-executed container monitor or exec helper: single-threaded too
+    if let Some(code) = executor::runtime::maybe_run_helper() {
+        std::process::exit(code);
+    }
+    let mut cli = Cli::parse();
+    // containers record paths into the store and their monitors run from `/`: a relative
+    // --root must not depend on the directory kiln was started in
+    if let Ok(root) = std::path::absolute(&cli.global.root) {
+        cli.global.root = root;
+    }
     init_logging(&cli.global);
     if cli.command.needs_root() && !has_root_privileges() {
         report::error(&anyhow::anyhow!("{NEEDS_ROOT}"), cli.global.debug);
@@ -163,6 +204,17 @@ fn main() -> ExitCode {
             Command::Tag(args) => commands::tag::run(&global, args).await,
             Command::Rmi(args) => commands::rmi::run(&global, args).await,
             Command::Run(args) => commands::run::run(&global, *args).await,
+            Command::Create(args) => commands::container::create(&global, *args).await,
+            Command::Start(args) => commands::container::start(&global, args),
+            Command::Stop(args) => commands::container::stop(&global, args),
+            Command::Restart(args) => commands::container::restart(&global, args),
+            Command::Kill(args) => commands::container::kill(&global, args),
+            Command::Rm(args) => commands::container::rm(&global, args),
+            Command::Wait(args) => commands::container::wait(&global, args),
+            Command::Ps(args) => commands::ps::run(&global, args),
+            Command::Logs(args) => commands::logs::run(&global, args),
+            Command::Exec(args) => commands::exec::run(&global, args),
+            Command::Volume(cmd) => commands::volume::run(&global, cmd),
             Command::Inspect(args) => commands::inspect::run(&global, args).await,
             Command::History(args) => commands::history::run(&global, args).await,
             Command::Save(args) => commands::save::run(&global, args).await,

@@ -96,7 +96,7 @@ pub enum InitError {
 }
 
 impl InitError {
-    fn exit_code(&self) -> i32 {
+    pub(crate) fn exit_code(&self) -> i32 {
         match self {
             InitError::NotFound(_) => EXIT_NOT_FOUND,
             InitError::Exec { source: Errno::ENOENT, .. } => EXIT_NOT_FOUND,

@@ -65,6 +65,7 @@ pub mod init;
 pub mod mounts;
 pub mod network;
 pub mod process;
+pub mod runtime;
 pub mod sandbox;
 pub mod seccomp;
 pub mod spec;

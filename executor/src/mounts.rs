@@ -385,6 +385,7 @@ pub fn mount_extra(root: &Path, mounts: &[Mount], allow_host_proc_sys: bool) -> 
                 }
                 mount_fs("tmpfs", &target, flags, Some(&data))?;
             }
+            MountKind::Volume { source, copy_up } => mount_volume(source, &target, *copy_up, m.readonly)?,
             MountKind::Overlay { lowers, upper } => {
                 ensure_mountpoint(&target, true)?;
                 mount_overlay(&target, lowers, upper)?;
@@ -395,6 +396,29 @@ pub fn mount_extra(root: &Path, mounts: &[Mount], allow_host_proc_sys: bool) -> 
         }
     }
     Ok(())
+}
+
+/// A volume: its data directory opened without following a symlink (the bind goes through
+/// that descriptor, so nothing can swap the path meanwhile), filled from the image directory
+/// at `target` first when `copy_up` and the volume is empty.
+fn mount_volume(source: &Path, target: &Path, copy_up: bool, readonly: bool) -> Result<(), InitError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let directory = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_DIRECTORY)
+        .open(source)
+        .map_err(io(format!("open volume {} (it must be a directory, not a symlink)", source.display())))?;
+    let handle = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&directory)));
+    if copy_up
+        && fs::symlink_metadata(target).is_ok_and(|m| m.is_dir())
+        && crate::runtime::copy_up::is_empty(&handle)
+            .map_err(io(format!("read volume {}", source.display())))?
+        && !crate::runtime::copy_up::is_empty(target).unwrap_or(true)
+    {
+        crate::runtime::copy_up::copy_dir_contents(target, &handle).map_err(io("copy up into volume"))?;
+    }
+    ensure_mountpoint(target, true)?;
+    bind(&handle, target, readonly)
 }
 
 /// Bind-mounts the generated hosts/hostname/resolv.conf (skipped when the rootfs is read-only

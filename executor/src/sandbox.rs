@@ -135,7 +135,7 @@ impl Executor {
         }
         if !spec.allow_host_proc_sys {
             for mount in &spec.mounts {
-                if let MountKind::Bind { source } = &mount.kind
+                if let MountKind::Bind { source } | MountKind::Volume { source, .. } = &mount.kind
                     && crate::mounts::exposes_host_proc_sys(source)
                 {
                     return Err(Error::HostProcSysBind {
@@ -432,6 +432,11 @@ impl Sandbox {
 
     pub fn killer(&self) -> Killer {
         self.killer.clone()
+    }
+
+    /// The cgroup directories the container runs in (empty when it joined none).
+    pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        self.cleanup.record.cgroups.as_ref().map(|c| c.dirs.clone()).unwrap_or_default()
     }
 
     /// The pty master of a [`Stdio::Tty`] sandbox (read output, write input, resize).

@@ -42,6 +42,10 @@ pub enum MountKind {
     Tmpfs { size: Option<u64>, mode: u32 },
     /// An overlay with its own lowers (top-most first) and optional upper.
     Overlay { lowers: Vec<PathBuf>, upper: Option<OverlayUpper> },
+    /// A volume's data directory (bind-mounted; refused when it is a symlink). With
+    /// `copy_up`, an empty volume first receives the contents of the image directory it is
+    /// mounted over, owners and modes kept (docker's behaviour; `volume-nocopy` turns it off).
+    Volume { source: PathBuf, copy_up: bool },
 }
 
 /// Network of a sandbox.

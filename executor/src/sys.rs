@@ -52,7 +52,8 @@ pub enum Forked {
     Child,
 }
 
-/// fork(2). Only called by the sandbox init, which is single-threaded.
+/// fork(2). Only called by single-threaded processes: the sandbox init, a container monitor
+/// before its runtime starts, the exec helper.
 pub fn fork() -> Result<Forked, Errno> {
     // SAFETY: the init process never starts threads, so the child inherits a consistent
     // address space (no locks held by other threads).
@@ -176,6 +177,16 @@ pub fn detach_stdio() {
             unsafe {
                 libc::dup2(null.as_raw_fd(), fd);
             }
+        }
+    }
+}
+
+/// Points stdout at /dev/null (a monitor after reporting to the command that started it).
+pub fn stdout_to_null() {
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        // SAFETY: dup2 onto descriptor 1; Rust's stdout handle only ever refers to the number.
+        unsafe {
+            libc::dup2(null.as_raw_fd(), 1);
         }
     }
 }

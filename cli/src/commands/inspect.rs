@@ -1,4 +1,5 @@
-//! `kiln inspect IMAGE…`: docker-like JSON about images.
+//! `kiln inspect NAME…`: docker-like JSON about containers (looked up first, as docker does)
+//! and images.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -12,15 +13,32 @@ use crate::GlobalOptions;
 /// Arguments of `kiln inspect`.
 #[derive(Debug, clap::Args)]
 pub struct InspectArgs {
-    /// Images: names, name@digest, or image IDs.
-    #[arg(required = true, value_name = "IMAGE")]
+    /// Only look for this kind of object: `container` or `image`.
+    #[arg(long = "type", value_name = "TYPE", value_parser = ["container", "image"])]
+    pub kind: Option<String>,
+    /// Format the output with a Go template (`{{.State.Status}}`, `{{json .Config}}`).
+    #[arg(short, long, value_name = "TEMPLATE")]
+    pub format: Option<String>,
+    /// Containers (names or IDs) or images (names, name@digest, or image IDs).
+    #[arg(required = true, value_name = "NAME")]
     pub images: Vec<String>,
 }
 
 pub async fn run(global: &GlobalOptions, args: InspectArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(global)?;
+    let containers = super::container::open(global)?;
     let mut out = Vec::new();
     for query in &args.images {
+        if args.kind.as_deref() != Some("image") {
+            match containers.find(query) {
+                Ok(container) => {
+                    out.push(super::inspect_container::container_json(&container));
+                    continue;
+                }
+                Err(executor::runtime::RuntimeError::NoSuchContainer(_)) if args.kind.is_none() => {}
+                Err(err) => return Err(err.into()),
+            }
+        }
         let (records, _) = resolve(&store, query)?;
         let first = records.first().ok_or_else(|| anyhow::anyhow!("no such image: {query}"))?;
         let image = store
@@ -77,6 +95,10 @@ pub async fn run(global: &GlobalOptions, args: InspectArgs) -> anyhow::Result<Ex
         out.push(entry);
     }
     let mut stdout = std::io::stdout().lock();
+    if let Some(format) = &args.format {
+        write!(stdout, "{}", crate::format::Format::parse(format, &[])?.render(&out)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     serde_json::to_writer_pretty(&mut stdout, &out)?;
     writeln!(stdout)?;
     Ok(ExitCode::SUCCESS)

@@ -2,7 +2,8 @@
 //! removes every name of the image (with `--force` when there are several). When an image lost
 //! its last name, its blobs and snapshots are garbage-collected (what other images or the build
 //! cache use stays; when another kiln process has the store open, collection waits for a later
-//! run).
+//! run). An image a container uses is refused (docker's conflict errors); `--force` untags
+//! it but keeps its data while a container needs it.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -25,12 +26,35 @@ pub struct RmiArgs {
 
 pub async fn run(global: &GlobalOptions, args: RmiArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(global)?;
+    let containers = super::container::open(global)?.list()?;
+    let user_of = |image_id: &str| containers.iter().find(|c| c.config.image_id == image_id);
     let mut out = std::io::stdout().lock();
     let mut failed = false;
     let mut deleted = false;
+    // an image untagged with --force while a container uses it: collecting garbage now would
+    // take its snapshots from under the container
+    let mut kept_for_container = false;
     for query in &args.images {
         let result = (|| -> anyhow::Result<()> {
             let (records, by_name) = resolve(&store, query)?;
+            if !args.force
+                && let Some(record) = records.first()
+                && let Some(container) = user_of(record.image_id.as_ref())
+            {
+                let image = record.image_id.digest().chars().take(12).collect::<String>();
+                if by_name {
+                    anyhow::bail!(
+                        "conflict: unable to remove repository reference {query:?} (must force) - container {} is \
+                         using its referenced image {image}",
+                        container.short_id()
+                    );
+                }
+                let state = if container.state.status.is_active() { "running" } else { "stopped" };
+                anyhow::bail!(
+                    "conflict: unable to delete {image} (must be forced) - image is being used by {state} container {}",
+                    container.short_id()
+                );
+            }
             let names: Vec<_> = records.iter().filter(|r| !r.is_untagged()).collect();
             if !by_name && names.len() > 1 && !args.force {
                 let id = records[0].image_id.digest().chars().take(12).collect::<String>();
@@ -54,7 +78,9 @@ pub async fn run(global: &GlobalOptions, args: RmiArgs) -> anyhow::Result<ExitCo
                 .iter()
                 .filter_map(|id| records.iter().find(|r| r.image_id.as_ref() == id).map(|r| (id, r)))
             {
-                if store.images().names_of(&record.image_id)?.is_empty() {
+                let unnamed = store.images().names_of(&record.image_id)?.is_empty();
+                kept_for_container |= unnamed && user_of(id).is_some();
+                if unnamed && user_of(id).is_none() {
                     writeln!(out, "Deleted: {id}")?;
                     deleted = true;
                 }
@@ -66,7 +92,7 @@ pub async fn run(global: &GlobalOptions, args: RmiArgs) -> anyhow::Result<ExitCo
             failed = true;
         }
     }
-    if deleted {
+    if deleted && !kept_for_container {
         let build_cache =
             cache::buildcache::BuildCache::open(&store).context("cannot open the build cache")?;
         let report = store.gc(&[&build_cache]).context("cannot reclaim the space of removed images")?;

@@ -2,18 +2,24 @@
 //! image of the store (pulled when missing), with docker's ENTRYPOINT/CMD rules and the image's
 //! Env, WorkingDir and User. Exits with the container's exit code.
 //!
-//! Containers are not kept yet: the writable layer is always removed afterwards (`--rm` is
-//! accepted for compatibility; `-d` and `kiln ps` are a later issue).
+//! In the foreground, the container is not kept: its writable layer (and the anonymous volumes
+//! it made) are removed afterwards, as with `--rm`. With `-d` (and `kiln create`), the
+//! container is recorded in the runtime store and runs under its monitor, outliving this
+//! command (see `executor::runtime`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
-use executor::{Executor, Mount, MountKind, NetworkMode, Resources, Rootfs, SandboxSpec, Stdio};
+use executor::runtime::{ContainerConfig, RestartPolicy};
+use executor::{
+    Executor, Mount, MountKind, NetworkMode, OverlayUpper, Resources, Rootfs, SandboxSpec, Stdio,
+};
 
 mod io;
 mod layer;
 mod mount_flag;
+pub(crate) mod volumes;
 
 use super::images::{normalise, open_store, resolve};
 use crate::GlobalOptions;
@@ -21,7 +27,47 @@ use crate::GlobalOptions;
 /// Arguments of `kiln run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Remove the container when it exits (always the case for now).
+    /// Run in the background (under its own monitor) and print the container ID.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Assign a name to the container.
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// Set metadata on the container (`key=value` or `key`).
+    #[arg(short, long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Restart policy: `no`, `on-failure[:max-retries]`, `always`, `unless-stopped`.
+    #[arg(long, default_value = "no", value_name = "POLICY")]
+    pub restart: String,
+    /// Signal to stop the container (default: the image's STOPSIGNAL, else SIGTERM).
+    #[arg(long, value_name = "SIGNAL")]
+    pub stop_signal: Option<String>,
+    /// Seconds to wait for the stop signal to end the container before SIGKILL (default 10).
+    #[arg(long, value_name = "SECONDS")]
+    pub stop_timeout: Option<u64>,
+    /// Command to run to check health (run by `/bin/sh -c` in the container).
+    #[arg(long, value_name = "COMMAND")]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (`30s`, `1m`).
+    #[arg(long, value_name = "DURATION")]
+    pub health_interval: Option<String>,
+    /// Maximum time to allow one check to run.
+    #[arg(long, value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+    /// Consecutive failures needed to report unhealthy.
+    #[arg(long, value_name = "N")]
+    pub health_retries: Option<u32>,
+    /// Start period during which failures do not count (until a first success).
+    #[arg(long, value_name = "DURATION")]
+    pub health_start_period: Option<String>,
+    /// Disable any container-specified HEALTHCHECK.
+    #[arg(long)]
+    pub no_healthcheck: bool,
+    /// Log options of the json-file driver: `max-size=10m`, `max-file=3`.
+    #[arg(long = "log-opt", value_name = "KEY=VALUE")]
+    pub log_opts: Vec<String>,
+    /// Remove the container (and its anonymous volumes) when it exits; a foreground container
+    /// is always removed.
     #[arg(long)]
     pub rm: bool,
     /// Keep stdin open (connect the caller's stdin to the container).
@@ -75,12 +121,14 @@ pub struct RunArgs {
     /// Mount a tmpfs (`/path[:size=64m,mode=1777]`).
     #[arg(long, value_name = "PATH[:OPTIONS]")]
     pub tmpfs: Vec<String>,
-    /// Bind mount a host directory (`/host:/ctr[:ro]`); `ro` is read-only in every submount.
-    #[arg(short, long = "volume", value_name = "HOST:CTR[:ro]")]
+    /// Mount a volume: `NAME:/ctr[:ro|nocopy]` (a named volume, created when missing),
+    /// `/host:/ctr[:ro]` (a bind; `ro` is read-only in every submount) or `/ctr` (anonymous).
+    #[arg(short, long = "volume", value_name = "SOURCE:CTR[:ro]")]
     pub volumes: Vec<String>,
-    /// Attach a mount: `type=bind,source=/host,target=/ctr[,readonly]` or
+    /// Attach a mount: `type=bind,source=/host,target=/ctr[,readonly]`,
+    /// `type=volume[,source=NAME],target=/ctr[,readonly][,volume-nocopy]` or
     /// `type=tmpfs,target=/ctr[,tmpfs-size=64m,tmpfs-mode=1777]`.
-    #[arg(long = "mount", value_name = "type=bind|tmpfs,...")]
+    #[arg(long = "mount", value_name = "type=bind|volume|tmpfs,...")]
     pub mounts: Vec<String>,
     /// Allow binds of the host's /proc or /sys (or of paths below them): they expose the host
     /// kernel's interfaces to the container and are refused without this flag.
@@ -157,30 +205,6 @@ fn expand_env_entry(entry: &str) -> Option<String> {
     }
 }
 
-fn parse_volume(spec: &str) -> anyhow::Result<Mount> {
-    let parts: Vec<&str> = spec.split(':').collect();
-    let (host, target, mode) = match parts.as_slice() {
-        [host, target] => (*host, *target, "rw"),
-        [host, target, mode] => (*host, *target, *mode),
-        _ => bail!("invalid volume {spec:?} (expected /host/dir:/container/dir[:ro])"),
-    };
-    if !host.starts_with('/') {
-        bail!("invalid volume {spec:?}: named volumes are not supported yet, use an absolute host path");
-    }
-    if !target.starts_with('/') {
-        bail!("invalid volume {spec:?}: the container path must be absolute");
-    }
-    let readonly = match mode {
-        "ro" => true,
-        "rw" | "" => false,
-        other => bail!("invalid volume mode {other:?} in {spec:?} (expected ro or rw)"),
-    };
-    if !Path::new(host).exists() {
-        std::fs::create_dir_all(host).with_context(|| format!("cannot create volume directory {host}"))?;
-    }
-    Ok(Mount { target: target.into(), kind: MountKind::Bind { source: host.into() }, readonly })
-}
-
 fn parse_tmpfs(spec: &str) -> anyhow::Result<Mount> {
     let (path, options) = spec.split_once(':').unwrap_or((spec, ""));
     if !path.starts_with('/') {
@@ -232,18 +256,37 @@ async fn find_or_pull(
         .with_context(|| format!("image {} vanished right after its pull", pulled.name))
 }
 
-pub async fn run(global: &GlobalOptions, args: RunArgs) -> anyhow::Result<ExitCode> {
-    let started = std::time::Instant::now();
+/// Everything a container needs, resolved from the image and the flags.
+struct Prepared {
+    healthcheck: Option<executor::runtime::health::Healthcheck>,
+    spec: SandboxSpec,
+    image_id: String,
+    entrypoint: Vec<String>,
+    cmd: Vec<String>,
+    stop_signal: String,
+    mounts: volumes::Resolved,
+}
+
+async fn prepare(
+    global: &GlobalOptions,
+    args: &RunArgs,
+    runtime: &executor::runtime::Store,
+    upper: OverlayUpper,
+) -> anyhow::Result<Prepared> {
     let store = open_store(global)?;
     let record = find_or_pull(global, &store, &args.image).await?;
     let image = store.content().read_image(&record.target)?;
     let layers = image.layers()?;
     let lowers = store.snapshots().ensure_unpacked(&layers)?;
-    let image_ready = started.elapsed();
     if lowers.is_empty() {
         bail!("image {} has no layers: nothing to run", args.image);
     }
     let config = image.config.config().clone().unwrap_or_default();
+    let entrypoint: Vec<String> = match args.entrypoint.as_deref() {
+        Some("") => Vec::new(),
+        Some(flag) => vec![flag.to_owned()],
+        None => config.entrypoint().clone().unwrap_or_default(),
+    };
     let argv = command_line(
         config.entrypoint().as_deref().unwrap_or_default(),
         config.cmd().as_deref().unwrap_or_default(),
@@ -253,14 +296,12 @@ pub async fn run(global: &GlobalOptions, args: RunArgs) -> anyhow::Result<ExitCo
     if argv.is_empty() {
         bail!("no command specified: the image has no ENTRYPOINT or CMD and none was given");
     }
+    let cmd = argv[entrypoint.len().min(argv.len())..].to_vec();
     let mut env: Vec<String> = config.env().clone().unwrap_or_default();
     for file in &args.env_file {
         env.extend(parse_env_file(file)?);
     }
     env.extend(args.env.iter().filter_map(|e| expand_env_entry(e)));
-
-    let layer_dir = layer::ContainerLayer::create(&global.root.join("containers"))?;
-    let upper = layer_dir.overlay_upper();
 
     let mut spec = SandboxSpec::new(Rootfs::Overlay { lowers, upper: Some(upper) }, argv);
     spec.process.env = env;
@@ -283,23 +324,219 @@ pub async fn run(global: &GlobalOptions, args: RunArgs) -> anyhow::Result<ExitCo
         cpu_millis: args.cpus.map(|cpus| (cpus * 1000.0).round() as u64).filter(|m| *m > 0),
         pids: args.pids_limit.filter(|p| *p > 0).map(|p| p as u64),
     };
+    let mut requests = Vec::new();
     for volume in &args.volumes {
-        spec.mounts.push(parse_volume(volume)?);
+        requests.push(volumes::parse_volume(volume)?);
     }
     for tmpfs in &args.tmpfs {
-        spec.mounts.push(parse_tmpfs(tmpfs)?);
+        requests.push(volumes::MountRequest::Mount(parse_tmpfs(tmpfs)?));
     }
     for mount in &args.mounts {
-        spec.mounts.push(mount_flag::parse_mount(mount)?);
+        requests.push(mount_flag::parse_mount(mount)?);
     }
+    let image_volumes: Vec<String> = config.volumes().clone().unwrap_or_default();
+    let mounts = volumes::resolve(runtime, requests, &image_volumes)?;
+    spec.mounts = mounts.mounts.clone();
     spec.allow_host_proc_sys = args.allow_host_proc_sys;
+    let stop_signal = args
+        .stop_signal
+        .clone()
+        .or_else(|| config.stop_signal().clone())
+        .unwrap_or_else(|| "SIGTERM".to_owned());
+    executor::runtime::stop::parse_signal(&stop_signal)?;
+    let image_check = image.docker.healthcheck.as_ref().map(|h| executor::runtime::health::Healthcheck {
+        test: h.test.clone(),
+        interval: h.interval,
+        timeout: h.timeout,
+        start_period: h.start_period,
+        retries: h.retries,
+    });
+    let healthcheck = healthcheck(args, image_check)?;
+    Ok(Prepared { healthcheck, spec, image_id: image.id().to_string(), entrypoint, cmd, stop_signal, mounts })
+}
+
+/// The image's HEALTHCHECK with the `--health-*` flags applied (docker's merge), or none.
+fn healthcheck(
+    args: &RunArgs,
+    image: Option<executor::runtime::health::Healthcheck>,
+) -> anyhow::Result<Option<executor::runtime::health::Healthcheck>> {
+    let flags_given = args.health_cmd.is_some()
+        || args.health_interval.is_some()
+        || args.health_timeout.is_some()
+        || args.health_retries.is_some()
+        || args.health_start_period.is_some();
+    if args.no_healthcheck {
+        if flags_given {
+            bail!("--no-healthcheck conflicts with --health-* options");
+        }
+        return Ok(None);
+    }
+    let mut check = image.unwrap_or_default();
+    if let Some(command) = &args.health_cmd {
+        check.test = vec!["CMD-SHELL".into(), command.clone()];
+    }
+    let nanos = |text: &Option<String>, name: &str| -> anyhow::Result<Option<i64>> {
+        text.as_deref()
+            .map(|t| {
+                executor::runtime::health::parse_duration(t)
+                    .map(|d| d.as_nanos() as i64)
+                    .with_context(|| format!("invalid --{name} {t:?} (a duration: 30s, 1m30s, 500ms)"))
+            })
+            .transpose()
+    };
+    if let Some(value) = nanos(&args.health_interval, "health-interval")? {
+        check.interval = value;
+    }
+    if let Some(value) = nanos(&args.health_timeout, "health-timeout")? {
+        check.timeout = value;
+    }
+    if let Some(value) = nanos(&args.health_start_period, "health-start-period")? {
+        check.start_period = value;
+    }
+    if let Some(retries) = args.health_retries {
+        check.retries = i64::from(retries);
+    }
+    Ok(check.argv().is_some().then_some(check))
+}
+
+/// `--log-opt max-size=10m --log-opt max-file=3` (docker's json-file options).
+fn parse_log_opts(options: &[String]) -> anyhow::Result<Option<executor::runtime::logs::Rotation>> {
+    let (mut max_size, mut max_files) = (None, None);
+    for option in options {
+        match option.split_once('=') {
+            Some(("max-size", value)) => max_size = Some(parse_bytes(value)?),
+            Some(("max-file", value)) => {
+                let count: u32 = value.parse().with_context(|| format!("invalid max-file {value:?}"))?;
+                if count == 0 {
+                    bail!("invalid max-file {value:?}: it must be at least 1");
+                }
+                max_files = Some(count);
+            }
+            _ => bail!("unknown log opt {option:?} for the json-file log driver (max-size, max-file)"),
+        }
+    }
+    match (max_size, max_files) {
+        (None, Some(_)) => bail!("max-file cannot be used without max-size"),
+        (None, None) => Ok(None),
+        (Some(max_size), files) => {
+            Ok(Some(executor::runtime::logs::Rotation { max_size, max_files: files.unwrap_or(1) }))
+        }
+    }
+}
+
+fn parse_labels(labels: &[String]) -> std::collections::BTreeMap<String, String> {
+    labels
+        .iter()
+        .map(|label| match label.split_once('=') {
+            Some((key, value)) => (key.to_owned(), value.to_owned()),
+            None => (label.clone(), String::new()),
+        })
+        .collect()
+}
+
+/// `kiln create` and `kiln run -d`: records the container (not started). Returns it.
+pub(crate) async fn create(
+    global: &GlobalOptions,
+    args: &RunArgs,
+) -> anyhow::Result<executor::runtime::Container> {
+    if args.tty {
+        bail!("-t is not supported for containers that outlive the command yet (run it in the foreground)");
+    }
+    if args.interactive && args.detach {
+        bail!("-i is not supported with -d yet: the container's stdin is /dev/null");
+    }
+    let restart: RestartPolicy = args.restart.parse()?;
+    if args.rm && restart != RestartPolicy::No {
+        bail!("conflicting options: cannot specify both --restart and --rm");
+    }
+    let runtime = executor::runtime::Store::open(&global.root)?;
+    let (id, dir) = runtime.new_container_dir()?;
+    let remove_dir = scopeguard(dir.clone());
+    let upper = OverlayUpper { upper: dir.join("upper"), work: dir.join("work") };
+    let prepared = prepare(global, args, &runtime, upper).await?;
+    let anonymous: Vec<String> = prepared.mounts.anonymous().map(str::to_owned).collect();
+    let config = ContainerConfig {
+        version: 0,
+        id,
+        name: args.name.clone().unwrap_or_default(),
+        created: executor::runtime::record::now_nanos(),
+        image: args.image.clone(),
+        image_id: prepared.image_id,
+        spec: prepared.spec,
+        entrypoint: prepared.entrypoint,
+        cmd: prepared.cmd,
+        labels: parse_labels(&args.labels),
+        stop_signal: prepared.stop_signal,
+        stop_timeout: args.stop_timeout.unwrap_or(10),
+        restart,
+        auto_remove: args.rm,
+        mounts: prepared.mounts.records,
+        network: args.network.clone(),
+        log_rotation: parse_log_opts(&args.log_opts)?,
+        healthcheck: prepared.healthcheck,
+    };
+    let created = runtime.create(dir, config);
+    if created.is_err() {
+        let volumes = runtime.volumes();
+        for name in &anonymous {
+            let _ = volumes.remove(&runtime, name);
+        }
+    }
+    let container = created?;
+    remove_dir.disarm();
+    Ok(container)
+}
+
+/// Removes a container directory unless disarmed (a create that failed half-way).
+struct DirGuard(Option<PathBuf>);
+
+fn scopeguard(dir: PathBuf) -> DirGuard {
+    DirGuard(Some(dir))
+}
+
+impl DirGuard {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+pub async fn run(global: &GlobalOptions, args: RunArgs) -> anyhow::Result<ExitCode> {
+    if args.detach {
+        let mut container = create(global, &args).await?;
+        let runtime = executor::runtime::Store::open(&global.root)?;
+        let started =
+            executor::runtime::monitor::start(&runtime, &mut container, Path::new("/proc/self/exe"));
+        match started {
+            Ok(()) => {
+                println!("{}", container.id());
+                return Ok(ExitCode::SUCCESS);
+            }
+            Err(executor::runtime::RuntimeError::StartFailed { message, exit_code, .. }) => {
+                eprintln!("kiln: error: {message}");
+                return Ok(ExitCode::from(exit_code.clamp(0, 255) as u8));
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    let started = std::time::Instant::now();
+    let runtime = executor::runtime::Store::open(&global.root)?;
+    let layer_dir = layer::ContainerLayer::create(&global.root.join("containers"))?;
+    let prepared = prepare(global, &args, &runtime, layer_dir.overlay_upper()).await;
+    let prepared = prepared?;
+    let anonymous: Vec<String> = prepared.mounts.anonymous().map(str::to_owned).collect();
+    let _remove_volumes = AnonymousVolumes { runtime: runtime.clone(), names: anonymous };
+    let spec = prepared.spec;
 
     let executor = Executor::new(global.root.join("run"))?;
-    tracing::debug!(
-        image_us = image_ready.as_micros() as u64,
-        prepare_us = started.elapsed().as_micros() as u64,
-        "container prepared"
-    );
+    tracing::debug!(prepare_us = started.elapsed().as_micros() as u64, "container prepared");
     let stdin = std::io::stdin();
     let stdio = if args.tty {
         Stdio::Tty { size: executor::tty::window_size(&stdin) }
@@ -324,6 +561,23 @@ pub async fn run(global: &GlobalOptions, args: RunArgs) -> anyhow::Result<ExitCo
         eprintln!("kiln: the container ran out of memory and was OOM-killed");
     }
     Ok(ExitCode::from(status.code.clamp(0, 255) as u8))
+}
+
+/// The anonymous volumes of a foreground container, removed with it.
+struct AnonymousVolumes {
+    runtime: executor::runtime::Store,
+    names: Vec<String>,
+}
+
+impl Drop for AnonymousVolumes {
+    fn drop(&mut self) {
+        let volumes = self.runtime.volumes();
+        for name in &self.names {
+            if let Err(err) = volumes.remove(&self.runtime, name) {
+                tracing::warn!(volume = %name, %err, "cannot remove an anonymous volume");
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -359,11 +613,7 @@ mod tests {
     }
 
     #[test]
-    fn volumes_and_tmpfs() {
-        let m = parse_volume("/tmp:/data:ro").expect("volume");
-        assert_eq!(m.target, PathBuf::from("/data"));
-        assert!(m.readonly);
-        assert!(parse_volume("named:/data").is_err());
+    fn tmpfs() {
         let t = parse_tmpfs("/scratch:size=1m,mode=755").expect("tmpfs");
         assert_eq!(t.kind, MountKind::Tmpfs { size: Some(1 << 20), mode: 0o755 });
         assert!(parse_tmpfs("/x:bogus=1").is_err());

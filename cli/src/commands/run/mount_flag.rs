@@ -1,19 +1,21 @@
-//! `kiln run --mount type=bind|tmpfs,...`: docker's long mount syntax.
+//! `kiln run --mount type=bind|tmpfs|volume,...`: docker's long mount syntax.
 
 use anyhow::{Context, bail};
 use executor::{Mount, MountKind};
 
 use super::parse_bytes;
+use super::volumes::MountRequest;
 
 /// Parses one `--mount` value: `type=bind,source=/host,target=/ctr[,readonly]` or
-/// `type=tmpfs,target=/ctr[,tmpfs-size=64m][,tmpfs-mode=1777]`.
+/// `type=tmpfs,target=/ctr[,tmpfs-size=64m][,tmpfs-mode=1777]` or
+/// `type=volume[,source=NAME],target=/ctr[,readonly][,volume-nocopy]`.
 ///
 /// Bind options as docker's: `readonly`/`ro` (bare or `=true|false|1|0`),
 /// `bind-propagation` (only `rprivate`, the default, and `private`: a container's mounts never
 /// propagate to or from the host), `bind-recursive` (`enabled`, the default, and `readonly`:
 /// submounts are included and a read-only bind is read-only in every submount; docker's
 /// `disabled` and `writable`, which weaken that, are refused).
-pub fn parse_mount(spec: &str) -> anyhow::Result<Mount> {
+pub fn parse_mount(spec: &str) -> anyhow::Result<MountRequest> {
     let mut kind = None;
     let mut source = None;
     let mut target = None;
@@ -21,6 +23,8 @@ pub fn parse_mount(spec: &str) -> anyhow::Result<Mount> {
     let (mut size, mut mode) = (None, 0o1777);
     let mut bind_options = Vec::new();
     let mut tmpfs_options = Vec::new();
+    let mut volume_options = Vec::new();
+    let mut copy_up = true;
     for field in spec.split(',').filter(|f| !f.is_empty()) {
         let (key, value) = match field.split_once('=') {
             Some((key, value)) => (key.trim().to_ascii_lowercase(), Some(value.trim())),
@@ -70,6 +74,14 @@ pub fn parse_mount(spec: &str) -> anyhow::Result<Mount> {
                 mode =
                     u32::from_str_radix(value, 8).with_context(|| format!("invalid tmpfs-mode {value:?}"))?;
             }
+            "volume-nocopy" => {
+                volume_options.push(key.clone());
+                copy_up = match value.map(str::to_ascii_lowercase).as_deref() {
+                    None | Some("true" | "1") => false,
+                    Some("false" | "0") => true,
+                    Some(other) => bail!("invalid mount {spec:?}: invalid value {other:?} for {key}"),
+                }
+            }
             _ => bail!("invalid mount {spec:?}: unknown option {key:?}"),
         }
     }
@@ -81,6 +93,9 @@ pub fn parse_mount(spec: &str) -> anyhow::Result<Mount> {
         Some("bind") | None => {
             if let Some(option) = tmpfs_options.first() {
                 bail!("invalid mount {spec:?}: {option} is only for type=tmpfs");
+            }
+            if let Some(option) = volume_options.first() {
+                bail!("invalid mount {spec:?}: {option} is only for type=volume");
             }
             let source = source.with_context(|| format!("invalid mount {spec:?}: source is required"))?;
             if !source.starts_with('/') {
@@ -96,15 +111,28 @@ pub fn parse_mount(spec: &str) -> anyhow::Result<Mount> {
             if let Some(option) = bind_options.first() {
                 bail!("invalid mount {spec:?}: {option} is only for type=bind");
             }
+            if let Some(option) = volume_options.first() {
+                bail!("invalid mount {spec:?}: {option} is only for type=volume");
+            }
             if source.is_some() {
                 bail!("invalid mount {spec:?}: a tmpfs has no source");
             }
             MountKind::Tmpfs { size, mode }
         }
-        Some("volume") => bail!("invalid mount {spec:?}: named volumes are not supported yet, use type=bind"),
-        Some(other) => bail!("invalid mount {spec:?}: unknown type {other:?} (expected bind or tmpfs)"),
+        Some("volume") => {
+            if let Some(option) = bind_options.first().or(tmpfs_options.first()) {
+                bail!(
+                    "invalid mount {spec:?}: {option} is only for type={}",
+                    if option.starts_with("bind") { "bind" } else { "tmpfs" }
+                );
+            }
+            return Ok(MountRequest::Volume { name: source, target, readonly, copy_up });
+        }
+        Some(other) => {
+            bail!("invalid mount {spec:?}: unknown type {other:?} (expected bind, volume or tmpfs)")
+        }
     };
-    Ok(Mount { target: target.into(), kind, readonly })
+    Ok(MountRequest::Mount(Mount { target: target.into(), kind, readonly }))
 }
 
 fn required<'a>(spec: &str, key: &str, value: Option<&'a str>) -> anyhow::Result<&'a str> {
@@ -117,14 +145,27 @@ mod tests {
 
     #[test]
     fn binds_and_tmpfs() {
-        let m = parse_mount("type=bind,source=/,target=/host,readonly").expect("bind");
+        let ready = |spec| match parse_mount(spec).expect(spec) {
+            MountRequest::Mount(mount) => mount,
+            other => panic!("{spec}: {other:?}"),
+        };
+        let m = ready("type=bind,source=/,target=/host,readonly");
         assert_eq!((m.target.to_str(), m.readonly), (Some("/host"), true));
         assert_eq!(m.kind, MountKind::Bind { source: "/".into() });
-        let m = parse_mount("src=/tmp,dst=/t,ro=false,bind-propagation=rprivate,bind-recursive=enabled")
-            .expect("bind");
+        let m = ready("src=/tmp,dst=/t,ro=false,bind-propagation=rprivate,bind-recursive=enabled");
         assert!(!m.readonly);
-        let m = parse_mount("type=tmpfs,target=/scratch,tmpfs-size=1m,tmpfs-mode=700").expect("tmpfs");
+        let m = ready("type=tmpfs,target=/scratch,tmpfs-size=1m,tmpfs-mode=700");
         assert_eq!(m.kind, MountKind::Tmpfs { size: Some(1 << 20), mode: 0o700 });
+        let v = parse_mount("type=volume,source=data,target=/data,readonly,volume-nocopy").expect("volume");
+        assert_eq!(
+            v,
+            MountRequest::Volume {
+                name: Some("data".into()),
+                target: "/data".into(),
+                readonly: true,
+                copy_up: false
+            }
+        );
     }
 
     #[test]
@@ -139,7 +180,8 @@ mod tests {
             ("type=bind,source=/tmp,target=/x,readonly=maybe", "invalid value"),
             ("type=tmpfs,target=/x,bind-propagation=private", "only for type=bind"),
             ("type=bind,source=/tmp,target=/x,tmpfs-size=1m", "only for type=tmpfs"),
-            ("type=volume,source=v,target=/x", "named volumes"),
+            ("type=volume,source=v,target=/x,bind-propagation=private", "only for type=bind"),
+            ("type=bind,source=/tmp,target=/x,volume-nocopy", "only for type=volume"),
             ("type=bind,source=/tmp,target=/x,colour=red", "unknown option"),
         ];
         for (spec, wanted) in cases {

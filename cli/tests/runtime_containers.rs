@@ -1,0 +1,529 @@
+#![allow(clippy::unwrap_used)]
+//! Containers that outlive the command (as root): `run -d`, `logs -f`, `exec`, `stop`,
+//! restart policies, a SIGKILLed monitor, concurrent creates, volumes and copy-up. Every test
+//! has its own `--root`; a drop guard SIGKILLs whatever monitors and containers it left, even
+//! when an assertion failed. Waits are bounded polls, never timed assertions.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Upper bound of every poll (generous: the machine is shared).
+const PATIENCE: Duration = Duration::from_secs(60);
+
+struct Kiln {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+}
+
+fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !condition() {
+        assert!(Instant::now() < deadline, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn start_time(pid: i32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    if fields.first() == Some(&"Z") {
+        return None;
+    }
+    fields.get(19).map(|s| (*s).to_owned())
+}
+
+impl Kiln {
+    /// A fresh root with `img`: busybox, a `/seed` directory owned by 1234:5678, and `changes`.
+    fn new(changes: &[&str]) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let rootfs = tmp.path().join("rootfs");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/rootfs/busybox-rootfs.sh");
+        assert!(Command::new("sh").arg(script).arg(&rootfs).status().unwrap().success());
+        let seed = rootfs.join("seed");
+        std::fs::create_dir_all(seed.join("sub")).unwrap();
+        std::fs::write(seed.join("sub/file"), "seeded\n").unwrap();
+        for path in [seed.join("sub/file"), seed.join("sub")] {
+            std::os::unix::fs::chown(&path, Some(1234), Some(5678)).unwrap();
+        }
+        std::fs::set_permissions(seed.join("sub/file"), std::os::unix::fs::PermissionsExt::from_mode(0o640))
+            .unwrap();
+        let tarball = tmp.path().join("busybox.tar");
+        let tar = Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tarball).arg(".").status();
+        assert!(tar.unwrap().success());
+        let kiln = Self { root: tmp.path().join("root"), _tmp: tmp };
+        let mut args = vec!["import", tarball.to_str().unwrap(), "img"];
+        for change in changes {
+            args.extend(["-c", change]);
+        }
+        kiln.ok(&args);
+        kiln
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        cmd.arg("--root").arg(&self.root).args(args).env_remove("KILN_ROOT").stdin(Stdio::null());
+        cmd
+    }
+
+    fn output(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs kiln, asserts success, returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.output(args);
+        assert!(
+            out.status.success(),
+            "kiln {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `kiln run -d --network none ARGS` → the container id.
+    fn detach(&self, args: &[&str]) -> String {
+        let mut all = vec!["run", "-d", "--network", "none"];
+        all.extend_from_slice(args);
+        self.ok(&all).trim().to_owned()
+    }
+
+    fn inspect(&self, container: &str) -> serde_json::Value {
+        let out = self.ok(&["inspect", "--type", "container", container]);
+        let mut all: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
+        all.remove(0)
+    }
+
+    fn status(&self, container: &str) -> String {
+        self.inspect(container)["State"]["Status"].as_str().unwrap().to_owned()
+    }
+
+    fn logs(&self, container: &str) -> String {
+        self.ok(&["logs", container])
+    }
+
+    fn state_file(&self, id: &str) -> serde_json::Value {
+        let path = self.root.join("runtime-v1/containers").join(id).join("state.json");
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    /// The monitor's pid of container `id`.
+    fn monitor_pid(&self, id: &str) -> i32 {
+        let state = self.state_file(id);
+        state["monitor"].as_str().unwrap().split_whitespace().next().unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for Kiln {
+    /// Kills every monitor and container process this root still has (start times checked),
+    /// then lets `rm -f -v` remove the rest; the executor's next run cleans stale cgroups.
+    fn drop(&mut self) {
+        let containers = self.root.join("runtime-v1/containers");
+        if let Ok(entries) = std::fs::read_dir(&containers) {
+            for entry in entries.flatten() {
+                let Ok(text) = std::fs::read_to_string(entry.path().join("state.json")) else { continue };
+                let Ok(state) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
+                let mut targets = Vec::new();
+                if let Some(token) = state["monitor"].as_str() {
+                    let mut parts = token.split_whitespace();
+                    if let (Some(pid), Some(start)) = (parts.next(), parts.next()) {
+                        targets.push((pid.parse::<i32>().unwrap_or(0), start.to_owned()));
+                    }
+                }
+                if let (Some(pid), Some(start)) = (state["pid"].as_i64(), state["pid_start"].as_u64()) {
+                    targets.push((pid as i32, start.to_string()));
+                }
+                for (pid, start) in targets {
+                    if pid > 0 && start_time(pid).as_deref() == Some(start.as_str()) {
+                        unsafe_free_kill(pid);
+                    }
+                }
+            }
+            let ids = self.output(&["ps", "-aq", "--no-trunc"]);
+            for id in String::from_utf8_lossy(&ids.stdout).lines() {
+                let _ = self.output(&["rm", "-f", "-v", id]);
+            }
+        }
+        // the executor's state of killed sandboxes (cgroups, leases) goes with the next executor
+        let _ = self.output(&["run", "--rm", "--network", "none", "img", "true"]);
+    }
+}
+
+fn unsafe_free_kill(pid: i32) {
+    let _ = Command::new("kill").arg("-9").arg(pid.to_string()).stderr(Stdio::null()).status();
+}
+
+#[test]
+fn a_detached_loop_outlives_run_and_streams_logs_and_takes_execs() {
+    let kiln = Kiln::new(&[]);
+    let id = kiln.detach(&[
+        "--name",
+        "svc",
+        "-l",
+        "app=web",
+        "img",
+        "sh",
+        "-c",
+        "echo up > /tmp/marker; while true; do date; sleep 1; done",
+    ]);
+    assert_eq!(id.len(), 64, "{id}");
+    // `kiln run -d` has exited; the container keeps running and logging
+    wait_for("two log lines", || kiln.logs("svc").lines().count() >= 2);
+    assert_eq!(kiln.status("svc"), "running");
+    let ps = kiln.ok(&["ps"]);
+    let header = ps.lines().next().unwrap();
+    for column in ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"] {
+        assert!(header.contains(column), "{header}");
+    }
+    assert!(ps.contains(&id[..12]) && ps.contains("Up ") && ps.contains("svc"), "{ps}");
+    assert_eq!(kiln.ok(&["ps", "-q", "--filter", "label=app=web"]).trim(), &id[..12]);
+    assert_eq!(kiln.ok(&["ps", "-q", "--filter", "label=app=db"]).trim(), "");
+    assert_eq!(
+        kiln.ok(&["ps", "-q", "--filter", "ancestor=img", "--filter", "status=running"]).trim(),
+        &id[..12]
+    );
+    assert_eq!(kiln.ok(&["ps", "-q", "--filter", "status=exited"]).trim(), "");
+    assert_eq!(kiln.ok(&["ps", "--format", "{{.Names}} {{.State}} {{.Labels}}"]), "svc running app=web\n");
+    let table = kiln.ok(&["ps", "--format", "table {{.ID}}\\t{{.Names}}"]);
+    assert_eq!(
+        table.lines().next().unwrap().split_whitespace().collect::<Vec<_>>(),
+        ["CONTAINER", "ID", "NAMES"]
+    );
+    assert_eq!(
+        kiln.ok(&["inspect", "-f", "{{.State.Status}} {{.Name}} {{json .Config.Labels}}", "svc"]),
+        "running /svc {\"app\":\"web\"}\n"
+    );
+
+    // logs -f streams lines written after it started
+    let mut follow = kiln.cmd(&["logs", "-f", "--tail", "0", "svc"]).stdout(Stdio::piped()).spawn().unwrap();
+    let mut lines = BufReader::new(follow.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let second = lines.next().unwrap().unwrap();
+    assert!(!first.is_empty() && first != second, "{first:?} {second:?}");
+
+    // exec: same PID namespace (PID 1 is the loop), same files, same restrictions
+    let cmdline = kiln.ok(&["exec", "svc", "cat", "/proc/1/cmdline"]);
+    assert!(cmdline.contains("while true"), "{cmdline:?}");
+    assert_eq!(kiln.ok(&["exec", "svc", "cat", "/tmp/marker"]), "up\n");
+    kiln.ok(&["exec", "svc", "sh", "-c", "echo from-exec > /tmp/written"]);
+    assert_eq!(kiln.ok(&["exec", "svc", "cat", "/tmp/written"]), "from-exec\n");
+    let status = kiln.ok(&[
+        "exec",
+        "svc",
+        "sh",
+        "-c",
+        "grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/self/status /proc/1/status",
+    ]);
+    for key in ["CapBnd", "NoNewPrivs", "Seccomp"] {
+        let values: Vec<&str> = status
+            .lines()
+            .filter(|l| l.contains(key))
+            .map(|l| l.rsplit(':').next().unwrap().trim())
+            .collect();
+        assert_eq!(values.len(), 2, "{status}");
+        assert_eq!(values[0], values[1], "{key} differs between exec and PID 1: {status}");
+    }
+    assert_eq!(
+        kiln.ok(&[
+            "exec",
+            "-u",
+            "1000:1000",
+            "-w",
+            "/tmp",
+            "-e",
+            "X=y",
+            "svc",
+            "sh",
+            "-c",
+            "echo $(id -u) $PWD $X"
+        ]),
+        "1000 /tmp y\n"
+    );
+    let code = kiln.output(&["exec", "svc", "sh", "-c", "exit 7"]).status.code();
+    assert_eq!(code, Some(7));
+    assert_eq!(kiln.output(&["exec", "svc", "no-such-command"]).status.code(), Some(127));
+
+    // stop: sh as PID 1 ignores SIGTERM, so the grace period runs out and SIGKILL follows
+    let started = Instant::now();
+    kiln.ok(&["stop", "-t", "1", "svc"]);
+    assert!(started.elapsed() >= Duration::from_secs(1), "stop did not wait for the grace period");
+    assert_eq!(kiln.inspect("svc")["State"]["ExitCode"], 137);
+    // logs -f ends with the container
+    wait_for("logs -f to end", || follow.try_wait().unwrap().is_some());
+    assert!(kiln.ok(&["ps", "-a"]).contains("Exited (137)"));
+    assert!(!kiln.output(&["exec", "svc", "true"]).status.success(), "exec in a stopped container");
+    // start again: the writable layer persisted
+    kiln.ok(&["start", "svc"]);
+    assert_eq!(kiln.ok(&["exec", "svc", "cat", "/tmp/written"]), "from-exec\n");
+    assert!(!kiln.output(&["rm", "svc"]).status.success(), "rm of a running container without -f");
+    kiln.ok(&["rm", "-f", "svc"]);
+    assert_eq!(kiln.ok(&["ps", "-aq"]).trim(), "");
+}
+
+#[test]
+fn stop_uses_the_stop_signal_and_waits_for_a_clean_exit() {
+    let kiln = Kiln::new(&["STOPSIGNAL SIGUSR1"]);
+    let script = "trap 'echo got USR1; exit 0' USR1; echo ready; while true; do sleep 0.1; done";
+    kiln.detach(&["--name", "usr1", "img", "sh", "-c", script]);
+    wait_for("ready", || kiln.logs("usr1").contains("ready"));
+    kiln.ok(&["stop", "-t", "60", "usr1"]);
+    assert_eq!(kiln.inspect("usr1")["State"]["ExitCode"], 0, "{}", kiln.logs("usr1"));
+    assert!(kiln.logs("usr1").contains("got USR1"));
+    assert_eq!(kiln.inspect("usr1")["Config"]["StopSignal"], "SIGUSR1");
+
+    // --stop-signal overrides the image's
+    let script = "trap 'echo got HUP; exit 3' HUP; echo ready; while true; do sleep 0.1; done";
+    kiln.detach(&["--name", "hup", "--stop-signal", "HUP", "img", "sh", "-c", script]);
+    wait_for("ready", || kiln.logs("hup").contains("ready"));
+    kiln.ok(&["stop", "hup"]);
+    assert_eq!(kiln.inspect("hup")["State"]["ExitCode"], 3);
+    assert_eq!(kiln.ok(&["wait", "hup"]).trim(), "3");
+
+    // kill -s
+    kiln.detach(&["--name", "k", "img", "sleep", "1000"]);
+    kiln.ok(&["kill", "-s", "KILL", "k"]);
+    assert_eq!(kiln.ok(&["wait", "k"]).trim(), "137");
+}
+
+#[test]
+fn on_failure_3_restarts_exactly_three_times() {
+    let kiln = Kiln::new(&[]);
+    kiln.detach(&["--name", "flaky", "--restart", "on-failure:3", "img", "sh", "-c", "echo run; exit 3"]);
+    assert_eq!(kiln.ok(&["wait", "flaky"]).trim(), "3");
+    assert_eq!(kiln.logs("flaky"), "run\n".repeat(4));
+    let inspect = kiln.inspect("flaky");
+    assert_eq!(inspect["RestartCount"], 3);
+    assert_eq!(inspect["HostConfig"]["RestartPolicy"]["Name"], "on-failure");
+    assert_eq!(inspect["HostConfig"]["RestartPolicy"]["MaximumRetryCount"], 3);
+    // the image is in use: rmi refuses it
+    let refused = kiln.output(&["rmi", "img"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("is using its referenced image"),
+        "{refused:?}"
+    );
+    // a clean exit is not restarted
+    kiln.detach(&["--name", "clean", "--restart", "on-failure:3", "img", "sh", "-c", "echo run"]);
+    assert_eq!(kiln.ok(&["wait", "clean"]).trim(), "0");
+    assert_eq!(kiln.logs("clean"), "run\n");
+    // log rotation: max-size and max-file bound what is kept, the newest lines survive
+    let script = "i=0; while [ $i -lt 200 ]; do echo line $i; i=$((i+1)); done";
+    let id = kiln.detach(&["--log-opt", "max-size=1k", "--log-opt", "max-file=2", "img", "sh", "-c", script]);
+    assert_eq!(kiln.ok(&["wait", &id]).trim(), "0");
+    let logs = kiln.logs(&id);
+    assert_eq!(logs.lines().last(), Some("line 199"));
+    assert!(logs.lines().count() < 200, "nothing was rotated away");
+    let log = kiln.root.join("runtime-v1/containers").join(&id).join(format!("{id}-json.log"));
+    assert!(Path::new(&format!("{}.1", log.display())).exists());
+    assert!(!Path::new(&format!("{}.2", log.display())).exists());
+    assert!(std::fs::metadata(&log).unwrap().len() <= 1024);
+    assert_eq!(kiln.ok(&["logs", "--tail", "2", &id]), "line 198\nline 199\n");
+    // --rm: the monitor removes the container after its exit
+    kiln.detach(&["--name", "gone", "--rm", "img", "true"]);
+    wait_for("--rm container removed", || {
+        !kiln.ok(&["ps", "-aq", "--filter", "name=gone"]).contains(|c: char| c.is_ascii_hexdigit())
+    });
+}
+
+#[test]
+fn a_sigkilled_monitor_is_noticed() {
+    let kiln = Kiln::new(&[]);
+    let id = kiln.detach(&["--name", "orphan", "img", "sleep", "1000"]);
+    let pid = kiln.inspect("orphan")["State"]["Pid"].as_i64().unwrap() as i32;
+    assert!(start_time(pid).is_some());
+    let monitor = kiln.monitor_pid(&id);
+    unsafe_free_kill(monitor);
+    wait_for("ps to show the container exited", || {
+        kiln.ok(&["ps", "-a", "--filter", "name=orphan"]).contains("Exited (-1)")
+    });
+    let state = kiln.inspect("orphan")["State"].clone();
+    assert_eq!(state["Status"], "exited");
+    assert_eq!(state["Running"], false);
+    assert!(state["Error"].as_str().unwrap().contains("monitor"), "{state}");
+    // the container does not run on unsupervised
+    wait_for("the container's process to end", || start_time(pid).is_none());
+    // and it can be started again
+    kiln.ok(&["start", "orphan"]);
+    assert_eq!(kiln.status("orphan"), "running");
+}
+
+#[test]
+fn concurrent_creates_never_lose_a_container() {
+    let kiln = Kiln::new(&[]);
+    let names: Vec<String> = (0..4).map(|i| format!("c{i}")).collect();
+    let mut children = Vec::new();
+    for name in &names {
+        children.push(
+            kiln.cmd(&["run", "-d", "--network", "none", "--name", name, "img", "sleep", "1000"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+    }
+    for _ in 0..2 {
+        children.push(
+            kiln.cmd(&["create", "--network", "none", "img", "true"]).stdout(Stdio::piped()).spawn().unwrap(),
+        );
+    }
+    // and one more taking a name already being taken: exactly one of the two wins
+    let duplicate =
+        kiln.cmd(&["create", "--network", "none", "--name", "c0", "img", "true"]).output().unwrap();
+    let mut ids = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        if out.status.success() {
+            ids.push(String::from_utf8(out.stdout).unwrap().trim().to_owned());
+        } else {
+            assert!(String::from_utf8_lossy(&out.stderr).contains("already in use"), "{out:?}");
+        }
+    }
+    let winners = ids.len() + usize::from(duplicate.status.success());
+    assert_eq!(winners, 6, "one of the two c0 creates must fail, everything else succeed");
+    let listed = kiln.ok(&["ps", "-aq", "--no-trunc"]);
+    for id in &ids {
+        assert!(listed.contains(id.as_str()), "{id} lost: {listed}");
+    }
+    assert_eq!(listed.lines().count(), 6, "{listed}");
+
+    // two concurrent starts of one container: one monitor, one process
+    kiln.ok(&[
+        "create",
+        "--network",
+        "none",
+        "--name",
+        "once",
+        "img",
+        "sh",
+        "-c",
+        "echo started; sleep 1000",
+    ]);
+    let starts: Vec<_> =
+        (0..2).map(|_| kiln.cmd(&["start", "once"]).stdout(Stdio::null()).spawn().unwrap()).collect();
+    for mut start in starts {
+        assert!(start.wait().unwrap().success());
+    }
+    wait_for("the process to log", || kiln.logs("once").contains("started"));
+    assert_eq!(kiln.status("once"), "running");
+    let monitors = std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            std::fs::read(e.path().join("cmdline")).is_ok_and(|c| {
+                let text = String::from_utf8_lossy(&c).into_owned();
+                text.starts_with("kiln-container-monitor") && text.contains(kiln.root.to_str().unwrap())
+            })
+        })
+        .count();
+    let running = kiln.ok(&["ps", "-q"]).lines().count();
+    assert_eq!(monitors, running, "one monitor per running container: {}", kiln.ok(&["ps", "-a"]));
+    assert_eq!(kiln.logs("once"), "started\n");
+}
+
+#[test]
+fn volumes_persist_copy_up_and_refuse_removal_in_use() {
+    let kiln = Kiln::new(&["VOLUME /anon"]);
+    let run = |args: &[&str]| {
+        let mut all = vec!["run", "--rm", "--network", "none"];
+        all.extend_from_slice(args);
+        kiln.ok(&all)
+    };
+    // written by one container, read by the next
+    run(&["-v", "data:/data", "img", "sh", "-c", "echo written > /data/file"]);
+    assert_eq!(run(&["-v", "data:/data:ro", "img", "cat", "/data/file"]), "written\n");
+    assert!(kiln.ok(&["volume", "ls", "-q"]).lines().any(|l| l == "data"));
+    // read-only
+    let out =
+        kiln.output(&["run", "--rm", "--network", "none", "-v", "data:/data:ro", "img", "touch", "/data/x"]);
+    assert!(!out.status.success());
+
+    // copy-up keeps owners and modes, on the host too
+    let listing = run(&[
+        "--mount",
+        "type=volume,source=seeded,target=/seed",
+        "img",
+        "stat",
+        "-c",
+        "%u:%g %a %n",
+        "/seed/sub",
+        "/seed/sub/file",
+    ]);
+    assert_eq!(listing, "1234:5678 755 /seed/sub\n1234:5678 640 /seed/sub/file\n");
+    let inspect: Vec<serde_json::Value> =
+        serde_json::from_str(&kiln.ok(&["volume", "inspect", "seeded"])).unwrap();
+    let mountpoint = PathBuf::from(inspect[0]["Mountpoint"].as_str().unwrap());
+    let meta = std::fs::metadata(mountpoint.join("sub/file")).unwrap();
+    assert_eq!(
+        (std::os::unix::fs::MetadataExt::uid(&meta), std::os::unix::fs::MetadataExt::gid(&meta)),
+        (1234, 5678)
+    );
+    // not copied again over what the volume holds; volume-nocopy copies nothing
+    run(&["-v", "seeded:/seed", "img", "rm", "/seed/sub/file"]);
+    assert_eq!(run(&["-v", "seeded:/seed", "img", "ls", "/seed/sub"]), "");
+    assert_eq!(
+        run(&["--mount", "type=volume,source=bare,target=/seed,volume-nocopy", "img", "ls", "/seed"]),
+        ""
+    );
+
+    // in use by a container (even a stopped one): refused
+    let id = kiln.detach(&["--name", "user", "-v", "data:/data", "img", "sleep", "1000"]);
+    let refused = kiln.output(&["volume", "rm", "data"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("in use"), "{refused:?}");
+    // the image's VOLUME became an anonymous volume, removed by rm -v
+    let mounts = kiln.inspect("user")["Mounts"].clone();
+    let anonymous = mounts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["Destination"] == "/anon")
+        .map(|m| m["Name"].as_str().unwrap().to_owned())
+        .expect("anonymous volume for VOLUME /anon");
+    assert!(kiln.ok(&["volume", "ls", "-q"]).contains(&anonymous));
+    kiln.ok(&["rm", "-f", "-v", &id]);
+    assert!(!kiln.ok(&["volume", "ls", "-q"]).contains(&anonymous));
+    kiln.ok(&["volume", "rm", "data"]);
+    assert!(!kiln.ok(&["volume", "ls", "-q"]).lines().any(|l| l == "data"));
+    // the foreground --rm runs removed their anonymous volumes
+    let left: Vec<String> =
+        kiln.ok(&["volume", "ls", "-q"]).lines().filter(|l| l.len() == 64).map(str::to_owned).collect();
+    assert!(left.is_empty(), "anonymous volumes left: {left:?}");
+}
+
+#[test]
+fn health_goes_starting_healthy_unhealthy() {
+    let kiln = Kiln::new(&[]);
+    kiln.detach(&[
+        "--name",
+        "doc",
+        "--health-cmd",
+        "test -e /tmp/ok",
+        "--health-interval",
+        "100ms",
+        "--health-retries",
+        "2",
+        "--health-start-period",
+        "10m",
+        "img",
+        "sleep",
+        "1000",
+    ]);
+    let health = |kiln: &Kiln| kiln.inspect("doc")["State"]["Health"].clone();
+    // failures in the start period do not count before a first success
+    wait_for("two failed probes", || health(&kiln)["Log"].as_array().is_some_and(|l| l.len() >= 2));
+    assert_eq!(health(&kiln)["Status"], "starting");
+    assert!(kiln.ok(&["ps"]).contains("(health: starting)"));
+    kiln.ok(&["exec", "doc", "touch", "/tmp/ok"]);
+    wait_for("healthy", || health(&kiln)["Status"] == "healthy");
+    assert!(kiln.ok(&["ps"]).contains("(healthy)"));
+    kiln.ok(&["exec", "doc", "rm", "/tmp/ok"]);
+    wait_for("unhealthy", || health(&kiln)["Status"] == "unhealthy");
+    let last = health(&kiln);
+    assert!(last["FailingStreak"].as_u64().unwrap() >= 2, "{last}");
+    assert!(last["Log"].as_array().unwrap().len() <= 5);
+    assert_eq!(last["Log"].as_array().unwrap().last().unwrap()["ExitCode"], 1);
+    assert!(kiln.ok(&["ps"]).contains("(unhealthy)"));
+}
