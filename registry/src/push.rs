@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use cache::{DocKind, Store, doc_kind};
 use futures::{StreamExt, TryStreamExt};
-use oci_spec::image::{Descriptor, Digest, ImageIndex, ImageManifest};
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 
 use crate::blob::Repository;
 use crate::client::{Client, Scope};
