@@ -171,7 +171,7 @@ mod tests {
             .build()
             .unwrap();
         let config = oci_spec::image::ImageConfigurationBuilder::default().rootfs(rootfs).build().unwrap();
-        (store.write_image(&config, &[layer.descriptor.clone()]).unwrap(), layer)
+        (store.write_image(&config, std::slice::from_ref(&layer.descriptor)).unwrap(), layer)
     }
 
     #[test]

@@ -118,7 +118,8 @@ fn plain_tar_layers_are_pushed_gzip_compressed() {
     }))
     .unwrap();
     let r = reference(&server.host(), "test/plain:1");
-    let local = src.write_image_tagged(&config, &[layer.descriptor.clone()], &[&r.to_string()]).unwrap();
+    let local =
+        src.write_image_tagged(&config, std::slice::from_ref(&layer.descriptor), &[&r.to_string()]).unwrap();
 
     let pushed = rt.block_on(push(&client, &src, &r, &registry::Progress::none())).unwrap();
     assert_ne!(pushed.manifest.digest(), local.digest(), "the pushed manifest names the gzip layer");
