@@ -81,6 +81,8 @@ pub fn command(
 }
 
 /// Entry point of the re-executed helper.
+// A process of its own: its stderr is the `kiln exec` user's terminal, where these go.
+#[allow(clippy::print_stderr)]
 pub fn main() -> i32 {
     let Some(json) = std::env::args().nth(1) else {
         eprintln!("{EXEC_ARGV0}: internal program of kiln, not meant to be run by hand");
@@ -107,6 +109,8 @@ fn sys_err(what: &str) -> impl FnOnce(nix::errno::Errno) -> InitError + '_ {
 }
 
 /// Joins the container and runs the process; returns its exit code.
+// The forked child reports a failed exec on the stderr it hands to the process.
+#[allow(clippy::print_stderr)]
 fn enter(config: &ExecConfig) -> Result<i32, InitError> {
     if crate::state::process_start_time(config.pid) != Some(config.pid_start) {
         return Err(InitError::Invalid("the container is not running".into()));

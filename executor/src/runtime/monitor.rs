@@ -80,6 +80,8 @@ pub fn start(store: &Store, container: &mut Container, program: &Path) -> Result
 }
 
 /// Entry point of the re-executed monitor: `kiln-container-monitor <kiln root> <id>`.
+// A process of its own: its stderr is the container's monitor.log, where these go.
+#[allow(clippy::print_stderr)]
 pub fn main() -> i32 {
     let args: Vec<PathBuf> = std::env::args_os().skip(1).map(PathBuf::from).collect();
     let [kiln_root, id] = args.as_slice() else {
