@@ -16,8 +16,11 @@ const KNOWN_CYCLES: &[(&str, &[&str])] = &[
     ("parser", &["line_parsers", "node"]),
     // every handle holds the whole `Store` (issue 12 item 4)
     ("cache", &["apply", "content", "image", "images", "snapshot", "store"]),
-    // the init process, its mounts, network and state reach each other
-    ("executor", &["init", "mounts", "network", "process", "state"]),
+    // the init process, its mounts, network and state reach each other; the container runtime
+    // (monitor, exec) reuses the sandbox and the sandbox stops runtime containers' processes
+    ("executor", &["init", "mounts", "network", "process", "runtime", "sandbox", "state"]),
+    // `--format` templates render command outputs that live in `commands`
+    ("cli", &["commands", "format"]),
     // `LayerChain` is defined in build, implemented by the runner (issue 12 item 3)
     ("solver", &["build", "runner"]),
 ];
