@@ -241,6 +241,16 @@ impl Runner {
         };
         let digest = cache::parse_digest(&entry.digest)
             .map_err(|_| RunnerError::InvalidChecksum(entry.digest.clone()))?;
+        // content revalidated by ETag is held to --checksum like a fresh download
+        if let Some(expected) = &expected
+            && &digest != expected
+        {
+            return Err(RunnerError::ChecksumMismatch {
+                url: http.url.clone(),
+                expected: expected.to_string(),
+                actual: digest.to_string(),
+            });
+        }
         let mut descriptor =
             Descriptor::new(MediaType::Other("application/octet-stream".into()), entry.size, digest);
         let filename = http.filename.clone().unwrap_or_else(|| filename_from_url(&http.url));
