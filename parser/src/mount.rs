@@ -160,7 +160,11 @@ impl Mount {
                 "type" => {
                     if !deferred {
                         m.mount_type = MountType::parse(&value).ok_or_else(|| {
-                            format!("unsupported mount type {value:?} (bind, cache, tmpfs, secret or ssh)")
+                            // BuildKit's text, its hint when the type is a near miss, else the list.
+                            match crate::flags::suggest(&value, ["bind", "cache", "tmpfs", "secret", "ssh"]) {
+                                Some(s) => format!("unsupported mount type {value:?} (did you mean {s}?)"),
+                                None => format!("unsupported mount type {value:?} (bind, cache, tmpfs, secret or ssh)"),
+                            }
                         })?;
                     }
                 }
@@ -240,7 +244,7 @@ impl Mount {
                 "env" => m.env = Some(value),
                 _ => {
                     let hint = crate::flags::suggest(&key, KEYS.iter().copied())
-                        .map(|s| format!(" (did you mean '{s}'?)"))
+                        .map(|s| format!(" (did you mean {s}?)"))
                         .unwrap_or_default();
                     return Err(format!("unexpected key '{key}' in '{field}'{hint}"));
                 }
