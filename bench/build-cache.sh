@@ -6,33 +6,16 @@
 #   bench/build-cache.sh        (env: KILN=path/to/kiln, default target/debug/kiln; run as root)
 set -eu
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 KILN=${KILN:-$PWD/target/debug/kiln}
 work=$(mktemp -d /tmp/kiln-bench-cache.XXXXXX)
 registry_pid=""
 cleanup() {
-    if [ -n "$registry_pid" ]; then
-        kill "$registry_pid" 2>/dev/null || true
-        wait "$registry_pid" 2>/dev/null || true
-    fi
+    stop_registry
     rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
-
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat > "$work/registry.yml" <<YAML
-version: 0.1
-log: {level: error, accesslog: {disabled: true}}
-storage: {filesystem: {rootdirectory: $work/registry-data}}
-http: {addr: 127.0.0.1:$port}
-YAML
-/usr/bin/docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-registry_pid=$!
-i=0
-until python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null; do
-    i=$((i + 1)); [ $i -gt 100 ] && { echo "registry did not start" >&2; cat "$work/registry.log" >&2; exit 1; }
-    sleep 0.1
-done
-reg=127.0.0.1:$port
+start_registry "$work"
 
 sh testdata/rootfs/busybox-rootfs.sh "$work/rootfs" >/dev/null
 tar --sort=name --mtime=@0 -C "$work/rootfs" -cf "$work/busybox.tar" .

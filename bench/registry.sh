@@ -6,6 +6,7 @@
 #   bench/registry.sh            (env: KILN=path/to/kiln to skip the build, SIZE_MB=200)
 set -eu
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 size_mb=${SIZE_MB:-200}
 if [ -z "${KILN:-}" ]; then
     cargo build --release --locked -p kiln >&2
@@ -14,34 +15,17 @@ fi
 work=$(mktemp -d /tmp/kiln-bench-registry.XXXXXX)
 registry_pid=""
 cleanup() {
-    if [ -n "$registry_pid" ]; then
-        kill "$registry_pid" 2>/dev/null || true
-        wait "$registry_pid" 2>/dev/null || true
-    fi
+    stop_registry
     rm -rf "$work"
 }
 trap cleanup EXIT INT TERM
-
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-cat > "$work/registry.yml" <<YAML
-version: 0.1
-log: {level: error, accesslog: {disabled: true}}
-storage: {filesystem: {rootdirectory: $work/registry-data}}
-http: {addr: 127.0.0.1:$port}
-YAML
-/usr/bin/docker-registry serve "$work/registry.yml" >"$work/registry.log" 2>&1 &
-registry_pid=$!
-i=0
-until python3 -c "import socket; socket.create_connection(('127.0.0.1', $port), 0.2)" 2>/dev/null; do
-    i=$((i + 1)); [ $i -gt 100 ] && { echo "registry did not start" >&2; cat "$work/registry.log" >&2; exit 1; }
-    sleep 0.1
-done
+start_registry "$work"
 
 # One incompressible layer: random bytes, stored uncompressed-equivalent by gzip.
 mkdir -p "$work/context"
 head -c "$((size_mb * 1024 * 1024))" /dev/urandom > "$work/context/random.bin"
 tar -C "$work/context" -cf "$work/layer.tar" .
-image=127.0.0.1:$port/bench/random:1
+image=$reg/bench/random:1
 "$KILN" --root "$work/src" import "$work/layer.tar" "$image" >/dev/null
 
 measure() { # name, command...

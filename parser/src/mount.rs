@@ -163,7 +163,9 @@ impl Mount {
                             // BuildKit's text, its hint when the type is a near miss, else the list.
                             match crate::flags::suggest(&value, ["bind", "cache", "tmpfs", "secret", "ssh"]) {
                                 Some(s) => format!("unsupported mount type {value:?} (did you mean {s}?)"),
-                                None => format!("unsupported mount type {value:?} (bind, cache, tmpfs, secret or ssh)"),
+                                None => format!(
+                                    "unsupported mount type {value:?} (bind, cache, tmpfs, secret or ssh)"
+                                ),
                             }
                         })?;
                     }

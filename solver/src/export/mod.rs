@@ -79,39 +79,15 @@ pub struct ExportedImage {
 
 /// Seconds since the epoch → RFC 3339 UTC (`2000-01-01T00:00:00Z`).
 pub fn rfc3339_from_epoch(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // days → civil date (Howard Hinnant's algorithm)
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
+    chrono::DateTime::from_timestamp(secs, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// Parses the leading `YYYY-MM-DDTHH:MM:SS` of an RFC 3339 UTC timestamp into epoch seconds
-/// (enough to compare history times with the epoch); `None` when it does not look like one.
+/// Epoch seconds of an RFC 3339 timestamp (enough to compare history times with the epoch);
+/// `None` when it is not one.
 fn epoch_of(timestamp: &str) -> Option<i64> {
-    let b = timestamp.as_bytes();
-    if b.len() < 19 {
-        return None;
-    }
-    let num = |range: std::ops::Range<usize>| timestamp.get(range)?.parse::<i64>().ok();
-    let (year, month, day) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (hour, minute, second) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
+    chrono::DateTime::parse_from_rfc3339(timestamp).ok().map(|t| t.timestamp())
 }
 
 /// Completes the frontend's image config for `layers`: diffIDs, history aligned with the
