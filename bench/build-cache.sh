@@ -9,12 +9,7 @@ cd "$(dirname "$0")/.."
 . bench/lib.sh
 KILN=${KILN:-$PWD/target/debug/kiln}
 work=$(mktemp -d /tmp/kiln-bench-cache.XXXXXX)
-registry_pid=""
-cleanup() {
-    stop_registry
-    rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
+trap cleanup_work EXIT INT TERM
 start_registry "$work"
 
 sh testdata/rootfs/busybox-rootfs.sh "$work/rootfs" >/dev/null

@@ -34,3 +34,9 @@ stop_registry() {
         registry_pid=""
     fi
 }
+
+# cleanup_work: stops the registry and removes $work (for `trap cleanup_work EXIT INT TERM`).
+cleanup_work() {
+    stop_registry
+    rm -rf "$work"
+}

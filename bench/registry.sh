@@ -13,12 +13,7 @@ if [ -z "${KILN:-}" ]; then
     KILN=$PWD/target/release/kiln
 fi
 work=$(mktemp -d /tmp/kiln-bench-registry.XXXXXX)
-registry_pid=""
-cleanup() {
-    stop_registry
-    rm -rf "$work"
-}
-trap cleanup EXIT INT TERM
+trap cleanup_work EXIT INT TERM
 start_registry "$work"
 
 # One incompressible layer: random bytes, stored uncompressed-equivalent by gzip.

@@ -129,7 +129,9 @@ async fn refetch_lost(global: &GlobalOptions, store: &Store, quiet: bool) -> any
                         progress = true;
                         println!("fetched {} again from {source}", fetched.digest);
                     }
-                    Err(err) => println!("cannot fetch {} again: {}", fetched.digest, error_chain(&err)),
+                    Err(err) => {
+                        println!("cannot fetch {} again: {:#}", fetched.digest, anyhow::Error::new(err))
+                    }
                 }
             }
         }
@@ -139,17 +141,6 @@ async fn refetch_lost(global: &GlobalOptions, store: &Store, quiet: bool) -> any
     }
     renderer.finish();
     Ok(())
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn human_bytes(bytes: u64) -> String {
