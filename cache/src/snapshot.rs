@@ -80,6 +80,31 @@ impl Snapshots {
             .map_err(|source| Error::Json { what: path.display().to_string(), source })
     }
 
+    /// The layer's content size as docker shows it (`images`, `history`): the bytes of its
+    /// regular files, each inode once; `None` when the snapshot is not unpacked.
+    pub fn content_size(&self, chain_id: &Digest) -> Result<Option<u64>> {
+        use std::os::unix::fs::MetadataExt;
+        if !self.exists(chain_id) {
+            return Ok(None);
+        }
+        let root = self.path(chain_id);
+        let mut seen = std::collections::HashSet::new();
+        let mut total = 0u64;
+        let mut pending = vec![root.clone()];
+        while let Some(dir) = pending.pop() {
+            for entry in std::fs::read_dir(&dir).ctx("read", &dir)? {
+                let entry = entry.ctx("read", &dir)?;
+                let meta = entry.metadata().ctx("stat", &entry.path())?;
+                if meta.is_dir() {
+                    pending.push(entry.path());
+                } else if meta.is_file() && (meta.nlink() == 1 || seen.insert((meta.dev(), meta.ino()))) {
+                    total += meta.len();
+                }
+            }
+        }
+        Ok(Some(total))
+    }
+
     /// Makes sure every layer of the chain is unpacked; returns the lower dirs in the order of the
     /// overlayfs `lowerdir=` option, i.e. **topmost layer first** (`lowers.join(":")`).
     /// The layer blobs must be in the content store. Idempotent and safe to run concurrently.

@@ -208,3 +208,56 @@ fn images_prune_removes_dangling_then_all() {
     // a repository filter still works next to the subcommand
     assert_eq!(kiln.ok(&["images", "busybox"]).lines().count(), 1);
 }
+
+/// `images` and `history` show what docker shows: a layer's size is the bytes of its regular
+/// files (a hardlink counted once, symlinks and directories nothing), not its tar or gzip size;
+/// a built image's `created` is the build's time, not its base's, unless SOURCE_DATE_EPOCH.
+#[test]
+fn sizes_and_creation_times_as_docker_shows_them() {
+    testkit::require_root!();
+    let tmp = tempfile::tempdir().unwrap();
+    let kiln = Kiln::in_dir(tmp.path(), "root");
+    let rootfs = kiln.files("base", &[("data", &"x".repeat(2000)), ("d/six", "hello\n"), ("d/empty", "")]);
+    std::fs::hard_link(rootfs.join("data"), rootfs.join("data2")).unwrap();
+    std::os::unix::fs::symlink("data", rootfs.join("link")).unwrap();
+    let tarball = tmp.path().join("base.tar");
+    testkit::busybox::tar(&rootfs, &tarball);
+    kiln.import(&tarball, "base", &[]);
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let ctx = kiln.context(
+        "ctx",
+        "FROM base\nCOPY a.txt /\nCOPY six.txt /\n",
+        &[("a.txt", "abc"), ("six.txt", "hello\n")],
+    );
+    kiln.build(&["-t", "built", ctx.to_str().unwrap()]);
+
+    // docker: 2000 + 6 bytes for the base (2.01kB), 3 and 6 for the COPY layers
+    let history = kiln.ok(&["history", "--format", "json", "built"]);
+    let sizes: Vec<String> = history
+        .lines()
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).unwrap()["Size"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(sizes, ["6B", "3B", "2.01kB"], "{history}");
+    let images = kiln.ok(&["images", "--format", "json"]);
+    let size_of = |name: &str| {
+        images
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+            .find(|entry| entry["Repository"] == name)
+            .map(|entry| entry["Size"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(size_of("built").as_deref(), Some("2.02kB"), "{images}");
+    assert_eq!(size_of("base").as_deref(), Some("2.01kB"), "{images}");
+
+    let created = |name: &str| kiln.ok(&["inspect", "-f", "{{.Created}}", name]).trim().to_owned();
+    let (base, built) = (created("base"), created("built"));
+    assert!(built > base, "the built image's created time ({built}) is its base's ({base})");
+    assert!(!history.contains("N/A"), "{history}");
+
+    let mut build = kiln.cmd(&["build", "-q", "-t", "pinned", ctx.to_str().unwrap()]);
+    let out = build.env("SOURCE_DATE_EPOCH", "1700000000").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(created("pinned"), "2023-11-14T22:13:20Z");
+}

@@ -44,12 +44,12 @@ pub async fn run(global: &GlobalOptions, args: HistoryArgs) -> anyhow::Result<Ex
         .content()
         .read_image(&record.target)
         .with_context(|| format!("cannot read image {}", args.image))?;
-    let mut layers = image.manifest.layers().iter();
+    let mut layers = super::images::layer_sizes(&store, &image).into_iter();
     let mut rows = Vec::new();
     let history = image.config.history().clone().unwrap_or_default();
     for entry in &history {
         let empty = entry.empty_layer().unwrap_or(false);
-        let size = if empty { 0 } else { layers.next().map(|l| l.size()).unwrap_or(0) };
+        let size = if empty { 0 } else { layers.next().unwrap_or(0) };
         rows.push(Row {
             id: "<missing>".into(),
             created: entry.created().clone().unwrap_or_default(),
@@ -59,12 +59,12 @@ pub async fn run(global: &GlobalOptions, args: HistoryArgs) -> anyhow::Result<Ex
         });
     }
     // layers without history entries (images made by tools that skip history)
-    for layer in layers {
+    for size in layers {
         rows.push(Row {
             id: "<missing>".into(),
             created: String::new(),
             created_by: String::new(),
-            size: layer.size(),
+            size,
             comment: String::new(),
         });
     }

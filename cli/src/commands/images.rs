@@ -94,6 +94,7 @@ pub async fn run(global: &GlobalOptions, args: ImagesArgs) -> anyhow::Result<Exi
         ListFormat::Json => {
             for record in &records {
                 let (repo, tag) = display_repo_tag(record);
+                let size = human_size(image_size(&store, record));
                 let line = serde_json::json!({
                     "Containers": "N/A",
                     "CreatedAt": record.created.as_deref().map(created_at).unwrap_or_default(),
@@ -102,10 +103,10 @@ pub async fn run(global: &GlobalOptions, args: ImagesArgs) -> anyhow::Result<Exi
                     "ID": short_id(&record.image_id, args.no_trunc),
                     "Repository": repo,
                     "SharedSize": "N/A",
-                    "Size": human_size(record.size),
+                    "Size": size,
                     "Tag": tag,
                     "UniqueSize": "N/A",
-                    "VirtualSize": human_size(record.size),
+                    "VirtualSize": size,
                 });
                 writeln!(out, "{line}")?;
             }
@@ -125,7 +126,7 @@ pub async fn run(global: &GlobalOptions, args: ImagesArgs) -> anyhow::Result<Exi
                 }
                 row.push(short_id(&record.image_id, args.no_trunc));
                 row.push(record.created.as_deref().map(since).unwrap_or_else(|| "N/A".into()));
-                row.push(human_size(record.size));
+                row.push(human_size(image_size(&store, record)));
                 rows.push(row);
             }
             write_table(&mut out, &rows)?;
@@ -248,6 +249,35 @@ pub(crate) fn familiar(record: &ImageRecord) -> Option<String> {
 }
 
 /// `sha256:abcdef…` → `abcdef123456` (12 hex digits), or the full digest with `no_trunc`.
+/// Each layer's size as docker shows it (`images`, `history`): the bytes of its unpacked
+/// regular files; a layer that is not unpacked counts its blob size.
+pub(crate) fn layer_sizes(store: &Store, image: &cache::Image) -> Vec<u64> {
+    let diff_ids: Vec<_> =
+        image.layers().map(|l| l.into_iter().map(|l| l.diff_id).collect()).unwrap_or_default();
+    let chain = cache::chain_ids(&diff_ids);
+    image
+        .manifest
+        .layers()
+        .iter()
+        .enumerate()
+        .map(|(i, blob)| {
+            chain
+                .get(i)
+                .and_then(|id| store.snapshots().content_size(id).ok().flatten())
+                .unwrap_or(blob.size())
+        })
+        .collect()
+}
+
+/// An image's size as docker shows it: the sum of [`layer_sizes`]; the recorded blob sizes
+/// when the image cannot be read.
+fn image_size(store: &Store, record: &ImageRecord) -> u64 {
+    match store.content().read_image(&record.target) {
+        Ok(image) => layer_sizes(store, &image).iter().sum(),
+        Err(_) => record.size,
+    }
+}
+
 pub(crate) fn short_id(id: &oci_spec::image::Digest, no_trunc: bool) -> String {
     if no_trunc { id.to_string() } else { id.digest().chars().take(12).collect() }
 }

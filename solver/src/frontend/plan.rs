@@ -536,9 +536,9 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
             config.set_labels(Some(labels));
             image.set_config(Some(config));
         }
-        if let Some(epoch) = self.epoch {
-            image.set_created(Some(crate::export::rfc3339_from_epoch(epoch)));
-        }
+        // The base image's creation time is not this image's: the exporter stamps the build
+        // time, or SOURCE_DATE_EPOCH (BuildKit clears the base's `created` the same way).
+        image.set_created(self.epoch.map(crate::export::rfc3339_from_epoch));
         let mut warnings: Vec<Warning> = self
             .dockerfile
             .warnings
