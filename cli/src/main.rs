@@ -84,6 +84,8 @@ enum Command {
     /// Inspect kiln's internals (parser output and the like).
     #[command(subcommand)]
     Debug(commands::debug::DebugCommand),
+    /// Show kiln's version, the commit it was built from, its target and profile.
+    Version(commands::version::VersionArgs),
     /// List images.
     Images(commands::images::ImagesArgs),
     /// Create a tag TARGET that refers to SOURCE.
@@ -200,6 +202,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Build(args) => commands::build::run(&global, *args).await,
             Command::Debug(cmd) => commands::debug::run(&global, cmd).await,
+            Command::Version(args) => commands::version::run(args),
             Command::Images(args) => commands::images::run(&global, args).await,
             Command::Tag(args) => commands::tag::run(&global, args).await,
             Command::Rmi(args) => commands::rmi::run(&global, args).await,

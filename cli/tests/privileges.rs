@@ -50,9 +50,31 @@ fn commands_that_need_root_say_so_at_once() {
 #[test]
 fn commands_that_do_not_need_root_keep_working() {
     let dir = open_dir();
-    for args in [&["--help"][..], &["--version"], &["build", "--help"], &["debug", "parse", "Dockerfile"]] {
+    for args in [
+        &["--help"][..],
+        &["--version"],
+        &["version"],
+        &["build", "--help"],
+        &["debug", "parse", "Dockerfile"],
+    ] {
         let out = kiln_unprivileged(dir.path(), args);
         assert!(out.status.success(), "kiln {args:?}: {}", String::from_utf8_lossy(&out.stderr));
         assert!(!out.stdout.is_empty(), "kiln {args:?}");
     }
+}
+
+/// `kiln version` names the commit the binary was built from (this checkout's HEAD).
+#[test]
+fn version_names_the_commit() {
+    let dir = open_dir();
+    let out = kiln_unprivileged(dir.path(), &["version", "--format", "json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let facts: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(facts["Version"], env!("CARGO_PKG_VERSION"));
+    let head = Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).output().unwrap();
+    let head = String::from_utf8(head.stdout).unwrap();
+    let commit = facts["GitCommit"].as_str().unwrap();
+    assert!(!head.trim().is_empty() && commit.starts_with(head.trim()), "{commit} vs HEAD {head}");
+    let text = String::from_utf8(kiln_unprivileged(dir.path(), &["version"]).stdout).unwrap();
+    assert!(text.starts_with("kiln version ") && text.contains(commit), "{text}");
 }

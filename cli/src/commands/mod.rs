@@ -23,4 +23,5 @@ pub mod save;
 pub mod system;
 pub mod tag;
 pub mod transfer_progress;
+pub mod version;
 pub mod volume;
