@@ -238,6 +238,54 @@ fn concurrent_builds_share_one_root() {
     assert_eq!(read(&out.join("s9")), "other\n");
 }
 
+/// Eight builds at once on one store, sharing a base and their early steps: all succeed, and
+/// each shared step runs in exactly one of them (the others wait for it and take its result).
+#[test]
+fn eight_concurrent_builds_run_shared_steps_once() {
+    testkit::require_root!();
+    let kiln = Kiln::with_busybox();
+    let ctx = kiln.context(
+        "shared",
+        "FROM busybox\nCOPY shared.txt /shared.txt\nRUN sleep 1 && cat /shared.txt > /early\n\
+         ARG N\nRUN echo \"build $N\" > /own\n",
+        &[("shared.txt", "shared\n")],
+    );
+    let builds: Vec<_> = (0..8)
+        .map(|n| {
+            let out = kiln.path(&format!("out-{n}"));
+            kiln.cmd(&[
+                "build",
+                "--progress",
+                "plain",
+                "--build-arg",
+                &format!("N={n}"),
+                "-o",
+                &format!("type=local,dest={}", out.display()),
+                ctx.to_str().unwrap(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let mut runs: std::collections::BTreeMap<String, usize> = Default::default();
+    for (n, child) in builds.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        let progress = String::from_utf8(out.stderr).unwrap();
+        assert!(out.status.success(), "build {n} failed: {progress}");
+        for step in ran(&progress) {
+            *runs.entry(step.split_once("] ").map(|(_, s)| s.to_owned()).unwrap_or(step)).or_default() += 1;
+        }
+        assert_eq!(read(&kiln.path(&format!("out-{n}")).join("own")), format!("build {n}\n"));
+        assert_eq!(read(&kiln.path(&format!("out-{n}")).join("early")), "shared\n");
+    }
+    assert_eq!(runs.get("COPY shared.txt /shared.txt"), Some(&1), "{runs:?}");
+    assert_eq!(runs.get("RUN sleep 1 && cat /shared.txt > /early"), Some(&1), "{runs:?}");
+    let own = runs.iter().filter(|(step, _)| step.starts_with("RUN echo \"build ")).map(|(_, n)| n);
+    assert_eq!(own.sum::<usize>(), 8, "{runs:?}");
+}
+
 #[test]
 fn source_date_epoch_builds_are_reproducible_across_roots() {
     testkit::require_root!();
