@@ -33,7 +33,7 @@ pub trait GcRoots {
 pub struct GcReport {
     pub removed_blobs: Vec<Digest>,
     pub removed_snapshots: Vec<Digest>,
-    /// Bytes of blobs removed.
+    /// Bytes of blobs and snapshots (their layer size) removed.
     pub reclaimed: u64,
     /// True when another process had the store open, so nothing was removed.
     pub skipped_busy: bool,
@@ -85,11 +85,22 @@ impl Store {
         let snapshots = self.snapshots();
         for chain in snapshots.list()? {
             if !marks.chains.contains(&chain) {
+                report.reclaimed += snapshots.info(&chain).map(|info| info.size).unwrap_or(0);
                 snapshots.remove(&chain)?;
                 report.removed_snapshots.push(chain);
             }
         }
         Ok(report)
+    }
+
+    /// The blobs and snapshot chain IDs the image records keep alive (what a GC keeps even
+    /// without other roots).
+    pub(crate) fn image_references(&self) -> Result<(HashSet<Digest>, HashSet<Digest>)> {
+        let mut marks = Marks::default();
+        for record in self.images().list()? {
+            self.mark(record.target.digest(), &mut marks)?;
+        }
+        Ok((marks.blobs, marks.chains))
     }
 
     /// Marks a blob and, for manifests/indexes, what they reference. Missing blobs are fine

@@ -51,6 +51,27 @@ pub fn chain_ids(diff_ids: &[Digest]) -> Vec<Digest> {
     out
 }
 
+/// The bytes of the regular files under `root`, each inode once (docker's size of a layer or
+/// a directory tree).
+pub(crate) fn tree_bytes(root: &Path) -> Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0u64;
+    let mut pending = vec![root.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).ctx("read", &dir)? {
+            let entry = entry.ctx("read", &dir)?;
+            let meta = entry.metadata().ctx("stat", entry.path())?;
+            if meta.is_dir() {
+                pending.push(entry.path());
+            } else if meta.is_file() && (meta.nlink() == 1 || seen.insert((meta.dev(), meta.ino()))) {
+                total += meta.len();
+            }
+        }
+    }
+    Ok(total)
+}
+
 /// Access to snapshots. Obtained from [`Store::snapshots`].
 #[derive(Debug, Clone)]
 pub struct Snapshots {
@@ -83,26 +104,10 @@ impl Snapshots {
     /// The layer's content size as docker shows it (`images`, `history`): the bytes of its
     /// regular files, each inode once; `None` when the snapshot is not unpacked.
     pub fn content_size(&self, chain_id: &Digest) -> Result<Option<u64>> {
-        use std::os::unix::fs::MetadataExt;
         if !self.exists(chain_id) {
             return Ok(None);
         }
-        let root = self.path(chain_id);
-        let mut seen = std::collections::HashSet::new();
-        let mut total = 0u64;
-        let mut pending = vec![root.clone()];
-        while let Some(dir) = pending.pop() {
-            for entry in std::fs::read_dir(&dir).ctx("read", &dir)? {
-                let entry = entry.ctx("read", &dir)?;
-                let meta = entry.metadata().ctx("stat", &entry.path())?;
-                if meta.is_dir() {
-                    pending.push(entry.path());
-                } else if meta.is_file() && (meta.nlink() == 1 || seen.insert((meta.dev(), meta.ino()))) {
-                    total += meta.len();
-                }
-            }
-        }
-        Ok(Some(total))
+        tree_bytes(&self.path(chain_id)).map(Some)
     }
 
     /// Makes sure every layer of the chain is unpacked; returns the lower dirs in the order of the

@@ -215,6 +215,21 @@ impl BuildCache {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Marks the record of `key` as used now (its file's modification time: least-recently-used
+    /// pruning reads it). A record that is gone is fine.
+    pub fn touch(&self, key: &Digest) -> Result<()> {
+        let path = self.record_path(key)?;
+        match File::options().write(true).open(&path) {
+            Ok(file) => file.set_modified(std::time::SystemTime::now()).ctx("touch", &path),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(Error::io("open", &path, err)),
+        }
+    }
 }
 
 impl GcRoots for BuildCache {

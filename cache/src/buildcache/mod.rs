@@ -19,6 +19,8 @@
 
 mod index;
 mod mounts;
+mod prune;
 
 pub use index::{BuildCache, CacheRecord, CacheResult, CachedLayer, INDEX_VERSION, KeyLock};
 pub use mounts::{CacheMountGuard, CacheMounts, MountSharing};
+pub use prune::{CacheEntry, MountEntry, PruneOptions, PruneReport, reclaimable};

@@ -61,7 +61,7 @@ impl CacheMounts {
         CacheMounts { store, dir }
     }
 
-    fn id_dir(&self, id: &str) -> PathBuf {
+    pub(crate) fn id_dir(&self, id: &str) -> PathBuf {
         self.dir.join(sha256_digest(id.as_bytes()).digest())
     }
 
