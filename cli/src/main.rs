@@ -86,6 +86,9 @@ enum Command {
     Debug(commands::debug::DebugCommand),
     /// Show kiln's version, the commit it was built from, its target and profile.
     Version(commands::version::VersionArgs),
+    /// Manage the build cache (prune, du).
+    #[command(subcommand)]
+    Builder(commands::builder::BuilderCommand),
     /// List images.
     Images(commands::images::ImagesArgs),
     /// Create a tag TARGET that refers to SOURCE.
@@ -203,6 +206,7 @@ fn main() -> ExitCode {
             Command::Build(args) => commands::build::run(&global, *args).await,
             Command::Debug(cmd) => commands::debug::run(&global, cmd).await,
             Command::Version(args) => commands::version::run(args),
+            Command::Builder(cmd) => commands::builder::run(&global, cmd),
             Command::Images(args) => commands::images::run(&global, args).await,
             Command::Tag(args) => commands::tag::run(&global, args).await,
             Command::Rmi(args) => commands::rmi::run(&global, args).await,

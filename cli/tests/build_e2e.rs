@@ -383,3 +383,61 @@ fn rawjson_is_pure_json_lines_and_quiet_prints_only_the_id() {
     assert_eq!(String::from_utf8(out.stdout).unwrap(), format!("{}\n", inspect[0]["Id"].as_str().unwrap()));
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
+
+/// `builder du`, `system df`, `builder prune` (keep-storage, all) and the GC policy after builds
+/// (`<root>/gc.toml`), on a real store.
+#[test]
+fn build_cache_usage_prune_and_gc_policy() {
+    testkit::require_root!();
+    let kiln = Kiln::with_busybox();
+    let ctx = kiln.context(
+        "prunable",
+        "FROM busybox\nRUN head -c 200000 /dev/urandom > /big\nRUN --mount=type=cache,target=/c echo x > /c/f && echo small > /small\n",
+        &[],
+    );
+    let ctx = ctx.to_str().unwrap();
+    let out = format!("type=local,dest={}", kiln.path("out").display());
+    let first = kiln.build(&["-o", &out, ctx]);
+    assert_eq!(ran(&first).len(), 2, "{first}");
+
+    let du = kiln.ok(&["builder", "du"]);
+    let line = |text: &str, label: &str| {
+        text.lines().find(|l| l.starts_with(label)).map(|l| l[label.len()..].trim().to_owned()).unwrap()
+    };
+    assert!(line(&du, "Private:").ends_with("kB"), "the 200 kB layer is private: {du}");
+    assert_eq!(line(&du, "Cache mounts:"), "2B", "{du}");
+    let df = kiln.ok(&["system", "df"]);
+    let rows: Vec<Vec<&str>> = df.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows[0], ["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], "{df}");
+    assert_eq!(&rows[1][..3], ["Images", "1", "0"], "{df}");
+    assert_eq!(&rows[4][..2], ["Build", "Cache"], "{df}");
+    assert!(rows[4][2].parse::<usize>().unwrap() >= 3, "two RUN records and one cache mount: {df}");
+
+    // under the limit: nothing goes
+    let kept = kiln.ok(&["builder", "prune", "-f", "--keep-storage", "1GB"]);
+    assert_eq!(kept.trim(), "Total reclaimed space: 0B", "{kept}");
+    let cached = kiln.build(&["-o", &out, ctx]);
+    assert!(ran(&cached).is_empty(), "{cached}");
+
+    // everything, cache mounts too
+    let pruned = kiln.ok(&["builder", "prune", "-f", "--all"]);
+    assert!(
+        pruned.starts_with("Deleted build cache objects:") && pruned.contains("cache mount /c"),
+        "{pruned}"
+    );
+    assert!(!pruned.contains("reclaimed space: 0B"), "{pruned}");
+    assert_eq!(line(&kiln.ok(&["builder", "du"]), "Total:"), "0B");
+    let rebuilt = kiln.build(&["-o", &out, ctx]);
+    assert_eq!(ran(&rebuilt).len(), 2, "{rebuilt}");
+
+    // a policy of one byte: the build that ran steps prunes its own cache afterwards
+    std::fs::write(kiln.root().join("gc.toml"), "keep-storage = \"1\"\n").unwrap();
+    let edited = kiln.build(&["--no-cache", "-o", &out, ctx]);
+    assert!(edited.contains("pruned build cache to 1B"), "{edited}");
+    let after = kiln.build(&["-o", &out, ctx]);
+    assert_eq!(ran(&after).len(), 2, "the policy removed the cache: {after}");
+    std::fs::write(kiln.root().join("gc.toml"), "enabled = false\n").unwrap();
+    kiln.build(&["-o", &out, ctx]);
+    let cached = kiln.build(&["-o", &out, ctx]);
+    assert!(ran(&cached).is_empty(), "GC disabled: {cached}");
+}

@@ -63,7 +63,15 @@ impl<R: StoreRef> ResultCache<R> for StoreCache {
     async fn load(&self, key: &CacheKey, _vertex: &Vertex) -> Result<Option<Vec<R>>, RunError> {
         let index = self.index.clone();
         let digest = key.0.clone();
-        let Some(record) = blocking(move || index.get(&digest)).await? else {
+        let found = blocking(move || {
+            let record = index.get(&digest)?;
+            if record.is_some() {
+                // least-recently-used pruning reads the record's mtime
+                index.touch(&digest)?;
+            }
+            Ok::<_, cache::Error>(record)
+        });
+        let Some(record) = found.await? else {
             // The blobs of a remote record are fetched lazily, when a consumer needs them.
             let remote = self.remote.as_ref().and_then(|remote| remote.lookup(&key.0));
             return Ok(remote.and_then(|results| results.iter().map(R::from_cache).collect()));

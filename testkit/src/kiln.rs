@@ -88,6 +88,11 @@ impl Kiln {
         self.ok(&args);
     }
 
+    /// The store root (`--root`).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// The directory this root lives in (the test's scratch space).
     pub fn dir(&self) -> &Path {
         &self.dir

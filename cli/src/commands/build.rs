@@ -413,6 +413,20 @@ pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<Exit
             }
         }
     }
+    // the GC policy (<root>/gc.toml): only builds that wrote new content can outgrow it
+    if outcome.stats.executed > 0 {
+        match tokio::task::spawn_blocking(move || super::builder::collect_after_build(&store)).await {
+            Ok(Ok(Some((report, keep)))) if !quiet && mode != progress::ProgressMode::RawJson => eprintln!(
+                "pruned build cache to {}: {} records, {} reclaimed",
+                super::images::human_size(keep),
+                report.removed.len(),
+                super::images::human_size(report.reclaimed)
+            ),
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => tracing::warn!("build cache GC failed: {err:#}"),
+            Err(err) => tracing::warn!("build cache GC failed: {err}"),
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

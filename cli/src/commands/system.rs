@@ -4,6 +4,7 @@
 //! pulled from, and remove the image names and cache records whose content is still missing,
 //! so the next pull or build restores them. Exit code 1 when damage remains.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -21,6 +22,16 @@ pub enum SystemCommand {
     /// Verify the store (every blob, snapshot, image and build-cache record); exit code 1 when
     /// something is damaged.
     Check(CheckArgs),
+    /// Show disk usage: images, containers, volumes, build cache (docker's `system df`).
+    Df(DfArgs),
+}
+
+/// Arguments of `kiln system df`.
+#[derive(Debug, Args)]
+pub struct DfArgs {
+    /// Output format: `table` (default) or `json` (one object per line, as docker).
+    #[arg(long, default_value = "table")]
+    pub format: String,
 }
 
 /// Arguments of `kiln system check`.
@@ -38,6 +49,7 @@ pub struct CheckArgs {
 pub async fn run(global: &GlobalOptions, command: SystemCommand) -> anyhow::Result<ExitCode> {
     match command {
         SystemCommand::Check(args) => check(global, args).await,
+        SystemCommand::Df(args) => df(global, args),
     }
 }
 
@@ -57,7 +69,7 @@ async fn check(global: &GlobalOptions, args: CheckArgs) -> anyhow::Result<ExitCo
         println!(
             "checked {} blobs ({}), {} snapshots, {} images, {} build-cache records in {:.1}s",
             report.blobs,
-            human_bytes(report.bytes),
+            super::images::human_size(report.bytes),
             report.snapshots,
             report.images,
             report.cache_records,
@@ -143,13 +155,144 @@ async fn refetch_lost(global: &GlobalOptions, store: &Store, quiet: bool) -> any
     Ok(())
 }
 
-fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "kB", "MB", "GB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1000.0 && unit + 1 < UNITS.len() {
-        value /= 1000.0;
-        unit += 1;
+/// One row of `system df`.
+struct Usage {
+    kind: &'static str,
+    total: usize,
+    active: usize,
+    size: u64,
+    reclaimable: u64,
+}
+
+fn df(global: &GlobalOptions, args: DfArgs) -> anyhow::Result<ExitCode> {
+    use std::collections::{HashMap, HashSet};
+    let store = open_store(global)?;
+    let runtime = super::container::open(global)?;
+    let containers = runtime.list().context("cannot list containers")?;
+    let used_images: HashSet<&str> = containers.iter().map(|c| c.config.image_id.as_str()).collect();
+
+    // images: each layer (by chain ID) counted once; reclaimable = layers no used image shares
+    let mut layer_size: HashMap<oci_spec::image::Digest, u64> = HashMap::new();
+    let mut kept_layers = HashSet::new();
+    let mut ids = HashSet::new();
+    let mut active = HashSet::new();
+    for record in store.images().list().context("cannot list images")? {
+        let Ok(image) = store.content().read_image(&record.target) else { continue };
+        let id = image.id().to_string();
+        let used = used_images.contains(id.as_str());
+        if used {
+            active.insert(id.clone());
+        }
+        ids.insert(id);
+        let sizes = super::images::layer_sizes(&store, &image);
+        let diff_ids: Vec<_> =
+            image.layers().map(|l| l.into_iter().map(|l| l.diff_id).collect()).unwrap_or_default();
+        for (chain, size) in cache::chain_ids(&diff_ids).into_iter().zip(sizes) {
+            if used {
+                kept_layers.insert(chain.clone());
+            }
+            layer_size.insert(chain, size);
+        }
     }
-    if unit == 0 { format!("{bytes}B") } else { format!("{value:.1}{}", UNITS[unit]) }
+    let images_size: u64 = layer_size.values().sum();
+    let images_kept: u64 = layer_size.iter().filter(|(c, _)| kept_layers.contains(*c)).map(|(_, s)| s).sum();
+
+    let mut containers_size = 0;
+    let mut containers_reclaimable = 0;
+    let mut running = 0;
+    for container in &containers {
+        let size = match &container.config.spec.rootfs {
+            executor::Rootfs::Overlay { upper: Some(upper), .. } => {
+                executor::runtime::volumes::disk_usage(&upper.upper)
+            }
+            _ => 0,
+        };
+        containers_size += size;
+        if container.state.status.is_active() {
+            running += 1;
+        } else {
+            containers_reclaimable += size;
+        }
+    }
+
+    let volumes = runtime.volumes();
+    let mut volume_usage = Usage { kind: "Local Volumes", total: 0, active: 0, size: 0, reclaimable: 0 };
+    for volume in volumes.list().context("cannot list volumes")? {
+        let size = executor::runtime::volumes::disk_usage(&volume.mountpoint);
+        let in_use = !volumes.users(&runtime, &volume.name).unwrap_or_default().is_empty();
+        volume_usage.total += 1;
+        volume_usage.size += size;
+        if in_use {
+            volume_usage.active += 1;
+        } else {
+            volume_usage.reclaimable += size;
+        }
+    }
+
+    let build_cache = cache::buildcache::BuildCache::open(&store).context("cannot open the build cache")?;
+    let entries = build_cache.usage().context("cannot read the build cache")?;
+    let mounts = build_cache.mounts_usage().context("cannot read the cache mounts")?;
+    let mounts_size: u64 = mounts.iter().map(|m| m.size).sum();
+    let shared: u64 = entries.iter().filter(|e| e.shared).map(|e| e.size).sum();
+    let private = cache::buildcache::reclaimable(&entries);
+
+    let rows = [
+        Usage {
+            kind: "Images",
+            total: ids.len(),
+            active: active.len(),
+            size: images_size,
+            reclaimable: images_size - images_kept,
+        },
+        Usage {
+            kind: "Containers",
+            total: containers.len(),
+            active: running,
+            size: containers_size,
+            reclaimable: containers_reclaimable,
+        },
+        volume_usage,
+        Usage {
+            kind: "Build Cache",
+            total: entries.len() + mounts.len(),
+            active: 0,
+            size: shared + private + mounts_size,
+            reclaimable: private + mounts_size,
+        },
+    ];
+    let mut out = std::io::stdout().lock();
+    let percent = |row: &Usage| match row.size {
+        0 => String::new(),
+        size => format!(" ({}%)", row.reclaimable * 100 / size),
+    };
+    match args.format.as_str() {
+        "table" => {
+            let mut table =
+                vec![["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"].map(str::to_owned).to_vec()];
+            for row in &rows {
+                table.push(vec![
+                    row.kind.to_owned(),
+                    row.total.to_string(),
+                    row.active.to_string(),
+                    super::images::human_size(row.size),
+                    format!("{}{}", super::images::human_size(row.reclaimable), percent(row)),
+                ]);
+            }
+            super::images::write_table(&mut out, &table)?;
+        }
+        "json" => {
+            for row in &rows {
+                let line = serde_json::json!({
+                    "Type": row.kind,
+                    "TotalCount": row.total.to_string(),
+                    "Active": row.active.to_string(),
+                    "Size": super::images::human_size(row.size),
+                    "Reclaimable": format!("{}{}", super::images::human_size(row.reclaimable), percent(row)),
+                });
+                writeln!(out, "{line}")?;
+            }
+        }
+        other => anyhow::bail!("unsupported --format {other:?} (table, json)"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
