@@ -203,3 +203,28 @@ fn copy_from_a_variable_is_refused_like_buildkit() {
         "{stderr}"
     );
 }
+
+/// The export is a step of the plain progress, as BuildKit prints it: `#N exporting to image`,
+/// its `writing image` / `naming to` lines and `#N DONE` under one number.
+#[test]
+fn plain_progress_shows_the_export_as_a_step() {
+    testkit::require_root!();
+    let kiln = kiln();
+    let ctx = kiln.files("export-step", &[("Dockerfile", "FROM busybox\nRUN echo hi > /hi\n")]);
+    let progress = kiln.build(&["-t", "exported", ctx.to_str().unwrap()]);
+    let header =
+        progress.lines().find(|l| l.ends_with(" exporting to image")).unwrap_or_else(|| panic!("{progress}"));
+    let number = header.split_whitespace().next().unwrap();
+    let step: Vec<&str> = progress.lines().filter(|l| l.starts_with(&format!("{number} "))).collect();
+    assert!(step.iter().any(|l| l.contains("writing image sha256:") && l.ends_with(" done")), "{progress}");
+    assert!(
+        step.iter().any(|l| l.ends_with("naming to docker.io/library/exported:latest done")),
+        "{progress}"
+    );
+    assert!(step.last().unwrap().starts_with(&format!("{number} DONE")), "{progress}");
+    let local = kiln.path("export-local");
+    let progress =
+        kiln.build(&["-o", &format!("type=local,dest={}", local.display()), ctx.to_str().unwrap()]);
+    assert!(progress.contains(" exporting to client directory\n"), "{progress}");
+    assert!(!progress.contains("writing image"), "{progress}");
+}

@@ -10,7 +10,8 @@
 //!  => # checking whether the C compiler works... yes
 //! ```
 //!
-//! A failed step prints its whole log (never clipped) followed by its error. [`TtyModel`] is the
+//! A header line counts the steps and the time (`[+] Building 8.3s (7/7) FINISHED` at the end).
+//! A failed step prints its name and error; its output follows once, in the failure summary. [`TtyModel`] is the
 //! terminal-independent part (what to print, what to show live), tested without a terminal;
 //! [`TtyRenderer`] maps it onto indicatif bars.
 
@@ -109,6 +110,10 @@ fn seconds(from: Option<SystemTime>, to: SystemTime) -> String {
 #[derive(Debug, Default)]
 pub struct TtyModel {
     steps: HashMap<Digest, Step>,
+    /// Every step seen, and those that ended (cached, done, failed, canceled).
+    seen: std::collections::HashSet<Digest>,
+    ended: std::collections::HashSet<Digest>,
+    first: Option<SystemTime>,
 }
 
 impl TtyModel {
@@ -116,9 +121,25 @@ impl TtyModel {
         TtyModel::default()
     }
 
+    /// BuildKit's header line: `[+] Building 8.3s (7/7)`, and ` FINISHED` once the stream ended.
+    pub fn header(&self, now: SystemTime, finished: bool) -> String {
+        format!(
+            "[+] Building {} ({}/{}){}",
+            seconds(self.first, now),
+            self.ended.len(),
+            self.seen.len(),
+            if finished { " FINISHED" } else { "" }
+        )
+    }
+
     /// Applies one event; returns the display changes it causes.
     pub fn handle(&mut self, event: &ProgressEvent) -> Vec<TtyAction> {
         let vertex = &event.vertex;
+        self.first.get_or_insert(event.time);
+        self.seen.insert(vertex.clone());
+        if !matches!(event.kind, EventKind::Started { .. } | EventKind::Log { .. }) {
+            self.ended.insert(vertex.clone());
+        }
         match &event.kind {
             EventKind::Cached { name } => {
                 self.steps.remove(vertex);
@@ -146,14 +167,14 @@ impl TtyModel {
                 vec![TtyAction::Remove(vertex.clone()), TtyAction::Print(vec![line])]
             }
             EventKind::Failed { error } => {
-                let Some(mut step) = self.steps.remove(vertex) else {
+                let Some(step) = self.steps.remove(vertex) else {
                     return vec![TtyAction::Print(vec![format!(" => ERROR: {error}")])];
                 };
-                step.flush();
-                let mut lines =
-                    vec![format!(" => ERROR {} {}", step.name, seconds(step.started, event.time))];
-                lines.extend(step.lines.iter().map(|line| format!(" => # {line}")));
-                lines.push(format!(" => ERROR: {error}"));
+                // its output follows in the failure summary (the last lines, never all twice)
+                let lines = vec![
+                    format!(" => ERROR {} {}", step.name, seconds(step.started, event.time)),
+                    format!(" => ERROR: {error}"),
+                ];
                 vec![TtyAction::Remove(vertex.clone()), TtyAction::Print(lines)]
             }
         }
@@ -164,6 +185,7 @@ impl TtyModel {
 pub struct TtyRenderer {
     model: TtyModel,
     multi: MultiProgress,
+    header: ProgressBar,
     bars: HashMap<Digest, ProgressBar>,
     style: ProgressStyle,
 }
@@ -189,17 +211,18 @@ impl TtyRenderer {
                 let _ = write!(w, "{:.1}s", state.elapsed().as_secs_f64());
             })
             .tick_strings(&["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏", " "]);
-        TtyRenderer {
-            model: TtyModel::new(),
-            multi: MultiProgress::with_draw_target(target),
-            bars: HashMap::new(),
-            style,
-        }
+        let multi = MultiProgress::with_draw_target(target);
+        let header = multi.add(ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{msg:.bold}").unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        ));
+        TtyRenderer { model: TtyModel::new(), multi, header, bars: HashMap::new(), style }
     }
 
     /// Renders one event.
     pub fn handle(&mut self, event: &ProgressEvent) -> std::io::Result<()> {
-        for action in self.model.handle(event) {
+        let actions = self.model.handle(event);
+        self.header.set_message(self.model.header(SystemTime::now(), false));
+        for action in actions {
             match action {
                 TtyAction::Print(lines) => {
                     for line in lines {
@@ -227,11 +250,15 @@ impl TtyRenderer {
         Ok(())
     }
 
-    /// Clears whatever is still live (at the end of the event stream).
+    /// Clears whatever is still live and prints the final header (at the end of the stream).
     pub fn finish(&mut self) {
         for (_, bar) in self.bars.drain() {
             bar.finish_and_clear();
             self.multi.remove(&bar);
+        }
+        self.header.finish_and_clear();
+        if !self.model.seen.is_empty() {
+            let _ = self.multi.println(self.model.header(SystemTime::now(), true));
         }
     }
 }
@@ -278,13 +305,15 @@ mod tests {
             model.handle(&ev(3, 2001, log(format!("test {i}\n"))));
         }
         model.handle(&ev(3, 2002, log("no newline".into())));
+        assert_eq!(model.header(base + Duration::from_millis(2400), false), "[+] Building 2.4s (2/3)");
         let actions = model.handle(&ev(3, 2500, EventKind::Failed { error: "exit code: 1".into() }));
         let TtyAction::Print(lines) = &actions[1] else { panic!("{actions:?}") };
-        assert_eq!(lines.len(), 33, "header, every log line, the error");
-        assert_eq!(lines[0], " => ERROR [3/3] RUN test 0.5s");
-        assert_eq!(lines[1], " => # test 0");
-        assert_eq!(lines[31], " => # no newline");
-        assert_eq!(lines[32], " => ERROR: exit code: 1");
+        // the log is not dumped here: the failure summary shows its last lines once
+        assert_eq!(lines, &[" => ERROR [3/3] RUN test 0.5s", " => ERROR: exit code: 1"]);
+        assert_eq!(
+            model.header(base + Duration::from_millis(2600), true),
+            "[+] Building 2.6s (3/3) FINISHED"
+        );
         assert_eq!(clean_line(b"\x1b[1;31merror\x1b[0m:\tbad\x07\r"), "error:    bad");
         // Events of unknown steps are ignored.
         assert!(model.handle(&ev(9, 0, log("x\n".into()))).is_empty());

@@ -331,11 +331,12 @@ pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<Exit
         })
     };
     let registry = client(global).ok();
-    let export_progress = (mode == progress::ProgressMode::RawJson).then(|| progress.clone());
+    // the export is a step of the stream (quiet shows only failed steps)
+    let export_progress = (mode != progress::ProgressMode::Quiet).then(|| progress.clone());
     let result = execute(request, store.clone(), registry, progress, cancel).await;
     ctrl_c.abort();
     if let (Some(sender), Ok(outcome)) = (export_progress, &result) {
-        report_export(&sender, outcome, &plan.names);
+        report_export(&sender, outcome, &plan, mode == progress::ProgressMode::RawJson);
     }
     let _ = renderer.await;
     let outcome = match result {
@@ -404,14 +405,6 @@ pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<Exit
     let stdout_used = plan.outputs.iter().any(Output::uses_stdout);
     if print_id && !stdout_used {
         println!("{id}");
-    } else if !quiet {
-        eprintln!("writing image {id} done");
-        // names go to the image store only (`-o type=local -t NAME` stores nothing, as buildx)
-        if plan.outputs.iter().any(|o| matches!(o, Output::Image { .. })) {
-            for name in &plan.names {
-                eprintln!("naming to {name} done");
-            }
-        }
     }
     // the GC policy (<root>/gc.toml): only builds that wrote new content can outgrow it
     if outcome.stats.executed > 0 {
@@ -484,17 +477,40 @@ impl UnsupportedFlags {
     }
 }
 
-/// The export as a step of the progress stream (BuildKit's `exporting to image` vertex), for
-/// `rawjson` where no plain-text line may appear (the frontend's warnings are lines of its log);
-/// the image's digest names the vertex.
-fn report_export(sender: &ProgressSender, outcome: &solver::build::BuildOutcome, names: &[String]) {
+/// The export as a step of the progress stream, as BuildKit shows it (`#9 exporting to image`,
+/// `#9 writing image sha256:… done`, `#9 naming to … done`, `#9 DONE`); with `rawjson` the
+/// frontend's warnings are lines of its log too (no plain-text line may appear there). The
+/// image's digest names the vertex.
+fn report_export(
+    sender: &ProgressSender,
+    outcome: &solver::build::BuildOutcome,
+    plan: &Plan,
+    warnings: bool,
+) {
     use progress::{EventKind, LogStream};
     let vertex = &outcome.image.config_digest;
-    sender.send(vertex, EventKind::Started { name: "exporting to image".into() });
-    let mut log: String = outcome.warnings.iter().map(|warning| format!("WARNING: {warning}\n")).collect();
-    log.push_str(&format!("writing image {vertex} done\n"));
-    for name in names {
-        log.push_str(&format!("naming to {name} done\n"));
+    let stored = plan.outputs.iter().any(|o| matches!(o, Output::Image { .. }));
+    let name = match plan.outputs.first() {
+        Some(Output::Local { .. }) if !stored => "exporting to client directory",
+        Some(Output::Tar { .. }) if !stored => "exporting to client tarball",
+        Some(Output::Oci { .. }) if !stored => "exporting to oci image format",
+        Some(Output::Docker { .. }) if !stored => "exporting to docker image format",
+        _ => "exporting to image",
+    };
+    sender.send(vertex, EventKind::Started { name: name.into() });
+    let mut log = String::new();
+    if warnings {
+        log.extend(outcome.warnings.iter().map(|warning| format!("WARNING: {warning}\n")));
+    }
+    match plan.outputs.first() {
+        Some(Output::Local { .. } | Output::Tar { .. }) if !stored => log.push_str("copying files done\n"),
+        _ => log.push_str(&format!("writing image {vertex} done\n")),
+    }
+    // names go to the image store only (`-o type=local -t NAME` stores nothing, as buildx)
+    if stored {
+        for name in &plan.names {
+            log.push_str(&format!("naming to {name} done\n"));
+        }
     }
     sender.send(vertex, EventKind::Log { stream: LogStream::Stdout, data: log.into_bytes() });
     sender.send(vertex, EventKind::Completed);
