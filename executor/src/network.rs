@@ -47,7 +47,7 @@ pub struct Attachment {
     pub interface: InterfaceConfig,
 }
 
-fn run(command: &str, args: &[&str], stdin: Option<&str>) -> Result<(), Error> {
+pub(crate) fn run(command: &str, args: &[&str], stdin: Option<&str>) -> Result<(), Error> {
     let describe = || format!("{command} {}", args.join(" "));
     let mut child = Command::new(command)
         .args(args)
@@ -73,14 +73,14 @@ fn run(command: &str, args: &[&str], stdin: Option<&str>) -> Result<(), Error> {
     }
 }
 
-fn ip_command() -> &'static str {
+pub(crate) fn ip_command() -> &'static str {
     ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
         .into_iter()
         .find(|p| Path::new(p).exists())
         .unwrap_or("ip")
 }
 
-fn iptables_command() -> &'static str {
+pub(crate) fn iptables_command() -> &'static str {
     ["/usr/sbin/iptables", "/sbin/iptables"].into_iter().find(|p| Path::new(p).exists()).unwrap_or("iptables")
 }
 
@@ -97,18 +97,54 @@ impl Bridge {
         Self { name: name.into(), gateway, prefix }
     }
 
-    /// The iptables rules of the bridge as (table, chain, rule spec).
-    fn rules(&self) -> [(&'static str, &'static str, Vec<String>); 3] {
+    /// The iptables rules of the bridge as (table, chain, rule spec): NAT for traffic leaving
+    /// the subnet, forwarding, and for published ports ([`crate::ports`]) the masquerade of
+    /// packets from a local address (127.0.0.1 → a container) and of DNATed packets from the
+    /// subnet itself (a container reaching a published port through a host address).
+    pub(crate) fn rules(&self) -> [(&'static str, &'static str, Vec<String>); 5] {
         let name = self.name.clone();
+        let subnet = self.subnet();
+        let owned = |spec: &[&str]| spec.iter().map(|s| (*s).to_owned()).collect::<Vec<String>>();
         [
+            ("nat", "POSTROUTING", owned(&["-s", &subnet, "!", "-o", &name, "-j", "MASQUERADE"])),
+            ("filter", "FORWARD", owned(&["-i", &name, "-j", "ACCEPT"])),
+            ("filter", "FORWARD", owned(&["-o", &name, "-j", "ACCEPT"])),
             (
                 "nat",
                 "POSTROUTING",
-                ["-s", &self.subnet(), "!", "-o", &name, "-j", "MASQUERADE"].map(str::to_owned).to_vec(),
+                owned(&["-o", &name, "-m", "addrtype", "--src-type", "LOCAL", "-j", "MASQUERADE"]),
             ),
-            ("filter", "FORWARD", ["-i", &name, "-j", "ACCEPT"].map(str::to_owned).to_vec()),
-            ("filter", "FORWARD", ["-o", &name, "-j", "ACCEPT"].map(str::to_owned).to_vec()),
+            (
+                "nat",
+                "POSTROUTING",
+                owned(&[
+                    "-s",
+                    &subnet,
+                    "-o",
+                    &name,
+                    "-m",
+                    "conntrack",
+                    "--ctstate",
+                    "DNAT",
+                    "-j",
+                    "MASQUERADE",
+                ]),
+            ),
         ]
+    }
+
+    /// Adds the bridge's rules that are missing (a bridge made by an older kiln lacks some).
+    pub(crate) fn ensure_rules(&self) -> Result<(), Error> {
+        let iptables = iptables_command();
+        for (table, chain, spec) in self.rules() {
+            let mut check: Vec<&str> = vec!["-t", table, "-C", chain];
+            check.extend(spec.iter().map(String::as_str));
+            if run(iptables, &check, None).is_err() {
+                check[2] = "-I";
+                run(iptables, &check, None)?;
+            }
+        }
+        Ok(())
     }
 
     /// Deletes the bridge, its NAT/forward rules and its lease directory (idempotent). Sandboxes
@@ -127,7 +163,8 @@ impl Bridge {
         let _ = std::fs::remove_dir_all(Path::new(RUN_DIR).join("ipam").join(&self.name));
     }
 
-    fn subnet(&self) -> String {
+    /// The bridge's subnet in CIDR form (`10.89.0.0/16`).
+    pub fn subnet(&self) -> String {
         let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
         format!("{}/{}", Ipv4Addr::from(u32::from(self.gateway) & mask), self.prefix)
     }
@@ -152,16 +189,7 @@ impl Bridge {
         run(ip, &["-batch", "-"], Some(&batch))?;
         std::fs::write("/proc/sys/net/ipv4/ip_forward", b"1")
             .map_err(|e| Error::io("enable IPv4 forwarding", "/proc/sys/net/ipv4/ip_forward", e))?;
-        let iptables = iptables_command();
-        for (table, chain, spec) in self.rules() {
-            let mut check: Vec<&str> = vec!["-t", table, "-C", chain];
-            check.extend(spec.iter().map(String::as_str));
-            if run(iptables, &check, None).is_err() {
-                check[2] = "-I";
-                run(iptables, &check, None)?;
-            }
-        }
-        Ok(())
+        self.ensure_rules()
     }
 
     /// Leases a free address on the bridge (creating the bridge first when needed).
@@ -208,10 +236,10 @@ impl Attachment {
 
 /// An exclusive host-wide lock file under [`RUN_DIR`] (flock, released on drop).
 #[derive(Debug)]
-struct HostLock(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
+pub(crate) struct HostLock(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
 
 impl HostLock {
-    fn acquire(name: &str) -> Result<Self, Error> {
+    pub(crate) fn acquire(name: &str) -> Result<Self, Error> {
         std::fs::create_dir_all(RUN_DIR).map_err(|e| Error::io("create directory", RUN_DIR, e))?;
         let path = Path::new(RUN_DIR).join(name);
         let file = std::fs::OpenOptions::new()

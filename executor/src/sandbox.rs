@@ -434,6 +434,11 @@ impl Sandbox {
         self.killer.clone()
     }
 
+    /// The container's address on its bridge (`None` without the default network).
+    pub fn address(&self) -> Option<std::net::Ipv4Addr> {
+        self.cleanup.record.network.as_ref().map(|attachment| attachment.interface.address)
+    }
+
     /// The cgroup directories the container runs in (empty when it joined none).
     pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
         self.cleanup.record.cgroups.as_ref().map(|c| c.dirs.clone()).unwrap_or_default()
