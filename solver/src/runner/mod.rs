@@ -285,6 +285,9 @@ pub struct Runner {
     build_cache: BuildCache,
     executor: executor::Executor,
     registry: Option<registry::Client>,
+    /// The HTTP client settings (TLS, insecure hosts, timeouts) for `ADD <url>` and pulls: the
+    /// registry client, or one with default options when there is none.
+    http: registry::Client,
     options: RunnerOptions,
     /// Resolved base images by reference (so `run` uses what `resolve_source` saw).
     images: Mutex<HashMap<String, Arc<ResolvedBase>>>,
@@ -306,11 +309,16 @@ impl Runner {
         options: RunnerOptions,
     ) -> Result<Runner, RunnerError> {
         let build_cache = BuildCache::open(&store)?;
+        let http = match &registry {
+            Some(client) => client.clone(),
+            None => registry::Client::new(registry::ClientOptions::default())?,
+        };
         Ok(Runner {
             store,
             build_cache,
             executor,
             registry,
+            http,
             options,
             images: Mutex::new(HashMap::new()),
             downloads: Mutex::new(HashMap::new()),
