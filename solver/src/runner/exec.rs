@@ -356,11 +356,7 @@ impl Runner {
                 SandboxMountKind::Bind { source: file }
             }
             MountKind::Ssh(ssh) => {
-                let socket = self.options.ssh.get(&ssh.id).cloned().or_else(|| {
-                    (ssh.id == "default")
-                        .then(|| std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from))
-                        .flatten()
-                });
+                let socket = self.options.ssh.get(&ssh.id).cloned();
                 let Some(socket) = socket else {
                     if ssh.optional {
                         return Ok(None);

@@ -129,7 +129,7 @@ impl BuildRef {
     }
 }
 
-impl crate::build::LayerChain for BuildRef {
+impl crate::storecache::LayerChain for BuildRef {
     fn layers(&self) -> Option<&[CachedLayer]> {
         BuildRef::layers(self)
     }
@@ -167,7 +167,8 @@ pub enum SecretValue {
 pub struct RunnerOptions {
     /// `--secret`: id → value.
     pub secrets: HashMap<String, SecretValue>,
-    /// `--ssh`: id → agent socket path (`default` → `$SSH_AUTH_SOCK`).
+    /// `--ssh`: id → agent socket path (the build puts the client's `$SSH_AUTH_SOCK` under
+    /// `default` unless `--ssh default=PATH` names another).
     pub ssh: HashMap<String, PathBuf>,
     /// `SOURCE_DATE_EPOCH`: clamps layer mtimes.
     pub source_date_epoch: Option<i64>,
