@@ -264,28 +264,110 @@ impl<W: Write> Write for Compressor<W> {
     }
 }
 
-/// Wraps a (possibly compressed) layer stream in the matching decompressor, detected from its
-/// magic bytes (gzip, zstd, else a plain tar).
-pub fn decompress<'a, R: Read + 'a>(reader: R) -> io::Result<Box<dyn Read + 'a>> {
-    let mut reader = BufReader::with_capacity(256 * 1024, reader);
-    let head = reader.fill_buf()?;
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Ok(Box::new(flate2::bufread::MultiGzDecoder::new(reader)))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Ok(Box::new(zstd::Decoder::with_buffer(reader)?))
+/// A stream's compression, recognised by its magic bytes (docker's `DetectCompression`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Gzip,
+    Zstd,
+    Bzip2,
+    Xz,
+    /// None of the above: the stream as it is.
+    Plain,
+}
+
+const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
+const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+const BZIP2_MAGIC: &[u8] = b"BZh";
+const XZ_MAGIC: &[u8] = &[0xfd, b'7', b'z', b'X', b'Z', 0];
+
+/// The format of a stream that starts with `head` (give at least 6 bytes when there are).
+pub fn detect(head: &[u8]) -> Format {
+    if head.starts_with(GZIP_MAGIC) {
+        Format::Gzip
+    } else if head.starts_with(ZSTD_MAGIC) {
+        Format::Zstd
+    } else if head.starts_with(BZIP2_MAGIC) {
+        Format::Bzip2
+    } else if head.starts_with(XZ_MAGIC) {
+        Format::Xz
     } else {
-        Ok(Box::new(reader))
+        Format::Plain
     }
 }
 
-/// Detects the compression of a stream start.
+/// Wraps a (possibly compressed) layer stream in the matching decompressor, detected from its
+/// magic bytes (gzip, zstd, else a plain tar: layers come in no other compression).
+pub fn decompress<'a, R: Read + 'a>(reader: R) -> io::Result<Box<dyn Read + 'a>> {
+    let mut reader = BufReader::with_capacity(256 * 1024, reader);
+    match detect(reader.fill_buf()?) {
+        Format::Gzip => Ok(Box::new(flate2::bufread::MultiGzDecoder::new(reader))),
+        Format::Zstd => Ok(Box::new(zstd::Decoder::with_buffer(reader)?)),
+        Format::Bzip2 | Format::Xz | Format::Plain => Ok(Box::new(reader)),
+    }
+}
+
+/// Wraps a stream in the decompressor of any format [`detect`] knows (gzip, zstd, bzip2, xz:
+/// what `ADD` extracts), else returns it as it is.
+pub fn decompress_any<R: Read + Send + 'static>(mut reader: R) -> io::Result<Box<dyn Read + Send>> {
+    // a short first read must not hide a magic: read up to the longest one
+    let mut head = [0u8; XZ_MAGIC.len()];
+    let mut filled = 0;
+    while filled < head.len() {
+        match reader.read(&mut head[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) => return Err(err),
+        }
+    }
+    let format = detect(&head[..filled]);
+    let reader = BufReader::with_capacity(256 * 1024, io::Cursor::new(head[..filled].to_vec()).chain(reader));
+    Ok(match format {
+        Format::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
+        Format::Zstd => Box::new(zstd::Decoder::with_buffer(reader)?),
+        Format::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(reader)),
+        Format::Xz => Box::new(XzReader::spawn(reader)?),
+        Format::Plain => Box::new(reader),
+    })
+}
+
+/// Decompresses an xz stream on a helper thread (lzma-rs has no streaming reader); a decoding
+/// error surfaces at the end of the stream.
+struct XzReader {
+    pipe: std::io::PipeReader,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl XzReader {
+    fn spawn<R: BufRead + Send + 'static>(mut input: R) -> io::Result<XzReader> {
+        let (pipe, mut writer) = std::io::pipe()?;
+        let thread = std::thread::spawn(move || {
+            lzma_rs::xz_decompress(&mut input, &mut writer).map_err(|e| io::Error::other(e.to_string()))
+        });
+        Ok(XzReader { pipe, thread: Some(thread) })
+    }
+}
+
+impl Read for XzReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.pipe.read(buf)?;
+        if n == 0
+            && !buf.is_empty()
+            && let Some(thread) = self.thread.take()
+        {
+            thread.join().map_err(|_| io::Error::other("xz decoder panicked"))??;
+        }
+        Ok(n)
+    }
+}
+
+/// Detects the layer compression of a stream start (bzip2 and xz are no layer compression:
+/// [`Compression::None`]).
 pub fn sniff(head: &[u8]) -> Compression {
-    if head.starts_with(&[0x1f, 0x8b]) {
-        Compression::Gzip
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Compression::Zstd
-    } else {
-        Compression::None
+    match detect(head) {
+        Format::Gzip => Compression::Gzip,
+        Format::Zstd => Compression::Zstd,
+        Format::Bzip2 | Format::Xz | Format::Plain => Compression::None,
     }
 }
 
@@ -334,6 +416,52 @@ mod tests {
         let status =
             std::process::Command::new("gzip").arg("-t").arg(dir.path().join("x.gz")).status().unwrap();
         assert!(status.success());
+    }
+
+    #[test]
+    fn every_format_is_detected_and_decompressed() {
+        let data = sample(300_000);
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("data");
+        std::fs::write(&plain, &data).unwrap();
+        let cases: &[(&str, &str, Format)] =
+            &[("gzip", "gz", Format::Gzip), ("bzip2", "bz2", Format::Bzip2), ("xz", "xz", Format::Xz)];
+        for (tool, suffix, format) in cases {
+            let status = std::process::Command::new(tool).arg("-k").arg("-f").arg(&plain).status().unwrap();
+            assert!(status.success(), "{tool}");
+            let compressed = dir.path().join(format!("data.{suffix}"));
+            let bytes = std::fs::read(&compressed).unwrap();
+            assert_eq!(detect(&bytes), *format, "{tool}");
+            let mut back = Vec::new();
+            decompress_any(std::fs::File::open(&compressed).unwrap())
+                .unwrap()
+                .read_to_end(&mut back)
+                .unwrap();
+            assert_eq!(back, data, "{tool}");
+        }
+        let mut zstd_bytes = Compressor::new(Vec::new(), Compression::Zstd, 1).unwrap();
+        zstd_bytes.write_all(&data).unwrap();
+        let zstd_bytes = zstd_bytes.finish().unwrap();
+        assert_eq!(detect(&zstd_bytes), Format::Zstd);
+        let mut back = Vec::new();
+        decompress_any(std::io::Cursor::new(zstd_bytes)).unwrap().read_to_end(&mut back).unwrap();
+        assert_eq!(back, data);
+        // neither a short nor an unknown stream is an error
+        for text in [&b""[..], b"BZ", b"plain text"] {
+            assert_eq!(detect(text), Format::Plain);
+            let mut back = Vec::new();
+            decompress_any(std::io::Cursor::new(text.to_vec())).unwrap().read_to_end(&mut back).unwrap();
+            assert_eq!(back, text);
+        }
+        // a corrupt xz stream fails at its end instead of ending early
+        let mut corrupt = std::fs::read(dir.path().join("data.xz")).unwrap();
+        let middle = corrupt.len() / 2;
+        corrupt[middle] ^= 0xff;
+        let mut back = Vec::new();
+        assert!(decompress_any(std::io::Cursor::new(corrupt)).unwrap().read_to_end(&mut back).is_err());
+        // layers know gzip and zstd only
+        assert_eq!(sniff(XZ_MAGIC), Compression::None);
+        assert_eq!(sniff(b"BZh91AY"), Compression::None);
     }
 
     #[test]

@@ -118,6 +118,68 @@ impl Root {
         .map_err(errno_io)
     }
 
+    /// The host path of `rel` (the root's own path for the root).
+    pub fn host_path(&self, rel: &RelPath) -> PathBuf {
+        let mut path = self.path.clone();
+        path.extend(rel.components());
+        path
+    }
+
+    /// Resolves `path` (absolute or relative, as seen inside the root) to the path it names in
+    /// the root, following symlinks as if the root were `/`: absolute targets and `..` stay
+    /// inside. The last component is followed only when `follow_last`. Components that do not
+    /// exist (or lie below a non-directory) are kept as named, so the result can name something
+    /// about to be created; a dangling symlink is followed to where its target would be.
+    ///
+    /// Every lookup is one component below an already resolved directory, made with
+    /// `openat2(RESOLVE_IN_ROOT)` without following it; symlinks are read and their targets
+    /// resolved here (at most 40 hops, then `ELOOP`).
+    pub fn resolve(&self, path: &Path, follow_last: bool) -> io::Result<RelPath> {
+        const MAX_SYMLINKS: usize = 40;
+        let mut pending: Vec<OsString> = lexical_parts(path.as_os_str().as_bytes());
+        pending.reverse();
+        let mut resolved: Vec<OsString> = Vec::new();
+        let mut hops = 0;
+        while let Some(part) = pending.pop() {
+            if part == ".." {
+                resolved.pop();
+                continue;
+            }
+            let is_last = pending.is_empty();
+            resolved.push(part);
+            let candidate: PathBuf = resolved.iter().collect();
+            let fd = match rustix::fs::openat2(
+                &self.fd,
+                &candidate,
+                OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+                ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+            ) {
+                Ok(fd) => fd,
+                Err(rustix::io::Errno::NOENT | rustix::io::Errno::NOTDIR) => continue,
+                Err(err) => return Err(errno_io(err)),
+            };
+            let stat = rustix::fs::fstat(&fd).map_err(errno_io)?;
+            if FileType::from_raw_mode(stat.st_mode) != FileType::Symlink || (is_last && !follow_last) {
+                continue;
+            }
+            hops += 1;
+            if hops > MAX_SYMLINKS {
+                return Err(io::Error::from_raw_os_error(rustix::io::Errno::LOOP.raw_os_error()));
+            }
+            let target = rustix::fs::readlinkat(&fd, c"", Vec::new()).map_err(errno_io)?;
+            resolved.pop();
+            let target = target.as_bytes();
+            if target.first() == Some(&b'/') {
+                resolved.clear();
+            }
+            let mut parts = lexical_parts(target);
+            parts.reverse();
+            pending.extend(parts);
+        }
+        Ok(RelPath(resolved))
+    }
+
     /// Opens the directory `rel`, creating missing components (mode 0755, owned by the caller)
     /// like docker does for archive entries whose parents are not in the archive. A non-directory
     /// in the way is an error, never replaced.
@@ -151,6 +213,14 @@ impl Root {
         }
         Ok(fd)
     }
+}
+
+/// The components of a slash path that are names or `..` (`/`, `.` and empty ones dropped).
+fn lexical_parts(path: &[u8]) -> Vec<OsString> {
+    path.split(|b| *b == b'/')
+        .filter(|part| !part.is_empty() && *part != b".")
+        .map(|part| OsStr::from_bytes(part).to_owned())
+        .collect()
 }
 
 fn resolve_error(entry: &str, rel: &RelPath, err: io::Error) -> Error {
@@ -274,6 +344,50 @@ mod tests {
             let err = RelPath::from_archive(input.as_bytes()).unwrap_err();
             assert!(err.to_string().contains(want), "{input}: {err}");
         }
+    }
+
+    #[test]
+    fn resolve_follows_symlinks_inside_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = dir.path();
+        std::fs::create_dir_all(base.join("a/b")).unwrap();
+        std::fs::create_dir(base.join("etc")).unwrap();
+        std::os::unix::fs::symlink("/etc", base.join("a/abs")).unwrap();
+        std::os::unix::fs::symlink("../../../..", base.join("a/b/up")).unwrap();
+        std::os::unix::fs::symlink("b", base.join("a/rel")).unwrap();
+        std::os::unix::fs::symlink("/nowhere/file", base.join("dangling")).unwrap();
+        std::fs::write(base.join("plain"), "").unwrap();
+        let root = Root::open(base).unwrap();
+        let resolve = |path: &str, follow: bool| root.resolve(Path::new(path), follow).unwrap().display();
+        let cases = [
+            ("/a/abs/passwd", true, "etc/passwd"),
+            ("a/b/up/etc", true, "etc"),
+            ("a/rel/x", true, "a/b/x"),
+            ("a/rel", false, "a/rel"),
+            ("a/rel", true, "a/b"),
+            ("../../x", true, "x"),
+            ("/", true, "."),
+            ("a/missing/../rel/y", true, "a/b/y"),
+            ("dangling", true, "nowhere/file"),
+            ("dangling", false, "dangling"),
+            ("plain/below", true, "plain/below"),
+        ];
+        for (path, follow, want) in cases {
+            assert_eq!(resolve(path, follow), want, "{path} (follow: {follow})");
+        }
+        assert_eq!(root.host_path(&root.resolve(Path::new("a/rel"), true).unwrap()), base.join("a/b"));
+        assert_eq!(root.host_path(&root.resolve(Path::new("/"), true).unwrap()), base);
+    }
+
+    #[test]
+    fn resolve_refuses_symlink_loops() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("loop", dir.path().join("loop")).unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let err = root.resolve(Path::new("/loop/x"), true).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(rustix::io::Errno::LOOP.raw_os_error()));
+        // the link itself, not followed, is fine
+        assert_eq!(root.resolve(Path::new("loop"), false).unwrap().display(), "loop");
     }
 
     #[test]

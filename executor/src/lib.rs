@@ -64,6 +64,7 @@ mod error;
 pub mod init;
 pub mod mounts;
 pub mod network;
+pub mod overlay;
 pub mod ports;
 pub mod process;
 pub mod runtime;

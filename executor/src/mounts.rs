@@ -32,9 +32,6 @@ pub const MASKED_PATHS: &[&str] = &[
 pub const READONLY_PATHS: &[&str] =
     &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
-/// Mount options must fit in one page (with its terminating NUL).
-const OPTIONS_LIMIT: usize = 4000;
-
 /// Host files bind-mounted over the container's `/etc` entries.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct EtcFiles {
@@ -121,22 +118,6 @@ fn ensure_mountpoint(path: &Path, directory: bool) -> Result<(), InitError> {
     .map_err(io(format!("create mount point {}", path.display())))
 }
 
-fn overlay_options(lowers: &[PathBuf], upper: &Option<OverlayUpper>) -> String {
-    let escape =
-        |p: &Path| p.display().to_string().replace('\\', "\\\\").replace(':', "\\:").replace(',', "\\,");
-    let mut options = format!("lowerdir={}", lowers.iter().map(|p| escape(p)).collect::<Vec<_>>().join(":"));
-    if let Some(upper) = upper {
-        // volatile: no syncs (a sandbox's upper is either committed after a clean exit or thrown
-        // away), which also makes unmounting cheap
-        options.push_str(&format!(
-            ",upperdir={},workdir={},volatile",
-            escape(&upper.upper),
-            escape(&upper.work)
-        ));
-    }
-    options
-}
-
 fn mount_overlay(target: &Path, lowers: &[PathBuf], upper: &Option<OverlayUpper>) -> Result<(), InitError> {
     if lowers.is_empty() {
         return Err(InitError::Invalid("overlay needs at least one lower directory".into()));
@@ -144,26 +125,13 @@ fn mount_overlay(target: &Path, lowers: &[PathBuf], upper: &Option<OverlayUpper>
     if lowers.len() == 1 && upper.is_none() {
         return bind(&lowers[0], target, true);
     }
-    if let Some(upper) = upper {
-        // a workdir that served a volatile mount before carries `work/incompat/volatile`, and the
-        // kernel refuses to mount it again until that marker is gone (podman clears it the same way)
-        let marker = upper.work.join("work/incompat/volatile");
-        if fs::symlink_metadata(&marker).is_ok() {
-            fs::remove_dir_all(&marker).map_err(io(format!("remove {}", marker.display())))?;
+    crate::overlay::mount(target, lowers, upper.as_ref(), false).map_err(|error| match error {
+        crate::Error::Sys { what, source } => InitError::Sys { what, source },
+        crate::Error::Io { what, path, source } => {
+            InitError::Io { what: format!("{what} {}", path.display()), source }
         }
-    }
-    let options = overlay_options(lowers, upper);
-    if options.len() >= OPTIONS_LIMIT {
-        // too many layers for one page of mount options: add them one by one
-        let upper = upper.as_ref().map(|u| (u.upper.as_path(), u.work.as_path()));
-        return crate::sys::mount_overlay_fsconfig(target, lowers, upper).map_err(errno(format!(
-            "mount overlay with {} layers on {} (fsconfig)",
-            lowers.len(),
-            target.display()
-        )));
-    }
-    mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(options.as_str()))
-        .map_err(errno(format!("mount overlay on {} ({options})", target.display())))
+        other => InitError::Executor(other),
+    })
 }
 
 fn bind(source: &Path, target: &Path, readonly: bool) -> Result<(), InitError> {
@@ -521,14 +489,5 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         symlink("loop", dir.path().join("loop")).expect("symlink");
         assert!(resolve_in_root(dir.path(), Path::new("/loop/x")).is_err());
-    }
-
-    #[test]
-    fn overlay_options_escape() {
-        let options = overlay_options(
-            &[PathBuf::from("/l1"), PathBuf::from("/l:2")],
-            &Some(OverlayUpper { upper: "/u".into(), work: "/w".into() }),
-        );
-        assert_eq!(options, "lowerdir=/l1:/l\\:2,upperdir=/u,workdir=/w,volatile");
     }
 }

@@ -197,6 +197,8 @@ const FSCONFIG_SET_STRING: libc::c_uint = 1;
 const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
 const FSMOUNT_CLOEXEC: libc::c_uint = 1;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+/// `MOUNT_ATTR_NODEV` of fsmount(2)'s attributes.
+const MOUNT_ATTR_NODEV: libc::c_uint = 0x4;
 
 /// Whether `path` (not followed when a symlink) carries the extended attribute `name`.
 pub fn has_xattr(path: &std::path::Path, name: &str) -> bool {
@@ -214,11 +216,12 @@ fn cstr(value: &std::path::Path) -> Result<std::ffi::CString, Errno> {
 
 /// Mounts an overlay with the new mount API, adding lower layers one by one (`lowerdir+`,
 /// Linux 6.8+): no limit on the number of layers, unlike the one-page `lowerdir=` option.
-/// `lowers` are top-most first.
+/// `lowers` are top-most first; `nodev` refuses device nodes on the mount.
 pub fn mount_overlay_fsconfig(
     target: &std::path::Path,
     lowers: &[std::path::PathBuf],
     upper: Option<(&std::path::Path, &std::path::Path)>,
+    nodev: bool,
 ) -> Result<(), Errno> {
     let fstype = c"overlay";
     // SAFETY: fsopen takes a NUL-terminated string and flags; returns a new descriptor.
@@ -271,8 +274,11 @@ pub fn mount_overlay_fsconfig(
         )
     };
     Errno::result(res)?;
+    let attributes = if nodev { MOUNT_ATTR_NODEV } else { 0 };
     // SAFETY: plain integer arguments; returns a new descriptor for the detached mount.
-    let mfd = Errno::result(unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, 0) })?;
+    let mfd = Errno::result(unsafe {
+        libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, attributes)
+    })?;
     // SAFETY: `mfd` is a fresh descriptor owned by nobody else.
     let mount = unsafe { OwnedFd::from_raw_fd(mfd as RawFd) };
     let target = cstr(target)?;

@@ -127,6 +127,18 @@ pub fn resolve(
     Ok(ExecUser { uid: entry.uid, gid, groups: ids, home })
 }
 
+/// The uid and primary gid of the user `name` in the contents of a passwd file (`None` when it
+/// is not listed): a lookup by name only, for callers with their own rules for numeric ids
+/// (`COPY --chown`).
+pub fn user_ids(passwd: &str, name: &str) -> Option<(u32, u32)> {
+    parse_passwd(passwd).into_iter().find(|entry| entry.name == name).map(|entry| (entry.uid, entry.gid))
+}
+
+/// The gid of the group `name` in the contents of a group file (`None` when it is not listed).
+pub fn group_id(group: &str, name: &str) -> Option<u32> {
+    parse_group(group).into_iter().find(|entry| entry.name == name).map(|entry| entry.gid)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +196,16 @@ mod tests {
         assert!(resolve("root", None, None, &[]).is_err());
         let root = resolve("", None, None, &[]).expect("root");
         assert_eq!((root.uid, root.gid), (0, 0));
+    }
+
+    #[test]
+    fn lookups_by_name() {
+        assert_eq!(user_ids(PASSWD, "www-data"), Some((33, 33)));
+        assert_eq!(user_ids(PASSWD, "nobody"), Some((65534, 65534)));
+        assert_eq!(user_ids(PASSWD, "33"), None, "a lookup by name only");
+        assert_eq!(user_ids("# comment\nbroken:x:notanumber:1::/:/bin/sh\n", "broken"), None);
+        assert_eq!(group_id(GROUP, "wheel"), Some(10));
+        assert_eq!(group_id(GROUP, "staff"), None);
     }
 
     #[test]

@@ -118,6 +118,23 @@ impl Client {
         &self.inner.options
     }
 
+    /// The HTTP client for a URL outside the distribution API (`ADD <url>`): shared, with this
+    /// client's timeouts and user agent; the server's certificate is checked unless its host is
+    /// loopback or an insecure registry, as for registries.
+    pub fn http_client_for(&self, url: &str) -> &reqwest::Client {
+        let host = Url::parse(url).ok().and_then(|url| {
+            let host = url.host_str()?.to_owned();
+            Some(match url.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host,
+            })
+        });
+        match host {
+            Some(host) if self.inner.options.is_insecure(&host) => &self.inner.unverified,
+            _ => &self.inner.verified,
+        }
+    }
+
     /// Checks `credentials` against `registry` (what `kiln login` does before saving them):
     /// `Ok` if the registry accepts them or needs none.
     pub async fn check_credentials(&self, registry: &str, credentials: &Credentials) -> Result<()> {
@@ -492,6 +509,29 @@ mod tests {
         }
         for registry in ["docker.io", "reg.internal:5001", "ghcr.io", "10.0.0.1:5000"] {
             assert_eq!(schemes(&options, registry), secure, "{registry}");
+        }
+    }
+
+    #[test]
+    fn urls_outside_the_api_share_the_registry_tls_settings() {
+        let options = ClientOptions {
+            insecure_registries: vec!["reg.internal:5000".into(), "files.internal".into()],
+            ..ClientOptions::default()
+        };
+        let client = Client::new(options).unwrap();
+        let unverified = &client.inner.unverified;
+        for url in [
+            "https://127.0.0.1:8443/tool.tar.gz",
+            "https://localhost/a",
+            "https://[::1]:9000/x",
+            "https://reg.internal:5000/f",
+            "https://files.internal/f",
+        ] {
+            assert!(std::ptr::eq(client.http_client_for(url), unverified), "{url}");
+        }
+        for url in ["https://example.com/f", "https://reg.internal:5001/f", "https://10.0.0.1/f", "not a url"]
+        {
+            assert!(std::ptr::eq(client.http_client_for(url), &client.inner.verified), "{url}");
         }
     }
 

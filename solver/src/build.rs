@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cache::Store;
-use cache::buildcache::{CacheResult, CachedLayer};
+use cache::buildcache::CacheResult;
 use oci_spec::image::{Digest, ImageConfiguration};
 use tokio_util::sync::CancellationToken;
 
@@ -30,20 +30,7 @@ use crate::scheduler::{OpRunner, SolveError, SolveOptions, SolveStats, Solver};
 use crate::storecache::{StoreCache, StoreRef};
 use failure::{LogTails, StepFailure};
 
-/// A runner result that is (or is not) a filesystem: what the exporter needs from it.
-pub trait LayerChain {
-    /// The layers, bottom first; `None` when the result is not a filesystem.
-    fn layers(&self) -> Option<&[CachedLayer]>;
-}
-
-impl LayerChain for CacheResult {
-    fn layers(&self) -> Option<&[CachedLayer]> {
-        match self {
-            CacheResult::Layers { layers } => Some(layers),
-            CacheResult::Blob { .. } => None,
-        }
-    }
-}
+pub use crate::storecache::LayerChain;
 
 /// Why a build failed.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +52,8 @@ pub enum BuildError {
     Export(#[from] ExportError),
     #[error("export task failed")]
     ExportTask(#[source] tokio::task::JoinError),
+    #[error("the progress forwarding task failed")]
+    ProgressTask(#[source] tokio::task::JoinError),
     #[error("cannot read the .dockerignore file")]
     Ignore(#[from] crate::contenthash::ignore::PatternError),
     /// The Dockerfile does not parse (rendered with a caret by the CLI).
@@ -112,20 +101,13 @@ pub struct DockerfileText {
     pub text: String,
 }
 
-/// Where a `--secret` comes from.
+/// One `--secret`, its value resolved by the CLI.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretSource {
-    /// `src=PATH` (or `type=file`).
-    File(PathBuf),
-    /// `env=VAR` (or `type=env`).
-    Env(String),
-}
-
-/// One `--secret id=…,src=…|env=…`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SecretSpec {
+pub struct Secret {
     pub id: String,
-    pub source: SecretSource,
+    /// `None` when it names an environment variable that is not set: a step that mounts it
+    /// fails with `secret ID: not found`.
+    pub value: Option<crate::runner::SecretValue>,
 }
 
 /// Everything `kiln build` asks for, resolved by the CLI (environment lookups done, names
@@ -144,9 +126,12 @@ pub struct BuildRequest {
     pub no_cache: bool,
     pub no_cache_filter: Vec<String>,
     pub pull: bool,
-    pub secrets: Vec<SecretSpec>,
-    /// `--ssh` ids (`default`).
+    pub secrets: Vec<Secret>,
+    /// `--ssh` as given: `ID` or `ID=SOCKET` (`default`).
     pub ssh: Vec<String>,
+    /// The client's `$SSH_AUTH_SOCK`: the agent of an `--ssh ID` without a socket, and of
+    /// `RUN --mount=type=ssh` when no `--ssh default` is given.
+    pub ssh_auth_sock: Option<PathBuf>,
     /// `--network` for RUN (`default`, `none`, `host`).
     pub network: Option<String>,
     /// `--jobs`; `None` = 4 per core, at least 8 (see `SolveOptions::default`).
@@ -220,20 +205,6 @@ pub fn read_dockerfile(path: Option<&Path>, context: Option<&Path>) -> Result<(P
     Ok((path, text))
 }
 
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut next = error.source();
-    while let Some(cause) = next {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        next = cause.source();
-    }
-    text
-}
-
 /// Solves `definition` (whose target is `target`) with `runner` over the store's build cache,
 /// then writes the image (the frontend's `image` config completed for the target's layers) and
 /// every output. Progress events go to `progress`; a failed step becomes
@@ -274,25 +245,25 @@ where
     let solved =
         solver.solve(&solve_definition, solve_options, ProgressSender::new(tx), cancel.clone()).await;
     drop(solver);
-    let tails = forward.await.unwrap_or_default();
+    // the forwarder only ends when the solver is gone; a panic in it is a bug to report
+    let tails = forward.await.map_err(BuildError::ProgressTask)?;
 
     let solved = match solved {
         Ok(solved) => solved,
         Err(SolveError::Canceled) => return Err(BuildError::Canceled),
         Err(SolveError::Vertex { digest, name, source }) => {
             let lines = tails.lines(&digest);
-            let error = error_chain(&source);
             return Err(match definition.vertex(&digest) {
                 Some(vertex) => BuildError::Step(Box::new(StepFailure::new(
                     vertex,
-                    error,
+                    source,
                     lines,
                     &dockerfile.name,
                     &dockerfile.text,
                 ))),
                 None => BuildError::Step(Box::new(StepFailure {
                     name,
-                    error,
+                    error: source,
                     log_tail: lines,
                     dockerfile_name: dockerfile.name.clone(),
                     snippet: Vec::new(),
@@ -588,30 +559,29 @@ fn runner_options(
     request: &BuildRequest,
     context: Option<(PathBuf, Vec<String>)>,
 ) -> Result<crate::runner::RunnerOptions, BuildError> {
-    use crate::runner::{LocalDirOptions, RunnerOptions, SecretValue};
+    use crate::runner::{LocalDirOptions, RunnerOptions};
     let mut options = RunnerOptions {
         source_date_epoch: request.export.image.source_date_epoch,
         pull: if request.pull { registry::PullPolicy::Always } else { registry::PullPolicy::Missing },
         ..RunnerOptions::default()
     };
     for secret in &request.secrets {
-        let value = match &secret.source {
-            SecretSource::File(path) => SecretValue::File(path.clone()),
-            SecretSource::Env(var) => match std::env::var_os(var) {
-                Some(value) => SecretValue::Bytes(value.into_encoded_bytes()),
-                None => continue,
-            },
-        };
-        options.secrets.insert(secret.id.clone(), value);
+        if let Some(value) = &secret.value {
+            options.secrets.insert(secret.id.clone(), value.clone());
+        }
     }
     for ssh in &request.ssh {
         let (id, path) = match ssh.split_once('=') {
             Some((id, path)) => (id.to_owned(), Some(PathBuf::from(path))),
-            None => (ssh.clone(), std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from)),
+            None => (ssh.clone(), request.ssh_auth_sock.clone()),
         };
         if let Some(path) = path {
             options.ssh.insert(id, path);
         }
+    }
+    // `RUN --mount=type=ssh` (id `default`) reaches the client's agent without `--ssh` too
+    if let Some(agent) = &request.ssh_auth_sock {
+        options.ssh.entry("default".to_owned()).or_insert_with(|| agent.clone());
     }
     if let Some((path, excludes)) = context {
         options.locals.insert("context".into(), LocalDirOptions { path, excludes });

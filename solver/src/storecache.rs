@@ -1,8 +1,9 @@
-//! [`ResultCache`] over the store's build-cache index ([`cache::buildcache::BuildCache`]).
+//! [`ResultCache`] over the store's build-cache index ([`cache::buildcache::BuildCache`]), and
+//! what the store and the exporter need from a runner's results ([`StoreRef`], [`LayerChain`]).
 
 use std::sync::Arc;
 
-use cache::buildcache::{BuildCache, CacheRecord, CacheResult};
+use cache::buildcache::{BuildCache, CacheRecord, CacheResult, CachedLayer};
 
 use crate::cachekey::CacheKey;
 use crate::graph::Vertex;
@@ -23,6 +24,21 @@ impl StoreRef for CacheResult {
     }
     fn from_cache(result: &CacheResult) -> Option<Self> {
         Some(result.clone())
+    }
+}
+
+/// A runner result that is (or is not) a filesystem: what the exporter needs from it.
+pub trait LayerChain {
+    /// The layers, bottom first; `None` when the result is not a filesystem.
+    fn layers(&self) -> Option<&[CachedLayer]>;
+}
+
+impl LayerChain for CacheResult {
+    fn layers(&self) -> Option<&[CachedLayer]> {
+        match self {
+            CacheResult::Layers { layers } => Some(layers),
+            CacheResult::Blob { .. } => None,
+        }
     }
 }
 

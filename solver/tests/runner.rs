@@ -22,6 +22,9 @@ use solver::runner::{BuildRef, LocalDirOptions, Runner, RunnerError, RunnerOptio
 use solver::scheduler::{MemoryCache, RunError, SolveError, SolveOptions, Solver};
 use tokio_util::sync::CancellationToken;
 
+#[path = "runner/tall.rs"]
+mod tall;
+
 const BASE: &str = "docker.io/library/busybox:latest";
 const PATH_ENV: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
@@ -789,6 +792,7 @@ fn main() {
         ("http_download_with_checksum", || Box::pin(http_download_with_checksum())),
         ("ssh_socket_is_forwarded", || Box::pin(ssh_socket_is_forwarded())),
         ("pinned_reference_resolves_from_the_store", || Box::pin(pinned_reference_resolves_from_the_store())),
+        ("copy_onto_an_image_of_many_layers", || Box::pin(tall::copy_onto_an_image_of_many_layers())),
     ];
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let list_only = std::env::args().any(|a| a == "--list");

@@ -21,8 +21,6 @@ const KNOWN_CYCLES: &[(&str, &[&str])] = &[
     ("executor", &["init", "mounts", "network", "process", "runtime", "sandbox", "state"]),
     // `--format` templates render command outputs that live in `commands`
     ("cli", &["commands", "format"]),
-    // `LayerChain` is defined in build, implemented by the runner (issue 12 item 3)
-    ("solver", &["build", "runner"]),
 ];
 
 type Graph = BTreeMap<String, BTreeSet<String>>;

@@ -10,11 +10,12 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::ValueEnum;
 use registry::Reference;
-use solver::build::{BuildError, BuildOutcome, BuildRequest, ExportSettings, SecretSource, SecretSpec};
+use solver::build::{BuildError, BuildOutcome, BuildRequest, ExportSettings, Secret};
 use solver::export::output::Output;
 use solver::export::{ImageOptions, metadata_json};
 use solver::progress::{self, ProgressSender};
 use solver::remotecache::{CacheExport, CacheImport};
+use solver::runner::SecretValue;
 use tokio_util::sync::CancellationToken;
 
 use super::images::open_store;
@@ -137,6 +138,36 @@ fn parse_labels(labels: &[String]) -> anyhow::Result<Vec<(String, String)>> {
         .collect()
 }
 
+/// Where a `--secret` comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SecretSource {
+    /// `src=PATH` (or `type=file`).
+    File(PathBuf),
+    /// `env=VAR` (or `type=env`).
+    Env(String),
+}
+
+/// One `--secret id=…,src=…|env=…` as given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct SecretSpec {
+    id: String,
+    source: SecretSource,
+}
+
+impl SecretSpec {
+    /// The secret with its value: the file to read when a step mounts it, or the environment
+    /// variable's value now (`None` when it is not set).
+    fn resolve(self) -> Secret {
+        let value = match self.source {
+            SecretSource::File(path) => Some(SecretValue::File(path)),
+            SecretSource::Env(var) => {
+                std::env::var_os(var).map(|value| SecretValue::Bytes(value.into_encoded_bytes()))
+            }
+        };
+        Secret { id: self.id, value }
+    }
+}
+
 /// `id=ID,src=PATH` | `id=ID,env=VAR` | `id=ID` (env var ID, else file) — buildx's forms,
 /// including `type=file|env` and `source=`/`target`-less shorthands.
 fn parse_secret(spec: &str) -> anyhow::Result<SecretSpec> {
@@ -241,6 +272,7 @@ fn read_stdin() -> anyhow::Result<String> {
 fn request(args: &BuildArgs, plan: &Plan) -> anyhow::Result<BuildRequest> {
     check_platform(args.platform.as_deref())?;
     let secrets = args.secrets.iter().map(|s| parse_secret(s)).collect::<anyhow::Result<Vec<_>>>()?;
+    let secrets = secrets.into_iter().map(SecretSpec::resolve).collect();
     let (context, dockerfile_path, dockerfile_text) = match (args.context.as_str(), args.file.as_deref()) {
         ("-", Some("-")) => bail!("cannot read both the context and the Dockerfile from stdin"),
         ("-", Some(_)) => bail!("`-f` cannot be used with a context from stdin (`-`)"),
@@ -264,6 +296,7 @@ fn request(args: &BuildArgs, plan: &Plan) -> anyhow::Result<BuildRequest> {
         pull: args.pull,
         secrets,
         ssh: args.ssh.clone(),
+        ssh_auth_sock: std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from),
         network: args.network.clone(),
         jobs: args.jobs,
         platform: args.platform.clone(),
@@ -343,7 +376,7 @@ pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<Exit
         Ok(outcome) => outcome,
         Err(BuildError::Step(failure)) => {
             eprintln!("{failure}");
-            eprintln!("ERROR: failed to solve: {}", failure.error);
+            eprintln!("ERROR: failed to solve: {}", failure.error_text());
             return Ok(ExitCode::FAILURE);
         }
         Err(BuildError::Frontend { text, error }) => {

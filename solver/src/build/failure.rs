@@ -8,6 +8,7 @@ use oci_spec::image::Digest;
 
 use crate::graph::Vertex;
 use crate::progress::{EventKind, ProgressEvent};
+use crate::scheduler::RunError;
 
 /// Vertex annotation set by the frontend: the instruction's Dockerfile lines, 1-based
 /// inclusive, `"START-END"` or `"LINE"`.
@@ -57,13 +58,15 @@ impl LogTails {
     }
 }
 
-/// A failed build step, ready to show.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A failed build step, ready to show; its [`std::error::Error::source`] is the step's typed
+/// error ([`RunError`], with its own source chain: a runner error, a process exit …).
+#[derive(Debug)]
 pub struct StepFailure {
     /// The step's progress name (`[2/3] RUN make`).
     pub name: String,
-    /// The error chain (`process "/bin/sh -c make" did not complete successfully: exit code: 2`).
-    pub error: String,
+    /// Why the step failed (`process "/bin/sh -c make" did not complete successfully: exit
+    /// code: 2` once rendered with [`StepFailure::error_text`]).
+    pub error: RunError,
     /// The last output lines of the step.
     pub log_tail: Vec<String>,
     /// The Dockerfile's display name (`Dockerfile`, `build/app.Dockerfile`).
@@ -83,7 +86,7 @@ impl StepFailure {
     /// Builds the failure report for `vertex` from the Dockerfile `text`.
     pub fn new(
         vertex: &Vertex,
-        error: String,
+        error: RunError,
         log_tail: Vec<String>,
         dockerfile_name: &str,
         text: &str,
@@ -97,6 +100,30 @@ impl StepFailure {
             .map(|(start, end)| snippet(text, start, end))
             .unwrap_or_default();
         StepFailure { name, error, log_tail, dockerfile_name: dockerfile_name.to_owned(), snippet }
+    }
+}
+
+impl StepFailure {
+    /// The error and its causes on one line, each cause once (the block's last line, and what
+    /// follows `ERROR: failed to solve:`).
+    pub fn error_text(&self) -> String {
+        let mut text = self.error.to_string();
+        let mut next = std::error::Error::source(&self.error);
+        while let Some(cause) = next {
+            let cause_text = cause.to_string();
+            if !text.ends_with(&cause_text) {
+                text.push_str(": ");
+                text.push_str(&cause_text);
+            }
+            next = cause.source();
+        }
+        text
+    }
+}
+
+impl std::error::Error for StepFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.error)
     }
 }
 
@@ -162,7 +189,7 @@ impl fmt::Display for StepFailure {
             }
             writeln!(f, "--------------------")?;
         }
-        write!(f, "{}", self.error)
+        write!(f, "{}", self.error_text())
     }
 }
 
@@ -192,6 +219,30 @@ mod tests {
         }
     }
 
+    fn failed(text: &str) -> RunError {
+        RunError::failed(std::io::Error::other(text.to_owned()))
+    }
+
+    #[test]
+    fn the_error_keeps_its_causes() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot copy /a")]
+        struct Outer(#[source] std::io::Error);
+        let failure = StepFailure::new(
+            &vertex(None),
+            RunError::failed(Outer(std::io::Error::from(std::io::ErrorKind::PermissionDenied))),
+            vec![],
+            "Dockerfile",
+            "FROM a\n",
+        );
+        assert_eq!(failure.error_text(), "cannot copy /a: permission denied");
+        assert!(failure.to_string().ends_with("cannot copy /a: permission denied"));
+        // the typed cause is still there for the caller
+        let source = std::error::Error::source(&failure).unwrap();
+        let RunError::Failed(inner) = source.downcast_ref::<RunError>().unwrap() else { panic!() };
+        assert!(inner.downcast_ref::<Outer>().is_some());
+    }
+
     #[test]
     fn tails_keep_the_last_lines() {
         let mut tails = LogTails::default();
@@ -215,7 +266,7 @@ mod tests {
         let text = "FROM busybox\nENV A=1\nRUN echo a \\\n  && false\nCMD x\n";
         let failure = StepFailure::new(
             &vertex(Some("3-4")),
-            "process \"/bin/sh -c echo a && false\" did not complete successfully: exit code: 1".into(),
+            failed("process \"/bin/sh -c echo a && false\" did not complete successfully: exit code: 1"),
             vec!["a".into()],
             "Dockerfile",
             text,
@@ -234,7 +285,7 @@ mod tests {
     fn a_huge_instruction_shows_its_head_and_tail() {
         let body: String = (0..100).map(|n| format!("  && echo {n} \\\n")).collect();
         let text = format!("FROM busybox\nRUN true \\\n{body}  && true\n");
-        let failure = StepFailure::new(&vertex(Some("2-103")), "boom".into(), vec![], "Dockerfile", &text);
+        let failure = StepFailure::new(&vertex(Some("2-103")), failed("boom"), vec![], "Dockerfile", &text);
         let shown = failure.to_string();
         assert!(shown.contains("Dockerfile:2\n"), "{shown}");
         assert!(
@@ -248,7 +299,7 @@ mod tests {
 
     #[test]
     fn no_annotation_no_snippet() {
-        let failure = StepFailure::new(&vertex(None), "boom".into(), vec![], "Dockerfile", "FROM a\n");
+        let failure = StepFailure::new(&vertex(None), failed("boom"), vec![], "Dockerfile", "FROM a\n");
         assert!(!failure.to_string().contains(">>>"));
         for bad in ["", "x", "0", "5-3"] {
             assert_eq!(parse_range(bad), None, "{bad}");

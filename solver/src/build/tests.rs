@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use cache::buildcache::CachedLayer;
 use cache::{DiffOptions, DiffSource};
 use oci_spec::image::{ConfigBuilder, ImageConfigurationBuilder, RootFsBuilder};
 

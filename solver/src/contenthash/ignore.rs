@@ -66,6 +66,14 @@ impl Pattern {
         self.exclusion
     }
 
+    /// One path component of a wildcard source (`COPY src/*.rs /app/`, `RUN rm` of a file op),
+    /// matched like Go's `filepath.Match` as BuildKit expands it: `*` and `?` within the name,
+    /// `[…]` classes (`^` negates), `\` escapes. The text is taken as it is (no `!`, no
+    /// cleaning); a malformed class is an error.
+    pub fn component(text: &str) -> Result<Pattern, PatternError> {
+        Ok(Pattern { cleaned: text.to_owned(), exclusion: false, kind: compile(text)? })
+    }
+
     /// Matches a cleaned, slash-separated relative path.
     pub fn matches(&self, path: &str) -> bool {
         match &self.kind {
@@ -113,6 +121,12 @@ fn match_tokens(tokens: &[Token], text: &[char]) -> bool {
             (0..text.len()).any(|i| text[i] == '/' && match_tokens(rest, &text[i + 1..]))
         }
     }
+}
+
+/// Whether `path` has wildcard characters (`*`, `?`, `[`): a source path with them is expanded,
+/// component by component, with [`Pattern::component`].
+pub fn has_wildcards(path: &str) -> bool {
+    path.contains(['*', '?', '['])
 }
 
 /// Lexical cleaning like Go's `filepath.Clean` on slash paths.

@@ -83,6 +83,51 @@ fn wildcard_table() {
 }
 
 #[test]
+fn components_match_like_go_filepath_match() {
+    // Go's filepath.Match table (the cases without a separator), as BuildKit expands COPY sources
+    let cases: &[(&str, &str, bool)] = &[
+        ("abc", "abc", true),
+        ("*", "abc", true),
+        ("*c", "abc", true),
+        ("a*", "a", true),
+        ("a*", "abc", true),
+        ("a*/b", "abc/b", true),
+        ("a*b*c*d*e*", "axbxcxdxe", true),
+        ("ab[c]", "abc", true),
+        ("ab[b-d]", "abc", true),
+        ("ab[e-g]", "abc", false),
+        ("ab[^c]", "abc", false),
+        ("ab[^b-d]", "abc", false),
+        ("ab[^e-g]", "abc", true),
+        ("a\\*b", "a*b", true),
+        ("a\\*b", "ab", false),
+        ("a?b", "a☺b", true),
+        ("a[^a]b", "a☺b", true),
+        ("a???b", "a☺b", false),
+        ("a[!a]b", "a!b", true),
+        ("[!a-c]x", "bx", true),
+        ("[\\-]", "-", true),
+        ("[x\\-]", "z", false),
+        ("*x", "xxx", true),
+        ("*.txt", "a.txt", true),
+        ("*.txt", "a.txt.bak", false),
+        ("file?", "file1", true),
+        ("*", "", true),
+        ("**", "name", true),
+        ("a**", "abc", true),
+    ];
+    for (pattern, name, want) in cases {
+        let compiled = Pattern::component(pattern).unwrap_or_else(|e| panic!("{pattern}: {e}"));
+        assert_eq!(compiled.matches(name), *want, "{pattern} ~ {name}");
+    }
+    for bad in ["[", "[^", "[^bc", "a[", "[a-", "[]a]", "[-]", "[x-]", "[-x]", "\\", "[\\", "[a-b-c]"] {
+        assert!(Pattern::component(bad).is_err(), "{bad}");
+    }
+    assert!(has_wildcards("src/*.rs") && has_wildcards("a?") && has_wildcards("[ab]"));
+    assert!(!has_wildcards("src/main.rs"));
+}
+
+#[test]
 fn bad_patterns_are_errors() {
     for pattern in ["[]a]", "[-]", "[x-]", "[-x]", "\\", "[a-b-c]", "[", "[^", "[^bc", "a["] {
         assert!(PatternMatcher::new(&[pattern]).is_err(), "{pattern:?} should be refused");

@@ -12,7 +12,7 @@ use oci_spec::image::Digest;
 use sha2::{Digest as _, Sha256};
 
 use super::filecache::FileStamp;
-use super::ignore::PatternMatcher;
+use super::ignore::{Pattern, PatternMatcher, has_wildcards};
 use super::{ContentHashError, ContentHasher, Selection};
 
 const MAX_SYMLINKS: usize = 40;
@@ -51,10 +51,6 @@ fn abs(root: &Path, parts: &[OsString]) -> PathBuf {
     let mut path = root.to_path_buf();
     path.extend(parts);
     path
-}
-
-fn has_glob(component: &str) -> bool {
-    component.contains(['*', '?', '['])
 }
 
 /// Resolves `pending` below `resolved` inside `root`. Intermediate symlinks are followed inside
@@ -141,11 +137,11 @@ fn expand(
         let follow = !last || selection.follow_symlinks;
         let mut next = Vec::new();
         for state in states {
-            if selection.wildcard && has_glob(component) {
+            if selection.wildcard && has_wildcards(component) {
                 if !state.meta.is_dir() {
                     continue;
                 }
-                let pattern = PatternMatcher::new(&[*component])?;
+                let pattern = Pattern::component(component)?;
                 let dir = abs(root, &state.real);
                 let mut names: Vec<OsString> = std::fs::read_dir(&dir)
                     .map_err(io_err("read directory", &dir))?
@@ -155,7 +151,7 @@ fn expand(
                 names.sort();
                 for name in names {
                     let Some(text) = name.to_str() else { continue };
-                    if !pattern.patterns().iter().any(|p| p.matches(text)) {
+                    if !pattern.matches(text) {
                         continue;
                     }
                     let mut real = state.real.clone();
@@ -236,7 +232,7 @@ pub(super) fn collect(
     let clean = clean.trim_start_matches('/').to_owned();
     let matches = expand(hasher, selection, &clean)?;
     if matches.is_empty() {
-        if selection.wildcard && has_glob(&clean) {
+        if selection.wildcard && has_wildcards(&clean) {
             if selection.allow_empty {
                 return Ok(Vec::new());
             }
@@ -245,7 +241,7 @@ pub(super) fn collect(
         return Err(ContentHashError::NotFound { path: selection.path.clone(), excluded: false });
     }
     if selection.required_includes {
-        for pattern in selection.include_patterns.iter().filter(|p| !has_glob(p)) {
+        for pattern in selection.include_patterns.iter().filter(|p| !has_wildcards(p)) {
             let path = format!("{}/{}", clean.trim_end_matches('/'), pattern.trim_start_matches('/'));
             let path = path.trim_start_matches('/');
             let required = Selection { wildcard: false, ..selection.clone() };

@@ -9,11 +9,12 @@
 //! to included entries is created when the first of them is copied; a followed symlink keeps
 //! its own name; a socket becomes an empty file; archive entries keep their owners unless `--chown` is given.
 
-use std::io::{BufReader, Read};
+use std::io::Read;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use cache::Store;
+use cache::safefs::Root;
 use oci_spec::image::Descriptor;
 use tokio_util::sync::CancellationToken;
 
@@ -21,12 +22,13 @@ use super::fileop::{FileOpError, io_err, mkdir_all, set_meta, set_mtime};
 use super::fsutil::resolve_in_root;
 use super::{RunnerError, source};
 use crate::contenthash::PatternMatcher;
+use crate::contenthash::ignore::{Pattern, has_wildcards};
 use crate::graph::{Chmod, CopyAction};
 
 /// Where copied files come from.
 #[derive(Debug)]
 pub(crate) struct SourceRoot {
-    path: PathBuf,
+    root: Root,
     /// `.dockerignore` of a local directory (paths relative to the root).
     ignore: PatternMatcher,
     /// Client files are owned by root in the image (docker's behaviour).
@@ -40,7 +42,7 @@ impl SourceRoot {
         root_owned: bool,
     ) -> Result<SourceRoot, RunnerError> {
         let ignore = PatternMatcher::new(excludes).map_err(FileOpError::from)?;
-        Ok(SourceRoot { path, ignore, root_owned })
+        Ok(SourceRoot { root: Root::open(&path)?, ignore, root_owned })
     }
 }
 
@@ -60,69 +62,19 @@ pub(crate) fn materialize_blob(
     Ok(())
 }
 
-pub(crate) fn has_glob(path: &str) -> bool {
-    path.contains(['*', '?', '['])
-}
-
-/// Shell-style matching of one path component: `*`, `?`, `[a-z]`, `[!x]`/`[^x]`, `\` escapes.
-pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
-    fn rec(p: &[char], n: &[char]) -> bool {
-        match p.first() {
-            None => n.is_empty(),
-            Some('*') => (0..=n.len()).any(|i| rec(&p[1..], &n[i..])),
-            Some('?') => !n.is_empty() && rec(&p[1..], &n[1..]),
-            Some('[') => {
-                let Some(c) = n.first() else { return false };
-                let mut i = 1;
-                let negate = matches!(p.get(1), Some('!') | Some('^'));
-                if negate {
-                    i += 1;
-                }
-                let mut matched = false;
-                let mut first = true;
-                while let Some(&pc) = p.get(i) {
-                    if pc == ']' && !first {
-                        break;
-                    }
-                    first = false;
-                    if p.get(i + 1) == Some(&'-') && p.get(i + 2).is_some_and(|e| *e != ']') {
-                        if pc <= *c && *c <= p[i + 2] {
-                            matched = true;
-                        }
-                        i += 3;
-                    } else {
-                        if pc == *c {
-                            matched = true;
-                        }
-                        i += 1;
-                    }
-                }
-                if p.get(i) != Some(&']') {
-                    return false;
-                }
-                matched != negate && rec(&p[i + 1..], &n[1..])
-            }
-            Some('\\') if p.len() > 1 => n.first() == Some(&p[1]) && rec(&p[2..], &n[1..]),
-            Some(c) => n.first() == Some(c) && rec(&p[1..], &n[1..]),
-        }
-    }
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    rec(&p, &n)
-}
-
 /// Expands a wildcard path inside `root`: (host path, in-root path) of every match, sorted.
 pub(crate) fn expand_glob(
-    root: &Path,
+    root: &Root,
     pattern: &str,
     follow_last: bool,
 ) -> Result<Vec<(PathBuf, PathBuf)>, FileOpError> {
     let mut current = vec![PathBuf::from("/")];
     let parts: Vec<&str> = pattern.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
     for part in &parts {
+        let pattern = if has_wildcards(part) { Some(Pattern::component(part)?) } else { None };
         let mut next = Vec::new();
         for dir in &current {
-            if has_glob(part) {
+            if let Some(pattern) = &pattern {
                 let (host, inner) =
                     resolve_in_root(root, &dir.to_string_lossy(), true).map_err(io_err("resolve", dir))?;
                 let Ok(entries) = std::fs::read_dir(&host) else { continue };
@@ -132,7 +84,7 @@ pub(crate) fn expand_glob(
                     .collect();
                 names.sort();
                 for name in names {
-                    if glob_match(part, &name) {
+                    if pattern.matches(&name) {
                         next.push(inner.join(name));
                     }
                 }
@@ -162,7 +114,7 @@ fn rel_string(inner: &Path) -> String {
 struct CopyCtx<'a> {
     action: &'a CopyAction,
     source: &'a SourceRoot,
-    dest_root: &'a Path,
+    dest_root: &'a Root,
     owner: Option<(u32, u32)>,
     /// `--parents` patterns (relative to the selected source): only matching entries, and the
     /// directories leading to them, are copied.
@@ -335,53 +287,10 @@ impl CopyCtx<'_> {
     }
 }
 
-/// Decompresses an xz stream on a helper thread (lzma-rs has no streaming reader); a
-/// decoding error surfaces at the end of the stream.
-struct XzReader {
-    pipe: std::io::PipeReader,
-    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
-}
-
-impl Read for XzReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.pipe.read(buf)?;
-        if n == 0
-            && !buf.is_empty()
-            && let Some(thread) = self.thread.take()
-        {
-            thread.join().map_err(|_| std::io::Error::other("xz decoder panicked"))??;
-        }
-        Ok(n)
-    }
-}
-
-const XZ_MAGIC: [u8; 6] = [0xfd, b'7', b'z', b'X', b'Z', 0];
-
-/// Opens a file that may be compressed (gzip, zstd, bzip2, xz; sniffed by content) as the
-/// uncompressed stream.
-fn open_decompressed(path: &Path) -> std::io::Result<Box<dyn Read>> {
-    let mut file = std::fs::File::open(path)?;
-    let mut magic = [0u8; 6];
-    let mut filled = 0;
-    while filled < magic.len() {
-        match file.read(&mut magic[filled..])? {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    std::io::Seek::rewind(&mut file)?;
-    if magic.starts_with(b"BZh") {
-        return Ok(Box::new(bzip2::read::MultiBzDecoder::new(file)));
-    }
-    if filled == magic.len() && magic == XZ_MAGIC {
-        let (pipe, mut writer) = std::io::pipe()?;
-        let thread = std::thread::spawn(move || {
-            let mut input = BufReader::new(file);
-            lzma_rs::xz_decompress(&mut input, &mut writer).map_err(|e| std::io::Error::other(e.to_string()))
-        });
-        return Ok(Box::new(XzReader { pipe, thread: Some(thread) }));
-    }
-    cache::compress::decompress(file)
+/// Opens a file that may be compressed (any format cache's compression detector knows: gzip,
+/// zstd, bzip2, xz) as the uncompressed stream.
+fn open_decompressed(path: &Path) -> std::io::Result<Box<dyn Read + Send>> {
+    cache::compress::decompress_any(std::fs::File::open(path)?)
 }
 
 /// A tar stream (plain, gzip, zstd, bzip2 or xz) at `path`? (`ADD` extracts those.)
@@ -416,8 +325,8 @@ struct Match {
 
 /// The sources an action selects (wildcards expanded, `.dockerignore` applied).
 fn select(action: &CopyAction, source: &SourceRoot) -> Result<Vec<Match>, FileOpError> {
-    let root = &source.path;
-    if action.allow_wildcard && has_glob(&action.src) {
+    let root = &source.root;
+    if action.allow_wildcard && has_wildcards(&action.src) {
         let found: Vec<Match> = expand_glob(root, &action.src, action.follow_symlinks)?
             .into_iter()
             .filter(|(_, inner)| !source.ignore.matches(&rel_string(inner)))
@@ -442,16 +351,16 @@ fn select(action: &CopyAction, source: &SourceRoot) -> Result<Vec<Match>, FileOp
 /// `--parents` without wildcards: the named path must exist below the source (BuildKit's
 /// required paths).
 fn check_required(action: &CopyAction, source: &SourceRoot) -> Result<(), FileOpError> {
-    if !action.parents || has_glob(&action.src) {
+    if !action.parents || has_wildcards(&action.src) {
         return Ok(());
     }
     for pattern in &action.include_patterns {
-        if has_glob(pattern) {
+        if has_wildcards(pattern) {
             continue;
         }
         let path = format!("{}/{pattern}", action.src.trim_end_matches('/'));
         let (host, inner) =
-            resolve_in_root(&source.path, &path, action.follow_symlinks).map_err(io_err("resolve", &path))?;
+            resolve_in_root(&source.root, &path, action.follow_symlinks).map_err(io_err("resolve", &path))?;
         let excluded = source.ignore.matches(&rel_string(&inner));
         if excluded || std::fs::symlink_metadata(&host).is_err() {
             return Err(FileOpError::NotFound { path: path.clone(), excluded });
@@ -464,7 +373,7 @@ fn check_required(action: &CopyAction, source: &SourceRoot) -> Result<(), FileOp
 pub(crate) fn copy(
     action: &CopyAction,
     source: &SourceRoot,
-    dest_root: &Path,
+    dest_root: &Root,
     cancel: &CancellationToken,
 ) -> Result<(), RunnerError> {
     let owner = match &action.owner {
@@ -529,18 +438,6 @@ pub(crate) fn copy(
 mod tests {
     use super::*;
 
-    #[test]
-    fn globs_match_like_the_shell() {
-        assert!(glob_match("*.txt", "a.txt"));
-        assert!(!glob_match("*.txt", "a.txt.bak"));
-        assert!(glob_match("file?", "file1"));
-        assert!(glob_match("[a-c]x", "bx"));
-        assert!(!glob_match("[!a-c]x", "bx"));
-        assert!(glob_match("\\*", "*"));
-        assert!(!glob_match("\\*", "a"));
-        assert!(glob_match("*", ""));
-    }
-
     fn tree(dir: &Path) -> Vec<String> {
         let mut out = Vec::new();
         let mut stack = vec![dir.to_owned()];
@@ -580,7 +477,7 @@ mod tests {
             action.create_dest_path = true;
             action.follow_symlinks = true;
             action.include_patterns = vec![(*pattern).to_owned()];
-            copy(&action, &root, dest.path(), &CancellationToken::new()).unwrap();
+            copy(&action, &root, &Root::open(dest.path()).unwrap(), &CancellationToken::new()).unwrap();
             assert_eq!(tree(&dest.path().join("out")), *want, "{from} {pattern}");
         }
         // a named path that does not exist fails
@@ -588,7 +485,7 @@ mod tests {
         let mut action = CopyAction::new(0, "/", "/out/");
         action.parents = true;
         action.include_patterns = vec!["a/nope".to_owned()];
-        assert!(copy(&action, &root, dest.path(), &CancellationToken::new()).is_err());
+        assert!(copy(&action, &root, &Root::open(dest.path()).unwrap(), &CancellationToken::new()).is_err());
     }
 
     #[test]
@@ -599,10 +496,11 @@ mod tests {
         std::fs::write(dir.path().join("src/b.rs"), "").unwrap();
         std::fs::write(dir.path().join("src/c.txt"), "").unwrap();
         std::os::unix::fs::symlink("/", dir.path().join("up")).unwrap();
-        let found = expand_glob(dir.path(), "src/*.rs", false).unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let found = expand_glob(&root, "src/*.rs", false).unwrap();
         let names: Vec<_> = found.iter().map(|(_, inner)| inner.clone()).collect();
         assert_eq!(names, vec![PathBuf::from("/src/a.rs"), PathBuf::from("/src/b.rs")]);
-        let found = expand_glob(dir.path(), "up/src/*.txt", false).unwrap();
+        let found = expand_glob(&root, "up/src/*.txt", false).unwrap();
         assert_eq!(found.len(), 1);
         assert!(found[0].0.starts_with(dir.path()));
     }

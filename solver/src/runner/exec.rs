@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cache::buildcache::{CacheMountGuard, CachedLayer, MountSharing};
+use cache::safefs::Root;
 use cache::{DiffOptions, DiffSource};
 use executor::{
     Mount as SandboxMount, MountKind as SandboxMountKind, OutputStream, OverlayUpper, Rootfs, SandboxSpec,
@@ -355,11 +356,7 @@ impl Runner {
                 SandboxMountKind::Bind { source: file }
             }
             MountKind::Ssh(ssh) => {
-                let socket = self.options.ssh.get(&ssh.id).cloned().or_else(|| {
-                    (ssh.id == "default")
-                        .then(|| std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from))
-                        .flatten()
-                });
+                let socket = self.options.ssh.get(&ssh.id).cloned();
                 let Some(socket) = socket else {
                     if ssh.optional {
                         return Ok(None);
@@ -387,14 +384,16 @@ impl Runner {
         // The directory (or file) to mount, read-only as it is.
         let source: PathBuf = match &input {
             BuildRef::Local(local) => {
-                resolve_in_root(&local.path, selector, true)
+                resolve_in_root(&Root::open(&local.path)?, selector, true)
                     .map_err(RunnerError::io("resolve", &local.path))?
                     .0
             }
             BuildRef::Blob(descriptor) => {
                 let dir = temp.subdir(&format!("blob-{n}"))?;
                 super::copy::materialize_blob(&self.store, descriptor, &dir)?;
-                resolve_in_root(&dir, selector, true).map_err(RunnerError::io("resolve", &dir))?.0
+                resolve_in_root(&Root::open(&dir)?, selector, true)
+                    .map_err(RunnerError::io("resolve", &dir))?
+                    .0
             }
             BuildRef::Layers(chain) => {
                 if let Some(index) = mount.output {
@@ -417,7 +416,7 @@ impl Runner {
                 let store = self.store.clone();
                 let chain = chain.clone();
                 let view = tokio::task::spawn_blocking(move || ReadOnlyView::new(&store, &chain)).await??;
-                let path = resolve_in_root(view.path(), selector, true)
+                let path = resolve_in_root(&Root::open(view.path())?, selector, true)
                     .map_err(RunnerError::io("resolve", view.path()))?
                     .0;
                 held.views.push(view);

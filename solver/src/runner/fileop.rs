@@ -7,11 +7,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cache::Store;
+use cache::safefs::Root;
+use executor::OverlayUpper;
+use executor::overlay::HostOverlay;
 
 use super::copy::{self, SourceRoot};
-use super::fsutil::{HostOverlay, TempDir, lowers_or_empty, resolve_in_root};
+use super::fsutil::{TempDir, lowers_or_empty, resolve_in_root};
 use super::{BuildRef, LayerChainRef, Runner, RunnerError};
 use crate::contenthash::PatternError;
+use crate::contenthash::ignore::has_wildcards;
 use crate::graph::{ChownOpt, FileAction, FileOp, MkdirAction, MkfileAction, RmAction, UserOpt};
 use crate::scheduler::RunJob;
 
@@ -57,31 +61,29 @@ pub(crate) fn io_err(
     move |source| FileOpError::Io { op, path, source }
 }
 
-/// Resolves `--chown` against the destination's `/etc/passwd` and `/etc/group`. A user alone
-/// gives the user's primary group (a numeric uid alone: the same gid).
-pub(crate) fn resolve_owner(root: &Path, chown: &ChownOpt) -> Result<(u32, u32), FileOpError> {
+/// Resolves `--chown` against the destination's `/etc/passwd` and `/etc/group` (parsed by the
+/// executor's user module). A user alone gives the user's primary group (a numeric uid alone:
+/// the same gid, as BuildKit).
+pub(crate) fn resolve_owner(root: &Root, chown: &ChownOpt) -> Result<(u32, u32), FileOpError> {
     let (mut uid, mut gid) = (0, 0);
     if let Some(user) = &chown.user {
-        match user {
-            UserOpt::Id(id) => (uid, gid) = (*id, *id),
+        (uid, gid) = match user {
+            UserOpt::Id(id) => (*id, *id),
             UserOpt::Name(name) => match name.parse::<u32>() {
-                Ok(id) => (uid, gid) = (id, id),
-                Err(_) => {
-                    let entry = lookup(root, "/etc/passwd", name)
-                        .ok_or_else(|| FileOpError::UnknownUser(name.clone()))?;
-                    uid = entry.first().and_then(|v| v.parse().ok()).unwrap_or(0);
-                    gid = entry.get(1).and_then(|v| v.parse().ok()).unwrap_or(0);
-                }
+                Ok(id) => (id, id),
+                Err(_) => read_in_root(root, "/etc/passwd")
+                    .and_then(|passwd| executor::user::user_ids(&passwd, name))
+                    .ok_or_else(|| FileOpError::UnknownUser(name.clone()))?,
             },
-        }
+        };
     }
     if let Some(group) = &chown.group {
         gid = match group {
             UserOpt::Id(id) => *id,
             UserOpt::Name(name) => match name.parse::<u32>() {
                 Ok(id) => id,
-                Err(_) => lookup(root, "/etc/group", name)
-                    .and_then(|entry| entry.first().and_then(|v| v.parse().ok()))
+                Err(_) => read_in_root(root, "/etc/group")
+                    .and_then(|groups| executor::user::group_id(&groups, name))
                     .ok_or_else(|| FileOpError::UnknownGroup(name.clone()))?,
             },
         };
@@ -89,17 +91,13 @@ pub(crate) fn resolve_owner(root: &Path, chown: &ChownOpt) -> Result<(u32, u32),
     Ok((uid, gid))
 }
 
-/// The fields after the name and password of `name`'s line in a passwd-style file in `root`.
-fn lookup(root: &Path, file: &str, name: &str) -> Option<Vec<String>> {
+/// The text of `file` inside `root`; `None` when it cannot be read (no such user then).
+fn read_in_root(root: &Root, file: &str) -> Option<String> {
     let (host, _) = resolve_in_root(root, file, true).ok()?;
-    let text = std::fs::read_to_string(host).ok()?;
-    text.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(':').collect();
-        (fields.first() == Some(&name)).then(|| fields.iter().skip(2).map(|f| (*f).to_owned()).collect())
-    })
+    std::fs::read_to_string(host).ok()
 }
 
-fn owner_of(root: &Path, chown: &Option<ChownOpt>) -> Result<Option<(u32, u32)>, FileOpError> {
+fn owner_of(root: &Root, chown: &Option<ChownOpt>) -> Result<Option<(u32, u32)>, FileOpError> {
     chown.as_ref().map(|c| resolve_owner(root, c)).transpose()
 }
 
@@ -138,7 +136,7 @@ pub(crate) fn set_mtime(path: &Path, seconds: i64) -> Result<(), FileOpError> {
 /// `mkdir -p` of the in-root path `inner` below `root`; created directories get `mode`,
 /// `owner` and `mtime`. Returns the host path.
 pub(crate) fn mkdir_all(
-    root: &Path,
+    root: &Root,
     inner: &Path,
     mode: u32,
     owner: Option<(u32, u32)>,
@@ -169,7 +167,7 @@ pub(crate) fn mkdir_all(
     Ok(resolve_in_root(root, &current.to_string_lossy(), true).map_err(io_err("resolve", &current))?.0)
 }
 
-fn mkdir(root: &Path, action: &MkdirAction) -> Result<(), FileOpError> {
+fn mkdir(root: &Root, action: &MkdirAction) -> Result<(), FileOpError> {
     let owner = owner_of(root, &action.owner)?;
     let (host, inner) = resolve_in_root(root, &action.path, true).map_err(io_err("resolve", &action.path))?;
     if host.is_dir() {
@@ -187,7 +185,7 @@ fn mkdir(root: &Path, action: &MkdirAction) -> Result<(), FileOpError> {
     Ok(())
 }
 
-fn mkfile(root: &Path, action: &MkfileAction) -> Result<(), FileOpError> {
+fn mkfile(root: &Root, action: &MkfileAction) -> Result<(), FileOpError> {
     let owner = owner_of(root, &action.owner)?;
     let (_, inner) = resolve_in_root(root, &action.path, true).map_err(io_err("resolve", &action.path))?;
     let parent = inner.parent().unwrap_or(Path::new("/"));
@@ -210,8 +208,8 @@ fn mkfile(root: &Path, action: &MkfileAction) -> Result<(), FileOpError> {
     set_meta(&host, Some(action.mode), owner, action.timestamp)
 }
 
-fn rm(root: &Path, action: &RmAction) -> Result<(), FileOpError> {
-    let targets: Vec<PathBuf> = if action.allow_wildcard && copy::has_glob(&action.path) {
+fn rm(root: &Root, action: &RmAction) -> Result<(), FileOpError> {
+    let targets: Vec<PathBuf> = if action.allow_wildcard && has_wildcards(&action.path) {
         copy::expand_glob(root, &action.path, false)?.into_iter().map(|(host, _)| host).collect()
     } else {
         let (host, _) =
@@ -222,7 +220,7 @@ fn rm(root: &Path, action: &RmAction) -> Result<(), FileOpError> {
         return Err(FileOpError::RmNotFound(action.path.clone()));
     }
     for host in targets {
-        if host == root {
+        if host == root.path() {
             continue;
         }
         let meta = std::fs::symlink_metadata(&host).map_err(io_err("inspect", &host))?;
@@ -283,10 +281,11 @@ pub(crate) fn seed_dir(
     let temp = TempDir::new(store, "seed")?;
     let mut sources = Sources::default();
     let root = sources.get(store, std::slice::from_ref(&input), 0, &temp)?;
+    let dest = Root::open(dest)?;
     let mut action = crate::graph::CopyAction::new(0, if selector.is_empty() { "/" } else { selector }, "/");
     action.copy_dir_contents = true;
     action.follow_symlinks = true;
-    copy::copy(&action, root, dest, &tokio_util::sync::CancellationToken::new())
+    copy::copy(&action, root, &dest, &tokio_util::sync::CancellationToken::new())
 }
 
 impl Runner {
@@ -314,7 +313,9 @@ impl Runner {
             let upper = temp.subdir("upper")?;
             let work = temp.subdir("work")?;
             let merged = temp.subdir("merged")?;
-            let overlay = HostOverlay::mount(&lowers, Some((&upper, &work)), &merged)?;
+            let overlay =
+                HostOverlay::mount(&merged, &lowers, Some(&OverlayUpper { upper: upper.clone(), work }))?;
+            let root = Root::open(overlay.path())?;
             let mut sources = Sources::default();
             for action in &actions {
                 if cancel.is_cancelled() {
@@ -323,14 +324,16 @@ impl Runner {
                 match action {
                     FileAction::Copy(copy_action) => {
                         let source = sources.get(&store, &inputs, copy_action.source, &temp)?;
-                        copy::copy(copy_action, source, overlay.path(), &cancel)?;
+                        copy::copy(copy_action, source, &root, &cancel)?;
                     }
-                    FileAction::Mkdir(action) => mkdir(overlay.path(), action)?,
-                    FileAction::Mkfile(action) => mkfile(overlay.path(), action)?,
-                    FileAction::Rm(action) => rm(overlay.path(), action)?,
+                    FileAction::Mkdir(action) => mkdir(&root, action)?,
+                    FileAction::Mkfile(action) => mkfile(&root, action)?,
+                    FileAction::Rm(action) => rm(&root, action)?,
                 }
             }
             drop(sources);
+            // nothing may hold the overlay open when it is unmounted
+            drop(root);
             overlay.unmount()?;
             Ok(upper)
         })
@@ -355,19 +358,14 @@ mod tests {
         )
         .unwrap();
         std::fs::write(dir.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").unwrap();
+        let root = Root::open(dir.path()).unwrap();
         let opt = |user: Option<UserOpt>, group: Option<UserOpt>| ChownOpt { user, group };
         let name = |n: &str| Some(UserOpt::Name(n.into()));
-        assert_eq!(resolve_owner(dir.path(), &opt(name("www-data"), None)).unwrap(), (33, 34));
-        assert_eq!(resolve_owner(dir.path(), &opt(name("www-data"), name("staff"))).unwrap(), (33, 50));
-        assert_eq!(resolve_owner(dir.path(), &opt(Some(UserOpt::Id(7)), None)).unwrap(), (7, 7));
-        assert_eq!(resolve_owner(dir.path(), &opt(name("1000"), name("20"))).unwrap(), (1000, 20));
-        assert!(matches!(
-            resolve_owner(dir.path(), &opt(name("nobody"), None)),
-            Err(FileOpError::UnknownUser(_))
-        ));
-        assert!(matches!(
-            resolve_owner(dir.path(), &opt(None, name("wheel"))),
-            Err(FileOpError::UnknownGroup(_))
-        ));
+        assert_eq!(resolve_owner(&root, &opt(name("www-data"), None)).unwrap(), (33, 34));
+        assert_eq!(resolve_owner(&root, &opt(name("www-data"), name("staff"))).unwrap(), (33, 50));
+        assert_eq!(resolve_owner(&root, &opt(Some(UserOpt::Id(7)), None)).unwrap(), (7, 7));
+        assert_eq!(resolve_owner(&root, &opt(name("1000"), name("20"))).unwrap(), (1000, 20));
+        assert!(matches!(resolve_owner(&root, &opt(name("nobody"), None)), Err(FileOpError::UnknownUser(_))));
+        assert!(matches!(resolve_owner(&root, &opt(None, name("wheel"))), Err(FileOpError::UnknownGroup(_))));
     }
 }

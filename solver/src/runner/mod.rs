@@ -129,7 +129,7 @@ impl BuildRef {
     }
 }
 
-impl crate::build::LayerChain for BuildRef {
+impl crate::storecache::LayerChain for BuildRef {
     fn layers(&self) -> Option<&[CachedLayer]> {
         BuildRef::layers(self)
     }
@@ -167,7 +167,8 @@ pub enum SecretValue {
 pub struct RunnerOptions {
     /// `--secret`: id → value.
     pub secrets: HashMap<String, SecretValue>,
-    /// `--ssh`: id → agent socket path (`default` → `$SSH_AUTH_SOCK`).
+    /// `--ssh`: id → agent socket path (the build puts the client's `$SSH_AUTH_SOCK` under
+    /// `default` unless `--ssh default=PATH` names another).
     pub ssh: HashMap<String, PathBuf>,
     /// `SOURCE_DATE_EPOCH`: clamps layer mtimes.
     pub source_date_epoch: Option<i64>,
@@ -285,6 +286,9 @@ pub struct Runner {
     build_cache: BuildCache,
     executor: executor::Executor,
     registry: Option<registry::Client>,
+    /// The HTTP client settings (TLS, insecure hosts, timeouts) for `ADD <url>` and pulls: the
+    /// registry client, or one with default options when there is none.
+    http: registry::Client,
     options: RunnerOptions,
     /// Resolved base images by reference (so `run` uses what `resolve_source` saw).
     images: Mutex<HashMap<String, Arc<ResolvedBase>>>,
@@ -306,11 +310,16 @@ impl Runner {
         options: RunnerOptions,
     ) -> Result<Runner, RunnerError> {
         let build_cache = BuildCache::open(&store)?;
+        let http = match &registry {
+            Some(client) => client.clone(),
+            None => registry::Client::new(registry::ClientOptions::default())?,
+        };
         Ok(Runner {
             store,
             build_cache,
             executor,
             registry,
+            http,
             options,
             images: Mutex::new(HashMap::new()),
             downloads: Mutex::new(HashMap::new()),

@@ -75,12 +75,9 @@ impl Runner {
         let options = registry::PullOptions { platform: registry_platform(image.platform.as_ref()) };
         let policy = if self.registry.is_none() { registry::PullPolicy::Never } else { self.options.pull };
         // The registry's futures are not provably `Send` for every lifetime, so the resolve runs
-        // on a blocking thread that drives it on this runtime.
-        let client = match &self.registry {
-            Some(client) => client.clone(),
-            // Without a client nothing is pulled (policy `Never`); this one only satisfies the API.
-            None => registry::Client::new(registry::ClientOptions::default())?,
-        };
+        // on a blocking thread that drives it on this runtime. Without a registry client nothing
+        // is pulled (policy `Never`); the default one only satisfies the API.
+        let client = self.http.clone();
         let store = self.store.clone();
         let handle = tokio::runtime::Handle::current();
         let reference_for_task = reference.clone();
@@ -148,9 +145,8 @@ impl Runner {
             }
             None => None,
         };
-        let client = reqwest::Client::builder()
-            .build()
-            .map_err(|source| RunnerError::Download { url: http.url.clone(), source })?;
+        // one client for every download, with the registry client's TLS and insecure settings
+        let client = self.http.http_client_for(&http.url);
         let store = self.store.clone();
         let known = HttpRecords::load(&store, &http.url);
         let download = async {
