@@ -39,6 +39,7 @@ mod instructions;
 mod json;
 mod line_parsers;
 mod lines;
+pub mod lint;
 mod location;
 pub mod mount;
 mod node;
