@@ -63,6 +63,7 @@
 mod copy;
 mod dispatch;
 mod format;
+mod lint;
 mod plan;
 mod run;
 
@@ -74,7 +75,8 @@ use serde::Serialize;
 
 use crate::graph::{Definition, GraphError, Input, NetworkMode, Platform};
 
-pub use plan::{lower, parse_platform};
+pub use lint::{CHECK_BUILD_ARG, check_config};
+pub use plan::{lower, lower_with_findings, parse_platform};
 
 /// Annotation: the instruction's lines, `"START-END"` (what `build::failure` reads).
 pub const ANNOTATION_LINES: &str = "dockerfile.lines";
@@ -117,6 +119,10 @@ pub struct FrontendOptions {
     pub ssh: Vec<String>,
     /// `--network`: default network of RUN.
     pub network: NetworkMode,
+    /// Which build checks run ([`check_config`] reads the directive and build-arg).
+    pub check: parser::lint::CheckConfig,
+    /// Lower every stage, not only those the target needs (what `--check` looks at).
+    pub all_stages: bool,
 }
 
 impl Default for FrontendOptions {
@@ -137,6 +143,8 @@ impl Default for FrontendOptions {
             secrets: Vec::new(),
             ssh: Vec::new(),
             network: NetworkMode::Default,
+            check: parser::lint::CheckConfig::default(),
+            all_stages: false,
         }
     }
 }
@@ -199,6 +207,8 @@ pub struct BuildPlan {
     /// Docker-only config fields of the target.
     pub docker: DockerExtras,
     pub warnings: Vec<Warning>,
+    /// Build-check findings of the lowering (the parse-time ones are [`parser::lint::check_file`]'s).
+    pub findings: Vec<parser::lint::Finding>,
     /// The build's `SOURCE_DATE_EPOCH` (the request's, else a build-arg or global ARG default).
     pub source_date_epoch: Option<i64>,
 }
@@ -270,6 +280,8 @@ pub enum FrontendError {
     },
     #[error("cannot build the graph")]
     Graph(#[from] GraphError),
+    #[error("failed to parse check options")]
+    CheckConfig(#[source] parser::lint::CheckConfigError),
 }
 
 impl FrontendError {
