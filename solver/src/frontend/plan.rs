@@ -302,11 +302,30 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
             }
             let platform = match (&stage.platform, platform_expansion) {
                 (Some(raw), Some(expansion)) => {
+                    // BuildKit's hint: an unset variable close to a set one
+                    let hint = expansion
+                        .unmatched
+                        .iter()
+                        .find_map(|name| parser::suggest(name, self.global.iter().map(|(k, _)| k.as_str())))
+                        .map(|s| format!(" (did you mean {s}?)"))
+                        .unwrap_or_default();
                     let value = expansion.value;
-                    parse_platform(&value).ok_or_else(|| FrontendError::Instruction {
-                        location: location.clone(),
-                        message: format!("failed to parse platform {raw}: invalid platform {value:?}"),
-                    })?
+                    let fail =
+                        |message: String| FrontendError::Instruction { location: location.clone(), message };
+                    if value.is_empty() {
+                        return Err(fail(format!("empty platform value from expression {raw}{hint}")));
+                    }
+                    match (parse_platform(&value), invalid_platform_component(&value)) {
+                        (_, Some(detail)) => {
+                            return Err(fail(format!("failed to parse platform {raw}: {detail}{hint}")));
+                        }
+                        (Some(platform), None) => platform,
+                        (None, None) => {
+                            return Err(fail(format!(
+                                "failed to parse platform {raw}: invalid platform {value:?}"
+                            )));
+                        }
+                    }
                 }
                 _ => self.options.target_platform.clone(),
             };
@@ -645,7 +664,18 @@ fn is_predefined(name: &str) -> bool {
     ) || name.starts_with("BUILDKIT_")
 }
 
-/// `os/arch[/variant]`.
+/// containerd's complaint about a platform specifier with an empty or invalid component.
+fn invalid_platform_component(value: &str) -> Option<String> {
+    let valid = |part: &str| {
+        !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    };
+    value.split('/').find(|part| !valid(part)).map(|part| {
+        format!(
+            "{part:?} is an invalid component of {value:?}: platform specifier component must match \"^[A-Za-z0-9_.-]+$\": invalid argument"
+        )
+    })
+}
+
 /// Parses `os/arch[/variant]` (a `--platform` or `FROM --platform` value).
 pub fn parse_platform(value: &str) -> Option<Platform> {
     let parts: Vec<&str> = value.split('/').collect();
