@@ -239,6 +239,7 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
             }
             Base::Image(name) => {
                 let resolved = self.resolutions.resolve(name, &planned.platform, &location).await?;
+                self.lint_base_platform(stage, name, &planned.platform, &resolved.config);
                 let triggers = parse_triggers(&resolved.extras.on_build, &location)?;
                 let total = steps + 1 + triggers.iter().filter(|i| is_step(&i.command)).count();
                 let text = format!("FROM {}", resolved.reference);

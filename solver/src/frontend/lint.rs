@@ -15,6 +15,7 @@ use super::ImageResolver;
 use super::dispatch::StageState;
 use super::plan::{Lowerer, parse_platform};
 use crate::contenthash::ignore::PatternMatcher;
+use crate::graph::Platform;
 
 /// The build-arg that overrides the `check` directive.
 pub const CHECK_BUILD_ARG: &str = "BUILDKIT_DOCKERFILE_CHECK";
@@ -129,6 +130,31 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
                 message,
             );
         }
+    }
+
+    /// InvalidBaseImagePlatform: the resolved base image is for another OS or architecture than
+    /// the stage asked for.
+    pub(super) fn lint_base_platform(
+        &mut self,
+        stage: &Stage,
+        name: &str,
+        expected: &Platform,
+        image: &oci_spec::image::ImageConfiguration,
+    ) {
+        let (os, architecture) = (image.os().to_string(), image.architecture().to_string());
+        if os == expected.os && architecture == expected.architecture {
+            return;
+        }
+        let format = |os: &str, architecture: &str, variant: Option<&str>| match variant {
+            Some(variant) if !variant.is_empty() => format!("{os}/{architecture}/{variant}"),
+            _ => format!("{os}/{architecture}"),
+        };
+        let actual = format(&os, &architecture, image.variant().as_deref());
+        let expected = format(&expected.os, &expected.architecture, expected.variant.as_deref());
+        let message = format!(
+            "Base image {name} was pulled with platform {actual:?}, expected {expected:?} for current build"
+        );
+        self.linter.report(&rules::INVALID_BASE_IMAGE_PLATFORM, &stage.comments, &stage.location, message);
     }
 
     /// The per-instruction rules, before `instruction` is dispatched in `state`.
@@ -276,7 +302,6 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
 mod tests {
     use super::*;
     use crate::frontend::{FrontendOptions, ResolveError, ResolvedImage, lower_with_findings};
-    use crate::graph::Platform;
 
     /// Resolves every image to a busybox-like config (PATH set, no SHELL).
     struct Busybox;
@@ -467,6 +492,21 @@ mod tests {
             "CopyIgnoredFile",
             &["CopyIgnoredFile: Attempting to Copy file \".\" that is excluded by .dockerignore (line 2)"],
         );
+    }
+
+    #[tokio::test]
+    async fn invalid_base_image_platform() {
+        let arm = Platform { os: "linux".into(), architecture: "arm64".into(), variant: None };
+        let options = FrontendOptions { target_platform: arm, ..FrontendOptions::default() };
+        let bad = found_with("FROM busybox\n", options).await;
+        assert_only(
+            &bad,
+            "InvalidBaseImagePlatform",
+            &[
+                "InvalidBaseImagePlatform: Base image busybox was pulled with platform \"linux/amd64\", expected \"linux/arm64\" for current build (line 1)",
+            ],
+        );
+        assert_only(&found("FROM busybox\n").await, "InvalidBaseImagePlatform", &[]);
     }
 
     #[tokio::test]

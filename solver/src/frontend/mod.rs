@@ -18,6 +18,13 @@
 //!   them), the Docker-only config fields oci-spec cannot hold ([`BuildPlan::docker`]:
 //!   `Healthcheck`, `OnBuild`, `Shell`; [`BuildPlan::config_json`] merges them into the
 //!   config JSON) and [`Warning`]s (unused build args…).
+//! - Build checks: [`FrontendOptions::check`] ([`check_config`]: the `BUILDKIT_DOCKERFILE_CHECK`
+//!   build-arg, else the `# check=` directive) selects the rules; [`BuildPlan::findings`] holds
+//!   what the lowering found (UndefinedVar, UndefinedArgInFrom, CopyIgnoredFile, … and the
+//!   per-instruction syntax rules of [`parser::lint::check_instruction`], for the stages it
+//!   lowers; [`FrontendOptions::all_stages`] lowers all, as `--check`). [`lower_with_findings`]
+//!   keeps the findings when the lowering fails. The parse-time rules are
+//!   [`parser::lint::check_file`]'s, run by the caller.
 //!
 //! # Graph conventions (what the runner and exporter can rely on)
 //!
