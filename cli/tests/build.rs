@@ -99,7 +99,7 @@ fn unsupported_buildx_flags_are_named() {
     let tmp = tempfile::tempdir().unwrap();
     let ctx = context();
     let ctx = ctx.to_str().unwrap();
-    let cases: [&[&str]; 8] = [
+    let cases: [&[&str]; 7] = [
         &["--add-host", "db:10.0.0.2"],
         &["--build-context", "src=../src"],
         &["--attest=type=sbom"],
@@ -107,7 +107,6 @@ fn unsupported_buildx_flags_are_named() {
         &["--sbom", "true"],
         &["--shm-size", "2g"],
         &["--ulimit", "nofile=1024:1024"],
-        &["--check"],
     ];
     for flags in cases {
         let mut args = vec!["build"];
@@ -117,4 +116,43 @@ fn unsupported_buildx_flags_are_named() {
         let flag = flags[0].split('=').next().unwrap();
         assert_eq!(err.trim(), format!("error: `{flag}` is not supported by kiln yet"), "{args:?}");
     }
+}
+
+/// `--check` / `--call check` run the build checks without building: buildx's report and exit
+/// status, `check=error=true` also failing a plain build.
+#[test]
+fn check_reports_findings_without_building() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = tmp.path().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    let ctx_arg = ctx.to_str().unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch AS base\nCOPY Dockerfile /\n").unwrap();
+    let clean = kiln(tmp.path(), &["build", "--check", ctx_arg]);
+    let stderr = String::from_utf8_lossy(&clean.stderr);
+    assert!(clean.status.success(), "{stderr}");
+    assert!(stderr.contains("Check complete, no warnings found."), "{stderr}");
+
+    std::fs::write(ctx.join("Dockerfile"), "FROM scratch as base\nCMD run me\n").unwrap();
+    for flags in [&["--check"][..], &["--call", "check"][..]] {
+        let mut args = vec!["build"];
+        args.extend_from_slice(flags);
+        args.push(ctx_arg);
+        let err = fails(tmp.path(), &args);
+        assert!(err.contains("Check complete, 2 warnings have been found!"), "{err}");
+        assert!(
+            err.contains(
+                "WARNING: FromAsCasing - https://docs.docker.com/go/dockerfile/rule/from-as-casing/"
+            ),
+            "{err}"
+        );
+        assert!(err.contains("   1 | >>> FROM scratch as base"), "{err}");
+        assert!(err.contains("JSON arguments recommended for CMD"), "{err}");
+    }
+    let err = fails(tmp.path(), &["build", "--call", "outline", ctx_arg]);
+    assert!(err.contains("`--call=outline` is not supported by kiln yet"), "{err}");
+
+    std::fs::write(ctx.join("Dockerfile"), "# check=error=true\nFROM scratch as base\n").unwrap();
+    let err = fails(tmp.path(), &["build", "--progress", "plain", ctx_arg]);
+    assert!(err.contains("1 warning found") && err.contains("FromAsCasing:"), "{err}");
+    assert!(err.contains("ERROR: lint violation found for rules: FromAsCasing"), "{err}");
 }

@@ -8,6 +8,7 @@
 //!   validating flags and arguments of every instruction.
 //!
 //! [`shell`] holds BuildKit-exact variable expansion and word splitting, used when lowering.
+//! [`lint`] holds the build checks' rules, the `check=` configuration and the syntax-only checks.
 //!
 //! # For the Dockerfile → graph lowering
 //!
@@ -39,6 +40,7 @@ mod instructions;
 mod json;
 mod line_parsers;
 mod lines;
+pub mod lint;
 mod location;
 pub mod mount;
 mod node;

@@ -29,6 +29,7 @@ use crate::remotecache::{CacheExport, CacheImport, RemoteCache, SolvedVertex};
 use crate::scheduler::{OpRunner, SolveError, SolveOptions, SolveStats, Solver};
 use crate::storecache::{StoreCache, StoreRef};
 use failure::{LogTails, StepFailure};
+use parser::lint::{Finding, LintViolation, Linter};
 
 pub use crate::storecache::LayerChain;
 
@@ -78,6 +79,10 @@ pub enum BuildError {
         #[source]
         source: Box<crate::remotecache::RemoteCacheError>,
     },
+    /// `check=…;error=true` and a build check found something (the findings are rendered
+    /// before the error).
+    #[error("{violation}")]
+    Lint { findings: Vec<Finding>, violation: LintViolation },
 }
 
 /// What to do with the solved target.
@@ -143,6 +148,27 @@ pub struct BuildRequest {
     pub cache_from: Vec<CacheImport>,
     /// `--cache-to`.
     pub cache_to: Vec<CacheExport>,
+    /// `--check` / `--call check`: run the build checks over every stage, build nothing.
+    pub check: bool,
+}
+
+/// What `kiln build --check` found.
+#[derive(Debug)]
+pub struct CheckReport {
+    pub dockerfile: DockerfileText,
+    /// The findings, by line.
+    pub findings: Vec<Finding>,
+    /// The error that stopped the checks (a Dockerfile that cannot be lowered).
+    pub error: Option<BuildError>,
+    /// With `error=true`: the rules that were violated.
+    pub violation: Option<LintViolation>,
+}
+
+/// The result of [`build`]: an image, or with [`BuildRequest::check`] the checks' report.
+#[derive(Debug)]
+pub enum Built {
+    Image(Box<BuildOutcome>),
+    Checked(Box<CheckReport>),
 }
 
 impl BuildRequest {
@@ -169,6 +195,8 @@ pub struct BuildOutcome {
     /// Frontend warnings (unused build args, …), `Dockerfile:LINE: message`, and cache
     /// import/export warnings.
     pub warnings: Vec<String>,
+    /// Build-check findings, by line.
+    pub findings: Vec<Finding>,
     /// Every solved vertex's cache key and results (what `--cache-to` exports).
     pub solved: HashMap<Digest, SolvedVertex>,
     /// `--cache-from`: records imported and what was fetched from the imports.
@@ -310,6 +338,7 @@ where
             image,
             stats,
             warnings: Vec::new(),
+            findings: Vec::new(),
             solved: solved_vertices,
             cache_import: None,
             cache_exports: Vec::new(),
@@ -328,13 +357,17 @@ pub async fn build(
     registry: Option<registry::Client>,
     progress: ProgressSender,
     cancel: CancellationToken,
-) -> Result<BuildOutcome, BuildError> {
+) -> Result<Built, BuildError> {
     let dockerfile = request.read_dockerfile()?;
-    let parsed = parser::parse(&dockerfile.text).map_err(|error| BuildError::Parse {
-        name: dockerfile.name.clone(),
-        text: dockerfile.text.clone(),
-        error,
-    })?;
+    let parse_error =
+        |error| BuildError::Parse { name: dockerfile.name.clone(), text: dockerfile.text.clone(), error };
+    let raw = parser::parse_raw(&dockerfile.text).map_err(parse_error)?;
+    let parsed = parser::parse(&dockerfile.text).map_err(parse_error)?;
+    let build_args: std::collections::BTreeMap<String, String> = request.build_args.iter().cloned().collect();
+    let check = crate::frontend::check_config(&parsed, &build_args)
+        .map_err(|error| BuildError::Frontend { text: dockerfile.text.clone(), error })?;
+    let mut linter = Linter::new(check.clone());
+    parser::lint::check_file(&raw, &mut linter);
     let excludes = match &request.context {
         Some(context) => crate::contenthash::ignore::load_ignore_patterns(
             context,
@@ -358,7 +391,7 @@ pub async fn build(
     let (os, arch) = cache::host_platform();
     let host = crate::graph::Platform { os: os.to_string(), architecture: arch.to_string(), variant: None };
     let options = FrontendOptions {
-        build_args: request.build_args.iter().cloned().collect(),
+        build_args,
         target: request.target.clone(),
         target_platform: match request.platform.as_deref() {
             None | Some("local") => host.clone(),
@@ -376,6 +409,8 @@ pub async fn build(
         secrets: request.secrets.iter().map(|s| s.id.clone()).collect(),
         ssh: request.ssh.iter().map(|s| s.split('=').next().unwrap_or_default().to_owned()).collect(),
         network: network.unwrap_or_default(),
+        check: check.clone(),
+        all_stages: request.check,
     };
     let executor = executor::Executor::new(store.root().join("run"))
         .map_err(|e| BuildError::Runner(crate::scheduler::RunError::failed(e)))?;
@@ -400,9 +435,20 @@ pub async fn build(
             .map_err(|e| BuildError::Runner(e.into()))?,
     );
     let resolver = RunnerResolver { runner: runner.clone() };
-    let plan = crate::frontend::lower(&parsed, &options, &resolver)
-        .await
-        .map_err(|error| BuildError::Frontend { text: dockerfile.text.clone(), error })?;
+    let (plan, findings) = crate::frontend::lower_with_findings(&parsed, &options, &resolver).await;
+    linter.extend(findings);
+    let mut findings = linter.into_findings();
+    // by line; parse-time findings first on a line, as BuildKit reports them first
+    findings.sort_by_key(|f| f.lines.map_or(0, |(start, _)| start));
+    let violation = parser::lint::violation(&check, &findings);
+    if request.check {
+        let error = plan.err().map(|error| BuildError::Frontend { text: dockerfile.text.clone(), error });
+        return Ok(Built::Checked(Box::new(CheckReport { dockerfile, findings, error, violation })));
+    }
+    let plan = plan.map_err(|error| BuildError::Frontend { text: dockerfile.text.clone(), error })?;
+    if let Some(violation) = violation {
+        return Err(BuildError::Lint { findings, violation });
+    }
     let mut export = request.export.clone();
     export.image.source_date_epoch = export.image.source_date_epoch.or(plan.source_date_epoch);
     export.inline_cache |=
@@ -450,6 +496,7 @@ pub async fn build(
         }
     }
     let mut outcome = outcome?;
+    outcome.findings = findings;
     outcome.warnings = plan
         .warnings
         .iter()
@@ -486,7 +533,7 @@ pub async fn build(
         remember_imported(&store, &definition, &outcome.solved).await;
     }
     outcome.warnings.extend(cache_warnings);
-    Ok(outcome)
+    Ok(Built::Image(Box::new(outcome)))
 }
 
 /// Records the results matched from `--cache-from` whose layers are now in the store (the

@@ -56,13 +56,6 @@ impl Step {
         }
     }
 
-    fn flush(&mut self) {
-        if !self.partial.is_empty() {
-            let line = std::mem::take(&mut self.partial);
-            self.lines.push(clean_line(&line));
-        }
-    }
-
     fn tail(&self) -> Vec<String> {
         let mut tail: Vec<String> = self.lines.iter().rev().take(TAIL_LINES).rev().cloned().collect();
         if !self.partial.is_empty() {

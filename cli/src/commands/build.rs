@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::ValueEnum;
 use registry::Reference;
-use solver::build::{BuildError, BuildOutcome, BuildRequest, ExportSettings, Secret};
+use solver::build::{BuildError, BuildRequest, Built, ExportSettings, Secret};
 use solver::export::output::Output;
 use solver::export::{ImageOptions, metadata_json};
 use solver::progress::{self, ProgressSender};
@@ -109,6 +109,12 @@ pub struct BuildArgs {
     /// `mode=min|max`, `compression=gzip|zstd`, `ignore-error=true`; repeatable.
     #[arg(long = "cache-to", value_name = "SPEC")]
     pub cache_to: Vec<String>,
+    /// Run the build checks instead of building (`--call check`).
+    #[arg(long)]
+    pub check: bool,
+    /// What to do: `build` (default) or `check` (the build checks, nothing is built).
+    #[arg(long, value_name = "build|check")]
+    pub call: Option<String>,
     /// buildx flags kiln does not implement (hidden; each fails with a clear message).
     #[command(flatten)]
     pub unsupported: UnsupportedFlags,
@@ -312,6 +318,7 @@ fn request(args: &BuildArgs, plan: &Plan) -> anyhow::Result<BuildRequest> {
             .map(|spec| CacheExport::parse(spec))
             .collect::<Result<_, _>>()
             .context("invalid --cache-to")?,
+        check: false,
         export: ExportSettings {
             image: ImageOptions {
                 labels: parse_labels(&args.labels)?,
@@ -333,7 +340,7 @@ async fn execute(
     registry: Option<registry::Client>,
     progress: ProgressSender,
     cancel: CancellationToken,
-) -> Result<BuildOutcome, BuildError> {
+) -> Result<Built, BuildError> {
     solver::build::build(request, store, registry, progress, cancel).await
 }
 
@@ -341,8 +348,14 @@ pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<Exit
     if let Some(flag) = args.unsupported.first_given() {
         anyhow::bail!("`--{flag}` is not supported by kiln yet");
     }
+    let check = match args.call.as_deref() {
+        None | Some("build") => args.check,
+        Some("check") => true,
+        Some(other) => bail!("`--call={other}` is not supported by kiln yet (build or check)"),
+    };
     let plan = plan_outputs(&args)?;
-    let request = request(&args, &plan)?;
+    let mut request = request(&args, &plan)?;
+    request.check = check;
     let store = open_store(global)?;
     let mode = super::progress_mode::choose(
         args.progress,
@@ -368,12 +381,22 @@ pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<Exit
     let export_progress = (mode != progress::ProgressMode::Quiet).then(|| progress.clone());
     let result = execute(request, store.clone(), registry, progress, cancel).await;
     ctrl_c.abort();
-    if let (Some(sender), Ok(outcome)) = (export_progress, &result) {
+    if let (Some(sender), Ok(Built::Image(outcome))) = (export_progress, &result) {
         report_export(&sender, outcome, &plan, mode == progress::ProgressMode::RawJson);
     }
     let _ = renderer.await;
     let outcome = match result {
-        Ok(outcome) => outcome,
+        Ok(Built::Image(outcome)) => outcome,
+        Ok(Built::Checked(report)) => {
+            return Ok(super::build_check::print_report(&report, &args.file_name()));
+        }
+        Err(BuildError::Lint { findings, violation }) => {
+            if mode != progress::ProgressMode::RawJson {
+                eprint!("{}", super::build_check::summary(&findings));
+            }
+            eprintln!("ERROR: {violation}");
+            return Ok(ExitCode::FAILURE);
+        }
         Err(BuildError::Step(failure)) => {
             eprintln!("{failure}");
             eprintln!("ERROR: failed to solve: {}", failure.error_text());
@@ -391,6 +414,9 @@ pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<Exit
 
     for warning in outcome.warnings.iter().filter(|_| mode != progress::ProgressMode::RawJson) {
         eprintln!("WARNING: {warning}");
+    }
+    if mode != progress::ProgressMode::RawJson {
+        eprint!("{}", super::build_check::summary(&outcome.findings));
     }
     if !quiet {
         if let Some(import) = &outcome.cache_import {
@@ -472,12 +498,8 @@ pub struct UnsupportedFlags {
     build_context: Vec<String>,
     #[arg(long, hide = true)]
     builder: Vec<String>,
-    #[arg(long, hide = true)]
-    call: Vec<String>,
     #[arg(long = "cgroup-parent", hide = true)]
     cgroup_parent: Vec<String>,
-    #[arg(long, hide = true)]
-    check: bool,
     #[arg(long, hide = true)]
     provenance: Vec<String>,
     #[arg(long, hide = true)]
@@ -498,15 +520,13 @@ impl UnsupportedFlags {
             ("attest", &self.attest),
             ("build-context", &self.build_context),
             ("builder", &self.builder),
-            ("call", &self.call),
             ("cgroup-parent", &self.cgroup_parent),
             ("provenance", &self.provenance),
             ("sbom", &self.sbom),
             ("shm-size", &self.shm_size),
             ("ulimit", &self.ulimit),
         ];
-        let given = lists.into_iter().find(|(_, values)| !values.is_empty()).map(|(flag, _)| flag);
-        given.or(self.check.then_some("check"))
+        lists.into_iter().find(|(_, values)| !values.is_empty()).map(|(flag, _)| flag)
     }
 }
 
@@ -560,7 +580,11 @@ impl BuildArgs {
 }
 
 /// A lowering error with the Dockerfile lines it concerns marked, like BuildKit.
-fn render_frontend_error(error: &solver::frontend::FrontendError, text: &str, name: &str) -> String {
+pub(super) fn render_frontend_error(
+    error: &solver::frontend::FrontendError,
+    text: &str,
+    name: &str,
+) -> String {
     let mut message = error.to_string();
     let mut cause = std::error::Error::source(error);
     while let Some(c) = cause {

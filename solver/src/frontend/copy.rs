@@ -206,6 +206,9 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
             let source = match &from_source {
                 Some(input) => input.clone(),
                 None => {
+                    if !onbuild {
+                        self.lint_copy_source(instruction, spec.add, src);
+                    }
                     self.read_context_path(Some(src));
                     self.context()?
                 }

@@ -34,6 +34,10 @@ pub(crate) struct StageState {
     pub total: usize,
     pub ignore_cache: bool,
     pub platform: Platform,
+    /// A WORKDIR of this stage or a parent stage ran (WorkdirRelativePath).
+    pub workdir_set: bool,
+    /// Where CMD/ENTRYPOINT/HEALTHCHECK were set in this stage (MultipleInstructionsDisallowed).
+    pub set_once: super::lint::SetOnce,
 }
 
 impl StageState {
@@ -211,6 +215,8 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
                     total: steps,
                     ignore_cache,
                     platform: planned.platform.clone(),
+                    workdir_set: false,
+                    set_once: Default::default(),
                 }
             }
             Base::Stage(other) => {
@@ -227,11 +233,13 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
                     step: 0,
                     total: steps,
                     ignore_cache,
+                    set_once: Default::default(),
                     ..parent
                 }
             }
             Base::Image(name) => {
                 let resolved = self.resolutions.resolve(name, &planned.platform, &location).await?;
+                self.lint_base_platform(stage, name, &planned.platform, &resolved.config);
                 let triggers = parse_triggers(&resolved.extras.on_build, &location)?;
                 let total = steps + 1 + triggers.iter().filter(|i| is_step(&i.command)).count();
                 let text = format!("FROM {}", resolved.reference);
@@ -253,6 +261,8 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
                     total,
                     ignore_cache,
                     platform: planned.platform.clone(),
+                    workdir_set: false,
+                    set_once: Default::default(),
                 }
             }
         };
@@ -269,6 +279,7 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
         let counted = matches!(planned.base, Base::Image(_));
         self.onbuild_triggers(&mut state, index, &location, counted).await?;
         for instruction in &stage.instructions {
+            self.lint_instruction(&mut state, instruction);
             self.instruction(&mut state, index, instruction, false).await?;
         }
         Ok(state)
@@ -519,6 +530,9 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
         onbuild: bool,
     ) -> Result<(), FrontendError> {
         let expanded = self.expand_at(path, &state.env, instruction)?;
+        if !onbuild {
+            self.lint_workdir(state, instruction, &expanded);
+        }
         let workdir = super::format::clean(&if expanded.starts_with('/') {
             expanded
         } else {

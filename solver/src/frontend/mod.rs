@@ -18,6 +18,13 @@
 //!   them), the Docker-only config fields oci-spec cannot hold ([`BuildPlan::docker`]:
 //!   `Healthcheck`, `OnBuild`, `Shell`; [`BuildPlan::config_json`] merges them into the
 //!   config JSON) and [`Warning`]s (unused build args…).
+//! - Build checks: [`FrontendOptions::check`] ([`check_config`]: the `BUILDKIT_DOCKERFILE_CHECK`
+//!   build-arg, else the `# check=` directive) selects the rules; [`BuildPlan::findings`] holds
+//!   what the lowering found (UndefinedVar, UndefinedArgInFrom, CopyIgnoredFile, … and the
+//!   per-instruction syntax rules of [`parser::lint::check_instruction`], for the stages it
+//!   lowers; [`FrontendOptions::all_stages`] lowers all, as `--check`). [`lower_with_findings`]
+//!   keeps the findings when the lowering fails. The parse-time rules are
+//!   [`parser::lint::check_file`]'s, run by the caller.
 //!
 //! # Graph conventions (what the runner and exporter can rely on)
 //!
@@ -63,6 +70,7 @@
 mod copy;
 mod dispatch;
 mod format;
+mod lint;
 mod plan;
 mod run;
 
@@ -74,7 +82,8 @@ use serde::Serialize;
 
 use crate::graph::{Definition, GraphError, Input, NetworkMode, Platform};
 
-pub use plan::{lower, parse_platform};
+pub use lint::{CHECK_BUILD_ARG, check_config};
+pub use plan::{lower, lower_with_findings, parse_platform};
 
 /// Annotation: the instruction's lines, `"START-END"` (what `build::failure` reads).
 pub const ANNOTATION_LINES: &str = "dockerfile.lines";
@@ -117,6 +126,10 @@ pub struct FrontendOptions {
     pub ssh: Vec<String>,
     /// `--network`: default network of RUN.
     pub network: NetworkMode,
+    /// Which build checks run ([`check_config`] reads the directive and build-arg).
+    pub check: parser::lint::CheckConfig,
+    /// Lower every stage, not only those the target needs (what `--check` looks at).
+    pub all_stages: bool,
 }
 
 impl Default for FrontendOptions {
@@ -137,6 +150,8 @@ impl Default for FrontendOptions {
             secrets: Vec::new(),
             ssh: Vec::new(),
             network: NetworkMode::Default,
+            check: parser::lint::CheckConfig::default(),
+            all_stages: false,
         }
     }
 }
@@ -199,6 +214,8 @@ pub struct BuildPlan {
     /// Docker-only config fields of the target.
     pub docker: DockerExtras,
     pub warnings: Vec<Warning>,
+    /// Build-check findings of the lowering (the parse-time ones are [`parser::lint::check_file`]'s).
+    pub findings: Vec<parser::lint::Finding>,
     /// The build's `SOURCE_DATE_EPOCH` (the request's, else a build-arg or global ARG default).
     pub source_date_epoch: Option<i64>,
 }
@@ -270,6 +287,8 @@ pub enum FrontendError {
     },
     #[error("cannot build the graph")]
     Graph(#[from] GraphError),
+    #[error("failed to parse check options")]
+    CheckConfig(#[source] parser::lint::CheckConfigError),
 }
 
 impl FrontendError {

@@ -93,6 +93,10 @@ pub(super) struct Lowerer<'a, 'r, R> {
     /// Build args some ARG consumed.
     pub consumed: BTreeSet<String>,
     pub warnings: Vec<Warning>,
+    /// Build-check findings of this pass.
+    pub linter: parser::lint::Linter,
+    /// Names the global ARGs declare (with or without a value).
+    pub declared_global: Vec<String>,
     pub epoch: Option<i64>,
     /// Index of the target stage.
     pub target: usize,
@@ -104,16 +108,40 @@ pub async fn lower(
     options: &FrontendOptions,
     resolver: &impl ImageResolver,
 ) -> Result<BuildPlan, FrontendError> {
+    lower_with_findings(dockerfile, options, resolver).await.0
+}
+
+/// [`lower`], also returning the build-check findings of the lowering when it fails (those
+/// found before the error).
+pub async fn lower_with_findings(
+    dockerfile: &Dockerfile,
+    options: &FrontendOptions,
+    resolver: &impl ImageResolver,
+) -> (Result<BuildPlan, FrontendError>, Vec<parser::lint::Finding>) {
+    if dockerfile.stages.is_empty() {
+        return (Err(FrontendError::NoStages), Vec::new());
+    }
     let mut resolutions = Resolutions { resolver, cache: HashMap::new() };
     // Pass 1 learns which context paths are read (the context source's follow paths must be
     // known before any vertex that uses it is built); pass 2 builds the final graph.
-    let first = run_pass(dockerfile, options, &mut resolutions, Vec::new()).await?;
+    let (first, result) = run_pass(dockerfile, options, &mut resolutions, Vec::new()).await;
+    if let Err(error) = result {
+        return (Err(error), first.linter.into_findings());
+    }
     let follow: Vec<String> =
         first.context_paths.clone().map(|p| p.into_iter().collect()).unwrap_or_default();
-    if first.context.is_none() || follow.is_empty() {
-        return first.finish();
-    }
-    run_pass(dockerfile, options, &mut resolutions, follow).await?.finish()
+    let last = if first.context.is_none() || follow.is_empty() {
+        first
+    } else {
+        drop(first);
+        let (second, result) = run_pass(dockerfile, options, &mut resolutions, follow).await;
+        if let Err(error) = result {
+            return (Err(error), second.linter.into_findings());
+        }
+        second
+    };
+    let findings = last.linter.findings().to_vec();
+    (last.finish(), findings)
 }
 
 async fn run_pass<'a, 'r, R: ImageResolver>(
@@ -121,10 +149,7 @@ async fn run_pass<'a, 'r, R: ImageResolver>(
     options: &'a FrontendOptions,
     resolutions: &'a mut Resolutions<'r, R>,
     follow_paths: Vec<String>,
-) -> Result<Lowerer<'a, 'r, R>, FrontendError> {
-    if dockerfile.stages.is_empty() {
-        return Err(FrontendError::NoStages);
-    }
+) -> (Lowerer<'a, 'r, R>, Result<(), FrontendError>) {
     let epoch = options.source_date_epoch;
     let mut lowerer = Lowerer {
         dockerfile,
@@ -140,24 +165,41 @@ async fn run_pass<'a, 'r, R: ImageResolver>(
         follow_paths,
         consumed: BTreeSet::new(),
         warnings: Vec::new(),
+        linter: parser::lint::Linter::new(options.check.clone()),
+        declared_global: Vec::new(),
         epoch,
         target: 0,
     };
-    let target = lowerer.plan()?;
-    if lowerer.epoch.is_none() {
-        lowerer.epoch = lowerer.source_date_epoch()?;
-    }
-    lowerer.add_onbuild_dependencies(target).await?;
-    let order = lowerer.order(target)?;
-    for index in order {
-        let state = lowerer.lower_stage(index).await?;
-        lowerer.results[index] = Some(state);
-    }
-    lowerer.target = target;
-    Ok(lowerer)
+    let result = lowerer.lower_all().await;
+    (lowerer, result)
 }
 
 impl<R: ImageResolver> Lowerer<'_, '_, R> {
+    async fn lower_all(&mut self) -> Result<(), FrontendError> {
+        let target = self.plan()?;
+        if self.epoch.is_none() {
+            self.epoch = self.source_date_epoch()?;
+        }
+        self.add_onbuild_dependencies(target).await?;
+        let mut order = self.order(target)?;
+        if self.options.all_stages {
+            // every stage (the target's dependencies first, as they are needed)
+            for index in 0..self.stages.len() {
+                for dependency in self.order(index)? {
+                    if !order.contains(&dependency) {
+                        order.push(dependency);
+                    }
+                }
+            }
+        }
+        for index in order {
+            let state = self.lower_stage(index).await?;
+            self.results[index] = Some(state);
+        }
+        self.target = target;
+        Ok(())
+    }
+
     /// Location of a stage's FROM, for errors.
     pub(super) fn stage_location(&self, stage: &Stage) -> SourceLocation {
         let mut location = SourceLocation::from(&stage.location);
@@ -171,7 +213,7 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
         location
     }
 
-    fn predefined(&self) -> Vec<(String, String)> {
+    pub(super) fn predefined(&self) -> Vec<(String, String)> {
         let format = |p: &Platform| match &p.variant {
             Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
             None => format!("{}/{}", p.os, p.architecture),
@@ -207,6 +249,9 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
         for instruction in &global_args {
             let Command::Arg { args } = &instruction.command else { continue };
             for arg in args {
+                if !self.declared_global.contains(&arg.name) {
+                    self.declared_global.push(arg.name.clone());
+                }
                 let value = match (self.options.build_args.get(&arg.name), &arg.default) {
                     (Some(value), _) => Some(value.clone()),
                     (None, Some(default)) => {
@@ -226,6 +271,7 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
                 self.names.entry(name.clone()).or_insert(index);
             }
         }
+        self.lint_default_args();
         // BuildKit turns `--from=<image>` into implicit stages: with one, a lone unnamed stage
         // is called `stage-0` too
         let mut implicit_images = false;
@@ -235,6 +281,18 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
                 expand_word_with_matches(&stage.base, &self.global, self.dockerfile.escape).map_err(
                     |source| FrontendError::Expand { location: location.clone(), source: Box::new(source) },
                 )?;
+            let platform_expansion = match &stage.platform {
+                Some(raw) => {
+                    Some(expand_word_with_matches(raw, &self.global, self.dockerfile.escape).map_err(
+                        |source| FrontendError::Expand {
+                            location: location.clone(),
+                            source: Box::new(source),
+                        },
+                    )?)
+                }
+                None => None,
+            };
+            self.lint_from(stage, &expansion, platform_expansion.as_ref());
             let base_name = expansion.value;
             if base_name.is_empty() {
                 return Err(FrontendError::Instruction {
@@ -242,19 +300,34 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
                     message: format!("base name ({}) should not be blank", stage.base),
                 });
             }
-            let platform = match &stage.platform {
-                Some(raw) => {
-                    let value = parser::shell::expand_word(raw, &self.global, self.dockerfile.escape)
-                        .map_err(|source| FrontendError::Expand {
-                            location: location.clone(),
-                            source: Box::new(source),
-                        })?;
-                    parse_platform(&value).ok_or_else(|| FrontendError::Instruction {
-                        location: location.clone(),
-                        message: format!("failed to parse platform {raw}: invalid platform {value:?}"),
-                    })?
+            let platform = match (&stage.platform, platform_expansion) {
+                (Some(raw), Some(expansion)) => {
+                    // BuildKit's hint: an unset variable close to a set one
+                    let hint = expansion
+                        .unmatched
+                        .iter()
+                        .find_map(|name| parser::suggest(name, self.global.iter().map(|(k, _)| k.as_str())))
+                        .map(|s| format!(" (did you mean {s}?)"))
+                        .unwrap_or_default();
+                    let value = expansion.value;
+                    let fail =
+                        |message: String| FrontendError::Instruction { location: location.clone(), message };
+                    if value.is_empty() {
+                        return Err(fail(format!("empty platform value from expression {raw}{hint}")));
+                    }
+                    match (parse_platform(&value), invalid_platform_component(&value)) {
+                        (_, Some(detail)) => {
+                            return Err(fail(format!("failed to parse platform {raw}: {detail}{hint}")));
+                        }
+                        (Some(platform), None) => platform,
+                        (None, None) => {
+                            return Err(fail(format!(
+                                "failed to parse platform {raw}: invalid platform {value:?}"
+                            )));
+                        }
+                    }
                 }
-                None => self.options.target_platform.clone(),
+                _ => self.options.target_platform.clone(),
             };
             let base = if base_name == "scratch" {
                 Base::Scratch
@@ -562,7 +635,16 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
         }
         let definition = self.graph.finish(vec![state.fs.clone()])?;
         let docker: DockerExtras = state.extras;
-        Ok(BuildPlan { definition, target: state.fs, image, docker, warnings, source_date_epoch: self.epoch })
+        let findings = self.linter.into_findings();
+        Ok(BuildPlan {
+            definition,
+            target: state.fs,
+            image,
+            docker,
+            warnings,
+            findings,
+            source_date_epoch: self.epoch,
+        })
     }
 }
 
@@ -582,7 +664,18 @@ fn is_predefined(name: &str) -> bool {
     ) || name.starts_with("BUILDKIT_")
 }
 
-/// `os/arch[/variant]`.
+/// containerd's complaint about a platform specifier with an empty or invalid component.
+fn invalid_platform_component(value: &str) -> Option<String> {
+    let valid = |part: &str| {
+        !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    };
+    value.split('/').find(|part| !valid(part)).map(|part| {
+        format!(
+            "{part:?} is an invalid component of {value:?}: platform specifier component must match \"^[A-Za-z0-9_.-]+$\": invalid argument"
+        )
+    })
+}
+
 /// Parses `os/arch[/variant]` (a `--platform` or `FROM --platform` value).
 pub fn parse_platform(value: &str) -> Option<Platform> {
     let parts: Vec<&str> = value.split('/').collect();
