@@ -592,6 +592,9 @@ fn runner_options(
     let mut options = RunnerOptions {
         source_date_epoch: request.export.image.source_date_epoch,
         pull: if request.pull { registry::PullPolicy::Always } else { registry::PullPolicy::Missing },
+        // Layers stay plain tars in the store; pushes and OCI exports compress them
+        // (`Store::distributable`), so no build waits for gzip.
+        compression: cache::Compression::None,
         ..RunnerOptions::default()
     };
     for secret in &request.secrets {
