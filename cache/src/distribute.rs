@@ -77,6 +77,37 @@ impl Store {
         Ok(info)
     }
 
+    /// One layer descriptor as it should leave the machine: a plain-tar layer of the store
+    /// becomes its gzip blob ([`Store::gzip_layer`]; annotations are kept), any other
+    /// descriptor is returned as it is. The plain tar must be in the store.
+    pub fn distributable_layer(&self, layer: &Descriptor) -> Result<Descriptor> {
+        let Some(gzip_type) = gzip_media_type(&layer.media_type().to_string()) else {
+            return Ok(layer.clone());
+        };
+        let gzip = self.gzip_layer(layer.digest())?;
+        let mut out = layer.clone();
+        out.set_media_type(MediaType::from(gzip_type.as_str()));
+        out.set_digest(gzip.digest);
+        out.set_size(gzip.size);
+        Ok(out)
+    }
+
+    /// The local form of a layer the store lacks but whose uncompressed tar it holds: a blob
+    /// whose digest is the layer's `diff_id` *is* that tar (a layer this store built, or one it
+    /// keeps plain). `None` when `layer` is present itself, or its tar is not here either.
+    pub fn local_layer(&self, layer: &Descriptor, diff_id: &Digest) -> Option<Descriptor> {
+        let content = self.content();
+        if layer.digest() == diff_id || content.contains(layer.digest()) {
+            return None;
+        }
+        let size = content.size(diff_id).ok()?;
+        let media_type = match layer.media_type() {
+            MediaType::Other(t) if t.starts_with(DOCKER_LAYER_TAR) => MediaType::from(DOCKER_LAYER_TAR),
+            _ => MediaType::ImageLayer,
+        };
+        Some(Descriptor::new(media_type, size, diff_id.clone()))
+    }
+
     fn gzip_record_path(&self, tar: &Digest) -> Result<PathBuf> {
         // blob_path refuses digests that are not sha256 (and so not a safe file name)
         self.content().blob_path(tar)?;
@@ -88,12 +119,10 @@ impl Store {
         let mut changed = false;
         if let Some(layers) = doc.get_mut("layers").and_then(Value::as_array_mut) {
             for layer in layers {
-                let gzip_type = match layer.get("mediaType").and_then(Value::as_str) {
-                    Some(t) if t == MediaType::ImageLayer.to_string() => {
-                        MediaType::ImageLayerGzip.to_string()
-                    }
-                    Some(DOCKER_LAYER_TAR) => DOCKER_LAYER_GZIP.to_owned(),
-                    _ => continue,
+                let Some(gzip_type) =
+                    layer.get("mediaType").and_then(Value::as_str).and_then(gzip_media_type)
+                else {
+                    continue;
                 };
                 let digest = parse_digest(layer.get("digest").and_then(Value::as_str).unwrap_or_default())?;
                 let gzip = self.gzip_layer(&digest)?;
@@ -153,6 +182,17 @@ impl Store {
     }
 }
 
+/// The gzip media type of a plain-tar layer media type; `None` for anything else.
+fn gzip_media_type(media_type: &str) -> Option<String> {
+    if media_type == MediaType::ImageLayer.to_string() {
+        Some(MediaType::ImageLayerGzip.to_string())
+    } else if media_type == DOCKER_LAYER_TAR {
+        Some(DOCKER_LAYER_GZIP.to_owned())
+    } else {
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -204,6 +244,41 @@ mod tests {
         // again: the recorded blob is reused, the result identical; a gzip image is unchanged
         assert_eq!(store.distributable(&target).unwrap(), out);
         assert_eq!(store.distributable(&out).unwrap(), out);
+
+        // one layer at a time: the same gzip blob; a gzip layer is left as it is
+        let gzip = store.distributable_layer(&layer.descriptor).unwrap();
+        assert_eq!(
+            (gzip.media_type(), gzip.digest(), gzip.size()),
+            (layers[0].blob.media_type(), layers[0].blob.digest(), layers[0].blob.size())
+        );
+        assert_eq!(store.distributable_layer(&gzip).unwrap(), gzip);
+    }
+
+    #[test]
+    fn a_missing_gzip_layer_maps_back_to_the_local_tar() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("root")).unwrap();
+        let tree = dir.path().join("tree");
+        std::fs::create_dir(&tree).unwrap();
+        let (_, layer) = plain_image(&store, &tree);
+        let gzip = store.distributable_layer(&layer.descriptor).unwrap();
+        // present (or the tar itself): nothing to map
+        assert_eq!(store.local_layer(&gzip, &layer.diff_id), None);
+        assert_eq!(store.local_layer(&layer.descriptor, &layer.diff_id), None);
+        // another store's gzip blob of the same tar (here: the blob swept)
+        std::fs::remove_file(store.content().blob_path(gzip.digest()).unwrap()).unwrap();
+        let local = store.local_layer(&gzip, &layer.diff_id).unwrap();
+        assert_eq!(local.digest(), &layer.diff_id);
+        assert_eq!(local.size(), layer.descriptor.size());
+        assert_eq!(local.media_type(), &MediaType::ImageLayer);
+        let docker = Descriptor::new(MediaType::from(DOCKER_LAYER_GZIP), gzip.size(), gzip.digest().clone());
+        assert_eq!(
+            store.local_layer(&docker, &layer.diff_id).unwrap().media_type().to_string(),
+            DOCKER_LAYER_TAR
+        );
+        // an unknown diffID: not here
+        let unknown = crate::content::sha256_digest(b"another tar");
+        assert_eq!(store.local_layer(&gzip, &unknown), None);
     }
 
     #[test]
