@@ -81,7 +81,7 @@ impl Store {
     /// becomes its gzip blob ([`Store::gzip_layer`]; annotations are kept), any other
     /// descriptor is returned as it is. The plain tar must be in the store.
     pub fn distributable_layer(&self, layer: &Descriptor) -> Result<Descriptor> {
-        let Some(gzip_type) = gzip_media_type(&layer.media_type().to_string()) else {
+        let Some(gzip_type) = gzip_media_type(layer.media_type().as_ref()) else {
             return Ok(layer.clone());
         };
         let gzip = self.gzip_layer(layer.digest())?;
