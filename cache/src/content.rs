@@ -185,7 +185,26 @@ impl BlobWriter {
 
     /// Verifies `expected` (if any), fsyncs, renames the blob into place and fsyncs the directory.
     /// On a digest mismatch nothing is stored and [`Error::DigestMismatch`] is returned.
-    pub fn commit(mut self, expected: Option<&Digest>) -> Result<BlobInfo> {
+    pub fn commit(self, expected: Option<&Digest>) -> Result<BlobInfo> {
+        self.commit_inner(expected, false)
+    }
+
+    /// Flushes what is buffered to the temp file, so that a `syncfs` of the store's filesystem
+    /// makes it durable (then [`BlobWriter::commit_synced`]).
+    pub(crate) fn flush_buffered(&mut self) -> Result<()> {
+        match self.file.as_mut() {
+            Some(file) => file.flush().ctx("write", &self.tmp),
+            None => Ok(()),
+        }
+    }
+
+    /// [`BlobWriter::commit`] without the file fsync: for a caller that flushed
+    /// ([`BlobWriter::flush_buffered`]) and then synced the whole filesystem (`syncfs`).
+    pub(crate) fn commit_synced(self) -> Result<BlobInfo> {
+        self.commit_inner(None, true)
+    }
+
+    fn commit_inner(mut self, expected: Option<&Digest>, synced: bool) -> Result<BlobInfo> {
         let digest = self.digest();
         let mut file = self
             .file
@@ -203,7 +222,9 @@ impl BlobWriter {
             // Already there (another writer won): our copy is removed by Drop.
             return Ok(BlobInfo { digest, size: self.size });
         }
-        file.sync_all().ctx("fsync", &self.tmp)?;
+        if !synced {
+            file.sync_all().ctx("fsync", &self.tmp)?;
+        }
         drop(file);
         std::fs::rename(&self.tmp, &dest).ctx("rename blob into", &dest)?;
         sync_parent(&dest)?;

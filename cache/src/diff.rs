@@ -19,7 +19,7 @@ use oci_spec::image::{Descriptor, Digest};
 
 use crate::apply::{OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX};
 use crate::compress::{Compression, Compressor};
-use crate::content::{ContentStore, HashingWriter};
+use crate::content::{BlobWriter, ContentStore, HashingWriter};
 use crate::error::{Error, IoContext, Result};
 use crate::safefs::{get_xattr, list_xattrs};
 
@@ -56,16 +56,39 @@ pub struct NewLayer {
 impl ContentStore {
     /// Creates a layer blob from the directory `dir`. See the module docs.
     pub fn write_layer(&self, dir: &Path, source: DiffSource, options: &DiffOptions) -> Result<NewLayer> {
-        let writer = self.writer()?;
+        let (writer, layer) = self.write_layer_uncommitted(dir, source, options)?;
+        writer.commit(None)?;
+        Ok(layer)
+    }
+
+    /// The layer blob of `dir`, written and flushed but not committed (the caller commits it:
+    /// [`BlobWriter::commit`], or a syncfs and [`BlobWriter::commit_synced`]).
+    pub(crate) fn write_layer_uncommitted(
+        &self,
+        dir: &Path,
+        source: DiffSource,
+        options: &DiffOptions,
+    ) -> Result<(BlobWriter, NewLayer)> {
+        let mut writer = self.writer()?;
         let tmp = writer.temp_path().to_owned();
+        let media_type = options.compression.media_type();
+        if options.compression == Compression::None {
+            // The blob is the tar: its digest is the diffID, hashed once while it is written.
+            write_tar(dir, source, options.source_date_epoch, &mut writer)?;
+            writer.flush_buffered()?;
+            let (diff_id, tar_size) = (writer.digest(), writer.written());
+            let descriptor = Descriptor::new(media_type, tar_size, diff_id.clone());
+            return Ok((writer, NewLayer { descriptor, diff_id, tar_size }));
+        }
         let compressor =
             Compressor::new(writer, options.compression, options.threads).ctx("start compressing", &tmp)?;
         let mut hashing = HashingWriter::new(compressor);
         write_tar(dir, source, options.source_date_epoch, &mut hashing)?;
         let (compressor, diff_id, tar_size) = hashing.finish();
-        let writer = compressor.finish().ctx("compress layer into", &tmp)?;
-        let blob = writer.commit(None)?;
-        Ok(NewLayer { descriptor: blob.descriptor(options.compression.media_type()), diff_id, tar_size })
+        let mut writer = compressor.finish().ctx("compress layer into", &tmp)?;
+        writer.flush_buffered()?;
+        let descriptor = Descriptor::new(media_type, writer.written(), writer.digest());
+        Ok((writer, NewLayer { descriptor, diff_id, tar_size }))
     }
 
     /// Stores an already made tar stream (e.g. `kiln import`) as a layer, validating that it is

@@ -120,6 +120,7 @@ pub mod compress;
 mod config;
 mod content;
 mod diff;
+mod distribute;
 mod error;
 pub mod formats;
 mod gc;
@@ -143,5 +144,5 @@ pub use image::{
     Image, doc_kind, host_platform, is_config_media_type, is_layer_media_type, now_rfc3339,
 };
 pub use images::{ImageRecord, ImageStore};
-pub use snapshot::{LayerRef, SnapshotInfo, Snapshots, chain_ids};
+pub use snapshot::{CommittedLayer, LayerRef, SnapshotInfo, Snapshots, chain_ids};
 pub use store::{STORE_VERSION, Store, VERSION_FILE};

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::apply::{ApplyMode, apply_tar};
 use crate::compress::decompress;
 use crate::content::{parse_digest, sha256_digest};
+use crate::diff::{DiffOptions, DiffSource, NewLayer};
 use crate::error::{Error, IoContext, Result};
 use crate::store::{Store, remove_any, sync_dir};
 
@@ -70,6 +71,22 @@ pub(crate) fn tree_bytes(root: &Path) -> Result<u64> {
         }
     }
     Ok(total)
+}
+
+/// What [`Snapshots::commit_layer`] made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedLayer {
+    pub layer: NewLayer,
+    /// Chain ID of the parent chain plus this layer.
+    pub chain_id: Digest,
+    /// The snapshot's lower dir.
+    pub path: PathBuf,
+}
+
+/// Syncs the filesystem holding `path` (everything written to it so far becomes durable).
+fn syncfs(path: &Path) -> Result<()> {
+    let handle = std::fs::File::open(path).ctx("open", path)?;
+    rustix::fs::syncfs(&handle).ctx("sync filesystem of", path)
 }
 
 /// Access to snapshots. Obtained from [`Store::snapshots`].
@@ -158,13 +175,21 @@ impl Snapshots {
 
     /// Moves a prepared snapshot directory (`work/fs`) into place with its `info.json`.
     fn install(&self, work: &Path, info: &SnapshotInfo) -> Result<()> {
+        self.write_info(work, info)?;
+        // One syncfs makes the whole unpacked tree durable before it becomes visible.
+        syncfs(work)?;
+        self.rename_into_place(work, info)
+    }
+
+    fn write_info(&self, work: &Path, info: &SnapshotInfo) -> Result<()> {
         let info_path = work.join("info.json");
         let bytes = serde_json::to_vec_pretty(info)
             .map_err(|source| Error::Json { what: info_path.display().to_string(), source })?;
-        std::fs::write(&info_path, bytes).ctx("write", &info_path)?;
-        // One syncfs makes the whole unpacked tree durable before it becomes visible.
-        let dir = std::fs::File::open(work).ctx("open", work)?;
-        rustix::fs::syncfs(&dir).ctx("sync filesystem of", work)?;
+        std::fs::write(&info_path, bytes).ctx("write", &info_path)
+    }
+
+    /// Renames the synced snapshot directory `work` into place.
+    fn rename_into_place(&self, work: &Path, info: &SnapshotInfo) -> Result<()> {
         let dest = self.dir(&info.chain_id);
         match std::fs::rename(work, &dest) {
             Ok(()) => sync_dir(&self.store.root().join("snapshots")),
@@ -199,6 +224,63 @@ impl Snapshots {
             SnapshotInfo { chain_id: chain_id.clone(), diff_id: diff_id.clone(), blob: None, parent, size };
         self.install(&work, &info)?;
         Ok(self.path(chain_id))
+    }
+
+    /// Diffs `dir` (an overlay upperdir or plain directory on the store's filesystem, e.g. after
+    /// a RUN or a COPY) into a layer blob and moves `dir` in as that layer's snapshot over the
+    /// chain `parent`, with one syncfs making both durable before either becomes visible (a
+    /// background syncfs already starts writing `dir`'s data out while the tar is made). When
+    /// the snapshot exists already, `dir` is left alone and only the blob is stored.
+    pub fn commit_layer(
+        &self,
+        dir: &Path,
+        source: DiffSource,
+        options: &DiffOptions,
+        parent: Option<&Digest>,
+    ) -> Result<CommittedLayer> {
+        let early = std::fs::File::open(dir).ok().map(|handle| {
+            std::thread::spawn(move || {
+                let _ = rustix::fs::syncfs(&handle);
+            })
+        });
+        let made = self.store.content().write_layer_uncommitted(dir, source, options);
+        if let Some(early) = early {
+            let _ = early.join();
+        }
+        let (writer, layer) = made?;
+        let chain_id = match parent {
+            None => layer.diff_id.clone(),
+            Some(parent) => sha256_digest(format!("{parent} {}", layer.diff_id).as_bytes()),
+        };
+        if self.exists(&chain_id) {
+            writer.commit(None)?;
+            return Ok(CommittedLayer { path: self.path(&chain_id), chain_id, layer });
+        }
+        let work = self.store.temp_path("snapshot");
+        let info = SnapshotInfo {
+            chain_id: chain_id.clone(),
+            diff_id: layer.diff_id.clone(),
+            blob: None,
+            parent: parent.cloned(),
+            size: layer.tar_size,
+        };
+        let result = (|| {
+            std::fs::create_dir(&work).ctx("create", &work)?;
+            let fs_dir = work.join("fs");
+            std::fs::rename(dir, &fs_dir).ctx("move into snapshot", dir)?;
+            self.write_info(&work, &info)?;
+            // the blob's temp file and the snapshot are on this filesystem: one sync for both
+            syncfs(&work)?;
+            writer.commit_synced()?;
+            self.rename_into_place(&work, &info)
+        })();
+        if result.is_err() {
+            // put the directory back for the caller's cleanup, drop the half-made snapshot
+            let _ = std::fs::rename(work.join("fs"), dir);
+            let _ = remove_any(&work);
+        }
+        result?;
+        Ok(CommittedLayer { path: self.path(&chain_id), chain_id, layer })
     }
 
     /// All snapshot chain IDs present.
@@ -249,6 +331,39 @@ impl Snapshots {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commit_layer_stores_the_blob_and_moves_the_dir_in() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(&tmp.path().join("root")).unwrap();
+        let options =
+            DiffOptions { compression: crate::Compression::None, source_date_epoch: Some(0), threads: 1 };
+        let make = |name: &str| {
+            let dir = store.temp_path(name);
+            std::fs::create_dir_all(dir.join("d")).unwrap();
+            std::fs::write(dir.join("d/f"), b"content").unwrap();
+            dir
+        };
+        let parent = sha256_digest(b"parent chain");
+        let dir = make("upper");
+        let committed =
+            store.snapshots().commit_layer(&dir, DiffSource::PlainDir, &options, Some(&parent)).unwrap();
+        let layer = &committed.layer;
+        // a plain layer: the blob is the tar, its digest the diffID
+        assert_eq!(layer.descriptor.digest(), &layer.diff_id);
+        assert_eq!(store.content().size(&layer.diff_id).unwrap(), layer.tar_size);
+        assert_eq!(committed.chain_id, chain_ids(&[parent.clone(), layer.diff_id.clone()])[1]);
+        assert!(!dir.exists(), "the directory moved into the snapshot");
+        assert_eq!(std::fs::read(committed.path.join("d/f")).unwrap(), b"content");
+        let info = store.snapshots().info(&committed.chain_id).unwrap();
+        assert_eq!((info.parent, info.size), (Some(parent.clone()), layer.tar_size));
+        // the same content again: the snapshot exists, the directory is left alone
+        let again = make("again");
+        let second =
+            store.snapshots().commit_layer(&again, DiffSource::PlainDir, &options, Some(&parent)).unwrap();
+        assert_eq!(second, committed);
+        assert!(again.join("d/f").is_file());
+    }
 
     #[test]
     fn chain_ids_follow_the_spec() {

@@ -301,9 +301,66 @@ fn source_date_epoch_builds_are_reproducible_across_roots() {
             testdata("multistage").to_str().unwrap(),
         ]);
         let meta: serde_json::Value = serde_json::from_slice(&std::fs::read(meta).unwrap()).unwrap();
-        digests.push(meta["containerimage.digest"].as_str().unwrap().to_owned());
+        let image = meta["containerimage.digest"].as_str().unwrap().to_owned();
+        digests.push((image.clone(), exported_layers(&kiln, &image)));
     }
-    assert_eq!(digests[0], digests[1]);
+    assert_eq!(digests[0], digests[1], "image and exported gzip layers are the same in both roots");
+}
+
+/// Saves `image` as an OCI archive and as a docker archive, checks every layer (OCI: a gzip
+/// blob whose digest verifies and whose tar is the config's diffID; docker: the tar named by
+/// its diffID) and returns the OCI layer digests.
+fn exported_layers(kiln: &Kiln, image: &str) -> Vec<String> {
+    use sha2::{Digest, Sha256};
+    let sha256 = |bytes: &[u8]| format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+    let blob = |dir: &Path, digest: &str| {
+        let bytes =
+            std::fs::read(dir.join("blobs/sha256").join(digest.strip_prefix("sha256:").unwrap())).unwrap();
+        assert_eq!(sha256(&bytes), digest, "blob {digest} of {}", dir.display());
+        bytes
+    };
+    let json = |bytes: &[u8]| serde_json::from_slice::<serde_json::Value>(bytes).unwrap();
+    let mut layers = Vec::new();
+    for format in ["oci", "docker"] {
+        let archive = kiln.path(&format!("{format}.tar"));
+        kiln.ok(&["save", "--format", format, "-o", archive.to_str().unwrap(), image]);
+        let dir = kiln.path(&format!("{format}-extracted"));
+        std::fs::create_dir_all(&dir).unwrap();
+        run(Command::new("tar").arg("-C").arg(&dir).arg("-xf").arg(&archive));
+        if format == "oci" {
+            let index = json(&std::fs::read(dir.join("index.json")).unwrap());
+            let manifest = json(&blob(&dir, index["manifests"][0]["digest"].as_str().unwrap()));
+            let config = json(&blob(&dir, manifest["config"]["digest"].as_str().unwrap()));
+            let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
+            for (layer, diff_id) in manifest["layers"].as_array().unwrap().iter().zip(diff_ids) {
+                assert_eq!(layer["mediaType"], "application/vnd.oci.image.layer.v1.tar+gzip", "{manifest}");
+                let digest = layer["digest"].as_str().unwrap();
+                let output = run(Command::new("sh").arg("-c").arg(format!(
+                    "gzip -dc < {}/blobs/sha256/{} | sha256sum",
+                    dir.display(),
+                    digest.strip_prefix("sha256:").unwrap()
+                )));
+                assert_eq!(
+                    Some(diff_id.as_str().unwrap()),
+                    output.split_whitespace().next().map(|h| format!("sha256:{h}")).as_deref()
+                );
+                assert_eq!(blob(&dir, digest).len() as u64, layer["size"].as_u64().unwrap());
+                layers.push(digest.to_owned());
+            }
+        } else {
+            let manifest = json(&std::fs::read(dir.join("manifest.json")).unwrap());
+            let config = json(&std::fs::read(dir.join(manifest[0]["Config"].as_str().unwrap())).unwrap());
+            let diff_ids = config["rootfs"]["diff_ids"].as_array().unwrap();
+            let files = manifest[0]["Layers"].as_array().unwrap();
+            assert_eq!(files.len(), diff_ids.len());
+            for (file, diff_id) in files.iter().zip(diff_ids) {
+                let bytes = std::fs::read(dir.join(file.as_str().unwrap())).unwrap();
+                assert_eq!(sha256(&bytes), diff_id.as_str().unwrap(), "docker archive layer {file}");
+            }
+        }
+    }
+    assert!(layers.len() > 1, "the base layer and at least one built layer: {layers:?}");
+    layers
 }
 
 #[test]

@@ -1,12 +1,14 @@
-//! Push: store → registry. Uploads the config and layers of each manifest in parallel
-//! (skipping blobs the repository has, mounting blobs known to be in another repository of the
-//! same registry), then puts the manifest — and for an index, every platform manifest by digest
-//! before the index itself.
+//! Push: store → registry. Plain-tar layers (what builds store) are gzip-compressed first
+//! (`cache::Store::distributable`, remembered per layer), so the pushed manifest differs from the
+//! local one in its layer descriptors only: config and image ID are the same. Uploads the config
+//! and layers of each manifest in parallel (skipping blobs the repository has, mounting blobs
+//! known to be in another repository of the same registry), then puts the manifest — and for an
+//! index, every platform manifest by digest before the index itself.
 
 use bytes::Bytes;
 use cache::{DocKind, Store, doc_kind};
 use futures::{StreamExt, TryStreamExt};
-use oci_spec::image::{Descriptor, Digest, ImageIndex, ImageManifest};
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 
 use crate::blob::Repository;
 use crate::client::{Client, Scope};
@@ -65,6 +67,13 @@ async fn push_inner(
     destination: &Reference,
     progress: &Progress,
 ) -> Result<Pushed> {
+    // Layers the store keeps as plain tars leave the machine gzip-compressed.
+    let target = &{
+        let (store, target) = (store.clone(), target.clone());
+        tokio::task::spawn_blocking(move || store.distributable(&target))
+            .await
+            .map_err(|err| Error::Task(err.to_string()))??
+    };
     let repository =
         Repository::new(client, destination.registry(), Scope::push(destination.repository())).await?;
     let content = store.content();
@@ -89,7 +98,9 @@ async fn push_inner(
             media_type: target.media_type().to_string(),
         });
     }
-    let tag = destination.digest().map(Digest::to_string).or(destination.tag().map(str::to_owned));
+    // pushing by digest names the manifest actually sent (compressing layers changes it)
+    let tag =
+        destination.digest().map(|_| target.digest().to_string()).or(destination.tag().map(str::to_owned));
     let tag = tag.unwrap_or_else(|| target.digest().to_string());
     put(&repository, store, target, &tag, progress, destination).await?;
     Ok(Pushed { manifest: target.clone(), uploaded })

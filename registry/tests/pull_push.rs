@@ -100,6 +100,49 @@ fn push_then_pull_round_trip() {
 }
 
 #[test]
+fn plain_tar_layers_are_pushed_gzip_compressed() {
+    let server = RegistryServer::start(Auth::None);
+    let auth = tempfile::tempdir().unwrap();
+    let client = client(auth.path());
+    let rt = runtime();
+    let (_src_dir, src) = support::store();
+    // a layer as builds store it: a plain tar, its digest the diffID
+    let tree = tempfile::tempdir().unwrap();
+    std::fs::write(tree.path().join("data"), vec![b'x'; 1 << 20]).unwrap();
+    let options = DiffOptions { compression: cache::Compression::None, ..DiffOptions::default() };
+    let layer = src.content().write_layer(tree.path(), DiffSource::PlainDir, &options).unwrap();
+    assert_eq!(layer.descriptor.media_type(), &MediaType::ImageLayer);
+    let config: oci_spec::image::ImageConfiguration = serde_json::from_value(serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [layer.diff_id.to_string()]}
+    }))
+    .unwrap();
+    let r = reference(&server.host(), "test/plain:1");
+    let local =
+        src.write_image_tagged(&config, std::slice::from_ref(&layer.descriptor), &[&r.to_string()]).unwrap();
+
+    let pushed = rt.block_on(push(&client, &src, &r, &registry::Progress::none())).unwrap();
+    assert_ne!(pushed.manifest.digest(), local.digest(), "the pushed manifest names the gzip layer");
+    assert!(pushed.uploaded < 100_000, "1 MiB of x compresses: {}", pushed.uploaded);
+    // again: the compressed blob is reused and the registry has everything
+    let again = rt.block_on(push(&client, &src, &r, &registry::Progress::none())).unwrap();
+    assert_eq!((again.manifest.digest(), again.uploaded), (pushed.manifest.digest(), 0));
+
+    let (_dst_dir, dst) = support::store();
+    let pulled =
+        rt.block_on(pull(&client, &dst, &r, &PullOptions::default(), &registry::Progress::none())).unwrap();
+    assert_eq!(pulled.manifest.digest(), pushed.manifest.digest());
+    let image = dst.content().read_image(&pulled.manifest).unwrap();
+    assert_eq!(image.id(), src.content().read_image(&local).unwrap().id(), "same config, same image ID");
+    let layers = image.layers().unwrap();
+    assert_eq!(layers[0].blob.media_type(), &MediaType::ImageLayerGzip);
+    assert_eq!(layers[0].diff_id, layer.diff_id);
+    let lowers = dst.snapshots().ensure_unpacked(&layers).unwrap();
+    assert_eq!(std::fs::read(lowers[0].join("data")).unwrap().len(), 1 << 20);
+    assert_store_consistent(&dst);
+}
+
+#[test]
 fn htpasswd_basic_auth() {
     let server = RegistryServer::start(Auth::Htpasswd);
     let auth = tempfile::tempdir().unwrap();

@@ -313,22 +313,26 @@ where
         })
         .collect();
 
-    let mut top_level = std::collections::BTreeMap::new();
-    if export.inline_cache {
-        let config = crate::remotecache::records_to_export(
+    let inline_cache = export.inline_cache.then(|| {
+        crate::remotecache::records_to_export(
             &solve_definition,
             &solved_vertices,
             crate::remotecache::ExportMode::Min,
         )
-        .finish();
-        let value = serde_json::to_value(&config)
-            .map_err(|source| ExportError::Encode { what: "inline cache config", source })?;
-        top_level.insert(crate::remotecache::format::INLINE_FIELD.to_owned(), value);
-    }
+        .finish()
+    });
     let store = store.clone();
     let export = export.clone();
     let stats = solved.stats;
     tokio::task::spawn_blocking(move || -> Result<BuildOutcome, BuildError> {
+        let mut top_level = std::collections::BTreeMap::new();
+        if let Some(inline_cache) = inline_cache {
+            // named by the gzip blobs a push of this image sends (the same per-layer record)
+            let inline_cache = inline_cache.distributable(&store).map_err(ExportError::from)?;
+            let value = serde_json::to_value(&inline_cache)
+                .map_err(|source| ExportError::Encode { what: "inline cache config", source })?;
+            top_level.insert(crate::remotecache::format::INLINE_FIELD.to_owned(), value);
+        }
         let config = finalize_config(image, &layers, &export.image);
         let image = write_image_full(&store, config, &export.image.config_extras, &top_level, &layers)?;
         for out in &export.outputs {
@@ -610,6 +614,9 @@ fn runner_options(
     let mut options = RunnerOptions {
         source_date_epoch: request.export.image.source_date_epoch,
         pull: if request.pull { registry::PullPolicy::Always } else { registry::PullPolicy::Missing },
+        // Layers stay plain tars in the store; pushes and OCI exports compress them
+        // (`Store::distributable`), so no build waits for gzip.
+        compression: cache::Compression::None,
         ..RunnerOptions::default()
     };
     for secret in &request.secrets {

@@ -88,8 +88,10 @@ impl<R: StoreRef> ResultCache<R> for StoreCache {
             Ok::<_, cache::Error>(record)
         });
         let Some(record) = found.await? else {
-            // The blobs of a remote record are fetched lazily, when a consumer needs them.
-            let remote = self.remote.as_ref().and_then(|remote| remote.lookup(&key.0));
+            // The blobs of a remote record are fetched lazily, when a consumer needs them;
+            // layers whose plain tar the store holds are used from here.
+            let store = self.index.store();
+            let remote = self.remote.as_ref().and_then(|remote| remote.lookup_local(&key.0, store));
             return Ok(remote.and_then(|results| results.iter().map(R::from_cache).collect()));
         };
         Ok(record.results.iter().map(R::from_cache).collect())

@@ -19,7 +19,8 @@ pub const INDEX_VERSION: u32 = 1;
 /// One layer of a cached filesystem.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CachedLayer {
-    /// The compressed layer blob in the content store.
+    /// The layer blob in the content store: a plain tar for a layer this store built (then the
+    /// digest is the diffID), compressed for a pulled or imported one.
     pub blob: Descriptor,
     /// Digest of the uncompressed layer tar.
     pub diff_id: Digest,
@@ -99,6 +100,11 @@ impl BuildCache {
             std::fs::create_dir_all(&path).ctx("create directory", &path)?;
         }
         Ok(BuildCache { store: store.clone(), dir })
+    }
+
+    /// The store this index belongs to.
+    pub fn store(&self) -> &Store {
+        &self.store
     }
 
     pub(crate) fn record_path(&self, key: &Digest) -> Result<PathBuf> {
@@ -214,10 +220,6 @@ impl BuildCache {
     /// The build-cache directory.
     pub fn dir(&self) -> &Path {
         &self.dir
-    }
-
-    pub(crate) fn store(&self) -> &Store {
-        &self.store
     }
 
     /// Marks the record of `key` as used now (its file's modification time: least-recently-used

@@ -29,7 +29,9 @@ pub(super) fn save(store: &Store, images: &[ExportImage], out: &mut dyn Write) -
     let mut written = HashSet::new();
     let mut manifests = Vec::new();
     for image in images {
-        let read = content.read_image(&image.target)?;
+        // plain-tar layers of the store leave the machine gzip-compressed
+        let target = store.distributable(&image.target)?;
+        let read = content.read_image(&target)?;
         let digests = std::iter::once(read.manifest_descriptor.digest())
             .chain(std::iter::once(read.manifest.config().digest()))
             .chain(read.manifest.layers().iter().map(|l| l.digest()));

@@ -26,8 +26,9 @@ pub struct Exported {
     pub layers: usize,
 }
 
-/// Writes `config` where `export` says. Blobs the store lacks (results matched from an import
-/// and never needed) are fetched from `remote` first.
+/// Writes `config` where `export` says. Layers the store keeps as plain tars are exported as
+/// their gzip blobs ([`CacheConfig::distributable`]); blobs the store lacks (results matched
+/// from an import and never needed) are fetched from `remote` first.
 pub async fn export(
     export: &CacheExport,
     config: &CacheConfig,
@@ -35,6 +36,12 @@ pub async fn export(
     client: Option<&registry::Client>,
     remote: Option<&RemoteCache>,
 ) -> Result<Exported, RemoteCacheError> {
+    let config = &{
+        let (store, config) = (store.clone(), config.clone());
+        tokio::task::spawn_blocking(move || config.distributable(&store))
+            .await
+            .map_err(|err| RemoteCacheError::Invalid(format!("export task failed: {err}")))??
+    };
     let blobs = config.blobs();
     // A blob the store lacks is fetched first, unless the destination registry is the one it
     // would come from: the push finds it there, or mounts it from the imported repository.

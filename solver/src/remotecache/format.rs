@@ -260,6 +260,18 @@ impl CacheConfig {
         self.checksums = checksums;
     }
 
+    /// This config as it leaves the machine: every layer the store keeps as a plain tar names
+    /// its gzip blob instead ([`cache::Store::distributable_layer`], the same blob an image
+    /// push or OCI export of that layer sends), so the manifest's layers, the records' chains
+    /// and the pushed blobs agree. DiffIDs (and so chain IDs and checksums) do not change.
+    pub fn distributable(&self, store: &cache::Store) -> Result<CacheConfig, cache::Error> {
+        let mut out = self.clone();
+        for layer in &mut out.layers {
+            layer.blob = store.distributable_layer(&layer.blob)?;
+        }
+        Ok(out)
+    }
+
     /// Every layer blob, without duplicates, in forest order.
     pub fn blobs(&self) -> Vec<Descriptor> {
         let mut seen = std::collections::HashSet::new();

@@ -205,6 +205,24 @@ impl RemoteCache {
         (!uses_refused).then_some(results)
     }
 
+    /// [`RemoteCache::lookup`], with every layer whose blob `store` lacks but whose plain tar
+    /// (the blob named by its diffID) it holds mapped back to that local layer: an exported
+    /// cache names gzip blobs, while this store keeps the layers it built uncompressed, and
+    /// needs to fetch nothing for them.
+    pub fn lookup_local(&self, key: &Digest, store: &Store) -> Option<Vec<CacheResult>> {
+        let mut results = self.lookup(key)?.clone();
+        for result in &mut results {
+            if let CacheResult::Layers { layers } = result {
+                for layer in layers {
+                    if let Some(local) = store.local_layer(&layer.blob, &layer.diff_id) {
+                        layer.blob = local;
+                    }
+                }
+            }
+        }
+        Some(results)
+    }
+
     /// The blobs refused so far (corrupt or unavailable), sorted.
     pub fn refused(&self) -> Vec<Digest> {
         let mut refused: Vec<Digest> =

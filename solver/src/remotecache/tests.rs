@@ -94,3 +94,69 @@ async fn local_layout_round_trip_is_lazy_and_refuses_corrupt_blobs() {
     let (_, warnings) = RemoteCache::load(&[ignored], None, &b).await.unwrap();
     assert_eq!(warnings.len(), 1);
 }
+
+/// A layer as a build stores it: a plain tar, blob digest = diffID.
+fn plain_layer(store: &Store, dir: &std::path::Path, text: &str) -> CachedLayer {
+    let tree = dir.join(format!("tree-{text}"));
+    std::fs::create_dir_all(&tree).unwrap();
+    std::fs::write(tree.join("file"), text).unwrap();
+    let options =
+        cache::DiffOptions { compression: cache::Compression::None, source_date_epoch: Some(0), threads: 1 };
+    let layer = store.content().write_layer(&tree, cache::DiffSource::PlainDir, &options).unwrap();
+    assert_eq!(layer.descriptor.digest(), &layer.diff_id);
+    CachedLayer { blob: layer.descriptor, diff_id: layer.diff_id }
+}
+
+#[tokio::test]
+async fn plain_layers_are_exported_gzip_and_map_back_to_the_local_tar() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = Store::open(&dir.path().join("a")).unwrap();
+    let (base, step) = (plain_layer(&a, dir.path(), "base"), plain_layer(&a, dir.path(), "step"));
+    let mut builder = ConfigBuilder::new();
+    builder.add_record(
+        &key(1),
+        &[CacheResult::Layers { layers: vec![base.clone(), step.clone()] }],
+        &[],
+        None,
+    );
+    let config = builder.finish();
+    let layout = dir.path().join("layout");
+    let export_spec = CacheExport::parse(&format!("type=local,dest={},tag=v1", layout.display())).unwrap();
+    let exported = export::export(&export_spec, &config, &a, None, None).await.unwrap();
+
+    // the manifest lists the gzip blobs (those a push of the image sends), and the layout holds them
+    let manifest: oci_spec::image::ImageManifest = cache::from_json_slice(
+        &std::fs::read(import::blob_path(&layout, exported.manifest.digest())).unwrap(),
+    )
+    .unwrap();
+    let gzip: Vec<_> =
+        [&base, &step].iter().map(|l| a.distributable_layer(&l.blob).unwrap()).collect::<Vec<_>>();
+    assert_eq!(manifest.layers(), &gzip);
+    for layer in &gzip {
+        assert_eq!(layer.media_type(), &MediaType::ImageLayerGzip);
+        let bytes = std::fs::read(import::blob_path(&layout, layer.digest())).unwrap();
+        assert_eq!(&cache::sha256_digest(&bytes), layer.digest());
+    }
+    let written: CacheConfig =
+        CacheConfig::parse(&std::fs::read(import::blob_path(&layout, manifest.config().digest())).unwrap())
+            .unwrap();
+    assert_eq!(written.blobs(), gzip, "the config names the manifest's blobs");
+    assert_eq!(written.layers[1].diff_id, step.diff_id);
+
+    // another store imports gzip layers and fetches them
+    let b = Store::open(&dir.path().join("b")).unwrap();
+    let import = CacheImport::parse(&format!("type=local,src={},tag=v1", layout.display())).unwrap();
+    let (remote, _) = RemoteCache::load(std::slice::from_ref(&import), None, &b).await.unwrap();
+    let CacheResult::Layers { layers } = &remote.lookup_local(&key(1), &b).unwrap()[0] else { panic!() };
+    assert_eq!(layers.iter().map(|l| &l.blob).collect::<Vec<_>>(), gzip.iter().collect::<Vec<_>>());
+    remote.ensure_blob(&b, &layers[1].blob).await.unwrap();
+
+    // the store that built them (its gzip copies swept) uses its own tars and fetches nothing
+    for layer in &gzip {
+        std::fs::remove_file(a.content().blob_path(layer.digest()).unwrap()).unwrap();
+    }
+    let (remote, _) = RemoteCache::load(&[import], None, &a).await.unwrap();
+    let results = remote.lookup_local(&key(1), &a).unwrap();
+    assert_eq!(results, vec![CacheResult::Layers { layers: vec![base, step] }]);
+    assert_eq!(remote.stats().blobs, 0);
+}

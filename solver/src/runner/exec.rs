@@ -251,20 +251,16 @@ impl Runner {
             threads: 0,
         };
         tokio::task::spawn_blocking(move || -> Result<BuildRef, RunnerError> {
-            let layer = store.content().write_layer(&upper, DiffSource::OverlayUpper, &options)?;
+            let committed = store.snapshots().commit_layer(
+                &upper,
+                DiffSource::OverlayUpper,
+                &options,
+                parent.chain_id().as_ref(),
+            )?;
+            let layer = committed.layer;
             let mut layers = parent.layers.clone();
-            layers.push(CachedLayer { blob: layer.descriptor.clone(), diff_id: layer.diff_id.clone() });
-            let chain = LayerChainRef { layers };
-            if let Some(chain_id) = chain.chain_id() {
-                store.snapshots().commit_dir(
-                    &upper,
-                    &chain_id,
-                    &layer.diff_id,
-                    parent.chain_id(),
-                    layer.tar_size,
-                )?;
-            }
-            Ok(BuildRef::Layers(Arc::new(chain)))
+            layers.push(CachedLayer { blob: layer.descriptor, diff_id: layer.diff_id });
+            Ok(BuildRef::Layers(Arc::new(LayerChainRef { layers })))
         })
         .await?
     }

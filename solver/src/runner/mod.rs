@@ -179,7 +179,8 @@ pub struct RunnerOptions {
     pub network: executor::NetworkMode,
     /// When to ask the registry for base images (`--pull` = `Always`).
     pub pull: registry::PullPolicy,
-    /// Layer compression.
+    /// Compression of the layer blobs the build stores (the build uses `None`: layers are
+    /// compressed when they leave the machine, see `cache::Store::distributable`).
     pub compression: cache::Compression,
     /// `--cache-from`: where layers of results matched from an imported cache are fetched
     /// from, when a step needs them.
