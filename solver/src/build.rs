@@ -333,7 +333,17 @@ where
                 .map_err(|source| ExportError::Encode { what: "inline cache config", source })?;
             top_level.insert(crate::remotecache::format::INLINE_FIELD.to_owned(), value);
         }
-        let config = finalize_config(image, &layers, &export.image);
+        // each layer's time is when it was made (its blob's mtime), so a rebuild from the cache
+        // gives the same image ID, as BuildKit's createdAt from its cache metadata does
+        let layer_times: Vec<Option<String>> = layers
+            .iter()
+            .map(|layer| {
+                let path = store.content().blob_path(layer.blob.digest()).ok()?;
+                let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
+                Some(cache::rfc3339_like_go(modified.into()))
+            })
+            .collect();
+        let config = finalize_config(image, &layers, &layer_times, &export.image);
         let image = write_image_full(&store, config, &export.image.config_extras, &top_level, &layers)?;
         for out in &export.outputs {
             output::write(&store, &image, out, &export.names)?;
@@ -363,6 +373,11 @@ pub async fn build(
     cancel: CancellationToken,
 ) -> Result<Built, BuildError> {
     let dockerfile = request.read_dockerfile()?;
+    internal_step(
+        &progress,
+        &format!("[internal] load build definition from {}", dockerfile.name),
+        Some(format!("transferring dockerfile: {}B done", dockerfile.text.len())),
+    );
     let parse_error =
         |error| BuildError::Parse { name: dockerfile.name.clone(), text: dockerfile.text.clone(), error };
     let raw = parser::parse_raw(&dockerfile.text).map_err(parse_error)?;
@@ -379,6 +394,13 @@ pub async fn build(
         )?,
         None => Vec::new(),
     };
+    if request.context.is_some() {
+        internal_step(
+            &progress,
+            "[internal] load .dockerignore",
+            Some(format!("{} patterns", excludes.len())),
+        );
+    }
     let network = match request.network.as_deref() {
         None | Some("default") => None,
         Some("none") => Some(crate::graph::NetworkMode::None),
@@ -438,7 +460,8 @@ pub async fn build(
         crate::runner::Runner::new(store.clone(), executor, registry, runner_options)
             .map_err(|e| BuildError::Runner(e.into()))?,
     );
-    let resolver = RunnerResolver { runner: runner.clone() };
+    let resolver =
+        RunnerResolver { runner: runner.clone(), progress: progress.clone(), announced: Default::default() };
     let (plan, findings) = crate::frontend::lower_with_findings(&parsed, &options, &resolver).await;
     linter.extend(findings);
     let mut findings = linter.into_findings();
@@ -575,9 +598,27 @@ async fn remember_imported(store: &Store, definition: &Definition, solved: &Hash
     }
 }
 
-/// The frontend's image resolver over the runner (store, then registry).
+/// A step of BuildKit's `[internal]` kind (reading the definition, loading metadata) as one
+/// started/log/done sequence of the progress stream.
+fn internal_step(progress: &ProgressSender, name: &str, log: Option<String>) {
+    use crate::progress::{EventKind, LogStream};
+    let vertex = cache::sha256_digest(format!("kiln-internal {name}").as_bytes());
+    progress.send(&vertex, EventKind::Started { name: name.to_owned() });
+    if let Some(line) = log {
+        progress.send(
+            &vertex,
+            EventKind::Log { stream: LogStream::Stdout, data: format!("{line}\n").into_bytes() },
+        );
+    }
+    progress.send(&vertex, EventKind::Completed);
+}
+
+/// The frontend's image resolver over the runner (store, then registry); each reference shows
+/// once as BuildKit's `[internal] load metadata for …` step.
 struct RunnerResolver {
     runner: Arc<crate::runner::Runner>,
+    progress: ProgressSender,
+    announced: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl ImageResolver for RunnerResolver {
@@ -601,6 +642,10 @@ impl ImageResolver for RunnerResolver {
         let manifest: oci_spec::image::ImageManifest =
             content.read_json(base.manifest.digest()).map_err(|e| fail(Box::new(e)))?;
         let bytes = content.read(manifest.config().digest()).map_err(|e| fail(Box::new(e)))?;
+        let first = self.announced.lock().map(|mut seen| seen.insert(name.clone())).unwrap_or(false);
+        if first {
+            internal_step(&self.progress, &format!("[internal] load metadata for {name}"), None);
+        }
         ResolvedImage::from_config_json(name, &bytes).map_err(|e| fail(Box::new(e)))
     }
 }
