@@ -210,6 +210,28 @@ pub struct BuildOutcome {
 pub struct CacheImportReport {
     pub records: usize,
     pub fetched: FetchStats,
+    /// Cache mounts filled from the import.
+    pub mounts: usize,
+}
+
+/// The ids of the `RUN --mount=type=cache` directories `definition` uses.
+fn cache_mount_ids(definition: &Definition) -> Vec<String> {
+    let mut ids: Vec<String> = definition
+        .vertices
+        .iter()
+        .filter_map(|vertex| match &vertex.op {
+            crate::graph::Op::Exec(exec) => Some(exec.mounts.iter()),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|mount| match &mount.kind {
+            crate::graph::MountKind::Cache(cache) => Some(cache.id.clone()),
+            _ => None,
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
 }
 
 /// The Dockerfile of `context` when `-f` is not given: `Dockerfile`, or `dockerfile` when only
@@ -486,6 +508,13 @@ pub async fn build(
     runner
         .reset_cache_mounts(&plan.definition, request.no_cache)
         .map_err(|e| BuildError::Runner(e.into()))?;
+    // cache mounts an import carries fill the ones this store lacks (a fresh CI machine)
+    let mut restored_mounts = 0;
+    if let Some(remote) = &remote {
+        let (restored, warnings) = remote.restore_mounts(&store, &cache_mount_ids(&plan.definition)).await;
+        restored_mounts = restored.len();
+        cache_warnings.extend(warnings);
+    }
     let mut solve_options = SolveOptions { no_cache: request.no_cache, ..SolveOptions::default() };
     if let Some(jobs) = request.jobs {
         solve_options.jobs = jobs.max(1);
@@ -538,6 +567,25 @@ pub async fn build(
         let mut config =
             crate::remotecache::records_to_export(&definition, &outcome.solved, to.mode).finish();
         config.set_checksums(runner.chain_checksums());
+        if to.cache_mounts {
+            let mounts = cache::buildcache::BuildCache::open(&store).map_err(ExportError::from)?.mounts();
+            let ids = cache_mount_ids(&plan.definition);
+            let layers = tokio::task::spawn_blocking(move || {
+                ids.into_iter()
+                    .filter_map(|id| match mounts.export_layer(&id) {
+                        Ok(layer) => layer.map(|layer| Ok((id, layer))),
+                        Err(err) => Some(Err(err)),
+                    })
+                    .collect::<Result<Vec<_>, cache::Error>>()
+            })
+            .await
+            .map_err(|e| BuildError::Runner(crate::scheduler::RunError::failed(e)))?
+            .map_err(ExportError::from)?;
+            config.mounts = layers
+                .into_iter()
+                .map(|(id, layer)| crate::remotecache::format::ConfigMount { id, blob: layer.descriptor })
+                .collect();
+        }
         let location = to.location.to_string();
         match crate::remotecache::export::export(
             to,
@@ -556,7 +604,11 @@ pub async fn build(
         }
     }
     if let Some(remote) = &remote {
-        outcome.cache_import = Some(CacheImportReport { records: remote.len(), fetched: remote.stats() });
+        outcome.cache_import = Some(CacheImportReport {
+            records: remote.len(),
+            fetched: remote.stats(),
+            mounts: restored_mounts,
+        });
         remember_imported(&store, &definition, &outcome.solved).await;
     }
     outcome.warnings.extend(cache_warnings);

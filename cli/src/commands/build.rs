@@ -421,8 +421,14 @@ pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<Exit
     if !quiet {
         if let Some(import) = &outcome.cache_import {
             eprintln!(
-                "cache import: {} records, fetched {} layers ({} bytes)",
-                import.records, import.fetched.blobs, import.fetched.bytes
+                "cache import: {} records, fetched {} layers ({} bytes){}",
+                import.records,
+                import.fetched.blobs,
+                import.fetched.bytes,
+                match import.mounts {
+                    0 => String::new(),
+                    n => format!(", {n} cache mounts restored"),
+                }
             );
         }
         for (location, exported) in &outcome.cache_exports {
