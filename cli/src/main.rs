@@ -106,6 +106,19 @@ enum Command {
     Rm(commands::container::RmArgs),
     /// Block until one or more containers stop, then print their exit codes.
     Wait(commands::container::WaitArgs),
+    /// Pause all processes within one or more containers.
+    Pause(commands::container::PauseArgs),
+    /// Unpause all processes within one or more containers.
+    Unpause(commands::container::PauseArgs),
+    /// Rename a container.
+    Rename(commands::container::RenameArgs),
+    /// Manage containers (`kiln container prune`).
+    #[command(subcommand)]
+    Container(commands::container_prune::ContainerCommand),
+    /// Display the running processes of a container.
+    Top(commands::top::TopArgs),
+    /// Display a sample of containers' resource usage statistics.
+    Stats(commands::stats::StatsArgs),
     /// List containers.
     Ps(commands::ps::PsArgs),
     /// Fetch the logs of a container.
@@ -211,6 +224,12 @@ fn main() -> ExitCode {
             Command::Kill(args) => commands::container::kill(&global, args),
             Command::Rm(args) => commands::container::rm(&global, args),
             Command::Wait(args) => commands::container::wait(&global, args),
+            Command::Pause(args) => commands::container::pause(&global, args),
+            Command::Unpause(args) => commands::container::unpause(&global, args),
+            Command::Rename(args) => commands::container::rename(&global, args),
+            Command::Container(cmd) => commands::container_prune::run(&global, cmd),
+            Command::Top(args) => commands::top::run(&global, args),
+            Command::Stats(args) => commands::stats::run(&global, args),
             Command::Ps(args) => commands::ps::run(&global, args),
             Command::Logs(args) => commands::logs::run(&global, args),
             Command::Exec(args) => commands::exec::run(&global, args),

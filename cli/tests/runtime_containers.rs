@@ -133,6 +133,11 @@ impl Drop for Kiln {
                         targets.push((pid.parse::<i32>().unwrap_or(0), start.to_owned()));
                     }
                 }
+                // a paused container acts on no signal: thaw it first
+                for dir in state["cgroup_dirs"].as_array().into_iter().flatten().filter_map(|d| d.as_str()) {
+                    let _ = std::fs::write(Path::new(dir).join("freezer.state"), "THAWED");
+                    let _ = std::fs::write(Path::new(dir).join("cgroup.freeze"), "0");
+                }
                 if let (Some(pid), Some(start)) = (state["pid"].as_i64(), state["pid_start"].as_u64()) {
                     targets.push((pid as i32, start.to_string()));
                 }
@@ -526,4 +531,120 @@ fn health_goes_starting_healthy_unhealthy() {
     assert!(last["Log"].as_array().unwrap().len() <= 5);
     assert_eq!(last["Log"].as_array().unwrap().last().unwrap()["ExitCode"], 1);
     assert!(kiln.ok(&["ps"]).contains("(unhealthy)"));
+}
+
+fn stderr_of(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn pause_freezes_every_process_and_stop_and_kill_still_work() {
+    let kiln = Kiln::new(&[]);
+    let script = "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.05; done";
+    let id = kiln.detach(&["--name", "counter", "img", "sh", "-c", script]);
+    let count_file = kiln.root.join("runtime-v1/containers").join(&id).join("upper/tmp/count");
+    let count = || std::fs::read_to_string(&count_file).ok().and_then(|t| t.trim().parse::<u64>().ok());
+    wait_for("the counter to count", || count().is_some_and(|c| c > 2));
+    assert_eq!(kiln.ok(&["pause", "counter"]), "counter\n");
+    let state = kiln.inspect("counter")["State"].clone();
+    assert_eq!((state["Status"].as_str(), state["Paused"].as_bool()), (Some("paused"), Some(true)));
+    assert_eq!(state["Running"], true);
+    assert!(kiln.ok(&["ps"]).contains("(Paused)"), "{}", kiln.ok(&["ps"]));
+    assert_eq!(kiln.ok(&["ps", "-q", "--filter", "status=paused"]).trim(), &id[..12]);
+    assert_eq!(kiln.ok(&["ps", "-q", "--filter", "status=running"]).trim(), "");
+    // frozen: the counter stands still, over many of its periods
+    let frozen_at = count();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(count(), frozen_at, "a paused container kept running");
+    let again = kiln.output(&["pause", "counter"]);
+    assert!(!again.status.success() && stderr_of(&again).contains("already paused"), "{again:?}");
+    let exec = kiln.output(&["exec", "counter", "true"]);
+    assert!(!exec.status.success() && stderr_of(&exec).contains("is paused"), "{exec:?}");
+    assert_eq!(kiln.ok(&["unpause", "counter"]), "counter\n");
+    wait_for("the counter to move on", || count() > frozen_at);
+    assert_eq!(kiln.status("counter"), "running");
+    assert_eq!(kiln.inspect("counter")["State"]["Paused"], false);
+    let not_paused = kiln.output(&["unpause", "counter"]);
+    assert!(!not_paused.status.success() && stderr_of(&not_paused).contains("not paused"), "{not_paused:?}");
+
+    // kill of a paused container: delivered once thawed
+    kiln.ok(&["pause", "counter"]);
+    kiln.ok(&["kill", "counter"]);
+    assert_eq!(kiln.ok(&["wait", "counter"]).trim(), "137");
+    assert_eq!(kiln.inspect("counter")["State"]["Paused"], false);
+    // stop of a paused container: the stop signal is handled (exit 0, not SIGKILL's 137)
+    let script = "trap 'exit 0' TERM; echo ready; while true; do sleep 0.05; done";
+    kiln.detach(&["--name", "polite", "img", "sh", "-c", script]);
+    wait_for("ready", || kiln.logs("polite").contains("ready"));
+    kiln.ok(&["pause", "polite"]);
+    kiln.ok(&["stop", "-t", "60", "polite"]);
+    assert_eq!(kiln.inspect("polite")["State"]["ExitCode"], 0);
+    // rm -f of a paused container
+    kiln.detach(&["--name", "frozen", "img", "sleep", "1000"]);
+    kiln.ok(&["pause", "frozen"]);
+    kiln.ok(&["rm", "-f", "frozen"]);
+    assert!(kiln.ok(&["ps", "-aq"]).lines().count() == 2);
+    // a stopped container cannot be paused
+    let stopped = kiln.output(&["pause", "polite"]);
+    assert!(!stopped.status.success() && stderr_of(&stopped).contains("not running"), "{stopped:?}");
+}
+
+#[test]
+fn rename_top_stats_and_container_prune() {
+    let kiln = Kiln::new(&[]);
+    let running = kiln.detach(&["--name", "first", "img", "sh", "-c", "sleep 1000 & exec sleep 1001"]);
+    // rename: the old name is free afterwards, the new one finds the container
+    assert_eq!(kiln.ok(&["rename", "first", "web"]), "");
+    assert_eq!(kiln.inspect("web")["Id"], running.as_str());
+    assert_eq!(kiln.inspect("web")["Name"], "/web");
+    assert!(!kiln.output(&["inspect", "--type", "container", "first"]).status.success());
+    let other = kiln.ok(&["create", "--name", "first", "-l", "keep=1", "img", "true"]).trim().to_owned();
+    let taken = kiln.output(&["rename", "web", "first"]);
+    assert!(!taken.status.success() && stderr_of(&taken).contains("already in use"), "{taken:?}");
+    let same = kiln.output(&["rename", "web", "web"]);
+    assert!(!same.status.success(), "{same:?}");
+    assert_eq!(kiln.ok(&["ps", "--format", "{{.Names}}"]), "web\n");
+
+    // top: both processes of the container, ps -ef's columns
+    wait_for("two processes", || kiln.ok(&["top", "web"]).lines().count() == 3);
+    let top = kiln.ok(&["top", "web"]);
+    let header: Vec<&str> = top.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]);
+    assert!(top.contains("sleep 1000") && top.contains("sleep 1001"), "{top}");
+    let pid = kiln.inspect("web")["State"]["Pid"].as_i64().unwrap().to_string();
+    assert!(top.lines().any(|l| l.split_whitespace().nth(1) == Some(pid.as_str())), "{top}\n{pid}");
+    assert!(!kiln.output(&["top", "first"]).status.success(), "top of a container that is not running");
+
+    // stats: one sample of the running container
+    let stats = kiln.ok(&["stats", "--no-stream"]);
+    let mut lines = stats.lines();
+    let header = lines.next().unwrap();
+    for column in ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"] {
+        assert!(header.contains(column), "{header}");
+    }
+    let row = lines.next().unwrap();
+    assert!(row.starts_with(&running[..12]) && row.contains("web") && row.contains(" / "), "{stats}");
+    assert!(row.trim_end().ends_with(" 2"), "two pids: {stats}");
+    assert_eq!(lines.next(), None, "only running containers: {stats}");
+    let formatted = kiln.ok(&["stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}} {{.CPUPerc}}", "web"]);
+    let fields: Vec<&str> = formatted.split_whitespace().collect();
+    assert_eq!(fields[..2], ["web", "2"], "{formatted}");
+    assert!(fields[2].ends_with('%'), "{formatted}");
+    let memory = kiln.ok(&["stats", "--no-stream", "--format", "{{.MemUsage}}", "web"]);
+    assert!(memory.contains("iB / ") && !memory.starts_with("0B"), "{memory}");
+
+    // container prune: stopped containers only, filters, and the prompt's default is no
+    let exited = kiln.detach(&["img", "sh", "-c", "echo data > /file"]);
+    assert_eq!(kiln.ok(&["wait", &exited]).trim(), "0");
+    assert_eq!(kiln.ok(&["container", "prune"]), "", "declined without a terminal");
+    assert_eq!(kiln.ok(&["ps", "-aq"]).lines().count(), 3);
+    assert_eq!(kiln.ok(&["container", "prune", "-f", "--filter", "until=1h"]), "Total reclaimed space: 0B\n");
+    let pruned = kiln.ok(&["container", "prune", "-f", "--filter", "label!=keep"]);
+    assert_eq!(pruned, format!("Deleted Containers:\n{exited}\n\nTotal reclaimed space: 5B\n"));
+    let left: Vec<String> = kiln.ok(&["ps", "-aq", "--no-trunc"]).lines().map(str::to_owned).collect();
+    assert_eq!(left, [other.clone(), running.clone()]);
+    let pruned = kiln.ok(&["container", "prune", "--force"]);
+    assert_eq!(pruned, format!("Deleted Containers:\n{other}\n\nTotal reclaimed space: 0B\n"));
+    assert_eq!(kiln.ok(&["ps", "-aq", "--no-trunc"]).trim(), running);
+    assert!(!kiln.output(&["container", "prune", "-f", "--filter", "until=soon"]).status.success());
 }

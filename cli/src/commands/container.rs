@@ -172,3 +172,35 @@ pub fn wait(global: &GlobalOptions, args: WaitArgs) -> anyhow::Result<ExitCode> 
     }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
+
+/// Arguments of `kiln pause` and `kiln unpause`.
+#[derive(Debug, clap::Args)]
+pub struct PauseArgs {
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+pub fn pause(global: &GlobalOptions, args: PauseArgs) -> anyhow::Result<ExitCode> {
+    each(global, &args.containers, |_, container| Ok(runtime::pause::pause(container)?))
+}
+
+pub fn unpause(global: &GlobalOptions, args: PauseArgs) -> anyhow::Result<ExitCode> {
+    each(global, &args.containers, |_, container| Ok(runtime::pause::unpause(container)?))
+}
+
+/// Arguments of `kiln rename`.
+#[derive(Debug, clap::Args)]
+pub struct RenameArgs {
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+    #[arg(value_name = "NEW_NAME")]
+    pub new_name: String,
+}
+
+/// `kiln rename`: silent on success, like docker's.
+pub fn rename(global: &GlobalOptions, args: RenameArgs) -> anyhow::Result<ExitCode> {
+    let store = open(global)?;
+    let mut container = store.find(&args.container)?;
+    store.rename(&mut container, &args.new_name)?;
+    Ok(ExitCode::SUCCESS)
+}

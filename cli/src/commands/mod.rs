@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod container;
+pub mod container_prune;
 pub mod debug;
 pub mod exec;
 pub mod history;
@@ -20,7 +21,9 @@ pub mod push;
 pub mod rmi;
 pub mod run;
 pub mod save;
+pub mod stats;
 pub mod system;
 pub mod tag;
+pub mod top;
 pub mod transfer_progress;
 pub mod volume;

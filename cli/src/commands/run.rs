@@ -323,6 +323,7 @@ async fn prepare(
         memory: args.memory.as_deref().map(parse_bytes).transpose()?,
         cpu_millis: args.cpus.map(|cpus| (cpus * 1000.0).round() as u64).filter(|m| *m > 0),
         pids: args.pids_limit.filter(|p| *p > 0).map(|p| p as u64),
+        accounting: false,
     };
     let mut requests = Vec::new();
     for volume in &args.volumes {
@@ -453,7 +454,9 @@ pub(crate) async fn create(
     let (id, dir) = runtime.new_container_dir()?;
     let remove_dir = scopeguard(dir.clone());
     let upper = OverlayUpper { upper: dir.join("upper"), work: dir.join("work") };
-    let prepared = prepare(global, args, &runtime, upper).await?;
+    let mut prepared = prepare(global, args, &runtime, upper).await?;
+    // pause, top and stats read the container's cgroups
+    prepared.spec.resources.accounting = true;
     let anonymous: Vec<String> = prepared.mounts.anonymous().map(str::to_owned).collect();
     let config = ContainerConfig {
         version: 0,

@@ -55,6 +55,9 @@ pub fn command(
     let Some(pid) = container.live_pid() else {
         return Err(RuntimeError::NotRunning(container.config.name.clone()));
     };
+    if container.state.paused {
+        return Err(RuntimeError::Paused(container.config.name.clone()));
+    }
     let mut process = container.config.spec.process.clone();
     process.args = options.args;
     process.env.extend(options.env);

@@ -264,6 +264,7 @@ async fn supervise(
             state.finished_at = Some(now_nanos());
             state.pid = 0;
             state.pid_start = 0;
+            state.paused = false;
             state.cgroup_dirs.clear();
         })?;
         if !restart {

@@ -52,6 +52,18 @@ pub enum RuntimeError {
     Running(String),
     #[error("container {0} is not running")]
     NotRunning(String),
+    #[error("container {0} is already paused")]
+    AlreadyPaused(String),
+    #[error("container {0} is not paused")]
+    NotPaused(String),
+    #[error("container {0} is paused, unpause the container first")]
+    Paused(String),
+    #[error("container {0} has no {1} cgroup (created by an older kiln): recreate it")]
+    NoCgroup(String, &'static str),
+    #[error("the cgroup {path} did not freeze within {seconds} s")]
+    FreezeTimeout { path: PathBuf, seconds: u64 },
+    #[error("cannot rename container {0}: the new name is its current name")]
+    SameName(String),
     #[error("cannot start the monitor of container {id}: {message}")]
     Monitor { id: String, message: String },
     #[error("container {id} failed to start: {message}")]
@@ -289,6 +301,16 @@ pub struct ContainerState {
     /// Health of the current run (with a health check).
     #[serde(default)]
     pub health: Option<super::health::Health>,
+    /// Frozen by `pause` (the status stays `running`, as docker's `State.Running`).
+    #[serde(default)]
+    pub paused: bool,
+}
+
+impl ContainerState {
+    /// docker's `State.Status`: `paused` for a running container that is paused.
+    pub fn status_name(&self) -> &'static str {
+        if self.paused && self.status == Status::Running { "paused" } else { self.status.as_str() }
+    }
 }
 
 /// A container as found in the store.
@@ -342,6 +364,7 @@ impl Container {
                 self.state.exit_code = None;
                 self.state.pid = 0;
                 self.state.pid_start = 0;
+                self.state.paused = false;
                 self.state.finished_at.get_or_insert_with(now_nanos);
                 self.state.error = "the container's monitor died; its exit code is unknown".to_owned();
                 self.save_state()?;
@@ -679,6 +702,39 @@ impl Store {
             [one] => self.load(one),
             _ => Err(RuntimeError::Ambiguous(reference)),
         }
+    }
+
+    /// docker's `rename`: reserves `new_name` (failing as `create` does when it is taken),
+    /// rewrites the config under the container's lock and releases the old name.
+    pub fn rename(&self, container: &mut Container, new_name: &str) -> Result<()> {
+        let new_name = new_name.strip_prefix('/').unwrap_or(new_name);
+        if new_name == container.config.name {
+            return Err(RuntimeError::SameName(container.config.name.clone()));
+        }
+        self.reserve_name(new_name, &container.config.id)?;
+        let old_name = {
+            let _lock = container.lock()?;
+            let path = container.dir.join(CONFIG);
+            let mut config: ContainerConfig = match read_json(&path) {
+                Ok(config) => config,
+                Err(err) => {
+                    let _ = std::fs::remove_file(self.name_path(new_name));
+                    return Err(err);
+                }
+            };
+            let old_name = std::mem::replace(&mut config.name, new_name.to_owned());
+            if let Err(err) = write_json(&path, &config) {
+                let _ = std::fs::remove_file(self.name_path(new_name));
+                return Err(err);
+            }
+            container.config = config;
+            old_name
+        };
+        let old_path = self.name_path(&old_name);
+        if std::fs::read_to_string(&old_path).is_ok_and(|id| id.trim() == container.config.id) {
+            std::fs::remove_file(&old_path).map_err(io("remove", &old_path))?;
+        }
+        Ok(())
     }
 
     /// Removes a container that is not active: its name, its directory and, with
