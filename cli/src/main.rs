@@ -115,6 +115,12 @@ enum Command {
     /// Manage containers (`kiln container prune`).
     #[command(subcommand)]
     Container(commands::container_prune::ContainerCommand),
+    /// Copy files between a container and the local filesystem (`-` for a tar stream).
+    Cp(commands::cp::CpArgs),
+    /// Inspect changes to files or directories on a container's filesystem.
+    Diff(commands::diff_export::DiffArgs),
+    /// Export a container's filesystem as a tar archive.
+    Export(commands::diff_export::ExportArgs),
     /// Display the running processes of a container.
     Top(commands::top::TopArgs),
     /// Display a sample of containers' resource usage statistics.
@@ -165,6 +171,8 @@ impl Command {
                 | Command::Start(_)
                 | Command::Restart(_)
                 | Command::Exec(_)
+                | Command::Cp(_)
+                | Command::Export(_)
                 | Command::Import(_)
                 | Command::Load(_)
                 | Command::Pull(_)
@@ -228,6 +236,9 @@ fn main() -> ExitCode {
             Command::Unpause(args) => commands::container::unpause(&global, args),
             Command::Rename(args) => commands::container::rename(&global, args),
             Command::Container(cmd) => commands::container_prune::run(&global, cmd),
+            Command::Cp(args) => commands::cp::run(&global, args),
+            Command::Diff(args) => commands::diff_export::diff(&global, args),
+            Command::Export(args) => commands::diff_export::export(&global, args),
             Command::Top(args) => commands::top::run(&global, args),
             Command::Stats(args) => commands::stats::run(&global, args),
             Command::Ps(args) => commands::ps::run(&global, args),

@@ -619,7 +619,9 @@ fn rename_top_stats_and_container_prune() {
     let stats = kiln.ok(&["stats", "--no-stream"]);
     let mut lines = stats.lines();
     let header = lines.next().unwrap();
-    for column in ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"] {
+    for column in
+        ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"]
+    {
         assert!(header.contains(column), "{header}");
     }
     let row = lines.next().unwrap();
@@ -647,4 +649,103 @@ fn rename_top_stats_and_container_prune() {
     assert_eq!(pruned, format!("Deleted Containers:\n{other}\n\nTotal reclaimed space: 0B\n"));
     assert_eq!(kiln.ok(&["ps", "-aq", "--no-trunc"]).trim(), running);
     assert!(!kiln.output(&["container", "prune", "-f", "--filter", "until=soon"]).status.success());
+}
+
+#[test]
+fn cp_diff_and_export_stay_inside_the_container() {
+    let kiln = Kiln::new(&[]);
+    let host = tempfile::tempdir().unwrap();
+    let script = "mkdir -p /data/sub; echo hi > /data/sub/f; ln -sfn / /data/escape; \
+                  ln -sfn /etc/passwd /data/pw; rm -f /bin/vi; echo ready; exec sleep 1000";
+    kiln.detach(&["--name", "box", "img", "sh", "-c", script]);
+    wait_for("ready", || kiln.logs("box").contains("ready"));
+
+    // out of a running container: a directory into an existing directory, symlinks as links
+    kiln.ok(&["cp", "box:/data", host.path().to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(host.path().join("data/sub/f")).unwrap(), "hi\n");
+    assert!(std::fs::symlink_metadata(host.path().join("data/escape")).unwrap().file_type().is_symlink());
+    // a path through the container's `/` symlink is the container's file, not the host's
+    let hostname = host.path().join("hostname");
+    kiln.ok(&["cp", "box:/data/escape/etc/hostname", hostname.to_str().unwrap()]);
+    let container_hostname = kiln.ok(&["exec", "box", "cat", "/etc/hostname"]);
+    assert_eq!(std::fs::read_to_string(&hostname).unwrap(), container_hostname);
+    // contents only, and a tar stream
+    let contents = host.path().join("contents");
+    kiln.ok(&["cp", "box:/data/sub/.", contents.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(contents.join("f")).unwrap(), "hi\n");
+    let stream = kiln.output(&["cp", "box:/data/sub/f", "-"]);
+    assert!(stream.status.success());
+    let mut archive = tar::Archive::new(stream.stdout.as_slice());
+    let names: Vec<String> =
+        archive.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
+    assert_eq!(names, ["f"]);
+    let missing = kiln.output(&["cp", "box:/nothing", host.path().to_str().unwrap()]);
+    assert!(
+        !missing.status.success() && stderr_of(&missing).contains("Could not find the file"),
+        "{missing:?}"
+    );
+
+    // into it: through the container's symlinks, never onto the host
+    let file = host.path().join("in.txt");
+    std::fs::write(&file, "hello\n").unwrap();
+    let marker = Path::new("/in.txt");
+    assert!(!marker.exists(), "the host already has /in.txt");
+    kiln.ok(&["cp", file.to_str().unwrap(), "box:/data/escape/"]);
+    assert!(!marker.exists(), "cp wrote through the container's symlink onto the host");
+    assert_eq!(kiln.ok(&["exec", "box", "cat", "/in.txt"]), "hello\n");
+    assert_eq!(kiln.ok(&["exec", "box", "stat", "-c", "%u:%g", "/in.txt"]).trim(), "0:0");
+    let passwd = kiln.ok(&["exec", "box", "cat", "/etc/passwd"]);
+    kiln.ok(&["cp", file.to_str().unwrap(), "box:/data/pw"]);
+    assert_eq!(kiln.ok(&["exec", "box", "cat", "/etc/passwd"]), passwd, "the link's target was written");
+    // a tar stream from stdin
+    let mut tarball = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(4);
+    header.set_mode(0o600);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header.set_cksum();
+    tarball.append_data(&mut header, "streamed", "tar\n".as_bytes()).unwrap();
+    let bytes = tarball.into_inner().unwrap();
+    let mut child = kiln.cmd(&["cp", "-", "box:/data/sub"]).stdin(Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &bytes).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(kiln.ok(&["exec", "box", "cat", "/data/sub/streamed"]), "tar\n");
+    // the container was paused for the copies only
+    assert_eq!(kiln.status("box"), "running");
+
+    // diff: docker's letters, sorted, without the sandbox's mount-point stubs
+    let diff = kiln.ok(&["diff", "box"]);
+    let lines: Vec<&str> = diff.lines().collect();
+    for expected in ["C /bin", "D /bin/vi", "A /data", "A /data/sub/f", "A /data/sub/streamed", "A /in.txt"] {
+        assert!(lines.contains(&expected), "{expected} missing in\n{diff}");
+    }
+    assert!(!diff.contains("/etc/hostname") && !diff.contains("/proc"), "{diff}");
+    let mut sorted = lines.clone();
+    sorted.sort_by_key(|l| l[2..].to_owned());
+    assert_eq!(lines, sorted);
+
+    // export: the root filesystem with the changes, without /proc's contents
+    let exported = host.path().join("box.tar");
+    kiln.ok(&["export", "-o", exported.to_str().unwrap(), "box"]);
+    let mut archive = tar::Archive::new(std::fs::File::open(&exported).unwrap());
+    let names: Vec<String> =
+        archive.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
+    assert!(names.iter().any(|n| n == "data/sub/streamed"), "{names:?}");
+    assert!(names.iter().any(|n| n == "bin/busybox"));
+    assert!(!names.iter().any(|n| n == "bin/vi"), "a deleted file was exported");
+    assert!(!names.iter().any(|n| n.starts_with("proc/") && n.len() > 5), "/proc's contents exported");
+
+    // a stopped container: both directions, then it starts with the change
+    kiln.ok(&["stop", "-t", "0", "box"]);
+    let back = host.path().join("back");
+    kiln.ok(&["cp", "box:/in.txt", back.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "hello\n");
+    kiln.ok(&["cp", file.to_str().unwrap(), "box:/data/while-stopped"]);
+    assert!(kiln.ok(&["diff", "box"]).contains("A /data/while-stopped"));
+    kiln.ok(&["start", "box"]);
+    assert_eq!(kiln.ok(&["exec", "box", "cat", "/data/while-stopped"]), "hello\n");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(kiln.root.to_str().unwrap()), "a mount of the container's files was left");
 }

@@ -137,7 +137,11 @@ fn overlay_options(lowers: &[PathBuf], upper: &Option<OverlayUpper>) -> String {
     options
 }
 
-fn mount_overlay(target: &Path, lowers: &[PathBuf], upper: &Option<OverlayUpper>) -> Result<(), InitError> {
+pub(crate) fn mount_overlay(
+    target: &Path,
+    lowers: &[PathBuf],
+    upper: &Option<OverlayUpper>,
+) -> Result<(), InitError> {
     if lowers.is_empty() {
         return Err(InitError::Invalid("overlay needs at least one lower directory".into()));
     }

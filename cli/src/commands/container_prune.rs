@@ -34,7 +34,11 @@ pub struct PruneArgs {
 enum Filter {
     /// Created before this time (nanoseconds since the epoch).
     Until(i64),
-    Label { key: String, value: Option<String>, negated: bool },
+    Label {
+        key: String,
+        value: Option<String>,
+        negated: bool,
+    },
 }
 
 /// docker's `until`: a Go duration before now (`10m`, `24h`), Unix seconds, RFC 3339, or a
@@ -109,9 +113,12 @@ fn disk_usage(dir: &Path) -> u64 {
 pub fn run(global: &GlobalOptions, command: ContainerCommand) -> anyhow::Result<ExitCode> {
     let ContainerCommand::Prune(args) = command;
     let now = executor::runtime::record::now_nanos();
-    let filters: Vec<Filter> = args.filters.iter().map(|f| parse_filter(f, now)).collect::<anyhow::Result<_>>()?;
+    let filters: Vec<Filter> =
+        args.filters.iter().map(|f| parse_filter(f, now)).collect::<anyhow::Result<_>>()?;
     if !args.force {
-        eprint!("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ");
+        eprint!(
+            "WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] "
+        );
         let mut answer = String::new();
         std::io::stdin().lock().read_line(&mut answer)?;
         if !matches!(answer.trim(), "y" | "Y" | "yes") {

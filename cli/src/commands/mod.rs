@@ -3,7 +3,9 @@
 pub mod build;
 pub mod container;
 pub mod container_prune;
+pub mod cp;
 pub mod debug;
+pub mod diff_export;
 pub mod exec;
 pub mod history;
 pub mod images;

@@ -79,7 +79,12 @@ fn decimal_size(bytes: u64) -> String {
 }
 
 /// One container's row as the template fields (docker's strings).
-fn fields(container: &Container, name: &str, sample: Option<(&Sample, &Sample)>, no_trunc: bool) -> serde_json::Value {
+fn fields(
+    container: &Container,
+    name: &str,
+    sample: Option<(&Sample, &Sample)>,
+    no_trunc: bool,
+) -> serde_json::Value {
     let id = if no_trunc { container.id() } else { container.short_id() };
     let Some((before, after)) = sample else {
         return serde_json::json!({

@@ -76,11 +76,8 @@ fn row(process: &ProcessInfo, clock: &Clock) -> Vec<String> {
     } else {
         start.format("%b%d").to_string()
     };
-    let cmd = if process.cmdline.is_empty() {
-        format!("[{}]", process.name)
-    } else {
-        process.cmdline.join(" ")
-    };
+    let cmd =
+        if process.cmdline.is_empty() { format!("[{}]", process.name) } else { process.cmdline.join(" ") };
     vec![
         user_name(process.uid),
         process.pid.to_string(),
@@ -101,7 +98,8 @@ pub fn run(global: &GlobalOptions, args: TopArgs) -> anyhow::Result<ExitCode> {
     let mut container = store.find(&args.container)?;
     let processes = processes::list(&mut container)?;
     let clock = Clock::read();
-    let mut rows = vec![["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"].map(str::to_owned).to_vec()];
+    let mut rows =
+        vec![["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"].map(str::to_owned).to_vec()];
     rows.extend(processes.iter().map(|process| row(process, &clock)));
     write_table(&mut std::io::stdout().lock(), &rows)?;
     Ok(ExitCode::SUCCESS)

@@ -54,10 +54,7 @@ pub fn set_frozen(dir: &Path, version: u8, frozen: bool) -> Result<(), RuntimeEr
             if frozen {
                 let _ = set_frozen(dir, version, false);
             }
-            return Err(RuntimeError::FreezeTimeout {
-                path: file,
-                seconds: FREEZE_TIMEOUT.as_secs(),
-            });
+            return Err(RuntimeError::FreezeTimeout { path: file, seconds: FREEZE_TIMEOUT.as_secs() });
         }
         std::thread::sleep(POLL);
     }

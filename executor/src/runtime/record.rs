@@ -64,6 +64,14 @@ pub enum RuntimeError {
     FreezeTimeout { path: PathBuf, seconds: u64 },
     #[error("cannot rename container {0}: the new name is its current name")]
     SameName(String),
+    #[error("container {0} has no writable layer of its own")]
+    NoWritableLayer(String),
+    #[error("cannot mount the filesystem of container {id}")]
+    Mount {
+        id: String,
+        #[source]
+        source: Box<crate::init::InitError>,
+    },
     #[error("cannot start the monitor of container {id}: {message}")]
     Monitor { id: String, message: String },
     #[error("container {id} failed to start: {message}")]
