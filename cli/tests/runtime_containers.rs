@@ -749,3 +749,31 @@ fn cp_diff_and_export_stay_inside_the_container() {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(kiln.root.to_str().unwrap()), "a mount of the container's files was left");
 }
+
+#[test]
+fn containers_keep_their_image_content_after_rmi_f_and_prune() {
+    let kiln = Kiln::new(&[]);
+    let count = |dir: &str| std::fs::read_dir(kiln.root.join(dir)).map(|d| d.count()).unwrap_or(0);
+    let (blobs, snapshots) = ("content/blobs/sha256", "snapshots");
+    let running = kiln.detach(&["--name", "user", "img", "sleep", "1000"]);
+    let stopped = kiln.ok(&["create", "--name", "stopped", "img", "true"]).trim().to_owned();
+    let before = (count(blobs), count(snapshots));
+    assert!(before.0 >= 3 && before.1 >= 1, "{before:?}");
+    assert!(kiln.ok(&["rmi", "-f", "img"]).contains("Untagged: img"));
+    assert_eq!(kiln.ok(&["images", "-q"]).trim(), "");
+    // a GC now: the containers are roots
+    kiln.ok(&["images", "prune", "-a", "-f"]);
+    assert_eq!((count(blobs), count(snapshots)), before, "a container's image content was collected");
+    kiln.ok(&["rm", "-f", &running]);
+    kiln.ok(&["images", "prune", "-a", "-f"]);
+    assert_eq!((count(blobs), count(snapshots)), before, "the stopped container's image was collected");
+    kiln.ok(&["start", &stopped]);
+    assert_eq!(kiln.ok(&["wait", &stopped]).trim(), "0");
+    // the last user gone, the next GC reclaims everything
+    kiln.ok(&["rm", &stopped]);
+    kiln.ok(&["images", "prune", "-a", "-f"]);
+    assert_eq!((count(blobs), count(snapshots)), (0, 0));
+    // the drop guard runs `img` once more
+    let tarball = kiln._tmp.path().join("busybox.tar");
+    kiln.ok(&["import", tarball.to_str().unwrap(), "img"]);
+}

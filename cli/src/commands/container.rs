@@ -204,3 +204,45 @@ pub fn rename(global: &GlobalOptions, args: RenameArgs) -> anyhow::Result<ExitCo
     store.rename(&mut container, &args.new_name)?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// Containers as GC roots of the image store: the manifest and config of each container's image
+/// and the snapshots it runs on, so that `rmi -f` of its last name or `image prune -a` never
+/// takes them from under a container, running or stopped. Listed when the GC asks (under its
+/// exclusive lock), so a container created just before is seen.
+pub(crate) struct ContainerImages {
+    store: Store,
+}
+
+impl ContainerImages {
+    pub(crate) fn new(global: &GlobalOptions) -> anyhow::Result<Self> {
+        Ok(Self { store: open(global)? })
+    }
+}
+
+/// The GC roots of one container (unparsable digests are skipped: they name nothing stored).
+pub(crate) fn image_roots(container: &runtime::Container) -> Vec<oci_spec::image::Digest> {
+    let parse = |text: &str| text.parse::<oci_spec::image::Digest>().ok();
+    let mut roots: Vec<_> = [container.config.image_manifest.as_str(), container.config.image_id.as_str()]
+        .into_iter()
+        .filter_map(parse)
+        .collect();
+    // the snapshots it runs on: <root>/snapshots/<chain id hex>/fs
+    if let executor::Rootfs::Overlay { lowers, .. } = &container.config.spec.rootfs {
+        for lower in lowers {
+            if let Some(hex) = lower.parent().and_then(Path::file_name).and_then(|n| n.to_str()) {
+                roots.extend(parse(&format!("sha256:{hex}")));
+            }
+        }
+    }
+    roots
+}
+
+impl cache::GcRoots for ContainerImages {
+    fn gc_roots(&self) -> cache::Result<Vec<oci_spec::image::Digest>> {
+        let containers = self
+            .store
+            .list()
+            .map_err(|err| cache::Error::GcRoots { what: "containers", source: Box::new(err) })?;
+        Ok(containers.iter().flat_map(image_roots).collect())
+    }
+}

@@ -261,6 +261,7 @@ struct Prepared {
     healthcheck: Option<executor::runtime::health::Healthcheck>,
     spec: SandboxSpec,
     image_id: String,
+    image_manifest: String,
     entrypoint: Vec<String>,
     cmd: Vec<String>,
     stop_signal: String,
@@ -353,7 +354,16 @@ async fn prepare(
         retries: h.retries,
     });
     let healthcheck = healthcheck(args, image_check)?;
-    Ok(Prepared { healthcheck, spec, image_id: image.id().to_string(), entrypoint, cmd, stop_signal, mounts })
+    Ok(Prepared {
+        healthcheck,
+        spec,
+        image_id: image.id().to_string(),
+        image_manifest: record.target.digest().to_string(),
+        entrypoint,
+        cmd,
+        stop_signal,
+        mounts,
+    })
 }
 
 /// The image's HEALTHCHECK with the `--health-*` flags applied (docker's merge), or none.
@@ -465,6 +475,7 @@ pub(crate) async fn create(
         created: executor::runtime::record::now_nanos(),
         image: args.image.clone(),
         image_id: prepared.image_id,
+        image_manifest: prepared.image_manifest,
         spec: prepared.spec,
         entrypoint: prepared.entrypoint,
         cmd: prepared.cmd,

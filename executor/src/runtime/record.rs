@@ -231,6 +231,10 @@ pub struct ContainerConfig {
     /// The image as the user named it, and its config digest.
     pub image: String,
     pub image_id: String,
+    /// Digest of the manifest (or index) the image name pointed at: with `image_id`, what keeps
+    /// the image's blobs and snapshots from garbage collection while the container exists.
+    #[serde(default)]
+    pub image_manifest: String,
     /// Lower dirs and upper of `spec.rootfs` point into the store and the container dir.
     pub spec: SandboxSpec,
     pub entrypoint: Vec<String>,
@@ -791,6 +795,7 @@ mod tests {
             created: now_nanos(),
             image: "img".into(),
             image_id: "sha256:00".into(),
+            image_manifest: String::new(),
             spec: SandboxSpec::new(Rootfs::Dir("/nonexistent".into()), vec!["true".into()]),
             entrypoint: Vec::new(),
             cmd: vec!["true".into()],
