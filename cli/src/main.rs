@@ -117,6 +117,8 @@ enum Command {
     Container(commands::container_prune::ContainerCommand),
     /// Copy files between a container and the local filesystem (`-` for a tar stream).
     Cp(commands::cp::CpArgs),
+    /// Create a new image from a container's changes.
+    Commit(commands::commit::CommitArgs),
     /// Inspect changes to files or directories on a container's filesystem.
     Diff(commands::diff_export::DiffArgs),
     /// Export a container's filesystem as a tar archive.
@@ -173,6 +175,7 @@ impl Command {
                 | Command::Exec(_)
                 | Command::Cp(_)
                 | Command::Export(_)
+                | Command::Commit(_)
                 | Command::Import(_)
                 | Command::Load(_)
                 | Command::Pull(_)
@@ -237,6 +240,7 @@ fn main() -> ExitCode {
             Command::Rename(args) => commands::container::rename(&global, args),
             Command::Container(cmd) => commands::container_prune::run(&global, cmd),
             Command::Cp(args) => commands::cp::run(&global, args),
+            Command::Commit(args) => commands::commit::run(&global, args),
             Command::Diff(args) => commands::diff_export::diff(&global, args),
             Command::Export(args) => commands::diff_export::export(&global, args),
             Command::Top(args) => commands::top::run(&global, args),

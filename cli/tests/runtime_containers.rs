@@ -4,162 +4,14 @@
 //! has its own `--root`; a drop guard SIGKILLs whatever monitors and containers it left, even
 //! when an assertion failed. Waits are bounded polls, never timed assertions.
 
+mod runtime_support;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-/// Upper bound of every poll (generous: the machine is shared).
-const PATIENCE: Duration = Duration::from_secs(60);
-
-struct Kiln {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-}
-
-fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !condition() {
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn start_time(pid: i32) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    if fields.first() == Some(&"Z") {
-        return None;
-    }
-    fields.get(19).map(|s| (*s).to_owned())
-}
-
-impl Kiln {
-    /// A fresh root with `img`: busybox, a `/seed` directory owned by 1234:5678, and `changes`.
-    fn new(changes: &[&str]) -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let rootfs = tmp.path().join("rootfs");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/rootfs/busybox-rootfs.sh");
-        assert!(Command::new("sh").arg(script).arg(&rootfs).status().unwrap().success());
-        let seed = rootfs.join("seed");
-        std::fs::create_dir_all(seed.join("sub")).unwrap();
-        std::fs::write(seed.join("sub/file"), "seeded\n").unwrap();
-        for path in [seed.join("sub/file"), seed.join("sub")] {
-            std::os::unix::fs::chown(&path, Some(1234), Some(5678)).unwrap();
-        }
-        std::fs::set_permissions(seed.join("sub/file"), std::os::unix::fs::PermissionsExt::from_mode(0o640))
-            .unwrap();
-        let tarball = tmp.path().join("busybox.tar");
-        let tar = Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tarball).arg(".").status();
-        assert!(tar.unwrap().success());
-        let kiln = Self { root: tmp.path().join("root"), _tmp: tmp };
-        let mut args = vec!["import", tarball.to_str().unwrap(), "img"];
-        for change in changes {
-            args.extend(["-c", change]);
-        }
-        kiln.ok(&args);
-        kiln
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
-        cmd.arg("--root").arg(&self.root).args(args).env_remove("KILN_ROOT").stdin(Stdio::null());
-        cmd
-    }
-
-    fn output(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    /// Runs kiln, asserts success, returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.output(args);
-        assert!(
-            out.status.success(),
-            "kiln {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// `kiln run -d --network none ARGS` → the container id.
-    fn detach(&self, args: &[&str]) -> String {
-        let mut all = vec!["run", "-d", "--network", "none"];
-        all.extend_from_slice(args);
-        self.ok(&all).trim().to_owned()
-    }
-
-    fn inspect(&self, container: &str) -> serde_json::Value {
-        let out = self.ok(&["inspect", "--type", "container", container]);
-        let mut all: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
-        all.remove(0)
-    }
-
-    fn status(&self, container: &str) -> String {
-        self.inspect(container)["State"]["Status"].as_str().unwrap().to_owned()
-    }
-
-    fn logs(&self, container: &str) -> String {
-        self.ok(&["logs", container])
-    }
-
-    fn state_file(&self, id: &str) -> serde_json::Value {
-        let path = self.root.join("runtime-v1/containers").join(id).join("state.json");
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-    }
-
-    /// The monitor's pid of container `id`.
-    fn monitor_pid(&self, id: &str) -> i32 {
-        let state = self.state_file(id);
-        state["monitor"].as_str().unwrap().split_whitespace().next().unwrap().parse().unwrap()
-    }
-}
-
-impl Drop for Kiln {
-    /// Kills every monitor and container process this root still has (start times checked),
-    /// then lets `rm -f -v` remove the rest; the executor's next run cleans stale cgroups.
-    fn drop(&mut self) {
-        let containers = self.root.join("runtime-v1/containers");
-        if let Ok(entries) = std::fs::read_dir(&containers) {
-            for entry in entries.flatten() {
-                let Ok(text) = std::fs::read_to_string(entry.path().join("state.json")) else { continue };
-                let Ok(state) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
-                let mut targets = Vec::new();
-                if let Some(token) = state["monitor"].as_str() {
-                    let mut parts = token.split_whitespace();
-                    if let (Some(pid), Some(start)) = (parts.next(), parts.next()) {
-                        targets.push((pid.parse::<i32>().unwrap_or(0), start.to_owned()));
-                    }
-                }
-                // a paused container acts on no signal: thaw it first
-                for dir in state["cgroup_dirs"].as_array().into_iter().flatten().filter_map(|d| d.as_str()) {
-                    let _ = std::fs::write(Path::new(dir).join("freezer.state"), "THAWED");
-                    let _ = std::fs::write(Path::new(dir).join("cgroup.freeze"), "0");
-                }
-                if let (Some(pid), Some(start)) = (state["pid"].as_i64(), state["pid_start"].as_u64()) {
-                    targets.push((pid as i32, start.to_string()));
-                }
-                for (pid, start) in targets {
-                    if pid > 0 && start_time(pid).as_deref() == Some(start.as_str()) {
-                        unsafe_free_kill(pid);
-                    }
-                }
-            }
-            let ids = self.output(&["ps", "-aq", "--no-trunc"]);
-            for id in String::from_utf8_lossy(&ids.stdout).lines() {
-                let _ = self.output(&["rm", "-f", "-v", id]);
-            }
-        }
-        // the executor's state of killed sandboxes (cgroups, leases) goes with the next executor
-        let _ = self.output(&["run", "--rm", "--network", "none", "img", "true"]);
-    }
-}
-
-fn unsafe_free_kill(pid: i32) {
-    let _ = Command::new("kill").arg("-9").arg(pid.to_string()).stderr(Stdio::null()).status();
-}
+use runtime_support::{Kiln, start_time, stderr_of, unsafe_free_kill, wait_for};
 
 #[test]
 fn a_detached_loop_outlives_run_and_streams_logs_and_takes_execs() {
@@ -533,10 +385,6 @@ fn health_goes_starting_healthy_unhealthy() {
     assert!(kiln.ok(&["ps"]).contains("(unhealthy)"));
 }
 
-fn stderr_of(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
 #[test]
 fn pause_freezes_every_process_and_stop_and_kill_still_work() {
     let kiln = Kiln::new(&[]);
@@ -748,32 +596,4 @@ fn cp_diff_and_export_stay_inside_the_container() {
     assert_eq!(kiln.ok(&["exec", "box", "cat", "/data/while-stopped"]), "hello\n");
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(kiln.root.to_str().unwrap()), "a mount of the container's files was left");
-}
-
-#[test]
-fn containers_keep_their_image_content_after_rmi_f_and_prune() {
-    let kiln = Kiln::new(&[]);
-    let count = |dir: &str| std::fs::read_dir(kiln.root.join(dir)).map(|d| d.count()).unwrap_or(0);
-    let (blobs, snapshots) = ("content/blobs/sha256", "snapshots");
-    let running = kiln.detach(&["--name", "user", "img", "sleep", "1000"]);
-    let stopped = kiln.ok(&["create", "--name", "stopped", "img", "true"]).trim().to_owned();
-    let before = (count(blobs), count(snapshots));
-    assert!(before.0 >= 3 && before.1 >= 1, "{before:?}");
-    assert!(kiln.ok(&["rmi", "-f", "img"]).contains("Untagged: img"));
-    assert_eq!(kiln.ok(&["images", "-q"]).trim(), "");
-    // a GC now: the containers are roots
-    kiln.ok(&["images", "prune", "-a", "-f"]);
-    assert_eq!((count(blobs), count(snapshots)), before, "a container's image content was collected");
-    kiln.ok(&["rm", "-f", &running]);
-    kiln.ok(&["images", "prune", "-a", "-f"]);
-    assert_eq!((count(blobs), count(snapshots)), before, "the stopped container's image was collected");
-    kiln.ok(&["start", &stopped]);
-    assert_eq!(kiln.ok(&["wait", &stopped]).trim(), "0");
-    // the last user gone, the next GC reclaims everything
-    kiln.ok(&["rm", &stopped]);
-    kiln.ok(&["images", "prune", "-a", "-f"]);
-    assert_eq!((count(blobs), count(snapshots)), (0, 0));
-    // the drop guard runs `img` once more
-    let tarball = kiln._tmp.path().join("busybox.tar");
-    kiln.ok(&["import", tarball.to_str().unwrap(), "img"]);
 }

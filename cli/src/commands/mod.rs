@@ -1,6 +1,7 @@
 //! One module per command (or command group). Each exposes its clap arguments and an async `run`.
 
 pub mod build;
+pub mod commit;
 pub mod container;
 pub mod container_prune;
 pub mod cp;

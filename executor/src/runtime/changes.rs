@@ -151,6 +151,16 @@ fn walk(
     Ok(())
 }
 
+/// Paths (relative, `/`-separated) where a running container's writable layer may hold empty
+/// mount-point stubs of the sandbox, which are no change of the container's (`commit` skips
+/// them when empty).
+pub fn mount_point_stubs(container: &Container) -> Vec<String> {
+    crate::sandbox::mount_points(&container.config.spec)
+        .iter()
+        .map(|path| path.display().to_string())
+        .collect()
+}
+
 /// The container's changes, sorted by path.
 pub fn changes(container: &Container) -> Result<Vec<Change>, RuntimeError> {
     let Rootfs::Overlay { lowers, upper: Some(upper) } = &container.config.spec.rootfs else {
