@@ -31,23 +31,18 @@ fn write(path: &Path, value: &str) -> Result<(), RuntimeError> {
 
 /// Freezes (`frozen`) or thaws the cgroup and waits until the kernel is done.
 pub fn set_frozen(dir: &Path, version: u8, frozen: bool) -> Result<(), RuntimeError> {
-    let (file, value, done): (PathBuf, &str, Box<dyn Fn(&str) -> bool>) = if version == 1 {
-        let wanted = if frozen { "FROZEN" } else { "THAWED" };
-        (dir.join("freezer.state"), wanted, Box::new(move |text: &str| text.trim() == wanted))
-    } else {
-        let wanted = if frozen { "frozen 1" } else { "frozen 0" };
-        (
-            dir.join("cgroup.freeze"),
-            if frozen { "1" } else { "0" },
-            Box::new(move |text: &str| text.lines().any(|line| line.trim() == wanted)),
-        )
+    // (file written, value, file read back, line that says done)
+    let (file, value, check, done) = match (version, frozen) {
+        (1, true) => (dir.join("freezer.state"), "FROZEN", dir.join("freezer.state"), "FROZEN"),
+        (1, false) => (dir.join("freezer.state"), "THAWED", dir.join("freezer.state"), "THAWED"),
+        (_, true) => (dir.join("cgroup.freeze"), "1", dir.join("cgroup.events"), "frozen 1"),
+        (_, false) => (dir.join("cgroup.freeze"), "0", dir.join("cgroup.events"), "frozen 0"),
     };
-    let check = if version == 1 { file.clone() } else { dir.join("cgroup.events") };
     let deadline = Instant::now() + FREEZE_TIMEOUT;
     loop {
         // v1: writing FROZEN again moves a FREEZING cgroup on (tasks that forked meanwhile)
         write(&file, value)?;
-        if done(&read(&check)?) {
+        if read(&check)?.lines().any(|line| line.trim() == done) {
             return Ok(());
         }
         if Instant::now() >= deadline {
