@@ -482,6 +482,17 @@ fn rename_top_stats_and_container_prune() {
     assert!(fields[2].ends_with('%'), "{formatted}");
     let memory = kiln.ok(&["stats", "--no-stream", "--format", "{{.MemUsage}}", "web"]);
     assert!(memory.contains("iB / ") && !memory.starts_with("0B"), "{memory}");
+    // without --no-stream: the table again every second, until interrupted
+    let streamed = kiln._tmp.path().join("stats.out");
+    let mut child =
+        kiln.cmd(&["stats", "web"]).stdout(std::fs::File::create(&streamed).unwrap()).spawn().unwrap();
+    let tables = || std::fs::read_to_string(&streamed).unwrap_or_default().matches("CONTAINER ID").count();
+    let waited =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| wait_for("two tables", || tables() >= 2)));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(waited.is_ok(), "{}", std::fs::read_to_string(&streamed).unwrap_or_default());
+    assert!(std::fs::read_to_string(&streamed).unwrap().contains("\x1b[2J"));
 
     // container prune: stopped containers only, filters, and the prompt's default is no
     let exited = kiln.detach(&["img", "sh", "-c", "echo data > /file"]);

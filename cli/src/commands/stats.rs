@@ -1,11 +1,11 @@
-//! `kiln stats --no-stream`: one table of the containers' resource use (`CONTAINER ID  NAME
-//! CPU %  MEM USAGE / LIMIT  MEM %  NET I/O  BLOCK I/O  PIDS`), the CPU percentage over a one
-//! second interval between two samples, `--format` with docker's fields.
+//! `kiln stats [--no-stream]`: a table of the containers' resource use (`CONTAINER ID  NAME
+//! CPU %  MEM USAGE / LIMIT  MEM %  NET I/O  BLOCK I/O  PIDS`), the CPU percentage over the one
+//! second between two samples, refreshed every second unless `--no-stream`; `--format` with
+//! docker's fields.
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::bail;
 use executor::runtime::Container;
 use executor::runtime::stats::{self, Sample};
 
@@ -18,7 +18,8 @@ pub struct StatsArgs {
     /// Show all containers (only running ones by default).
     #[arg(short, long)]
     pub all: bool,
-    /// Print one sample and exit (the only mode so far).
+    /// Print one sample and exit (by default the table is refreshed every second until
+    /// interrupted).
     #[arg(long)]
     pub no_stream: bool,
     /// Don't truncate output.
@@ -106,10 +107,35 @@ fn fields(
     })
 }
 
-pub fn run(global: &GlobalOptions, args: StatsArgs) -> anyhow::Result<ExitCode> {
-    if !args.no_stream {
-        bail!("kiln stats streams no updates yet: pass --no-stream for one sample");
+/// Renders one table (or `--format` output) of `items`.
+fn render(
+    items: &[serde_json::Value],
+    format: Option<&str>,
+    out: &mut dyn std::io::Write,
+) -> anyhow::Result<()> {
+    if let Some(format) = format {
+        write!(out, "{}", crate::format::Format::parse(format, HEADERS)?.render(items)?)?;
+        return Ok(());
     }
+    // docker's default table, with its column spacing
+    let mut rows = vec![
+        ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"]
+            .map(str::to_owned)
+            .to_vec(),
+    ];
+    for item in items {
+        rows.push(
+            ["ID", "Name", "CPUPerc", "MemUsage", "MemPerc", "NetIO", "BlockIO", "PIDs"]
+                .iter()
+                .map(|key| item[key].as_str().unwrap_or_default().to_owned())
+                .collect(),
+        );
+    }
+    write_table(out, &rows)?;
+    Ok(())
+}
+
+pub fn run(global: &GlobalOptions, args: StatsArgs) -> anyhow::Result<ExitCode> {
     let store = super::container::open(global)?;
     // (as named, container)
     let mut selected: Vec<(String, Container)> = Vec::new();
@@ -122,41 +148,33 @@ pub fn run(global: &GlobalOptions, args: StatsArgs) -> anyhow::Result<ExitCode> 
             selected.push((name.clone(), store.find(name)?));
         }
     }
-    let mut first: Vec<Option<Sample>> =
+    let mut previous: Vec<Option<Sample>> =
         selected.iter_mut().map(|(_, container)| stats::sample(container).ok()).collect();
-    if first.iter().any(Option::is_some) {
+    loop {
         std::thread::sleep(INTERVAL);
-    }
-    let mut items = Vec::new();
-    for ((name, container), before) in selected.iter_mut().zip(first.iter_mut()) {
-        let after = before.as_ref().and_then(|_| stats::sample(container).ok());
-        let pair = before.as_ref().zip(after.as_ref());
-        items.push(fields(container, name, pair, args.no_trunc));
-    }
-    if let Some(format) = args.format.as_deref() {
-        use std::io::Write;
-        let text = crate::format::Format::parse(format, HEADERS)?.render(&items)?;
-        write!(std::io::stdout().lock(), "{text}")?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    {
-        // docker's default table, with its column spacing
-        let mut rows = vec![
-            ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"]
-                .map(str::to_owned)
-                .to_vec(),
-        ];
-        for item in &items {
-            rows.push(
-                ["ID", "Name", "CPUPerc", "MemUsage", "MemPerc", "NetIO", "BlockIO", "PIDs"]
-                    .iter()
-                    .map(|key| item[key].as_str().unwrap_or_default().to_owned())
-                    .collect(),
-            );
+        let current: Vec<Option<Sample>> =
+            selected.iter_mut().map(|(_, container)| stats::sample(container).ok()).collect();
+        let items: Vec<serde_json::Value> = selected
+            .iter()
+            .zip(previous.iter().zip(current.iter()))
+            .map(|((name, container), (before, after))| {
+                fields(container, name, before.as_ref().zip(after.as_ref()), args.no_trunc)
+            })
+            .collect();
+        let mut out = std::io::stdout().lock();
+        if !args.no_stream {
+            // docker's screen refresh: clear, home
+            use std::io::Write;
+            write!(out, "\x1b[2J\x1b[H")?;
         }
-        write_table(&mut std::io::stdout().lock(), &rows)?;
+        render(&items, args.format.as_deref(), &mut out)?;
+        if args.no_stream {
+            return Ok(ExitCode::SUCCESS);
+        }
+        use std::io::Write;
+        out.flush()?;
+        previous = current;
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 #[cfg(test)]
