@@ -608,3 +608,21 @@ fn cp_diff_and_export_stay_inside_the_container() {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mounts.contains(kiln.root.to_str().unwrap()), "a mount of the container's files was left");
 }
+
+#[test]
+fn a_detached_container_with_a_terminal_logs_what_it_writes_there() {
+    let kiln = Kiln::new(&[]);
+    let id = kiln.detach(&["-t", "img", "sh", "-c", "stty size; echo done; exec sleep 1000"]);
+    wait_for("the terminal output", || kiln.logs(&id).contains("done"));
+    // a terminal's line endings and docker's default size, all on stdout
+    assert_eq!(kiln.logs(&id), "24 80\r\ndone\r\n");
+    let out = kiln.output(&["logs", &id]);
+    assert!(out.stderr.is_empty(), "{out:?}");
+    assert_eq!(kiln.inspect(&id)["Config"]["Tty"], true);
+    kiln.ok(&["stop", "-t", "1", &id]);
+    // restarted on a new terminal; the log goes on
+    kiln.ok(&["start", &id]);
+    wait_for("the second run's output", || kiln.logs(&id).matches("done").count() == 2);
+    let refused = kiln.output(&["run", "-d", "-i", "-t", "img", "true"]);
+    assert!(!refused.status.success(), "{refused:?}");
+}

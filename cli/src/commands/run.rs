@@ -450,9 +450,6 @@ pub(crate) async fn create(
     global: &GlobalOptions,
     args: &RunArgs,
 ) -> anyhow::Result<executor::runtime::Container> {
-    if args.tty {
-        bail!("-t is not supported for containers that outlive the command yet (run it in the foreground)");
-    }
     if args.interactive && args.detach {
         bail!("-i is not supported with -d yet: the container's stdin is /dev/null");
     }
