@@ -625,4 +625,9 @@ fn a_detached_container_with_a_terminal_logs_what_it_writes_there() {
     wait_for("the second run's output", || kiln.logs(&id).matches("done").count() == 2);
     let refused = kiln.output(&["run", "-d", "-i", "-t", "img", "true"]);
     assert!(!refused.status.success(), "{refused:?}");
+    // exec -t: a terminal of its own (TERM set, stdin a terminal), the exit code passed on
+    let out =
+        kiln.output(&["exec", "-t", &id, "sh", "-c", "stty size; echo $TERM; test -t 0 && echo tty; exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "24 80\r\nxterm\r\ntty\r\n");
 }
