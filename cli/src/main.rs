@@ -129,6 +129,8 @@ enum Command {
     Stats(commands::stats::StatsArgs),
     /// List containers.
     Ps(commands::ps::PsArgs),
+    /// Attach to a running container's output until it stops.
+    Attach(commands::logs::AttachArgs),
     /// Fetch the logs of a container.
     Logs(commands::logs::LogsArgs),
     /// Run a command in a running container.
@@ -246,6 +248,7 @@ fn main() -> ExitCode {
             Command::Top(args) => commands::top::run(&global, args),
             Command::Stats(args) => commands::stats::run(&global, args),
             Command::Ps(args) => commands::ps::run(&global, args),
+            Command::Attach(args) => commands::logs::attach(&global, args),
             Command::Logs(args) => commands::logs::run(&global, args),
             Command::Exec(args) => commands::exec::run(&global, args),
             Command::Volume(cmd) => commands::volume::run(&global, cmd),

@@ -631,3 +631,29 @@ fn a_detached_container_with_a_terminal_logs_what_it_writes_there() {
     assert_eq!(out.status.code(), Some(3), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "24 80\r\nxterm\r\ntty\r\n");
 }
+
+#[test]
+fn attach_streams_the_output_from_now_on_and_exits_with_the_code() {
+    let kiln = Kiln::new(&[]);
+    let script = "echo before; while [ ! -e /go ]; do sleep 0.05; done; echo after; echo err >&2; exit 7";
+    let id = kiln.detach(&["img", "sh", "-c", script]);
+    wait_for("before", || kiln.logs(&id).contains("before"));
+    let child = kiln.cmd(&["attach", &id]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // attached once it has the log open
+    let log = kiln.root.join("runtime-v1/containers").join(&id).join(format!("{id}-json.log"));
+    let fds = format!("/proc/{}/fd", child.id());
+    wait_for("attach to open the log", || {
+        std::fs::read_dir(&fds)
+            .map(|fds| {
+                fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == log))
+            })
+            .unwrap_or(false)
+    });
+    kiln.ok(&["exec", &id, "touch", "/go"]);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "after\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+    let stopped = kiln.output(&["attach", &id]);
+    assert!(!stopped.status.success() && stderr_of(&stopped).contains("stopped container"), "{stopped:?}");
+}

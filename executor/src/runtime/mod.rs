@@ -28,6 +28,7 @@ pub mod monitor;
 pub mod pause;
 pub mod processes;
 pub mod record;
+mod rename;
 pub mod rootfs;
 pub mod stats;
 pub mod stop;

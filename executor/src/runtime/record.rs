@@ -13,7 +13,7 @@ use crate::state::process_start_time;
 
 /// Version of `config.json` and `state.json` (the directory is `runtime-v1`).
 pub const FORMAT_VERSION: u32 = 1;
-const CONFIG: &str = "config.json";
+pub(super) const CONFIG: &str = "config.json";
 const STATE: &str = "state.json";
 const LOCK: &str = "lock";
 /// A container directory without config this old belongs to a create that died.
@@ -129,12 +129,12 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     })
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+pub(super) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let data = std::fs::read(path).map_err(io("read", path))?;
     serde_json::from_slice(&data).map_err(|source| RuntimeError::Record { path: path.to_owned(), source })
 }
 
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+pub(super) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let data = serde_json::to_vec_pretty(value)
         .map_err(|source| RuntimeError::Record { path: path.to_owned(), source })?;
     write_atomic(path, &data)
@@ -558,12 +558,12 @@ impl Store {
         self.root.join("containers")
     }
 
-    fn name_path(&self, name: &str) -> PathBuf {
+    pub(super) fn name_path(&self, name: &str) -> PathBuf {
         self.root.join("names").join(name)
     }
 
     /// Reserves `name` for `id` (atomically: O_EXCL), or fails with docker's conflict error.
-    fn reserve_name(&self, name: &str, id: &str) -> Result<()> {
+    pub(super) fn reserve_name(&self, name: &str, id: &str) -> Result<()> {
         if !valid_name(name) {
             return Err(RuntimeError::InvalidName(name.to_owned()));
         }
@@ -714,39 +714,6 @@ impl Store {
             [one] => self.load(one),
             _ => Err(RuntimeError::Ambiguous(reference)),
         }
-    }
-
-    /// docker's `rename`: reserves `new_name` (failing as `create` does when it is taken),
-    /// rewrites the config under the container's lock and releases the old name.
-    pub fn rename(&self, container: &mut Container, new_name: &str) -> Result<()> {
-        let new_name = new_name.strip_prefix('/').unwrap_or(new_name);
-        if new_name == container.config.name {
-            return Err(RuntimeError::SameName(container.config.name.clone()));
-        }
-        self.reserve_name(new_name, &container.config.id)?;
-        let old_name = {
-            let _lock = container.lock()?;
-            let path = container.dir.join(CONFIG);
-            let mut config: ContainerConfig = match read_json(&path) {
-                Ok(config) => config,
-                Err(err) => {
-                    let _ = std::fs::remove_file(self.name_path(new_name));
-                    return Err(err);
-                }
-            };
-            let old_name = std::mem::replace(&mut config.name, new_name.to_owned());
-            if let Err(err) = write_json(&path, &config) {
-                let _ = std::fs::remove_file(self.name_path(new_name));
-                return Err(err);
-            }
-            container.config = config;
-            old_name
-        };
-        let old_path = self.name_path(&old_name);
-        if std::fs::read_to_string(&old_path).is_ok_and(|id| id.trim() == container.config.id) {
-            std::fs::remove_file(&old_path).map_err(io("remove", &old_path))?;
-        }
-        Ok(())
     }
 
     /// Removes a container that is not active: its name, its directory and, with
