@@ -307,9 +307,15 @@ pub fn publish(
     Ok(())
 }
 
+/// The words of a rule as `iptables -S` prints it, without the quotes it puts around comments
+/// (kiln's comments hold no spaces).
+fn rule_words(rule: &str) -> Vec<&str> {
+    rule.split_whitespace().map(|word| word.trim_matches('"')).collect()
+}
+
 fn remove_rules(tag: &str) {
     for rule in list_rules(CHAIN) {
-        let words: Vec<&str> = rule.split_whitespace().collect();
+        let words = rule_words(&rule);
         if words.first() != Some(&"-A") || !words.windows(2).any(|w| w == ["--comment", tag]) {
             continue;
         }
@@ -336,7 +342,7 @@ pub fn owners() -> Vec<String> {
     let mut owners: Vec<String> = list_rules(CHAIN)
         .iter()
         .filter_map(|rule| {
-            let words: Vec<&str> = rule.split_whitespace().collect();
+            let words = rule_words(rule);
             words
                 .windows(2)
                 .find(|w| w[0] == "--comment")
@@ -393,6 +399,13 @@ mod tests {
             let err = parse_publish(bad).unwrap_err().to_string();
             assert!(err.contains(why), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn rules_read_back_as_iptables_prints_them() {
+        let rule = r#"-A KILN-PORTS -p tcp -m tcp --dport 9 -m comment --comment "kiln:abc" -j DNAT --to-destination 10.1.1.1:80"#;
+        let words = rule_words(rule);
+        assert!(words.windows(2).any(|w| w == ["--comment", "kiln:abc"]), "{words:?}");
     }
 
     #[test]
