@@ -115,6 +115,11 @@ pub struct BuildArgs {
     /// What to do: `build` (default) or `check` (the build checks, nothing is built).
     #[arg(long, value_name = "build|check")]
     pub call: Option<String>,
+    /// Extra named context `NAME=VALUE`: a directory, `docker-image://REF` or
+    /// `oci-layout://PATH[:TAG|@DIGEST]`; used by `FROM NAME`, `COPY --from=NAME` and
+    /// `RUN --mount=from=NAME` instead of the stage or image NAME; repeatable.
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub build_contexts: Vec<String>,
     /// buildx flags kiln does not implement (hidden; each fails with a clear message).
     #[command(flatten)]
     pub unsupported: UnsupportedFlags,
@@ -275,6 +280,19 @@ fn read_stdin() -> anyhow::Result<String> {
     Ok(text)
 }
 
+/// `--build-context NAME=VALUE` (buildx's message for a value without `=`).
+fn parse_build_contexts(values: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    values
+        .iter()
+        .map(|value| match value.split_once('=') {
+            Some((name, context)) if !name.is_empty() && !context.is_empty() => {
+                Ok((name.to_owned(), context.to_owned()))
+            }
+            _ => bail!("invalid context value: {value}, expected key=value"),
+        })
+        .collect()
+}
+
 fn request(args: &BuildArgs, plan: &Plan) -> anyhow::Result<BuildRequest> {
     check_platform(args.platform.as_deref())?;
     let secrets = args.secrets.iter().map(|s| parse_secret(s)).collect::<anyhow::Result<Vec<_>>>()?;
@@ -319,6 +337,7 @@ fn request(args: &BuildArgs, plan: &Plan) -> anyhow::Result<BuildRequest> {
             .collect::<Result<_, _>>()
             .context("invalid --cache-to")?,
         check: false,
+        build_contexts: parse_build_contexts(&args.build_contexts)?,
         export: ExportSettings {
             image: ImageOptions {
                 labels: parse_labels(&args.labels)?,
@@ -494,8 +513,6 @@ pub struct UnsupportedFlags {
     annotation: Vec<String>,
     #[arg(long, hide = true)]
     attest: Vec<String>,
-    #[arg(long = "build-context", hide = true)]
-    build_context: Vec<String>,
     #[arg(long, hide = true)]
     builder: Vec<String>,
     #[arg(long = "cgroup-parent", hide = true)]
@@ -518,7 +535,6 @@ impl UnsupportedFlags {
             ("allow", &self.allow),
             ("annotation", &self.annotation),
             ("attest", &self.attest),
-            ("build-context", &self.build_context),
             ("builder", &self.builder),
             ("cgroup-parent", &self.cgroup_parent),
             ("provenance", &self.provenance),
