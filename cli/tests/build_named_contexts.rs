@@ -28,7 +28,12 @@ fn local_directory_context() {
     let ctx = kiln.context("ctx", USES, &[]);
     let src = kiln.files(
         "src",
-        &[("a.txt", "a one\n"), ("b.txt", "b one\n"), ("ignored.txt", "x\n"), (".dockerignore", "ignored.txt\n")],
+        &[
+            ("a.txt", "a one\n"),
+            ("b.txt", "b one\n"),
+            ("ignored.txt", "x\n"),
+            (".dockerignore", "ignored.txt\n"),
+        ],
     );
     let src_arg = format!("src={}", src.display());
     let base_arg = format!("base={}", src.display());
@@ -75,10 +80,13 @@ fn docker_image_context() {
     let uses = kiln.context("uses", USES, &[]);
     let env = kiln.context(
         "env",
-        &format!("{USES}FROM fromsrc AS env\nRUN echo \"$MARK\" > /mark\nFROM busybox\nCOPY --from=env /mark /\n"),
+        &format!(
+            "{USES}FROM fromsrc AS env\nRUN echo \"$MARK\" > /mark\nFROM busybox\nCOPY --from=env /mark /\n"
+        ),
         &[],
     );
-    let contexts = ["--build-context", "src=docker-image://made:1", "--build-context", "base=docker-image://made:1"];
+    let contexts =
+        ["--build-context", "src=docker-image://made:1", "--build-context", "base=docker-image://made:1"];
     fn with<'a>(contexts: &[&'a str], ctx: &'a std::path::Path) -> Vec<&'a str> {
         let mut args = contexts.to_vec();
         args.push(ctx.to_str().unwrap());
@@ -95,13 +103,17 @@ fn docker_image_context() {
 
     // scratch: an empty base
     let empty = kiln.context("empty", "FROM busybox AS build\nCOPY <<EOF /out\nhello\nEOF\n", &[]);
-    let (out, _) =
-        kiln.build_local("out3", &["--build-context", "busybox=docker-image://scratch", empty.to_str().unwrap()]);
+    let (out, _) = kiln
+        .build_local("out3", &["--build-context", "busybox=docker-image://scratch", empty.to_str().unwrap()]);
     let names: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names, ["out"], "only the copied file, no busybox");
 
     // an image that does not exist is reported with its name
-    let err = kiln.build_fails(&["--build-context", "src=docker-image://127.0.0.1:9/nosuch:1", uses.to_str().unwrap()]);
+    let err = kiln.build_fails(&[
+        "--build-context",
+        "src=docker-image://127.0.0.1:9/nosuch:1",
+        uses.to_str().unwrap(),
+    ]);
     assert!(err.contains("127.0.0.1:9/nosuch:1"), "{err}");
 }
 

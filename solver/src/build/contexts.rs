@@ -89,18 +89,19 @@ pub(crate) fn named_contexts(
                 value: value.clone(),
             });
         } else {
-            let not_dir = |source| ContextError::NotADirectory { name: name.clone(), value: value.clone(), source };
+            let not_dir =
+                |source| ContextError::NotADirectory { name: name.clone(), value: value.clone(), source };
             let path = Path::new(value).canonicalize().map_err(not_dir)?;
             if !path.is_dir() {
                 return Err(not_dir(std::io::Error::from(std::io::ErrorKind::NotADirectory)));
             }
             // BuildKit reads the `.dockerignore` at the root of the named context's directory
-            let excludes = crate::contenthash::ignore::load_ignore_patterns(&path, None).map_err(|source| {
-                ContextError::Ignore { name: name.clone(), path: path.clone(), source }
-            })?;
+            let excludes = crate::contenthash::ignore::load_ignore_patterns(&path, None)
+                .map_err(|source| ContextError::Ignore { name: name.clone(), path: path.clone(), source })?;
             let source = format!("context:{name}");
             out.locals.retain(|(existing, _)| existing != &source);
-            out.locals.push((source.clone(), LocalDirOptions { path: path.clone(), excludes: excludes.clone() }));
+            out.locals
+                .push((source.clone(), LocalDirOptions { path: path.clone(), excludes: excludes.clone() }));
             NamedContext::Local { source, excludes, shared_key: path.display().to_string() }
         };
         out.frontend.insert(name.clone(), context);
@@ -142,13 +143,19 @@ fn oci_layout(
     let path = PathBuf::from(path);
     let layout_error = |source| ContextError::Layout { name: name.to_owned(), path: path.clone(), source };
     let index_path = path.join("index.json");
-    let bytes = std::fs::read(&index_path).map_err(|e| layout_error(cache::Error::io("read", &index_path, e)))?;
+    let bytes =
+        std::fs::read(&index_path).map_err(|e| layout_error(cache::Error::io("read", &index_path, e)))?;
     let index: ImageIndex = serde_json::from_slice(&bytes).map_err(|e| {
-        layout_error(cache::Error::Archive { path: index_path.clone(), problem: format!("invalid index.json: {e}") })
+        layout_error(cache::Error::Archive {
+            path: index_path.clone(),
+            problem: format!("invalid index.json: {e}"),
+        })
     })?;
     let position = index.manifests().iter().position(|entry| match wanted {
         Wanted::Digest(digest) => entry.digest().to_string() == digest,
-        Wanted::Tag(tag) => entry.annotations().as_ref().and_then(|a| a.get(REF_NAME)).is_some_and(|t| t == tag),
+        Wanted::Tag(tag) => {
+            entry.annotations().as_ref().and_then(|a| a.get(REF_NAME)).is_some_and(|t| t == tag)
+        }
     });
     let not_found = || ContextError::NotInLayout {
         name: name.to_owned(),

@@ -610,9 +610,11 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
                 };
                 Ok(self.graph.add_output(Op::Source(SourceOp::Local(local)), Vec::new(), metadata)?)
             }
-            NamedContext::Image { .. } => {
-                Ok(self.graph.add_output(Op::Source(SourceOp::Scratch), Vec::new(), VertexMetadata::default())?)
-            }
+            NamedContext::Image { .. } => Ok(self.graph.add_output(
+                Op::Source(SourceOp::Scratch),
+                Vec::new(),
+                VertexMetadata::default(),
+            )?),
         }
     }
 }

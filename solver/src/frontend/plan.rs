@@ -353,7 +353,13 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
                 None => format!("stage-{index}"),
             };
             if replacement.is_some() {
-                self.stages.push(PlannedStage { display, base, platform, deps: BTreeSet::new(), replaced: true });
+                self.stages.push(PlannedStage {
+                    display,
+                    base,
+                    platform,
+                    deps: BTreeSet::new(),
+                    replaced: true,
+                });
                 continue;
             }
             let mut deps = BTreeSet::new();
@@ -539,7 +545,8 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
     /// reference without `:latest`; never for `scratch` and `context`.
     pub(super) fn named_context(&self, name: &str, platform: &Platform) -> Option<(String, NamedContext)> {
         let contexts = &self.options.named_contexts;
-        if contexts.is_empty() || name.eq_ignore_ascii_case("scratch") || name.eq_ignore_ascii_case("context") {
+        if contexts.is_empty() || name.eq_ignore_ascii_case("scratch") || name.eq_ignore_ascii_case("context")
+        {
             return None;
         }
         let familiar = registry::Reference::parse_named(name).ok()?.familiar();
