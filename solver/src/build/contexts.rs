@@ -1,7 +1,9 @@
 //! `--build-context NAME=VALUE` (buildx's named contexts) → the frontend's [`NamedContext`]s:
 //! a local directory (a `Local` source of its own, with that directory's `.dockerignore`),
 //! `docker-image://REF` (resolved like `FROM`) or `oci-layout://PATH[:TAG][@TAG|@DIGEST]` (the
-//! layout's image is loaded into the content store and handed to the runner pinned by digest).
+//! layout's image is loaded into the content store and handed to the runner pinned by digest);
+//! and the main context as an archive on stdin (`kiln build - < ctx.tar`: [`is_archive`],
+//! [`unpack_context`]).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -48,6 +50,33 @@ pub enum ContextError {
     },
     #[error("named context {name}: the OCI layout {path} has no image {wanted}")]
     NotInLayout { name: String, path: PathBuf, wanted: String },
+    #[error("cannot unpack the build context archive into {path}")]
+    Unpack {
+        path: PathBuf,
+        #[source]
+        source: cache::Error,
+    },
+}
+
+/// Whether a stream starting with `head` (at least 512 bytes when the stream has them) is an
+/// archive, as buildx tells a tar context on stdin from a Dockerfile: gzip, zstd, bzip2 or xz
+/// magic, or a tar header (`ustar` magic at offset 257).
+pub fn is_archive(head: &[u8]) -> bool {
+    cache::compress::detect(head) != cache::compress::Format::Plain
+        || head.get(257..262) == Some(&b"ustar"[..])
+}
+
+/// Unpacks a build context archive (a tar, possibly compressed) into the directory `dest`, which
+/// must exist, with the store's tar applier (nothing is written outside `dest`; modes, owners
+/// and mtimes are the archive's), as `ADD` extracts an archive.
+pub fn unpack_context(reader: impl std::io::Read + Send + 'static, dest: &Path) -> Result<(), ContextError> {
+    let reader = cache::compress::decompress_any(reader).map_err(|e| ContextError::Unpack {
+        path: dest.to_owned(),
+        source: cache::Error::io("read", dest, e),
+    })?;
+    cache::apply::apply_tar(reader, dest, cache::apply::ApplyMode::Merge)
+        .map_err(|source| ContextError::Unpack { path: dest.to_owned(), source })?;
+    Ok(())
 }
 
 /// The named contexts of a build: what the frontend sees, the local directories the runner
@@ -178,6 +207,40 @@ fn oci_layout(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn archives_are_told_from_dockerfiles() {
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(3);
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        tar.append_data(&mut header, "Dockerfile", &b"abc"[..]).unwrap();
+        let bytes = tar.into_inner().unwrap();
+        assert!(is_archive(&bytes[..512]));
+        assert!(is_archive(&[0x1f, 0x8b, 8, 0]), "gzip");
+        assert!(!is_archive(b"FROM busybox\nRUN true\n"));
+        let dir = tempfile::tempdir().unwrap();
+        unpack_context(std::io::Cursor::new(bytes), dir.path()).unwrap();
+        assert_eq!(std::fs::read(dir.path().join("Dockerfile")).unwrap(), b"abc");
+        // an entry climbing out of the directory is not written
+        let mut tar = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(1);
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        header.as_gnu_mut().unwrap().name[..9].copy_from_slice(b"../escape");
+        header.set_cksum();
+        tar.append(&header, &b"x"[..]).unwrap();
+        let inner = dir.path().join("inner");
+        std::fs::create_dir(&inner).unwrap();
+        let _ = unpack_context(std::io::Cursor::new(tar.into_inner().unwrap()), &inner);
+        assert!(!dir.path().join("escape").exists());
+    }
 
     #[test]
     fn layout_values() {

@@ -2,9 +2,10 @@
 //! `kiln build --build-context NAME=VALUE` end to end (root): a local directory,
 //! `docker-image://REF` and `oci-layout://PATH`, each used by `FROM NAME`, `COPY --from=NAME` and
 //! `RUN --mount=from=NAME`, and a stage of that name replaced by the context (BuildKit's
-//! semantics).
+//! semantics); and the main context as a tar on stdin (`kiln build - < ctx.tar`).
 
-use std::process::Command;
+use std::io::Write;
+use std::process::{Command, Stdio};
 
 use testkit::{Kiln, ran, read};
 
@@ -159,4 +160,73 @@ fn oci_layout_context() {
     let arg = format!("src=oci-layout://{}:nosuchtag", layout.display());
     let err = other.build_fails(&["--build-context", &arg, ctx.to_str().unwrap()]);
     assert!(err.contains("has no image tagged nosuchtag"), "{err}");
+}
+
+/// `kiln build - < ctx.tar` (plain or gzip): the archive is the context, with its own Dockerfile
+/// or an external `-f`; a Dockerfile on stdin still builds without a context.
+#[test]
+fn tar_context_on_stdin() {
+    testkit::require_root!();
+    let kiln = Kiln::with_busybox();
+    let ctx = kiln.context(
+        "ctx",
+        "FROM busybox\nCOPY foo /foo\nCOPY sub/ /sub/\n",
+        &[("foo", "foo contents\n"), ("sub/bar", "bar contents\n")],
+    );
+    let tarball = kiln.path("ctx.tar");
+    let status = Command::new("tar").arg("-cf").arg(&tarball).arg("-C").arg(&ctx).arg(".").status().unwrap();
+    assert!(status.success());
+    let gzipped = kiln.path("ctx.tar.gz");
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("gzip -c {} > {}", tarball.display(), gzipped.display()))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let external = kiln.files("external", &[("Dockerfile", "FROM scratch\nCOPY sub/bar /only-bar\n")]);
+    let external_file = external.join("Dockerfile");
+
+    let build_stdin = |name: &str, input: &std::path::Path, extra: &[&str]| {
+        let dest = kiln.path(name);
+        let output = format!("type=local,dest={}", dest.display());
+        let mut args = vec!["build", "--progress", "plain", "-o", &output];
+        args.extend_from_slice(extra);
+        args.push("-");
+        let mut child = kiln
+            .cmd(&args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let bytes = std::fs::read(input).unwrap();
+        child.stdin.take().unwrap().write_all(&bytes).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        dest
+    };
+    for (name, input) in [("out-tar", &tarball), ("out-gz", &gzipped)] {
+        let out = build_stdin(name, input, &[]);
+        assert_eq!(read(&out.join("foo")), "foo contents\n", "{name}");
+        assert_eq!(read(&out.join("sub/bar")), "bar contents\n", "{name}");
+    }
+    let out = build_stdin("out-ext", &tarball, &["-f", external_file.to_str().unwrap()]);
+    assert_eq!(read(&out.join("only-bar")), "bar contents\n");
+    assert!(!out.join("foo").exists());
+
+    // a Dockerfile on stdin: no context
+    let dockerfile = kiln.files("df", &[("Dockerfile", "FROM scratch\nCOPY <<EOF /hi\nhi\nEOF\n")]);
+    let out = build_stdin("out-df", &dockerfile.join("Dockerfile"), &[]);
+    assert_eq!(read(&out.join("hi")), "hi\n");
+    // ... and a Dockerfile on stdin with -f is ambiguous, as buildx says
+    let mut child = kiln
+        .cmd(&["build", "-f", external_file.to_str().unwrap(), "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"FROM scratch\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("ambiguous Dockerfile source"), "{err}");
 }
