@@ -453,6 +453,24 @@ fn excerpt(stderr: &str) -> String {
 
 /// Runs one build of a case; returns its failures (empty: it did what the case expects) and
 /// whether it ended as expected (succeeded or failed), so that the next builds can run.
+/// Replaces each `{oci-digest:N}` by the digest of the first manifest in the `index.json` of
+/// build N's OCI output (`{work}/out-N`), as a Go test reads it from the exported layout.
+fn oci_digests(text: &str, work: &Path) -> String {
+    let mut out = text.to_owned();
+    while let Some(start) = out.find("{oci-digest:") {
+        let Some(len) = out[start..].find('}') else { break };
+        let n = &out[start + "{oci-digest:".len()..start + len];
+        let index = work.join(format!("out-{n}")).join("index.json");
+        let digest = std::fs::read(&index)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .and_then(|v| v["manifests"][0]["digest"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("no-digest-in-{}", index.display()));
+        out.replace_range(start..start + len + 1, &digest);
+    }
+    out
+}
+
 fn run_build(
     case: &CaseDir,
     n: usize,
@@ -467,10 +485,12 @@ fn run_build(
     apply_edits(ctx, b)?;
     let url = server.map_or(String::new(), |s| s.url.clone());
     let subst = |s: &str| {
-        s.replace("{context}", &ctx.to_string_lossy())
+        let s = s
+            .replace("{context}", &ctx.to_string_lossy())
             .replace("{case}", &case.dir.to_string_lossy())
             .replace("{work}", &work.to_string_lossy())
-            .replace("{server}", &url)
+            .replace("{server}", &url);
+        oci_digests(&s, work)
     };
     let mut dockerfile = match b.dockerfile.strip_prefix("context/") {
         Some(inner) => ctx.join(inner),
