@@ -38,6 +38,10 @@
 //!   `.dockerignore` patterns as `exclude_patterns` and `follow_paths` = the context paths
 //!   COPY/ADD read (relative, may hold wildcards; empty when something reads the whole
 //!   context, e.g. `RUN --mount=type=bind` without `from`).
+//! - A named local context (`--build-context NAME=DIR`, [`NamedContext::Local`]) is a `Local`
+//!   source of its own name (`[context NAME] load from client`), with that directory's
+//!   `.dockerignore` as `exclude_patterns` and no follow paths; an image one is an `Image` source
+//!   resolved like `FROM`.
 //! - RUN: an exec op whose mount 0 is the rootfs at `/` (input 0, output 0); extra mounts
 //!   follow with their own inputs. `env` = base image Env + ENV + ARG values in declaration
 //!   order (later wins), `PATH` defaulted, proxy build args (`HTTP_PROXY` family) appended.
