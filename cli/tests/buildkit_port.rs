@@ -149,6 +149,7 @@ fn kiln(
     (work, cwd): (&Path, &Path),
     args: &[String],
     env: &BTreeMap<String, String>,
+    stdin: Option<&Path>,
 ) -> Result<Ran, String> {
     let log = |name: &str| std::fs::File::create(work.join(name)).map_err(|e| e.to_string());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
@@ -159,7 +160,12 @@ fn kiln(
         .env_remove("KILN_ROOT")
         .env_remove("SOURCE_DATE_EPOCH")
         .envs(env)
-        .stdin(Stdio::null())
+        .stdin(match stdin {
+            Some(path) => {
+                Stdio::from(std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?)
+            }
+            None => Stdio::null(),
+        })
         .stdout(log("kiln.stdout")?)
         .stderr(log("kiln.stderr")?);
     let mut child = cmd.spawn().map_err(|e| format!("spawn kiln: {e}"))?;
@@ -447,6 +453,24 @@ fn excerpt(stderr: &str) -> String {
 
 /// Runs one build of a case; returns its failures (empty: it did what the case expects) and
 /// whether it ended as expected (succeeded or failed), so that the next builds can run.
+/// Replaces each `{oci-digest:N}` by the digest of the first manifest in the `index.json` of
+/// build N's OCI output (`{work}/out-N`), as a Go test reads it from the exported layout.
+fn oci_digests(text: &str, work: &Path) -> String {
+    let mut out = text.to_owned();
+    while let Some(start) = out.find("{oci-digest:") {
+        let Some(len) = out[start..].find('}') else { break };
+        let n = &out[start + "{oci-digest:".len()..start + len];
+        let index = work.join(format!("out-{n}")).join("index.json");
+        let digest = std::fs::read(&index)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .and_then(|v| v["manifests"][0]["digest"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| format!("no-digest-in-{}", index.display()));
+        out.replace_range(start..start + len + 1, &digest);
+    }
+    out
+}
+
 fn run_build(
     case: &CaseDir,
     n: usize,
@@ -461,10 +485,12 @@ fn run_build(
     apply_edits(ctx, b)?;
     let url = server.map_or(String::new(), |s| s.url.clone());
     let subst = |s: &str| {
-        s.replace("{context}", &ctx.to_string_lossy())
+        let s = s
+            .replace("{context}", &ctx.to_string_lossy())
             .replace("{case}", &case.dir.to_string_lossy())
             .replace("{work}", &work.to_string_lossy())
-            .replace("{server}", &url)
+            .replace("{server}", &url);
+        oci_digests(&s, work)
     };
     let mut dockerfile = match b.dockerfile.strip_prefix("context/") {
         Some(inner) => ctx.join(inner),
@@ -507,8 +533,17 @@ fn run_build(
         Output::None => {}
     }
     args.extend(b.args.iter().map(|a| subst(a)));
-    args.push(if b.cwd_context { ".".to_owned() } else { in_context(ctx) });
-    let ran = kiln(root, (work, if b.cwd_context { ctx } else { work }), &args, &b.env)?;
+    let stdin = if b.stdin_context {
+        // `kiln build - < context.tar`, as buildx uploads a tar context
+        let tarball = work.join(format!("context-{n}.tar"));
+        run(Command::new("tar").arg("-C").arg(ctx).arg("-cf").arg(&tarball).arg("."))?;
+        args.push("-".to_owned());
+        Some(tarball)
+    } else {
+        args.push(if b.cwd_context { ".".to_owned() } else { in_context(ctx) });
+        None
+    };
+    let ran = kiln(root, (work, if b.cwd_context { ctx } else { work }), &args, &b.env, stdin.as_deref())?;
     let tail = || excerpt(&ran.stderr);
     let mut fails = Vec::new();
     let requests = server.map(serve::Server::take_requests).unwrap_or_default();
@@ -617,7 +652,7 @@ fn run_case(case: &CaseDir, tmp: &Path, rootfs: &Path, shared_tarball: &Path) ->
         };
         let root = work.join("root");
         let import = ["import", &tarball.to_string_lossy(), "busybox", "--change", r#"CMD ["sh"]"#];
-        let imported = kiln(&root, (&work, &work), &import.map(String::from), &BTreeMap::new())?;
+        let imported = kiln(&root, (&work, &work), &import.map(String::from), &BTreeMap::new(), None)?;
         if !imported.success {
             return Err(format!("import of the base failed: {}", imported.stderr));
         }

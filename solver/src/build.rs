@@ -7,6 +7,7 @@
 //! ([`read_dockerfile`], [`crate::contenthash::ignore::load_ignore_patterns`]), parses, lowers
 //! with the frontend and calls this with the runner.
 
+pub mod contexts;
 pub mod failure;
 
 use std::collections::HashMap;
@@ -83,6 +84,8 @@ pub enum BuildError {
     /// before the error).
     #[error("{violation}")]
     Lint { findings: Vec<Finding>, violation: LintViolation },
+    #[error(transparent)]
+    BuildContext(#[from] contexts::ContextError),
 }
 
 /// What to do with the solved target.
@@ -150,6 +153,8 @@ pub struct BuildRequest {
     pub cache_to: Vec<CacheExport>,
     /// `--check` / `--call check`: run the build checks over every stage, build nothing.
     pub check: bool,
+    /// `--build-context NAME=VALUE`, in order (see [`contexts`]).
+    pub build_contexts: Vec<(String, String)>,
 }
 
 /// What `kiln build --check` found.
@@ -438,6 +443,7 @@ pub async fn build(
     };
     let (os, arch) = cache::host_platform();
     let host = crate::graph::Platform { os: os.to_string(), architecture: arch.to_string(), variant: None };
+    let named = contexts::named_contexts(&request.build_contexts, &store)?;
     let options = FrontendOptions {
         build_args,
         target: request.target.clone(),
@@ -459,10 +465,12 @@ pub async fn build(
         network: network.unwrap_or_default(),
         check: check.clone(),
         all_stages: request.check,
+        named_contexts: named.frontend,
     };
     let executor = executor::Executor::new(store.root().join("run"))
         .map_err(|e| BuildError::Runner(crate::scheduler::RunError::failed(e)))?;
     let mut runner_options = runner_options(&request, context.map(|path| (path, excludes)))?;
+    runner_options.locals.extend(named.locals);
     let mut cache_warnings = Vec::new();
     let remote = if request.cache_from.is_empty() {
         None
@@ -482,6 +490,9 @@ pub async fn build(
         crate::runner::Runner::new(store.clone(), executor, registry, runner_options)
             .map_err(|e| BuildError::Runner(e.into()))?,
     );
+    for (reference, manifest) in &named.images {
+        runner.add_image(reference.clone(), manifest).map_err(|e| BuildError::Runner(e.into()))?;
+    }
     let resolver =
         RunnerResolver { runner: runner.clone(), progress: progress.clone(), announced: Default::default() };
     let (plan, findings) = crate::frontend::lower_with_findings(&parsed, &options, &resolver).await;

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use serde::Deserialize;
-use solver::frontend::{FrontendOptions, ImageResolver, ResolveError, ResolvedImage, lower};
-use solver::graph::{NetworkMode, Platform};
+use solver::frontend::{FrontendOptions, ImageResolver, NamedContext, ResolveError, ResolvedImage, lower};
+use solver::graph::{NetworkMode, Op, Platform, SourceOp};
 
 /// Resolves a few made-up images; records what was asked.
 #[derive(Default)]
@@ -250,6 +250,64 @@ async fn pruned_stage_edit_keeps_target_digest() {
     let two = lower(&parser::parse(edited).unwrap(), &options, &FakeResolver::default()).await.unwrap();
     assert_eq!(one.target, two.target);
     assert_eq!(one.definition.vertices.len(), 2);
+}
+
+/// Named build contexts as BuildKit looks them up: by the familiar name without `:latest`, the
+/// `NAME::platform` key first; a stage of that name is replaced (its instructions not lowered);
+/// contexts of stages the target does not need are never resolved.
+#[tokio::test]
+async fn named_contexts_replace_images_and_stages() {
+    let image = |reference: &str| NamedContext::Image { reference: reference.into() };
+    let text = "FROM nosuch AS unused\n\
+                FROM docker.io/library/busybox:latest AS base\n\
+                RUN echo never\n\
+                FROM base\n\
+                COPY --from=src / /src/\n\
+                RUN --mount=from=python,target=/m true\n";
+    let mut named = BTreeMap::new();
+    named.insert("unused".to_owned(), image("nosuch-either"));
+    named.insert("busybox".to_owned(), image("classic"));
+    named.insert("busybox::linux/amd64".to_owned(), image("alpine"));
+    named.insert("python".to_owned(), image("onbuild"));
+    named.insert(
+        "src".to_owned(),
+        NamedContext::Local {
+            source: "context:src".into(),
+            excludes: vec!["x".into()],
+            shared_key: "k".into(),
+        },
+    );
+    let options = FrontendOptions { named_contexts: named.clone(), ..FrontendOptions::default() };
+    let resolver = FakeResolver::default();
+    let plan = lower(&parser::parse(text).unwrap(), &options, &resolver).await.unwrap();
+    let asked = resolver.asked.lock().unwrap().clone();
+    assert!(asked.iter().all(|r| r == "alpine" || r == "onbuild"), "{asked:?}");
+    assert!(asked.iter().any(|r| r == "alpine") && asked.iter().any(|r| r == "onbuild"), "{asked:?}");
+    let locals: Vec<_> = plan
+        .definition
+        .vertices
+        .iter()
+        .filter_map(|v| match &v.op {
+            Op::Source(SourceOp::Local(local)) => Some(local.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(locals.len(), 1, "{locals:?}");
+    assert_eq!(
+        (locals[0].name.as_str(), locals[0].exclude_patterns.as_slice()),
+        ("context:src", &["x".to_owned()][..])
+    );
+
+    // a stage that names a context is that context, whatever its base
+    named.insert("base".to_owned(), image("python"));
+    let options = FrontendOptions { named_contexts: named, ..FrontendOptions::default() };
+    let resolver = FakeResolver::default();
+    let plan = lower(&parser::parse(text).unwrap(), &options, &resolver).await.unwrap();
+    let asked = resolver.asked.lock().unwrap().clone();
+    assert!(asked.iter().any(|r| r == "python") && !asked.iter().any(|r| r == "alpine"), "{asked:?}");
+    let descriptions: Vec<_> =
+        plan.definition.vertices.iter().filter_map(|v| v.metadata.description.clone()).collect();
+    assert!(!descriptions.iter().any(|d| d.contains("echo never")), "{descriptions:?}");
 }
 
 /// Errors carry the instruction's line and column.

@@ -115,10 +115,16 @@ pub struct BuildArgs {
     /// What to do: `build` (default) or `check` (the build checks, nothing is built).
     #[arg(long, value_name = "build|check")]
     pub call: Option<String>,
+    /// Extra named context `NAME=VALUE`: a directory, `docker-image://REF` or
+    /// `oci-layout://PATH[:TAG|@DIGEST]`; used by `FROM NAME`, `COPY --from=NAME` and
+    /// `RUN --mount=from=NAME` instead of the stage or image NAME; repeatable.
+    #[arg(long = "build-context", value_name = "NAME=VALUE")]
+    pub build_contexts: Vec<String>,
     /// buildx flags kiln does not implement (hidden; each fails with a clear message).
     #[command(flatten)]
     pub unsupported: UnsupportedFlags,
-    /// The build context: a directory, or `-` to read a Dockerfile from stdin without context.
+    /// The build context: a directory, or `-`: stdin holds a context archive (tar, possibly
+    /// compressed) or a Dockerfile (then there is no context).
     #[arg(value_name = "CONTEXT")]
     pub context: String,
 }
@@ -275,14 +281,76 @@ fn read_stdin() -> anyhow::Result<String> {
     Ok(text)
 }
 
-fn request(args: &BuildArgs, plan: &Plan) -> anyhow::Result<BuildRequest> {
+/// `--build-context NAME=VALUE` (buildx's message for a value without `=`).
+fn parse_build_contexts(values: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    values
+        .iter()
+        .map(|value| match value.split_once('=') {
+            Some((name, context)) if !name.is_empty() && !context.is_empty() => {
+                Ok((name.to_owned(), context.to_owned()))
+            }
+            _ => bail!("invalid context value: {value}, expected key=value"),
+        })
+        .collect()
+}
+
+/// A build context unpacked from stdin into the store's temp directory, removed when dropped.
+struct UnpackedContext(PathBuf);
+
+impl Drop for UnpackedContext {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+enum StdinContext {
+    Archive(UnpackedContext),
+    Dockerfile(String),
+}
+
+/// `kiln build -`: stdin is a context archive (tar, possibly compressed: unpacked) or a
+/// Dockerfile, told apart by its first bytes as buildx does.
+fn stdin_context(store: &cache::Store) -> anyhow::Result<StdinContext> {
+    let mut stdin = std::io::stdin();
+    let mut head = Vec::with_capacity(512);
+    (&mut stdin).take(512).read_to_end(&mut head).context("cannot read stdin")?;
+    if !solver::build::contexts::is_archive(&head) {
+        let mut rest = Vec::new();
+        stdin.read_to_end(&mut rest).context("cannot read the Dockerfile from stdin")?;
+        head.extend(rest);
+        let text = String::from_utf8(head).context("the Dockerfile on stdin is not UTF-8")?;
+        return Ok(StdinContext::Dockerfile(text));
+    }
+    let dir = store.temp_path("context");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let dir = UnpackedContext(dir);
+    solver::build::contexts::unpack_context(std::io::Cursor::new(head).chain(stdin), &dir.0)?;
+    Ok(StdinContext::Archive(dir))
+}
+
+fn request(
+    args: &BuildArgs,
+    plan: &Plan,
+    store: &cache::Store,
+) -> anyhow::Result<(BuildRequest, Option<UnpackedContext>)> {
     check_platform(args.platform.as_deref())?;
     let secrets = args.secrets.iter().map(|s| parse_secret(s)).collect::<anyhow::Result<Vec<_>>>()?;
     let secrets = secrets.into_iter().map(SecretSpec::resolve).collect();
+    let mut unpacked = None;
     let (context, dockerfile_path, dockerfile_text) = match (args.context.as_str(), args.file.as_deref()) {
         ("-", Some("-")) => bail!("cannot read both the context and the Dockerfile from stdin"),
-        ("-", Some(_)) => bail!("`-f` cannot be used with a context from stdin (`-`)"),
-        ("-", None) => (None, None, Some(read_stdin()?)),
+        ("-", file) => match stdin_context(store)? {
+            // a tar context: the Dockerfile is its own, or `-f` (a client path, as buildx)
+            StdinContext::Archive(dir) => {
+                let path = dir.0.clone();
+                unpacked = Some(dir);
+                (Some(path), file.map(PathBuf::from), None)
+            }
+            StdinContext::Dockerfile(_) if file.is_some() => {
+                bail!("ambiguous Dockerfile source: both stdin and flag correspond to Dockerfiles")
+            }
+            StdinContext::Dockerfile(text) => (None, None, Some(text)),
+        },
         (dir, Some("-")) => (Some(PathBuf::from(dir)), None, Some(read_stdin()?)),
         (dir, file) => (Some(PathBuf::from(dir)), file.map(PathBuf::from), None),
     };
@@ -291,7 +359,7 @@ fn request(args: &BuildArgs, plan: &Plan) -> anyhow::Result<BuildRequest> {
     {
         bail!("the build context {} is not a directory", dir.display());
     }
-    Ok(BuildRequest {
+    let request = BuildRequest {
         context,
         dockerfile_path,
         dockerfile_text,
@@ -319,6 +387,7 @@ fn request(args: &BuildArgs, plan: &Plan) -> anyhow::Result<BuildRequest> {
             .collect::<Result<_, _>>()
             .context("invalid --cache-to")?,
         check: false,
+        build_contexts: parse_build_contexts(&args.build_contexts)?,
         export: ExportSettings {
             image: ImageOptions {
                 labels: parse_labels(&args.labels)?,
@@ -330,7 +399,8 @@ fn request(args: &BuildArgs, plan: &Plan) -> anyhow::Result<BuildRequest> {
             // set by the build from `--cache-to type=inline`
             inline_cache: false,
         },
-    })
+    };
+    Ok((request, unpacked))
 }
 
 /// Runs the build itself.
@@ -354,9 +424,9 @@ pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<Exit
         Some(other) => bail!("`--call={other}` is not supported by kiln yet (build or check)"),
     };
     let plan = plan_outputs(&args)?;
-    let mut request = request(&args, &plan)?;
-    request.check = check;
     let store = open_store(global)?;
+    let (mut request, _unpacked_context) = request(&args, &plan, &store)?;
+    request.check = check;
     let mode = super::progress_mode::choose(
         args.progress,
         args.quiet,
@@ -502,8 +572,6 @@ pub struct UnsupportedFlags {
     annotation: Vec<String>,
     #[arg(long, hide = true)]
     attest: Vec<String>,
-    #[arg(long = "build-context", hide = true)]
-    build_context: Vec<String>,
     #[arg(long, hide = true)]
     builder: Vec<String>,
     #[arg(long = "cgroup-parent", hide = true)]
@@ -526,7 +594,6 @@ impl UnsupportedFlags {
             ("allow", &self.allow),
             ("annotation", &self.annotation),
             ("attest", &self.attest),
-            ("build-context", &self.build_context),
             ("builder", &self.builder),
             ("cgroup-parent", &self.cgroup_parent),
             ("provenance", &self.provenance),

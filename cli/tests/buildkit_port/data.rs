@@ -86,6 +86,9 @@ pub struct Build {
     /// Run kiln in the context dir, with `.` as the context (and `-f` relative to it).
     #[serde(default)]
     pub cwd_context: bool,
+    /// The context as a tar on stdin (`kiln build -`), made from the (edited) context copy.
+    #[serde(default)]
+    pub stdin_context: bool,
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     #[serde(default)]
@@ -228,6 +231,9 @@ fn validate(name: &str, dir: &Path, case: &Case) -> Vec<String> {
             None if b.no_file_flag => {}
             None if !dir.join(&b.dockerfile).is_file() => err(format!("no file {}", b.dockerfile)),
             None => {}
+        }
+        if b.stdin_context && b.cwd_context {
+            err("stdin_context and cwd_context exclude each other".to_owned());
         }
         if b.no_file_flag && b.dockerfile != "Dockerfile" {
             err("no_file_flag takes the context's Dockerfile: leave `dockerfile` unset".to_owned());

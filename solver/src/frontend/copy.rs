@@ -5,7 +5,7 @@ use parser::{Instruction, SourcesAndDest};
 use super::dispatch::{StageState, instruction_location};
 use super::format::{clean, join_keep_slash, parse_chmod, parse_chown};
 use super::plan::Lowerer;
-use super::{FrontendError, ImageResolver};
+use super::{FrontendError, ImageResolver, NamedContext};
 use crate::graph::{
     Chmod, CopyAction, FileAction, FileOp, HttpSource, ImageSource, Input, MergeOp, MkfileAction, Op,
     SourceOp, VertexMetadata,
@@ -322,6 +322,13 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
                 self.error_at(instruction, format!("invalid from flag value {from}: index out of bounds"))
             );
         }
+        // a named context of that name (an image one resolves like the image)
+        let named = match self.named_context(from, &state.platform) {
+            Some((_, NamedContext::Image { reference })) if reference != "scratch" => Some(reference),
+            Some((name, context)) => return self.named_context_input(&name, &context),
+            None => None,
+        };
+        let from = named.as_deref().unwrap_or(from);
         let location = instruction_location(instruction);
         let resolved = self.resolutions.resolve(from, &state.platform, &location).await?;
         let source =

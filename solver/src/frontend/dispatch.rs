@@ -8,9 +8,9 @@ use super::format::{go_duration, go_list, go_quoted_list};
 use super::plan::{Base, Lowerer};
 use super::{
     ANNOTATION_COLUMN, ANNOTATION_LINE_END, ANNOTATION_LINE_START, ANNOTATION_LINES, ANNOTATION_STAGE,
-    DockerExtras, FrontendError, HealthConfig, ImageResolver, SourceLocation,
+    DockerExtras, FrontendError, HealthConfig, ImageResolver, NamedContext, SourceLocation,
 };
-use crate::graph::{ImageSource, Input, Op, Platform, SourceOp, VertexMetadata};
+use crate::graph::{ImageSource, Input, LocalSource, Op, Platform, SourceOp, VertexMetadata};
 
 /// The comment BuildKit puts on every history entry it writes.
 pub(super) const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
@@ -194,13 +194,24 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
             || stage.name.as_ref().is_some_and(|n| self.options.no_cache_filter.iter().any(|f| f == n));
         let steps = stage.instructions.iter().filter(|i| is_step(&i.command)).count();
         let location = self.stage_location(stage);
+        // an image base: `FROM image`, or a named context that is an image
+        let image_base = match &planned.base {
+            Base::Image(name) => Some(name.clone()),
+            Base::Context(_, NamedContext::Image { reference }) if reference != "scratch" => {
+                Some(reference.clone())
+            }
+            _ => None,
+        };
         let mut state = match &planned.base {
-            Base::Scratch => {
-                let fs = self.graph.add_output(
-                    Op::Source(SourceOp::Scratch),
-                    Vec::new(),
-                    VertexMetadata::default(),
-                )?;
+            Base::Scratch | Base::Context(..) if image_base.is_none() => {
+                let fs = match &planned.base {
+                    Base::Context(name, context) => self.named_context_input(name, context)?,
+                    _ => self.graph.add_output(
+                        Op::Source(SourceOp::Scratch),
+                        Vec::new(),
+                        VertexMetadata::default(),
+                    )?,
+                };
                 let image = empty_image(&planned.platform);
                 let env = env_pairs(&image);
                 StageState {
@@ -237,7 +248,9 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
                     ..parent
                 }
             }
-            Base::Image(name) => {
+            Base::Scratch | Base::Image(_) | Base::Context(..) => {
+                let name = image_base.clone().unwrap_or_default();
+                let name = name.as_str();
                 let resolved = self.resolutions.resolve(name, &planned.platform, &location).await?;
                 self.lint_base_platform(stage, name, &planned.platform, &resolved.config);
                 let triggers = parse_triggers(&resolved.extras.on_build, &location)?;
@@ -276,7 +289,10 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
             });
             state.env.insert(0, ("PATH".into(), DEFAULT_PATH.into()));
         }
-        let counted = matches!(planned.base, Base::Image(_));
+        if planned.replaced {
+            return Ok(state);
+        }
+        let counted = image_base.is_some();
         self.onbuild_triggers(&mut state, index, &location, counted).await?;
         for instruction in &stage.instructions {
             self.lint_instruction(&mut state, instruction);
@@ -568,6 +584,38 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
 
     pub(super) fn onbuild_prefix(&self, onbuild: bool, text: &str) -> String {
         if onbuild { format!("ONBUILD {text}") } else { text.to_owned() }
+    }
+}
+
+impl<R: ImageResolver> Lowerer<'_, '_, R> {
+    /// The filesystem of a named context that is no image to resolve: its local directory, or
+    /// empty (`docker-image://scratch`). Callers resolve image contexts like images.
+    pub(super) fn named_context_input(
+        &mut self,
+        name: &str,
+        context: &NamedContext,
+    ) -> Result<Input, FrontendError> {
+        match context {
+            NamedContext::Local { source, excludes, shared_key } => {
+                let local = LocalSource {
+                    name: source.clone(),
+                    include_patterns: Vec::new(),
+                    exclude_patterns: excludes.clone(),
+                    follow_paths: Vec::new(),
+                    shared_key: shared_key.clone(),
+                };
+                let metadata = VertexMetadata {
+                    description: Some(format!("[context {name}] load from client")),
+                    ..VertexMetadata::default()
+                };
+                Ok(self.graph.add_output(Op::Source(SourceOp::Local(local)), Vec::new(), metadata)?)
+            }
+            NamedContext::Image { .. } => Ok(self.graph.add_output(
+                Op::Source(SourceOp::Scratch),
+                Vec::new(),
+                VertexMetadata::default(),
+            )?),
+        }
     }
 }
 

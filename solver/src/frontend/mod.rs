@@ -38,6 +38,10 @@
 //!   `.dockerignore` patterns as `exclude_patterns` and `follow_paths` = the context paths
 //!   COPY/ADD read (relative, may hold wildcards; empty when something reads the whole
 //!   context, e.g. `RUN --mount=type=bind` without `from`).
+//! - A named local context (`--build-context NAME=DIR`, [`NamedContext::Local`]) is a `Local`
+//!   source of its own name (`[context NAME] load from client`), with that directory's
+//!   `.dockerignore` as `exclude_patterns` and no follow paths; an image one is an `Image` source
+//!   resolved like `FROM`.
 //! - RUN: an exec op whose mount 0 is the rootfs at `/` (input 0, output 0); extra mounts
 //!   follow with their own inputs. `env` = base image Env + ENV + ARG values in declaration
 //!   order (later wins), `PATH` defaulted, proxy build args (`HTTP_PROXY` family) appended.
@@ -62,7 +66,7 @@
 //!
 //! # Known gaps
 //!
-//! - `ADD` of git repositories, named build contexts, `RUN --security=insecure` (warned and
+//! - `ADD` of git repositories, git and HTTP named build contexts, `RUN --security=insecure` (warned and
 //!   sandboxed), multi-platform builds (one target platform per lowering).
 //! - `--link` with `--chown=<name>` copies onto scratch: the runner must resolve names in the
 //!   final stage's passwd/group rather than in the scratch base.
@@ -130,6 +134,24 @@ pub struct FrontendOptions {
     pub check: parser::lint::CheckConfig,
     /// Lower every stage, not only those the target needs (what `--check` looks at).
     pub all_stages: bool,
+    /// `--build-context NAME=VALUE`, by NAME as given (`NAME::os/arch` for one platform only).
+    pub named_contexts: BTreeMap<String, NamedContext>,
+}
+
+/// What a named build context (`--build-context NAME=VALUE`) stands for. As in BuildKit, a
+/// stage whose name has a named context is replaced by it (its instructions are not built),
+/// and `FROM NAME`, `COPY --from=NAME` and `RUN --mount=from=NAME` that name no stage use it
+/// instead of the image `NAME`. Names are matched in their familiar form without `:latest`
+/// (`docker.io/library/busybox:latest` looks up `busybox`); `scratch` and `context` are never
+/// looked up. Contexts of stages the target does not need are never resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NamedContext {
+    /// An image resolved through the [`ImageResolver`] like `FROM` (`docker-image://REF`, or an
+    /// `oci-layout://` image the caller made resolvable, pinned by digest); `scratch`: empty.
+    Image { reference: String },
+    /// A local directory: a `Local` source of this name (the runner maps it to the directory),
+    /// with that directory's `.dockerignore` patterns.
+    Local { source: String, excludes: Vec<String>, shared_key: String },
 }
 
 impl Default for FrontendOptions {
@@ -152,6 +174,7 @@ impl Default for FrontendOptions {
             network: NetworkMode::Default,
             check: parser::lint::CheckConfig::default(),
             all_stages: false,
+            named_contexts: BTreeMap::new(),
         }
     }
 }

@@ -8,8 +8,8 @@ use parser::{Command, Dockerfile, Instruction, Stage};
 
 use super::dispatch::{StageState, parse_triggers};
 use super::{
-    BuildPlan, DockerExtras, FrontendError, FrontendOptions, ImageResolver, ResolvedImage, SourceLocation,
-    Warning,
+    BuildPlan, DockerExtras, FrontendError, FrontendOptions, ImageResolver, NamedContext, ResolvedImage,
+    SourceLocation, Warning,
 };
 use crate::graph::{GraphBuilder, Input, LocalSource, Op, Platform, SourceOp, VertexMetadata};
 
@@ -33,6 +33,8 @@ pub(super) enum Base {
     Scratch,
     Stage(usize),
     Image(String),
+    /// A named build context (`--build-context`), by its lookup name.
+    Context(String, NamedContext),
 }
 
 /// A stage after planning.
@@ -43,6 +45,9 @@ pub(super) struct PlannedStage {
     pub base: Base,
     pub platform: Platform,
     pub deps: BTreeSet<usize>,
+    /// The stage's name has a named context: the stage is that context, its instructions are
+    /// not built.
+    pub replaced: bool,
 }
 
 /// Memoised image resolution (shared by both passes of [`lower`]).
@@ -329,20 +334,45 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
                 }
                 _ => self.options.target_platform.clone(),
             };
-            let base = if base_name == "scratch" {
+            // BuildKit: a stage named like a named context is that context; a base that names
+            // no stage may be one
+            let replacement = stage.name.as_deref().and_then(|name| self.named_context(name, &platform));
+            let base = if let Some((name, context)) = replacement.clone() {
+                Base::Context(name, context)
+            } else if base_name == "scratch" {
                 Base::Scratch
             } else if let Some(&other) = self.names.get(&base_name.to_ascii_lowercase()) {
                 Base::Stage(other)
+            } else if let Some((name, context)) = self.named_context(&base_name, &platform) {
+                Base::Context(name, context)
             } else {
                 Base::Image(base_name)
             };
+            let display = match &stage.name {
+                Some(name) => name.clone(),
+                None => format!("stage-{index}"),
+            };
+            if replacement.is_some() {
+                self.stages.push(PlannedStage {
+                    display,
+                    base,
+                    platform,
+                    deps: BTreeSet::new(),
+                    replaced: true,
+                });
+                continue;
+            }
             let mut deps = BTreeSet::new();
             // ONBUILD triggers of a parent stage fire here: their `--from` stages are needed too
             // (resolved against this Dockerfile's stages, as BuildKit does)
             let mut inherited = Vec::new();
             if let Base::Stage(other) = base {
                 deps.insert(other);
+                let parent_replaced = self.stages.get(other).is_some_and(|s| s.replaced);
                 for instruction in &self.dockerfile.stages[other].instructions {
+                    if parent_replaced {
+                        break;
+                    }
                     if let Command::Onbuild(onbuild) = &instruction.command {
                         inherited.push(onbuild.trigger.as_ref());
                     }
@@ -370,11 +400,7 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
                     }
                 }
             }
-            let display = match &stage.name {
-                Some(name) => name.clone(),
-                None => format!("stage-{index}"),
-            };
-            self.stages.push(PlannedStage { display, base, platform, deps });
+            self.stages.push(PlannedStage { display, base, platform, deps, replaced: false });
         }
         if self.stages.len() == 1 && !implicit_images && self.dockerfile.stages[0].name.is_none() {
             self.stages[0].display = String::new();
@@ -481,7 +507,15 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
         loop {
             let mut added = false;
             for index in self.order(target)? {
-                let Base::Image(name) = self.stages[index].base.clone() else { continue };
+                let name = match self.stages[index].base.clone() {
+                    Base::Image(name) => name,
+                    Base::Context(_, NamedContext::Image { reference })
+                        if reference != "scratch" && !self.stages[index].replaced =>
+                    {
+                        reference
+                    }
+                    _ => continue,
+                };
                 if !examined.insert(index) {
                     continue;
                 }
@@ -504,6 +538,26 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
                 return Ok(());
             }
         }
+    }
+
+    /// The named build context `name` stands for, with its lookup name: as BuildKit looks it
+    /// up, `NAME::os/arch[/variant]` first, then `NAME`, where NAME is the familiar form of the
+    /// reference without `:latest`; never for `scratch` and `context`.
+    pub(super) fn named_context(&self, name: &str, platform: &Platform) -> Option<(String, NamedContext)> {
+        let contexts = &self.options.named_contexts;
+        if contexts.is_empty() || name.eq_ignore_ascii_case("scratch") || name.eq_ignore_ascii_case("context")
+        {
+            return None;
+        }
+        let familiar = registry::Reference::parse_named(name).ok()?.familiar();
+        let familiar = familiar.strip_suffix(":latest").unwrap_or(&familiar).to_owned();
+        let platform_name = match &platform.variant {
+            Some(variant) => format!("{familiar}::{}/{}/{variant}", platform.os, platform.architecture),
+            None => format!("{familiar}::{}/{}", platform.os, platform.architecture),
+        };
+        [platform_name, familiar]
+            .into_iter()
+            .find_map(|key| contexts.get(&key).map(|context| (key.clone(), context.clone())))
     }
 
     /// A `--from` value that names a stage: by name, or by index (only earlier stages).

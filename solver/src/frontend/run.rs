@@ -6,7 +6,7 @@ use parser::{CommandForm, Instruction, Run};
 use super::dispatch::{DEFAULT_PATH, StageState, instruction_location};
 use super::format::{clean, summarize_heredoc};
 use super::plan::Lowerer;
-use super::{FrontendError, ImageResolver, Warning};
+use super::{FrontendError, ImageResolver, NamedContext, Warning};
 use crate::graph::{
     CacheMount, CacheSharing, FileAction, FileOp, ImageSource, Input, MkfileAction, Mount, MountKind,
     NetworkMode, Op, SecretMount, SourceOp, SshMount, TmpfsMount, VertexMetadata,
@@ -395,6 +395,13 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
                 self.error_at(instruction, format!("invalid from flag value {from}: index out of bounds"))
             );
         }
+        // a named context of that name (an image one resolves like the image)
+        let named = match self.named_context(from, &state.platform) {
+            Some((_, NamedContext::Image { reference })) if reference != "scratch" => Some(reference),
+            Some((name, context)) => return self.named_context_input(&name, &context),
+            None => None,
+        };
+        let from = named.as_deref().unwrap_or(from);
         let resolved =
             self.resolutions.resolve(from, &state.platform, &instruction_location(instruction)).await?;
         let source =

@@ -40,6 +40,17 @@ impl Runner {
         self.base_image(&source, &CancellationToken::new()).await
     }
 
+    /// Makes the stored image `manifest` resolvable as `pinned` (`name@digest`) in this build
+    /// without any registry (an `oci-layout://` named context loaded into the content store).
+    pub fn add_image(&self, pinned: String, manifest: &Descriptor) -> Result<(), RunnerError> {
+        let stored = self.store.content().read_image(manifest)?;
+        let base = Arc::new(base_from_image(pinned.clone(), &stored)?);
+        if let Ok(mut images) = self.images.lock() {
+            images.insert(format!("{pinned}\0added"), base);
+        }
+        Ok(())
+    }
+
     pub(crate) async fn base_image(
         &self,
         image: &ImageSource,
