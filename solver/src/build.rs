@@ -7,6 +7,7 @@
 //! ([`read_dockerfile`], [`crate::contenthash::ignore::load_ignore_patterns`]), parses, lowers
 //! with the frontend and calls this with the runner.
 
+mod entitlements;
 pub mod failure;
 
 use std::collections::HashMap;
@@ -19,7 +20,7 @@ use oci_spec::image::{Digest, ImageConfiguration};
 use tokio_util::sync::CancellationToken;
 
 use crate::export::output::{self, Output};
-use crate::export::{ExportError, ExportedImage, ImageOptions, finalize_config, write_image_full};
+use crate::export::{ExportError, ExportedImage, ImageOptions, finalize_config, write_image_annotated};
 use crate::frontend::{FrontendError, FrontendOptions, ImageResolver, ResolveError, ResolvedImage};
 use crate::graph::{Definition, Input};
 use crate::progress::ProgressSender;
@@ -32,6 +33,7 @@ use failure::{LogTails, StepFailure};
 use parser::lint::{Finding, LintViolation, Linter};
 
 pub use crate::storecache::LayerChain;
+pub use entitlements::{EntitlementError, Entitlements};
 
 /// Why a build failed.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +67,9 @@ pub enum BuildError {
     Frontend { text: String, error: FrontendError },
     #[error("cannot start the build runner")]
     Runner(#[source] crate::scheduler::RunError),
+    /// A step needs an entitlement `--allow` did not give.
+    #[error(transparent)]
+    Entitlement(#[from] EntitlementError),
     #[error("invalid --network {0:?} (expected default, none or host)")]
     Network(String),
     #[error("invalid --platform {0:?} (expected os/arch[/variant], e.g. linux/amd64)")]
@@ -150,6 +155,10 @@ pub struct BuildRequest {
     pub cache_to: Vec<CacheExport>,
     /// `--check` / `--call check`: run the build checks over every stage, build nothing.
     pub check: bool,
+    /// `--allow` (`--network=host` allows `network.host` itself, as buildx does).
+    pub entitlements: Entitlements,
+    /// `--ulimit`, `--shm-size`, `--cgroup-parent`, `--add-host`: every RUN's sandbox.
+    pub sandbox: crate::graph::ExecSandbox,
 }
 
 /// What `kiln build --check` found.
@@ -334,7 +343,14 @@ where
             top_level.insert(crate::remotecache::format::INLINE_FIELD.to_owned(), value);
         }
         let config = finalize_config(image, &layers, &export.image);
-        let image = write_image_full(&store, config, &export.image.config_extras, &top_level, &layers)?;
+        let image = write_image_annotated(
+            &store,
+            config,
+            &export.image.config_extras,
+            &top_level,
+            &export.image.annotations,
+            &layers,
+        )?;
         for out in &export.outputs {
             output::write(&store, &image, out, &export.names)?;
         }
@@ -415,6 +431,7 @@ pub async fn build(
         network: network.unwrap_or_default(),
         check: check.clone(),
         all_stages: request.check,
+        sandbox: request.sandbox.clone(),
     };
     let executor = executor::Executor::new(store.root().join("run"))
         .map_err(|e| BuildError::Runner(crate::scheduler::RunError::failed(e)))?;
@@ -453,6 +470,7 @@ pub async fn build(
     if let Some(violation) = violation {
         return Err(BuildError::Lint { findings, violation });
     }
+    entitlements(&request).check_definition(&plan.definition)?;
     let mut export = request.export.clone();
     export.image.source_date_epoch = export.image.source_date_epoch.or(plan.source_date_epoch);
     export.inline_cache |=
@@ -645,7 +663,15 @@ fn runner_options(
         Some("none") => executor::NetworkMode::None,
         _ => executor::NetworkMode::Default,
     };
+    options.entitlements = entitlements(request);
     Ok(options)
+}
+
+/// `--allow`, plus `network.host` when `--network=host` asks for it (buildx adds it).
+fn entitlements(request: &BuildRequest) -> Entitlements {
+    let mut allowed = request.entitlements;
+    allowed.network_host |= request.network.as_deref() == Some("host");
+    allowed
 }
 
 #[cfg(test)]

@@ -146,7 +146,7 @@ fn enter(config: &ExecConfig) -> Result<i32, InitError> {
         Forked::Child => {
             let _ = all.thread_unblock();
             let _ = nix::unistd::setsid();
-            let err = match crate::process::prepare(&config.process, &hostname) {
+            let err = match crate::process::prepare(&config.process, &hostname, false) {
                 Ok(prepared) => match crate::process::exec(&prepared) {
                     Ok(never) => match never {},
                     Err(err) => err,

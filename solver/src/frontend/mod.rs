@@ -62,8 +62,8 @@
 //!
 //! # Known gaps
 //!
-//! - `ADD` of git repositories, named build contexts, `RUN --security=insecure` (warned and
-//!   sandboxed), multi-platform builds (one target platform per lowering).
+//! - `ADD` of git repositories, named build contexts, multi-platform builds (one target
+//!   platform per lowering).
 //! - `--link` with `--chown=<name>` copies onto scratch: the runner must resolve names in the
 //!   final stage's passwd/group rather than in the scratch base.
 
@@ -130,6 +130,9 @@ pub struct FrontendOptions {
     pub check: parser::lint::CheckConfig,
     /// Lower every stage, not only those the target needs (what `--check` looks at).
     pub all_stages: bool,
+    /// `--ulimit`, `--shm-size`, `--cgroup-parent`, `--add-host`: given to every RUN (its
+    /// `insecure` is ignored: that is per RUN).
+    pub sandbox: crate::graph::ExecSandbox,
 }
 
 impl Default for FrontendOptions {
@@ -152,6 +155,7 @@ impl Default for FrontendOptions {
             network: NetworkMode::Default,
             check: parser::lint::CheckConfig::default(),
             all_stages: false,
+            sandbox: crate::graph::ExecSandbox::default(),
         }
     }
 }
