@@ -56,25 +56,41 @@ pub struct NewLayer {
 impl ContentStore {
     /// Creates a layer blob from the directory `dir`. See the module docs.
     pub fn write_layer(&self, dir: &Path, source: DiffSource, options: &DiffOptions) -> Result<NewLayer> {
-        let (writer, layer) = self.write_layer_uncommitted(dir, source, options)?;
+        self.write_layer_skipping(dir, source, options, &[])
+    }
+
+    /// [`ContentStore::write_layer`], leaving out the entries named in `skip` (archive names,
+    /// no trailing slash) where they are an empty file or an empty directory: the mount-point
+    /// stubs a running sandbox keeps in its writable layer (`kiln commit` of a running
+    /// container).
+    pub fn write_layer_skipping(
+        &self,
+        dir: &Path,
+        source: DiffSource,
+        options: &DiffOptions,
+        skip: &[String],
+    ) -> Result<NewLayer> {
+        let (writer, layer) = self.write_layer_uncommitted(dir, source, options, skip)?;
         writer.commit(None)?;
         Ok(layer)
     }
 
-    /// The layer blob of `dir`, written and flushed but not committed (the caller commits it:
-    /// [`BlobWriter::commit`], or a syncfs and [`BlobWriter::commit_synced`]).
+    /// The layer blob of `dir` (without the `skip` entries, see
+    /// [`ContentStore::write_layer_skipping`]), written and flushed but not committed (the
+    /// caller commits it: [`BlobWriter::commit`], or a syncfs and [`BlobWriter::commit_synced`]).
     pub(crate) fn write_layer_uncommitted(
         &self,
         dir: &Path,
         source: DiffSource,
         options: &DiffOptions,
+        skip: &[String],
     ) -> Result<(BlobWriter, NewLayer)> {
         let mut writer = self.writer()?;
         let tmp = writer.temp_path().to_owned();
         let media_type = options.compression.media_type();
         if options.compression == Compression::None {
             // The blob is the tar: its digest is the diffID, hashed once while it is written.
-            write_tar(dir, source, options.source_date_epoch, &mut writer)?;
+            write_tar_skipping(dir, source, options.source_date_epoch, skip, &mut writer)?;
             writer.flush_buffered()?;
             let (diff_id, tar_size) = (writer.digest(), writer.written());
             let descriptor = Descriptor::new(media_type, tar_size, diff_id.clone());
@@ -83,7 +99,7 @@ impl ContentStore {
         let compressor =
             Compressor::new(writer, options.compression, options.threads).ctx("start compressing", &tmp)?;
         let mut hashing = HashingWriter::new(compressor);
-        write_tar(dir, source, options.source_date_epoch, &mut hashing)?;
+        write_tar_skipping(dir, source, options.source_date_epoch, skip, &mut hashing)?;
         let (compressor, diff_id, tar_size) = hashing.finish();
         let mut writer = compressor.finish().ctx("compress layer into", &tmp)?;
         writer.flush_buffered()?;
@@ -165,8 +181,18 @@ impl<W: Write> io::Read for TeeReader<'_, W> {
 
 /// Writes the deterministic layer tar of `dir` into `out`.
 pub fn write_tar(dir: &Path, source: DiffSource, epoch: Option<i64>, out: &mut dyn Write) -> Result<()> {
+    write_tar_skipping(dir, source, epoch, &[], out)
+}
+
+fn write_tar_skipping(
+    dir: &Path,
+    source: DiffSource,
+    epoch: Option<i64>,
+    skip: &[String],
+    out: &mut dyn Write,
+) -> Result<()> {
     let mut builder = tar::Builder::new(out);
-    let mut walker = Walker { root: dir, source, epoch, links: HashMap::new(), builder: &mut builder };
+    let mut walker = Walker { root: dir, source, epoch, skip, links: HashMap::new(), builder: &mut builder };
     walker.walk_dir(dir, "")?;
     builder.finish().map_err(|source| Error::Tar { op: "write", what: dir.display().to_string(), source })?;
     Ok(())
@@ -176,6 +202,8 @@ struct Walker<'a, 'b> {
     root: &'a Path,
     source: DiffSource,
     epoch: Option<i64>,
+    /// Archive names left out when empty (see [`ContentStore::write_layer_skipping`]).
+    skip: &'a [String],
     /// (dev, ino) of multiply-linked files → first archive name.
     links: HashMap<(u64, u64), String>,
     builder: &'a mut tar::Builder<&'b mut dyn Write>,
@@ -201,6 +229,12 @@ impl Walker<'_, '_> {
             let meta = std::fs::symlink_metadata(&path).ctx("stat", &path)?;
             let archive_name = format!("{prefix}{name}");
             let file_type = meta.file_type();
+            if self.skip.contains(&archive_name)
+                && ((file_type.is_file() && meta.len() == 0)
+                    || (file_type.is_dir() && std::fs::read_dir(&path).ctx("list", &path)?.next().is_none()))
+            {
+                continue;
+            }
             if self.source == DiffSource::OverlayUpper && file_type.is_char_device() && meta.rdev() == 0 {
                 let whiteout = format!("{prefix}{WHITEOUT_PREFIX}{name}");
                 self.append_empty(&whiteout, &meta, &path)?;

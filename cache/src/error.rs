@@ -31,6 +31,14 @@ pub enum Error {
     /// A blob's size does not match its descriptor.
     #[error("size mismatch for {digest}: expected {expected} bytes, got {actual}")]
     SizeMismatch { digest: Box<Digest>, expected: u64, actual: u64 },
+    /// A [`crate::GcRoots`] source outside the store could not list its roots (the GC then
+    /// removes nothing).
+    #[error("cannot list the GC roots of {what}")]
+    GcRoots {
+        what: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The content store has no blob with this digest.
     #[error("blob {0} not found in the content store")]
     BlobNotFound(Digest),

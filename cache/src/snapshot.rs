@@ -243,7 +243,7 @@ impl Snapshots {
                 let _ = rustix::fs::syncfs(&handle);
             })
         });
-        let made = self.store.content().write_layer_uncommitted(dir, source, options);
+        let made = self.store.content().write_layer_uncommitted(dir, source, options, &[]);
         if let Some(early) = early {
             let _ = early.join();
         }

@@ -111,8 +111,31 @@ enum Command {
     Rm(commands::container::RmArgs),
     /// Block until one or more containers stop, then print their exit codes.
     Wait(commands::container::WaitArgs),
+    /// Pause all processes within one or more containers.
+    Pause(commands::container::PauseArgs),
+    /// Unpause all processes within one or more containers.
+    Unpause(commands::container::PauseArgs),
+    /// Rename a container.
+    Rename(commands::container::RenameArgs),
+    /// Manage containers (`kiln container prune`).
+    #[command(subcommand)]
+    Container(commands::container_prune::ContainerCommand),
+    /// Copy files between a container and the local filesystem (`-` for a tar stream).
+    Cp(commands::cp::CpArgs),
+    /// Create a new image from a container's changes.
+    Commit(commands::commit::CommitArgs),
+    /// Inspect changes to files or directories on a container's filesystem.
+    Diff(commands::diff_export::DiffArgs),
+    /// Export a container's filesystem as a tar archive.
+    Export(commands::diff_export::ExportArgs),
+    /// Display the running processes of a container.
+    Top(commands::top::TopArgs),
+    /// Display a sample of containers' resource usage statistics.
+    Stats(commands::stats::StatsArgs),
     /// List containers.
     Ps(commands::ps::PsArgs),
+    /// Attach to a running container's output until it stops.
+    Attach(commands::logs::AttachArgs),
     /// Fetch the logs of a container.
     Logs(commands::logs::LogsArgs),
     /// Run a command in a running container.
@@ -157,6 +180,9 @@ impl Command {
                 | Command::Start(_)
                 | Command::Restart(_)
                 | Command::Exec(_)
+                | Command::Cp(_)
+                | Command::Export(_)
+                | Command::Commit(_)
                 | Command::Import(_)
                 | Command::Load(_)
                 | Command::Pull(_)
@@ -218,7 +244,18 @@ fn main() -> ExitCode {
             Command::Kill(args) => commands::container::kill(&global, args),
             Command::Rm(args) => commands::container::rm(&global, args),
             Command::Wait(args) => commands::container::wait(&global, args),
+            Command::Pause(args) => commands::container::pause(&global, args),
+            Command::Unpause(args) => commands::container::unpause(&global, args),
+            Command::Rename(args) => commands::container::rename(&global, args),
+            Command::Container(cmd) => commands::container_prune::run(&global, cmd),
+            Command::Cp(args) => commands::cp::run(&global, args),
+            Command::Commit(args) => commands::commit::run(&global, args),
+            Command::Diff(args) => commands::diff_export::diff(&global, args),
+            Command::Export(args) => commands::diff_export::export(&global, args),
+            Command::Top(args) => commands::top::run(&global, args),
+            Command::Stats(args) => commands::stats::run(&global, args),
             Command::Ps(args) => commands::ps::run(&global, args),
+            Command::Attach(args) => commands::logs::attach(&global, args),
             Command::Logs(args) => commands::logs::run(&global, args),
             Command::Exec(args) => commands::exec::run(&global, args),
             Command::Volume(cmd) => commands::volume::run(&global, cmd),

@@ -361,3 +361,68 @@ fn inline_cache_travels_in_the_pushed_image() {
     ]);
     assert!(progress.contains("WARNING: cache import from"), "{progress}");
 }
+
+/// `cache-mounts=true`: a store's `RUN --mount=type=cache` directory travels with the cache, so
+/// a fresh store's step that runs sees what the first store's left there; without the option
+/// (or for a mount the store already has) nothing is restored.
+#[test]
+fn cache_mounts_travel_with_cache_mounts_true() {
+    testkit::require_root!();
+    let dockerfile = "FROM busybox\nCOPY stamp /stamp\n\
+                      RUN --mount=type=cache,id=deps,target=/c sh -c 'ls /c > /listing; cp /stamp /c/$(cat /stamp)'\n";
+    let a = Kiln::with_busybox();
+    let ctx = a.context("ctx-a", dockerfile, &[("stamp", "from-a")]);
+    let with_mounts = a.path("cache-with-mounts");
+    let without = a.path("cache-without");
+    a.build(&[
+        "--cache-to",
+        &format!("type=local,dest={},cache-mounts=true", with_mounts.display()),
+        "--cache-to",
+        &format!("type=local,dest={}", without.display()),
+        "-o",
+        &format!("type=local,dest={}", a.path("out-a").display()),
+        ctx.to_str().unwrap(),
+    ]);
+    assert_eq!(read(&a.path("out-a").join("listing")), "", "the mount starts empty");
+
+    // a fresh store, another stamp: the RUN runs and finds a's file in the restored mount
+    let b = Kiln::with_busybox();
+    let ctx_b = b.context("ctx-b", dockerfile, &[("stamp", "from-b")]);
+    let from = format!("type=local,src={}", with_mounts.display());
+    let out_b = b.path("out-b");
+    let progress = b.build(&[
+        "--cache-from",
+        &from,
+        "-o",
+        &format!("type=local,dest={}", out_b.display()),
+        ctx_b.to_str().unwrap(),
+    ]);
+    assert!(progress.contains("1 cache mounts restored"), "{progress}");
+    assert_eq!(read(&out_b.join("listing")), "from-a\n");
+
+    // b's own mount now exists: importing again does not overwrite it
+    std::fs::write(ctx_b.join("stamp"), "from-b2").unwrap();
+    let out_b2 = b.path("out-b2");
+    let progress = b.build(&[
+        "--cache-from",
+        &from,
+        "-o",
+        &format!("type=local,dest={}", out_b2.display()),
+        ctx_b.to_str().unwrap(),
+    ]);
+    assert!(!progress.contains("cache mounts restored"), "{progress}");
+    assert_eq!(read(&out_b2.join("listing")), "from-a\nfrom-b\n");
+
+    // a cache exported without cache-mounts=true carries no mount
+    let c = Kiln::with_busybox();
+    let ctx_c = c.context("ctx-c", dockerfile, &[("stamp", "from-c")]);
+    let out_c = c.path("out-c");
+    c.build(&[
+        "--cache-from",
+        &format!("type=local,src={}", without.display()),
+        "-o",
+        &format!("type=local,dest={}", out_c.display()),
+        ctx_c.to_str().unwrap(),
+    ]);
+    assert_eq!(read(&out_c.join("listing")), "");
+}

@@ -4,157 +4,14 @@
 //! has its own `--root`; a drop guard SIGKILLs whatever monitors and containers it left, even
 //! when an assertion failed. Waits are bounded polls, never timed assertions.
 
+mod runtime_support;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-/// Upper bound of every poll (generous: the machine is shared).
-const PATIENCE: Duration = Duration::from_secs(60);
-
-struct Kiln {
-    _tmp: tempfile::TempDir,
-    root: PathBuf,
-}
-
-fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !condition() {
-        assert!(Instant::now() < deadline, "gave up waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn start_time(pid: i32) -> Option<String> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    if fields.first() == Some(&"Z") {
-        return None;
-    }
-    fields.get(19).map(|s| (*s).to_owned())
-}
-
-impl Kiln {
-    /// A fresh root with `img`: busybox, a `/seed` directory owned by 1234:5678, and `changes`.
-    fn new(changes: &[&str]) -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let rootfs = tmp.path().join("rootfs");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../testdata/rootfs/busybox-rootfs.sh");
-        assert!(Command::new("sh").arg(script).arg(&rootfs).status().unwrap().success());
-        let seed = rootfs.join("seed");
-        std::fs::create_dir_all(seed.join("sub")).unwrap();
-        std::fs::write(seed.join("sub/file"), "seeded\n").unwrap();
-        for path in [seed.join("sub/file"), seed.join("sub")] {
-            std::os::unix::fs::chown(&path, Some(1234), Some(5678)).unwrap();
-        }
-        std::fs::set_permissions(seed.join("sub/file"), std::os::unix::fs::PermissionsExt::from_mode(0o640))
-            .unwrap();
-        let tarball = tmp.path().join("busybox.tar");
-        let tar = Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tarball).arg(".").status();
-        assert!(tar.unwrap().success());
-        let kiln = Self { root: tmp.path().join("root"), _tmp: tmp };
-        let mut args = vec!["import", tarball.to_str().unwrap(), "img"];
-        for change in changes {
-            args.extend(["-c", change]);
-        }
-        kiln.ok(&args);
-        kiln
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
-        cmd.arg("--root").arg(&self.root).args(args).env_remove("KILN_ROOT").stdin(Stdio::null());
-        cmd
-    }
-
-    fn output(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    /// Runs kiln, asserts success, returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.output(args);
-        assert!(
-            out.status.success(),
-            "kiln {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    /// `kiln run -d --network none ARGS` → the container id.
-    fn detach(&self, args: &[&str]) -> String {
-        let mut all = vec!["run", "-d", "--network", "none"];
-        all.extend_from_slice(args);
-        self.ok(&all).trim().to_owned()
-    }
-
-    fn inspect(&self, container: &str) -> serde_json::Value {
-        let out = self.ok(&["inspect", "--type", "container", container]);
-        let mut all: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
-        all.remove(0)
-    }
-
-    fn status(&self, container: &str) -> String {
-        self.inspect(container)["State"]["Status"].as_str().unwrap().to_owned()
-    }
-
-    fn logs(&self, container: &str) -> String {
-        self.ok(&["logs", container])
-    }
-
-    fn state_file(&self, id: &str) -> serde_json::Value {
-        let path = self.root.join("runtime-v1/containers").join(id).join("state.json");
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-    }
-
-    /// The monitor's pid of container `id`.
-    fn monitor_pid(&self, id: &str) -> i32 {
-        let state = self.state_file(id);
-        state["monitor"].as_str().unwrap().split_whitespace().next().unwrap().parse().unwrap()
-    }
-}
-
-impl Drop for Kiln {
-    /// Kills every monitor and container process this root still has (start times checked),
-    /// then lets `rm -f -v` remove the rest; the executor's next run cleans stale cgroups.
-    fn drop(&mut self) {
-        let containers = self.root.join("runtime-v1/containers");
-        if let Ok(entries) = std::fs::read_dir(&containers) {
-            for entry in entries.flatten() {
-                let Ok(text) = std::fs::read_to_string(entry.path().join("state.json")) else { continue };
-                let Ok(state) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
-                let mut targets = Vec::new();
-                if let Some(token) = state["monitor"].as_str() {
-                    let mut parts = token.split_whitespace();
-                    if let (Some(pid), Some(start)) = (parts.next(), parts.next()) {
-                        targets.push((pid.parse::<i32>().unwrap_or(0), start.to_owned()));
-                    }
-                }
-                if let (Some(pid), Some(start)) = (state["pid"].as_i64(), state["pid_start"].as_u64()) {
-                    targets.push((pid as i32, start.to_string()));
-                }
-                for (pid, start) in targets {
-                    if pid > 0 && start_time(pid).as_deref() == Some(start.as_str()) {
-                        unsafe_free_kill(pid);
-                    }
-                }
-            }
-            let ids = self.output(&["ps", "-aq", "--no-trunc"]);
-            for id in String::from_utf8_lossy(&ids.stdout).lines() {
-                let _ = self.output(&["rm", "-f", "-v", id]);
-            }
-        }
-        // the executor's state of killed sandboxes (cgroups, leases) goes with the next executor
-        let _ = self.output(&["run", "--rm", "--network", "none", "img", "true"]);
-    }
-}
-
-fn unsafe_free_kill(pid: i32) {
-    let _ = Command::new("kill").arg("-9").arg(pid.to_string()).stderr(Stdio::null()).status();
-}
+use runtime_support::{Kiln, start_time, stderr_of, unsafe_free_kill, wait_for};
 
 #[test]
 fn a_detached_loop_outlives_run_and_streams_logs_and_takes_execs() {
@@ -526,4 +383,277 @@ fn health_goes_starting_healthy_unhealthy() {
     assert!(last["Log"].as_array().unwrap().len() <= 5);
     assert_eq!(last["Log"].as_array().unwrap().last().unwrap()["ExitCode"], 1);
     assert!(kiln.ok(&["ps"]).contains("(unhealthy)"));
+}
+
+#[test]
+fn pause_freezes_every_process_and_stop_and_kill_still_work() {
+    let kiln = Kiln::new(&[]);
+    let script = "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.05; done";
+    let id = kiln.detach(&["--name", "counter", "img", "sh", "-c", script]);
+    let count_file = kiln.root.join("runtime-v1/containers").join(&id).join("upper/tmp/count");
+    let count = || std::fs::read_to_string(&count_file).ok().and_then(|t| t.trim().parse::<u64>().ok());
+    wait_for("the counter to count", || count().is_some_and(|c| c > 2));
+    assert_eq!(kiln.ok(&["pause", "counter"]), "counter\n");
+    let state = kiln.inspect("counter")["State"].clone();
+    assert_eq!((state["Status"].as_str(), state["Paused"].as_bool()), (Some("paused"), Some(true)));
+    assert_eq!(state["Running"], true);
+    assert!(kiln.ok(&["ps"]).contains("(Paused)"), "{}", kiln.ok(&["ps"]));
+    assert_eq!(kiln.ok(&["ps", "-q", "--filter", "status=paused"]).trim(), &id[..12]);
+    assert_eq!(kiln.ok(&["ps", "-q", "--filter", "status=running"]).trim(), "");
+    // frozen: the counter stands still, over many of its periods
+    let frozen_at = count();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(count(), frozen_at, "a paused container kept running");
+    let again = kiln.output(&["pause", "counter"]);
+    assert!(!again.status.success() && stderr_of(&again).contains("already paused"), "{again:?}");
+    let exec = kiln.output(&["exec", "counter", "true"]);
+    assert!(!exec.status.success() && stderr_of(&exec).contains("is paused"), "{exec:?}");
+    assert_eq!(kiln.ok(&["unpause", "counter"]), "counter\n");
+    wait_for("the counter to move on", || count() > frozen_at);
+    assert_eq!(kiln.status("counter"), "running");
+    assert_eq!(kiln.inspect("counter")["State"]["Paused"], false);
+    let not_paused = kiln.output(&["unpause", "counter"]);
+    assert!(!not_paused.status.success() && stderr_of(&not_paused).contains("not paused"), "{not_paused:?}");
+
+    // kill of a paused container: delivered once thawed
+    kiln.ok(&["pause", "counter"]);
+    kiln.ok(&["kill", "counter"]);
+    assert_eq!(kiln.ok(&["wait", "counter"]).trim(), "137");
+    assert_eq!(kiln.inspect("counter")["State"]["Paused"], false);
+    // stop of a paused container: the stop signal is handled (exit 0, not SIGKILL's 137)
+    let script = "trap 'exit 0' TERM; echo ready; while true; do sleep 0.05; done";
+    kiln.detach(&["--name", "polite", "img", "sh", "-c", script]);
+    wait_for("ready", || kiln.logs("polite").contains("ready"));
+    kiln.ok(&["pause", "polite"]);
+    kiln.ok(&["stop", "-t", "60", "polite"]);
+    assert_eq!(kiln.inspect("polite")["State"]["ExitCode"], 0);
+    // rm -f of a paused container
+    kiln.detach(&["--name", "frozen", "img", "sleep", "1000"]);
+    kiln.ok(&["pause", "frozen"]);
+    kiln.ok(&["rm", "-f", "frozen"]);
+    assert!(kiln.ok(&["ps", "-aq"]).lines().count() == 2);
+    // a stopped container cannot be paused
+    let stopped = kiln.output(&["pause", "polite"]);
+    assert!(!stopped.status.success() && stderr_of(&stopped).contains("not running"), "{stopped:?}");
+}
+
+#[test]
+fn rename_top_stats_and_container_prune() {
+    let kiln = Kiln::new(&[]);
+    let running = kiln.detach(&["--name", "first", "img", "sh", "-c", "sleep 1000 & exec sleep 1001"]);
+    // rename: the old name is free afterwards, the new one finds the container
+    assert_eq!(kiln.ok(&["rename", "first", "web"]), "");
+    assert_eq!(kiln.inspect("web")["Id"], running.as_str());
+    assert_eq!(kiln.inspect("web")["Name"], "/web");
+    assert!(!kiln.output(&["inspect", "--type", "container", "first"]).status.success());
+    let other = kiln.ok(&["create", "--name", "first", "-l", "keep=1", "img", "true"]).trim().to_owned();
+    let taken = kiln.output(&["rename", "web", "first"]);
+    assert!(!taken.status.success() && stderr_of(&taken).contains("already in use"), "{taken:?}");
+    let same = kiln.output(&["rename", "web", "web"]);
+    assert!(!same.status.success(), "{same:?}");
+    assert_eq!(kiln.ok(&["ps", "--format", "{{.Names}}"]), "web\n");
+
+    // top: both processes of the container, ps -ef's columns
+    wait_for("two processes", || kiln.ok(&["top", "web"]).lines().count() == 3);
+    let top = kiln.ok(&["top", "web"]);
+    let header: Vec<&str> = top.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(header, ["UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD"]);
+    assert!(top.contains("sleep 1000") && top.contains("sleep 1001"), "{top}");
+    let pid = kiln.inspect("web")["State"]["Pid"].as_i64().unwrap().to_string();
+    assert!(top.lines().any(|l| l.split_whitespace().nth(1) == Some(pid.as_str())), "{top}\n{pid}");
+    assert!(!kiln.output(&["top", "first"]).status.success(), "top of a container that is not running");
+
+    // stats: one sample of the running container
+    let stats = kiln.ok(&["stats", "--no-stream"]);
+    let mut lines = stats.lines();
+    let header = lines.next().unwrap();
+    for column in
+        ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"]
+    {
+        assert!(header.contains(column), "{header}");
+    }
+    let row = lines.next().unwrap();
+    assert!(row.starts_with(&running[..12]) && row.contains("web") && row.contains(" / "), "{stats}");
+    assert!(row.trim_end().ends_with(" 2"), "two pids: {stats}");
+    assert_eq!(lines.next(), None, "only running containers: {stats}");
+    let formatted = kiln.ok(&["stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}} {{.CPUPerc}}", "web"]);
+    let fields: Vec<&str> = formatted.split_whitespace().collect();
+    assert_eq!(fields[..2], ["web", "2"], "{formatted}");
+    assert!(fields[2].ends_with('%'), "{formatted}");
+    let memory = kiln.ok(&["stats", "--no-stream", "--format", "{{.MemUsage}}", "web"]);
+    assert!(memory.contains("iB / ") && !memory.starts_with("0B"), "{memory}");
+    // without --no-stream: the table again every second, until interrupted
+    let streamed = kiln._tmp.path().join("stats.out");
+    let mut child =
+        kiln.cmd(&["stats", "web"]).stdout(std::fs::File::create(&streamed).unwrap()).spawn().unwrap();
+    let tables = || std::fs::read_to_string(&streamed).unwrap_or_default().matches("CONTAINER ID").count();
+    let waited =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| wait_for("two tables", || tables() >= 2)));
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(waited.is_ok(), "{}", std::fs::read_to_string(&streamed).unwrap_or_default());
+    assert!(std::fs::read_to_string(&streamed).unwrap().contains("\x1b[2J"));
+
+    // container prune: stopped containers only, filters, and the prompt's default is no
+    let exited = kiln.detach(&["img", "sh", "-c", "echo data > /file"]);
+    assert_eq!(kiln.ok(&["wait", &exited]).trim(), "0");
+    assert_eq!(kiln.ok(&["container", "prune"]), "", "declined without a terminal");
+    assert_eq!(kiln.ok(&["ps", "-aq"]).lines().count(), 3);
+    assert_eq!(kiln.ok(&["container", "prune", "-f", "--filter", "until=1h"]), "Total reclaimed space: 0B\n");
+    let pruned = kiln.ok(&["container", "prune", "-f", "--filter", "label!=keep"]);
+    assert_eq!(pruned, format!("Deleted Containers:\n{exited}\n\nTotal reclaimed space: 5B\n"));
+    let left: Vec<String> = kiln.ok(&["ps", "-aq", "--no-trunc"]).lines().map(str::to_owned).collect();
+    assert_eq!(left, [other.clone(), running.clone()]);
+    let pruned = kiln.ok(&["container", "prune", "--force"]);
+    assert_eq!(pruned, format!("Deleted Containers:\n{other}\n\nTotal reclaimed space: 0B\n"));
+    assert_eq!(kiln.ok(&["ps", "-aq", "--no-trunc"]).trim(), running);
+    assert!(!kiln.output(&["container", "prune", "-f", "--filter", "until=soon"]).status.success());
+}
+
+#[test]
+fn cp_diff_and_export_stay_inside_the_container() {
+    let kiln = Kiln::new(&[]);
+    let host = tempfile::tempdir().unwrap();
+    let script = "mkdir -p /data/sub; echo hi > /data/sub/f; ln -sfn / /data/escape; \
+                  ln -sfn /etc/passwd /data/pw; rm -f /bin/vi; echo ready; exec sleep 1000";
+    kiln.detach(&["--name", "box", "img", "sh", "-c", script]);
+    wait_for("ready", || kiln.logs("box").contains("ready"));
+
+    // out of a running container: a directory into an existing directory, symlinks as links
+    kiln.ok(&["cp", "box:/data", host.path().to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(host.path().join("data/sub/f")).unwrap(), "hi\n");
+    assert!(std::fs::symlink_metadata(host.path().join("data/escape")).unwrap().file_type().is_symlink());
+    // a path through the container's `/` symlink is the container's file, not the host's
+    let hostname = host.path().join("hostname");
+    kiln.ok(&["cp", "box:/data/escape/etc/hostname", hostname.to_str().unwrap()]);
+    let container_hostname = kiln.ok(&["exec", "box", "cat", "/etc/hostname"]);
+    assert_eq!(std::fs::read_to_string(&hostname).unwrap(), container_hostname);
+    // contents only, and a tar stream
+    let contents = host.path().join("contents");
+    kiln.ok(&["cp", "box:/data/sub/.", contents.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(contents.join("f")).unwrap(), "hi\n");
+    let stream = kiln.output(&["cp", "box:/data/sub/f", "-"]);
+    assert!(stream.status.success());
+    let mut archive = tar::Archive::new(stream.stdout.as_slice());
+    let names: Vec<String> =
+        archive.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
+    assert_eq!(names, ["f"]);
+    let missing = kiln.output(&["cp", "box:/nothing", host.path().to_str().unwrap()]);
+    assert!(
+        !missing.status.success() && stderr_of(&missing).contains("Could not find the file"),
+        "{missing:?}"
+    );
+
+    // into it: through the container's symlinks, never onto the host
+    let file = host.path().join("in.txt");
+    std::fs::write(&file, "hello\n").unwrap();
+    let marker = Path::new("/in.txt");
+    assert!(!marker.exists(), "the host already has /in.txt");
+    kiln.ok(&["cp", file.to_str().unwrap(), "box:/data/escape/"]);
+    assert!(!marker.exists(), "cp wrote through the container's symlink onto the host");
+    assert_eq!(kiln.ok(&["exec", "box", "cat", "/in.txt"]), "hello\n");
+    assert_eq!(kiln.ok(&["exec", "box", "stat", "-c", "%u:%g", "/in.txt"]).trim(), "0:0");
+    let passwd = kiln.ok(&["exec", "box", "cat", "/etc/passwd"]);
+    kiln.ok(&["cp", file.to_str().unwrap(), "box:/data/pw"]);
+    assert_eq!(kiln.ok(&["exec", "box", "cat", "/etc/passwd"]), passwd, "the link's target was written");
+    // a tar stream from stdin
+    let mut tarball = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(4);
+    header.set_mode(0o600);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header.set_cksum();
+    tarball.append_data(&mut header, "streamed", "tar\n".as_bytes()).unwrap();
+    let bytes = tarball.into_inner().unwrap();
+    let mut child = kiln.cmd(&["cp", "-", "box:/data/sub"]).stdin(Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &bytes).unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(kiln.ok(&["exec", "box", "cat", "/data/sub/streamed"]), "tar\n");
+    // the container was paused for the copies only
+    assert_eq!(kiln.status("box"), "running");
+
+    // diff: docker's letters, sorted, without the sandbox's mount-point stubs
+    let diff = kiln.ok(&["diff", "box"]);
+    let lines: Vec<&str> = diff.lines().collect();
+    for expected in ["C /bin", "D /bin/vi", "A /data", "A /data/sub/f", "A /data/sub/streamed", "A /in.txt"] {
+        assert!(lines.contains(&expected), "{expected} missing in\n{diff}");
+    }
+    assert!(!diff.contains("/etc/hostname") && !diff.contains("/proc"), "{diff}");
+    let mut sorted = lines.clone();
+    sorted.sort_by_key(|l| l[2..].to_owned());
+    assert_eq!(lines, sorted);
+
+    // export: the root filesystem with the changes, without /proc's contents
+    let exported = host.path().join("box.tar");
+    kiln.ok(&["export", "-o", exported.to_str().unwrap(), "box"]);
+    let mut archive = tar::Archive::new(std::fs::File::open(&exported).unwrap());
+    let names: Vec<String> =
+        archive.entries().unwrap().map(|e| e.unwrap().path().unwrap().display().to_string()).collect();
+    assert!(names.iter().any(|n| n == "data/sub/streamed"), "{names:?}");
+    assert!(names.iter().any(|n| n == "bin/busybox"));
+    assert!(!names.iter().any(|n| n == "bin/vi"), "a deleted file was exported");
+    assert!(!names.iter().any(|n| n.starts_with("proc/") && n.len() > 5), "/proc's contents exported");
+
+    // a stopped container: both directions, then it starts with the change
+    kiln.ok(&["stop", "-t", "0", "box"]);
+    let back = host.path().join("back");
+    kiln.ok(&["cp", "box:/in.txt", back.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&back).unwrap(), "hello\n");
+    kiln.ok(&["cp", file.to_str().unwrap(), "box:/data/while-stopped"]);
+    assert!(kiln.ok(&["diff", "box"]).contains("A /data/while-stopped"));
+    kiln.ok(&["start", "box"]);
+    assert_eq!(kiln.ok(&["exec", "box", "cat", "/data/while-stopped"]), "hello\n");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(kiln.root.to_str().unwrap()), "a mount of the container's files was left");
+}
+
+#[test]
+fn a_detached_container_with_a_terminal_logs_what_it_writes_there() {
+    let kiln = Kiln::new(&[]);
+    let id = kiln.detach(&["-t", "img", "sh", "-c", "stty size; echo done; exec sleep 1000"]);
+    wait_for("the terminal output", || kiln.logs(&id).contains("done"));
+    // a terminal's line endings and docker's default size, all on stdout
+    assert_eq!(kiln.logs(&id), "24 80\r\ndone\r\n");
+    let out = kiln.output(&["logs", &id]);
+    assert!(out.stderr.is_empty(), "{out:?}");
+    assert_eq!(kiln.inspect(&id)["Config"]["Tty"], true);
+    kiln.ok(&["stop", "-t", "1", &id]);
+    // restarted on a new terminal; the log goes on
+    kiln.ok(&["start", &id]);
+    wait_for("the second run's output", || kiln.logs(&id).matches("done").count() == 2);
+    let refused = kiln.output(&["run", "-d", "-i", "-t", "img", "true"]);
+    assert!(!refused.status.success(), "{refused:?}");
+    // exec -t: a terminal of its own (TERM set, stdin a terminal), the exit code passed on
+    let out =
+        kiln.output(&["exec", "-t", &id, "sh", "-c", "stty size; echo $TERM; test -t 0 && echo tty; exit 3"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "24 80\r\nxterm\r\ntty\r\n");
+}
+
+#[test]
+fn attach_streams_the_output_from_now_on_and_exits_with_the_code() {
+    let kiln = Kiln::new(&[]);
+    let script = "echo before; while [ ! -e /go ]; do sleep 0.05; done; echo after; echo err >&2; exit 7";
+    let id = kiln.detach(&["img", "sh", "-c", script]);
+    wait_for("before", || kiln.logs(&id).contains("before"));
+    let child = kiln.cmd(&["attach", &id]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // attached once it has the log open
+    let log = kiln.root.join("runtime-v1/containers").join(&id).join(format!("{id}-json.log"));
+    let fds = format!("/proc/{}/fd", child.id());
+    wait_for("attach to open the log", || {
+        std::fs::read_dir(&fds)
+            .map(|fds| {
+                fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|target| target == log))
+            })
+            .unwrap_or(false)
+    });
+    kiln.ok(&["exec", &id, "touch", "/go"]);
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(7), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "after\n");
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+    let stopped = kiln.output(&["attach", &id]);
+    assert!(!stopped.status.success() && stderr_of(&stopped).contains("stopped container"), "{stopped:?}");
 }

@@ -121,7 +121,8 @@ impl Cgroups {
     }
 
     fn create_v2(root: &Path, id: &str, resources: &Resources, parent: Option<&Path>) -> Result<Self, Error> {
-        let wanted = ["memory", "cpu", "pids"];
+        let wanted: &[&str] =
+            if resources.accounting { &["memory", "cpu", "pids", "io"] } else { &["memory", "cpu", "pids"] };
         let available = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
         let enable: Vec<String> = wanted
             .iter()
@@ -305,22 +306,42 @@ impl Cgroups {
 }
 
 /// The v1 hierarchies a sandbox with `resources` joins (memory first: OOM checks read it);
-/// all three under a `--cgroup-parent` (whose limits then apply).
+/// memory, cpu and pids also under a `--cgroup-parent` (whose limits then apply).
 fn v1_controllers(resources: &Resources, parent: bool) -> Vec<&'static str> {
-    let mut controllers = Vec::with_capacity(3);
-    if resources.memory.is_some() || parent {
+    let mut controllers = Vec::with_capacity(6);
+    if resources.memory.is_some() || resources.accounting || parent {
         controllers.push("memory");
     }
     if resources.cpu_millis.is_some() || parent {
         controllers.push("cpu");
     }
-    if resources.pids.is_some() || parent {
+    if resources.pids.is_some() || resources.accounting || parent {
         controllers.push("pids");
+    }
+    if resources.accounting {
+        controllers.extend(["cpuacct", "blkio", "freezer"]);
     }
     controllers
 }
 
-/// SIGKILLs every process listed in a cgroup.
+/// The v1 controller a directory made by [`Cgroups::create`] belongs to
+/// (`/sys/fs/cgroup/<controller>/kiln/<id>`), or `None` for a v2 directory.
+pub fn v1_controller(dir: &Path) -> Option<&str> {
+    let controller = dir.parent()?.parent()?;
+    (controller.parent()? == Path::new(ROOT)).then(|| controller.file_name()?.to_str())?
+}
+
+/// The directory of `controller` among `dirs` (v1), or the one v2 directory.
+pub fn controller_dir<'a>(dirs: &'a [PathBuf], controller: &str) -> Option<(&'a Path, u8)> {
+    dirs.iter().find_map(|dir| match v1_controller(dir) {
+        Some(name) if name == controller => Some((dir.as_path(), 1)),
+        Some(_) => None,
+        None => Some((dir.as_path(), 2)),
+    })
+}
+
+/// SIGKILLs every process listed in a cgroup (and thaws a v1 freezer, where a frozen process
+/// would never act on the signal).
 pub fn kill_all(dir: &Path) {
     if std::fs::write(dir.join("cgroup.kill"), "1").is_ok() {
         return;
@@ -330,5 +351,9 @@ pub fn kill_all(dir: &Path) {
             let _ =
                 nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
+    }
+    let freezer = dir.join("freezer.state");
+    if freezer.exists() {
+        let _ = std::fs::write(freezer, "THAWED");
     }
 }

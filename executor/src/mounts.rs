@@ -118,7 +118,11 @@ fn ensure_mountpoint(path: &Path, directory: bool) -> Result<(), InitError> {
     .map_err(io(format!("create mount point {}", path.display())))
 }
 
-fn mount_overlay(target: &Path, lowers: &[PathBuf], upper: &Option<OverlayUpper>) -> Result<(), InitError> {
+pub(crate) fn mount_overlay(
+    target: &Path,
+    lowers: &[PathBuf],
+    upper: &Option<OverlayUpper>,
+) -> Result<(), InitError> {
     if lowers.is_empty() {
         return Err(InitError::Invalid("overlay needs at least one lower directory".into()));
     }

@@ -267,6 +267,7 @@ pub(crate) fn owner_alive(token: &str) -> bool {
         return false;
     };
     crate::state::process_start_time(pid).is_some_and(|actual| actual.to_string() == start)
+        && !crate::state::is_zombie(pid)
 }
 
 fn lease_address(bridge: &Bridge) -> Result<(PathBuf, Ipv4Addr), Error> {

@@ -596,6 +596,16 @@ fn layers(rootfs: &Rootfs) -> Vec<PathBuf> {
 
 /// Mount points the sandbox may have to create, that do not exist yet in any layer.
 fn stub_candidates(spec: &SandboxSpec) -> Vec<PathBuf> {
+    let mut candidates = mount_points(spec);
+    let layers = layers(&spec.rootfs);
+    candidates.retain(|candidate| {
+        !layers.iter().any(|layer| std::fs::symlink_metadata(layer.join(candidate)).is_ok())
+    });
+    candidates
+}
+
+/// Every mount point of a sandbox (relative to its root) and their ancestors.
+pub(crate) fn mount_points(spec: &SandboxSpec) -> Vec<PathBuf> {
     let mut candidates: Vec<PathBuf> =
         ["proc", "dev", "sys", "etc", "etc/hosts", "etc/hostname", "etc/resolv.conf"]
             .iter()
@@ -610,10 +620,6 @@ fn stub_candidates(spec: &SandboxSpec) -> Vec<PathBuf> {
             }
         }
     }
-    let layers = layers(&spec.rootfs);
-    candidates.retain(|candidate| {
-        !layers.iter().any(|layer| std::fs::symlink_metadata(layer.join(candidate)).is_ok())
-    });
     candidates
 }
 

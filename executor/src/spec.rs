@@ -83,6 +83,11 @@ pub struct Resources {
     pub cpu_millis: Option<u64>,
     /// Maximum number of processes/threads.
     pub pids: Option<u64>,
+    /// Join the cgroups that `pause`, `top` and `stats` need even without limits (v1: freezer,
+    /// memory, cpuacct, pids, blkio; v2: the io controller too). Containers that outlive the
+    /// command set it; build steps do not (every v1 join costs an RCU grace period).
+    #[serde(default)]
+    pub accounting: bool,
 }
 
 /// A resource limit (setrlimit) for the process; values above the current hard limit fail.

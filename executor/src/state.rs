@@ -34,6 +34,15 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// Whether a process has exited and waits to be reaped: a SIGKILLed owner stays a zombie until
+/// whoever adopted it reaps it, and owns nothing any more.
+pub fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| Some(stat.get(stat.rfind(')')? + 2..)?.starts_with(['Z', 'X', 'x'])))
+        .unwrap_or(false)
+}
+
 impl Record {
     /// Writes the record atomically (temp file + rename). No fsync: what it describes (cgroups,
     /// leases under /run) does not survive a reboot either, and a killed process loses nothing

@@ -1,4 +1,5 @@
-//! Terminal helpers for `kiln run -t`: window size propagation.
+//! Terminal helpers for `kiln run -t` and `kiln exec -t`: pseudo-terminals, window size
+//! propagation, raw mode.
 
 use std::os::fd::AsRawFd;
 
@@ -44,4 +45,12 @@ impl Drop for RawMode {
 /// Window size (rows, columns) of the terminal on `fd`, if it is one.
 pub fn window_size(fd: &impl AsRawFd) -> Option<(u16, u16)> {
     sys::window_size(fd).ok().filter(|(rows, cols)| *rows > 0 && *cols > 0)
+}
+
+/// A new pseudo-terminal of `size` (rows, columns): (master, slave).
+pub fn open_pty(size: Option<(u16, u16)>) -> Result<(std::os::fd::OwnedFd, std::os::fd::OwnedFd), Error> {
+    let winsize =
+        size.map(|(rows, cols)| nix::pty::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 });
+    let pty = nix::pty::openpty(winsize.as_ref(), None).map_err(|e| Error::sys("openpty", e))?;
+    Ok((pty.master, pty.slave))
 }

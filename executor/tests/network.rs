@@ -100,3 +100,87 @@ async fn concurrent_default_sandboxes_get_distinct_addresses() {
     assert!(a.ok().starts_with(subnet_prefix), "{a:?}");
     assert_ne!(a.ok(), b.ok());
 }
+
+/// Removes the published ports of `owner` however the test ends.
+struct Unpublish(String);
+
+impl Drop for Unpublish {
+    fn drop(&mut self) {
+        executor::ports::unpublish(&self.0);
+    }
+}
+
+/// An HTTP GET of `/` at `address`, retried while the server comes up; the body.
+fn http_get(address: std::net::SocketAddr) -> std::io::Result<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let attempt = (|| {
+            let mut stream =
+                std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(2))?;
+            stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+            stream.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+            let mut response = String::new();
+            stream.read_to_string(&mut response)?;
+            Ok::<_, std::io::Error>(response.rsplit("\r\n\r\n").next().unwrap_or_default().to_owned())
+        })();
+        match attempt {
+            Ok(body) if !body.is_empty() => return Ok(body),
+            Err(err) if std::time::Instant::now() > deadline => return Err(err),
+            _ => std::thread::sleep(std::time::Duration::from_millis(100)),
+        }
+    }
+}
+
+/// `-p 80` (a free host port): the container's server answers on 127.0.0.1 and on the bridge's
+/// host address, from the host and from another container (hairpin); after `unpublish` no rule
+/// of the owner is left and the port is closed.
+#[tokio::test]
+async fn published_ports_reach_the_container_from_the_host_and_other_containers() {
+    testkit::require_root!();
+    let env = TestEnv::new();
+    let mut spec = env.spec_in(
+        "server",
+        &[
+            "/bin/sh",
+            "-c",
+            "mkdir -p /www && echo published > /www/index.html && exec httpd -f -p 80 -h /www",
+        ],
+    );
+    spec.network = NetworkMode::Default;
+    let server = env.executor.spawn(spec, executor::Stdio::Inherit { stdin: false }).await.expect("spawn");
+    env.ids.lock().expect("ids").push(server.id().to_owned());
+    let owner = format!("test-{}", &server.id()[..12]);
+    let _unpublish = Unpublish(owner.clone());
+    let address = server.address().expect("an address on the bridge");
+    let mut bindings = executor::ports::parse_publish("80").expect("spec");
+    executor::ports::allocate(&mut bindings).expect("allocate");
+    let port = bindings[0].host_port();
+    let bridge = env.executor.bridge().clone();
+    executor::ports::publish(&owner, &bridge, address, &bindings).expect("publish");
+    assert!(executor::ports::owners().contains(&owner));
+
+    let loopback = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));
+    let host_address = std::net::SocketAddr::from((bridge.gateway, port));
+    let from_host = tokio::task::spawn_blocking(move || (http_get(loopback), http_get(host_address)))
+        .await
+        .expect("client");
+    assert_eq!(from_host.0.expect("GET via 127.0.0.1").trim(), "published");
+    assert_eq!(from_host.1.expect("GET via the host address").trim(), "published");
+
+    let script = format!("wget -q -T 5 -O - http://{}:{port}/", bridge.gateway);
+    let mut client = env.spec_in("client", &["/bin/sh", "-c", &script]);
+    client.network = NetworkMode::Default;
+    let out = env.run(client).await;
+    assert_eq!(out.ok().trim(), "published", "{}", out.stderr);
+
+    executor::ports::unpublish(&owner);
+    assert!(!executor::ports::owners().contains(&owner));
+    let closed = tokio::task::spawn_blocking(move || {
+        std::net::TcpStream::connect_timeout(&loopback, std::time::Duration::from_secs(2))
+    })
+    .await
+    .expect("probe");
+    assert!(closed.is_err(), "the port still answers after unpublish");
+    server.killer().kill().expect("kill");
+    server.wait().await.expect("wait");
+}

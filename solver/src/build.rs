@@ -219,6 +219,28 @@ pub struct BuildOutcome {
 pub struct CacheImportReport {
     pub records: usize,
     pub fetched: FetchStats,
+    /// Cache mounts filled from the import.
+    pub mounts: usize,
+}
+
+/// The ids of the `RUN --mount=type=cache` directories `definition` uses.
+fn cache_mount_ids(definition: &Definition) -> Vec<String> {
+    let mut ids: Vec<String> = definition
+        .vertices
+        .iter()
+        .filter_map(|vertex| match &vertex.op {
+            crate::graph::Op::Exec(exec) => Some(exec.mounts.iter()),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|mount| match &mount.kind {
+            crate::graph::MountKind::Cache(cache) => Some(cache.id.clone()),
+            _ => None,
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
 }
 
 /// The Dockerfile of `context` when `-f` is not given: `Dockerfile`, or `dockerfile` when only
@@ -342,7 +364,17 @@ where
                 .map_err(|source| ExportError::Encode { what: "inline cache config", source })?;
             top_level.insert(crate::remotecache::format::INLINE_FIELD.to_owned(), value);
         }
-        let config = finalize_config(image, &layers, &export.image);
+        // each layer's time is when it was made (its blob's mtime), so a rebuild from the cache
+        // gives the same image ID, as BuildKit's createdAt from its cache metadata does
+        let layer_times: Vec<Option<String>> = layers
+            .iter()
+            .map(|layer| {
+                let path = store.content().blob_path(layer.blob.digest()).ok()?;
+                let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
+                Some(cache::rfc3339_like_go(modified.into()))
+            })
+            .collect();
+        let config = finalize_config(image, &layers, &layer_times, &export.image);
         let image = write_image_annotated(
             &store,
             config,
@@ -379,6 +411,11 @@ pub async fn build(
     cancel: CancellationToken,
 ) -> Result<Built, BuildError> {
     let dockerfile = request.read_dockerfile()?;
+    internal_step(
+        &progress,
+        &format!("[internal] load build definition from {}", dockerfile.name),
+        Some(format!("transferring dockerfile: {}B done", dockerfile.text.len())),
+    );
     let parse_error =
         |error| BuildError::Parse { name: dockerfile.name.clone(), text: dockerfile.text.clone(), error };
     let raw = parser::parse_raw(&dockerfile.text).map_err(parse_error)?;
@@ -395,6 +432,13 @@ pub async fn build(
         )?,
         None => Vec::new(),
     };
+    if request.context.is_some() {
+        internal_step(
+            &progress,
+            "[internal] load .dockerignore",
+            Some(format!("{} patterns", excludes.len())),
+        );
+    }
     let network = match request.network.as_deref() {
         None | Some("default") => None,
         Some("none") => Some(crate::graph::NetworkMode::None),
@@ -455,7 +499,8 @@ pub async fn build(
         crate::runner::Runner::new(store.clone(), executor, registry, runner_options)
             .map_err(|e| BuildError::Runner(e.into()))?,
     );
-    let resolver = RunnerResolver { runner: runner.clone() };
+    let resolver =
+        RunnerResolver { runner: runner.clone(), progress: progress.clone(), announced: Default::default() };
     let (plan, findings) = crate::frontend::lower_with_findings(&parsed, &options, &resolver).await;
     linter.extend(findings);
     let mut findings = linter.into_findings();
@@ -481,6 +526,13 @@ pub async fn build(
     runner
         .reset_cache_mounts(&plan.definition, request.no_cache)
         .map_err(|e| BuildError::Runner(e.into()))?;
+    // cache mounts an import carries fill the ones this store lacks (a fresh CI machine)
+    let mut restored_mounts = 0;
+    if let Some(remote) = &remote {
+        let (restored, warnings) = remote.restore_mounts(&store, &cache_mount_ids(&plan.definition)).await;
+        restored_mounts = restored.len();
+        cache_warnings.extend(warnings);
+    }
     let mut solve_options = SolveOptions { no_cache: request.no_cache, ..SolveOptions::default() };
     if let Some(jobs) = request.jobs {
         solve_options.jobs = jobs.max(1);
@@ -533,6 +585,25 @@ pub async fn build(
         let mut config =
             crate::remotecache::records_to_export(&definition, &outcome.solved, to.mode).finish();
         config.set_checksums(runner.chain_checksums());
+        if to.cache_mounts {
+            let mounts = cache::buildcache::BuildCache::open(&store).map_err(ExportError::from)?.mounts();
+            let ids = cache_mount_ids(&plan.definition);
+            let layers = tokio::task::spawn_blocking(move || {
+                ids.into_iter()
+                    .filter_map(|id| match mounts.export_layer(&id) {
+                        Ok(layer) => layer.map(|layer| Ok((id, layer))),
+                        Err(err) => Some(Err(err)),
+                    })
+                    .collect::<Result<Vec<_>, cache::Error>>()
+            })
+            .await
+            .map_err(|e| BuildError::Runner(crate::scheduler::RunError::failed(e)))?
+            .map_err(ExportError::from)?;
+            config.mounts = layers
+                .into_iter()
+                .map(|(id, layer)| crate::remotecache::format::ConfigMount { id, blob: layer.descriptor })
+                .collect();
+        }
         let location = to.location.to_string();
         match crate::remotecache::export::export(
             to,
@@ -551,7 +622,11 @@ pub async fn build(
         }
     }
     if let Some(remote) = &remote {
-        outcome.cache_import = Some(CacheImportReport { records: remote.len(), fetched: remote.stats() });
+        outcome.cache_import = Some(CacheImportReport {
+            records: remote.len(),
+            fetched: remote.stats(),
+            mounts: restored_mounts,
+        });
         remember_imported(&store, &definition, &outcome.solved).await;
     }
     outcome.warnings.extend(cache_warnings);
@@ -593,9 +668,27 @@ async fn remember_imported(store: &Store, definition: &Definition, solved: &Hash
     }
 }
 
-/// The frontend's image resolver over the runner (store, then registry).
+/// A step of BuildKit's `[internal]` kind (reading the definition, loading metadata) as one
+/// started/log/done sequence of the progress stream.
+fn internal_step(progress: &ProgressSender, name: &str, log: Option<String>) {
+    use crate::progress::{EventKind, LogStream};
+    let vertex = cache::sha256_digest(format!("kiln-internal {name}").as_bytes());
+    progress.send(&vertex, EventKind::Started { name: name.to_owned() });
+    if let Some(line) = log {
+        progress.send(
+            &vertex,
+            EventKind::Log { stream: LogStream::Stdout, data: format!("{line}\n").into_bytes() },
+        );
+    }
+    progress.send(&vertex, EventKind::Completed);
+}
+
+/// The frontend's image resolver over the runner (store, then registry); each reference shows
+/// once as BuildKit's `[internal] load metadata for …` step.
 struct RunnerResolver {
     runner: Arc<crate::runner::Runner>,
+    progress: ProgressSender,
+    announced: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl ImageResolver for RunnerResolver {
@@ -619,6 +712,10 @@ impl ImageResolver for RunnerResolver {
         let manifest: oci_spec::image::ImageManifest =
             content.read_json(base.manifest.digest()).map_err(|e| fail(Box::new(e)))?;
         let bytes = content.read(manifest.config().digest()).map_err(|e| fail(Box::new(e)))?;
+        let first = self.announced.lock().map(|mut seen| seen.insert(name.clone())).unwrap_or(false);
+        if first {
+            internal_step(&self.progress, &format!("[internal] load metadata for {name}"), None);
+        }
         ResolvedImage::from_config_json(name, &bytes).map_err(|e| fail(Box::new(e)))
     }
 }

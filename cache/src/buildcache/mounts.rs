@@ -138,6 +138,43 @@ impl CacheMounts {
         }
     }
 
+    /// A gzip layer of the main directory of cache mount `id`, written to the content store
+    /// while holding the mount shared (`--cache-to …,cache-mounts=true`); `None` when the store
+    /// has no such mount.
+    pub fn export_layer(&self, id: &str) -> Result<Option<crate::NewLayer>> {
+        if !self.id_dir(id).join("data").is_dir() {
+            return Ok(None);
+        }
+        let guard = self.acquire(id, MountSharing::Shared)?;
+        let options = crate::DiffOptions { compression: crate::Compression::Gzip, ..Default::default() };
+        self.store.content().write_layer(guard.path(), crate::DiffSource::PlainDir, &options).map(Some)
+    }
+
+    /// Fills cache mount `id` from the layer blob `blob` (in the content store) when the store
+    /// has no such mount yet: a mount this store already has is at least as fresh. Returns
+    /// whether it did. A layer that cannot be applied leaves no mount behind.
+    pub fn import_layer(&self, id: &str, blob: &oci_spec::image::Digest) -> Result<bool> {
+        if self.id_dir(id).join("data").is_dir() {
+            return Ok(false);
+        }
+        let guard = self.acquire(id, MountSharing::Locked)?;
+        if !guard.created() {
+            return Ok(false);
+        }
+        let applied = (|| {
+            let file = self.store.content().open(blob)?;
+            let tar = crate::compress::decompress_any(file)
+                .map_err(|e| Error::io("decompress", guard.path(), e))?;
+            crate::apply::apply_tar(tar, guard.path(), crate::apply::ApplyMode::Merge)
+        })();
+        if let Err(err) = applied {
+            drop(guard);
+            self.remove(id)?;
+            return Err(err);
+        }
+        Ok(true)
+    }
+
     /// Ids of existing cache mounts.
     pub fn list(&self) -> Result<Vec<String>> {
         let mut ids = Vec::new();
@@ -194,6 +231,34 @@ mod tests {
         let again = mounts.acquire("go-build", MountSharing::Locked).unwrap();
         assert_eq!(std::fs::read(again.path().join("obj")).unwrap(), b"x");
         assert_eq!(mounts.list().unwrap(), vec!["go-build".to_string()]);
+    }
+
+    /// A mount travels as a layer: exported from one store, it fills a store that lacks it,
+    /// never one that has it; a layer that is not one leaves no mount.
+    #[test]
+    fn mounts_travel_as_layers() {
+        let (_a_dir, a) = mounts();
+        assert!(a.export_layer("deps").unwrap().is_none(), "no such mount");
+        {
+            let guard = a.acquire("deps", MountSharing::Shared).unwrap();
+            std::fs::create_dir(guard.path().join("pkg")).unwrap();
+            std::fs::write(guard.path().join("pkg/lib.a"), b"compiled").unwrap();
+        }
+        let layer = a.export_layer("deps").unwrap().expect("a layer");
+        let bytes = a.store.content().read(layer.descriptor.digest()).unwrap();
+
+        let (_b_dir, b) = mounts();
+        let blob = b.store.content().write_bytes(&bytes, layer.descriptor.media_type().clone()).unwrap();
+        assert!(b.import_layer("deps", blob.digest()).unwrap());
+        let guard = b.acquire("deps", MountSharing::Shared).unwrap();
+        assert_eq!(std::fs::read(guard.path().join("pkg/lib.a")).unwrap(), b"compiled");
+        drop(guard);
+        assert!(!b.import_layer("deps", blob.digest()).unwrap(), "an existing mount is kept");
+
+        let junk =
+            b.store.content().write_bytes(&[b'A'; 1024], oci_spec::image::MediaType::ImageLayer).unwrap();
+        assert!(b.import_layer("other", junk.digest()).is_err());
+        assert!(!b.list().unwrap().contains(&"other".to_string()), "no half-restored mount");
     }
 
     #[test]

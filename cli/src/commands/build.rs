@@ -445,8 +445,14 @@ pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<Exit
     if !quiet {
         if let Some(import) = &outcome.cache_import {
             eprintln!(
-                "cache import: {} records, fetched {} layers ({} bytes)",
-                import.records, import.fetched.blobs, import.fetched.bytes
+                "cache import: {} records, fetched {} layers ({} bytes){}",
+                import.records,
+                import.fetched.blobs,
+                import.fetched.bytes,
+                match import.mounts {
+                    0 => String::new(),
+                    n => format!(", {n} cache mounts restored"),
+                }
             );
         }
         for (location, exported) in &outcome.cache_exports {
@@ -491,7 +497,9 @@ pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<Exit
     }
     // the GC policy (<root>/gc.toml): only builds that wrote new content can outgrow it
     if outcome.stats.executed > 0 {
-        match tokio::task::spawn_blocking(move || super::builder::collect_after_build(&store)).await {
+        let global = global.clone();
+        match tokio::task::spawn_blocking(move || super::builder::collect_after_build(&global, &store)).await
+        {
             Ok(Ok(Some((report, keep)))) if !quiet && mode != progress::ProgressMode::RawJson => eprintln!(
                 "pruned build cache to {}: {} records, {} reclaimed",
                 super::images::human_size(keep),

@@ -88,7 +88,9 @@ fn prune(global: &GlobalOptions, args: PruneArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let (_store, cache) = open(global)?;
-    let report = cache.prune(&options, &[]).context("cannot prune the build cache")?;
+    // containers keep their images' layers, whatever the images' names
+    let containers = super::container::ContainerImages::new(global)?;
+    let report = cache.prune(&options, &[&containers]).context("cannot prune the build cache")?;
     let mut out = std::io::stdout().lock();
     if !report.removed.is_empty() || !report.removed_mounts.is_empty() {
         writeln!(out, "Deleted build cache objects:")?;
@@ -271,14 +273,18 @@ fn default_keep_storage(root: &Path) -> u64 {
 
 /// After a build that ran steps: prunes least recently used build cache down to the policy's
 /// size. Returns what was done for the progress output, `None` when nothing was removed.
-pub(crate) fn collect_after_build(store: &Store) -> anyhow::Result<Option<(PruneReport, u64)>> {
+pub(crate) fn collect_after_build(
+    global: &GlobalOptions,
+    store: &Store,
+) -> anyhow::Result<Option<(PruneReport, u64)>> {
     let policy = GcPolicy::load(store.root())?;
     if !policy.enabled {
         return Ok(None);
     }
     let cache = BuildCache::open(store).context("cannot open the build cache")?;
     let options = PruneOptions { keep_storage: Some(policy.keep_storage), ..Default::default() };
-    let report = cache.prune(&options, &[]).context("cannot prune the build cache")?;
+    let containers = super::container::ContainerImages::new(global)?;
+    let report = cache.prune(&options, &[&containers]).context("cannot prune the build cache")?;
     Ok((!report.removed.is_empty()).then_some((report, policy.keep_storage)))
 }
 

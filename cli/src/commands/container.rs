@@ -172,3 +172,77 @@ pub fn wait(global: &GlobalOptions, args: WaitArgs) -> anyhow::Result<ExitCode> 
     }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
+
+/// Arguments of `kiln pause` and `kiln unpause`.
+#[derive(Debug, clap::Args)]
+pub struct PauseArgs {
+    #[arg(required = true, value_name = "CONTAINER")]
+    pub containers: Vec<String>,
+}
+
+pub fn pause(global: &GlobalOptions, args: PauseArgs) -> anyhow::Result<ExitCode> {
+    each(global, &args.containers, |_, container| Ok(runtime::pause::pause(container)?))
+}
+
+pub fn unpause(global: &GlobalOptions, args: PauseArgs) -> anyhow::Result<ExitCode> {
+    each(global, &args.containers, |_, container| Ok(runtime::pause::unpause(container)?))
+}
+
+/// Arguments of `kiln rename`.
+#[derive(Debug, clap::Args)]
+pub struct RenameArgs {
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+    #[arg(value_name = "NEW_NAME")]
+    pub new_name: String,
+}
+
+/// `kiln rename`: silent on success, like docker's.
+pub fn rename(global: &GlobalOptions, args: RenameArgs) -> anyhow::Result<ExitCode> {
+    let store = open(global)?;
+    let mut container = store.find(&args.container)?;
+    store.rename(&mut container, &args.new_name)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Containers as GC roots of the image store: the manifest and config of each container's image
+/// and the snapshots it runs on, so that `rmi -f` of its last name or `image prune -a` never
+/// takes them from under a container, running or stopped. Listed when the GC asks (under its
+/// exclusive lock), so a container created just before is seen.
+pub(crate) struct ContainerImages {
+    store: Store,
+}
+
+impl ContainerImages {
+    pub(crate) fn new(global: &GlobalOptions) -> anyhow::Result<Self> {
+        Ok(Self { store: open(global)? })
+    }
+}
+
+/// The GC roots of one container (unparsable digests are skipped: they name nothing stored).
+pub(crate) fn image_roots(container: &runtime::Container) -> Vec<oci_spec::image::Digest> {
+    let parse = |text: &str| text.parse::<oci_spec::image::Digest>().ok();
+    let mut roots: Vec<_> = [container.config.image_manifest.as_str(), container.config.image_id.as_str()]
+        .into_iter()
+        .filter_map(parse)
+        .collect();
+    // the snapshots it runs on: <root>/snapshots/<chain id hex>/fs
+    if let executor::Rootfs::Overlay { lowers, .. } = &container.config.spec.rootfs {
+        for lower in lowers {
+            if let Some(hex) = lower.parent().and_then(Path::file_name).and_then(|n| n.to_str()) {
+                roots.extend(parse(&format!("sha256:{hex}")));
+            }
+        }
+    }
+    roots
+}
+
+impl cache::GcRoots for ContainerImages {
+    fn gc_roots(&self) -> cache::Result<Vec<oci_spec::image::Digest>> {
+        let containers = self
+            .store
+            .list()
+            .map_err(|err| cache::Error::GcRoots { what: "containers", source: Box::new(err) })?;
+        Ok(containers.iter().flat_map(image_roots).collect())
+    }
+}

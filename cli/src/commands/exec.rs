@@ -2,6 +2,7 @@
 //! a running container (its namespaces, cgroups, capabilities, seccomp profile and
 //! `no_new_privs`), exiting with the process's exit code.
 
+use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -16,7 +17,7 @@ pub struct ExecArgs {
     /// Keep stdin open.
     #[arg(short, long)]
     pub interactive: bool,
-    /// Allocate a pseudo-terminal (not supported yet).
+    /// Allocate a pseudo-terminal.
     #[arg(short, long)]
     pub tty: bool,
     /// Detached mode: run the command in the background.
@@ -39,8 +40,8 @@ pub struct ExecArgs {
 }
 
 pub fn run(global: &GlobalOptions, args: ExecArgs) -> anyhow::Result<ExitCode> {
-    if args.tty {
-        bail!("exec -t is not supported yet (use exec -i for a shell without a terminal)");
+    if args.tty && args.detach {
+        bail!("exec -d -t is not supported: a detached process has no one to read its terminal");
     }
     let store = super::container::open(global)?;
     let mut container = store.find(&args.container)?;
@@ -51,8 +52,14 @@ pub fn run(global: &GlobalOptions, args: ExecArgs) -> anyhow::Result<ExitCode> {
             if e.contains('=') { Some(e.clone()) } else { std::env::var(e).ok().map(|v| format!("{e}={v}")) }
         })
         .collect();
-    let options =
-        ExecOptions { args: args.args, env, user: args.user, workdir: args.workdir, detach: args.detach };
+    let options = ExecOptions {
+        args: args.args,
+        env,
+        user: args.user,
+        workdir: args.workdir,
+        detach: args.detach,
+        tty: args.tty,
+    };
     let mut command = command(&mut container, options, Path::new(super::container::SELF))?;
     if !args.interactive || args.detach {
         command.stdin(std::process::Stdio::null());
@@ -60,6 +67,53 @@ pub fn run(global: &GlobalOptions, args: ExecArgs) -> anyhow::Result<ExitCode> {
     if args.detach {
         command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
     }
+    if args.tty {
+        return with_terminal(command, args.interactive);
+    }
     let status = command.status().context("cannot start the exec helper")?;
+    Ok(ExitCode::from(status.code().unwrap_or(255).clamp(0, 255) as u8))
+}
+
+fn copy(mut from: impl Read, mut to: impl Write) {
+    let mut buffer = [0u8; 8192];
+    loop {
+        match from.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buffer[..n]).and_then(|()| to.flush()).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// `exec -t`: the process gets a new pseudo-terminal (the size of ours, else 24x80); its output
+/// is copied to our stdout, and with `-i` our stdin (in raw mode) to it.
+fn with_terminal(mut command: std::process::Command, interactive: bool) -> anyhow::Result<ExitCode> {
+    let stdin = std::io::stdin();
+    let size = executor::tty::window_size(&stdin).unwrap_or((24, 80));
+    let (master, slave) = executor::tty::open_pty(Some(size))?;
+    command
+        .stdin(slave.try_clone().context("cannot duplicate the terminal")?)
+        .stdout(slave.try_clone().context("cannot duplicate the terminal")?)
+        .stderr(slave);
+    let mut child = command.spawn().context("cannot start the exec helper")?;
+    // the child's copies only: the master reads EIO once the process and its children closed it
+    drop(command);
+    let reader = std::fs::File::from(master.try_clone().context("cannot duplicate the terminal")?);
+    let output = std::thread::spawn(move || copy(reader, std::io::stdout()));
+    let _raw = if interactive {
+        let raw = executor::tty::RawMode::enter(&stdin);
+        let writer = std::fs::File::from(master.try_clone().context("cannot duplicate the terminal")?);
+        // blocked on stdin until the process exits: never joined
+        std::thread::spawn(move || copy(std::io::stdin(), writer));
+        raw
+    } else {
+        None
+    };
+    let status = child.wait().context("cannot wait for the exec helper")?;
+    drop(master);
+    let _ = output.join();
     Ok(ExitCode::from(status.code().unwrap_or(255).clamp(0, 255) as u8))
 }

@@ -148,9 +148,17 @@ fn prune(global: &GlobalOptions, args: PruneArgs) -> anyhow::Result<ExitCode> {
     }
     let store = open_store(global)?;
     let records = store.images().list().context("cannot list images")?;
+    // docker's prune -a: only images no container uses
+    let runtime = super::container::open(global)?;
+    let in_use: std::collections::HashSet<String> =
+        runtime.list()?.into_iter().map(|c| c.config.image_id).collect();
     let mut out = std::io::stdout().lock();
     let mut deleted = std::collections::BTreeSet::new();
-    for record in records.iter().filter(|r| args.all || r.is_untagged()) {
+    for record in records
+        .iter()
+        .filter(|r| args.all || r.is_untagged())
+        .filter(|r| !in_use.contains(&r.image_id.to_string()))
+    {
         store.images().untag(&record.name).with_context(|| format!("cannot remove {}", record.name))?;
         if deleted.is_empty() {
             writeln!(out, "Deleted Images:")?;
@@ -165,7 +173,9 @@ fn prune(global: &GlobalOptions, args: PruneArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let build_cache = cache::buildcache::BuildCache::open(&store).context("cannot open the build cache")?;
-    let report = store.gc(&[&build_cache]).context("cannot reclaim the space of removed images")?;
+    let containers = super::container::ContainerImages::new(global)?;
+    let report =
+        store.gc(&[&build_cache, &containers]).context("cannot reclaim the space of removed images")?;
     if !deleted.is_empty() {
         writeln!(out)?;
     }

@@ -55,9 +55,9 @@ pub fn container_json(container: &Container) -> Value {
         "Path": path,
         "Args": args,
         "State": {
-            "Status": state.status.as_str(),
+            "Status": state.status_name(),
             "Running": state.status == Status::Running,
-            "Paused": false,
+            "Paused": state.paused,
             "Restarting": state.status == Status::Restarting,
             "OOMKilled": state.oom_killed,
             "Dead": state.status == Status::Dead,

@@ -73,6 +73,18 @@ pub fn run(global: &GlobalOptions, args: LogsArgs) -> anyhow::Result<ExitCode> {
     if !args.follow {
         return Ok(ExitCode::SUCCESS);
     }
+    follow(&mut container, reader, args.timestamps, &args.container)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Prints what the container writes from now on until it stops (across restarts).
+fn follow(
+    container: &mut executor::runtime::Container,
+    mut reader: Option<Reader>,
+    timestamps: bool,
+    name: &str,
+) -> anyhow::Result<()> {
+    let path = container.log_path();
     loop {
         container.refresh()?;
         let active = container.state.status.is_active();
@@ -80,15 +92,50 @@ pub fn run(global: &GlobalOptions, args: LogsArgs) -> anyhow::Result<ExitCode> {
             reader = Reader::open(&path).ok();
         }
         if let Some(reader) = &mut reader {
-            print(&reader.read_new()?, args.timestamps)?;
+            print(&reader.read_new()?, timestamps)?;
         }
         if !active {
             // whatever the monitor wrote before recording the exit was printed above
-            return Ok(ExitCode::SUCCESS);
+            return Ok(());
         }
         if !container.dir.exists() {
-            bail!("container {} was removed", args.container);
+            bail!("container {name} was removed");
         }
         std::thread::sleep(FOLLOW_POLL);
     }
+}
+
+/// Arguments of `kiln attach`.
+#[derive(Debug, clap::Args)]
+pub struct AttachArgs {
+    /// Do not attach stdin (containers that outlive the command have none so far: always so).
+    #[arg(long)]
+    pub no_stdin: bool,
+    #[arg(value_name = "CONTAINER")]
+    pub container: String,
+}
+
+/// `kiln attach`: the running container's output from now on, on stdout and stderr as it
+/// writes it, until it stops; exits with its exit code. Interrupting kiln leaves the container
+/// running (docker's `--sig-proxy=false`).
+pub fn attach(global: &GlobalOptions, args: AttachArgs) -> anyhow::Result<ExitCode> {
+    let store = super::container::open(global)?;
+    let mut container = store.find(&args.container)?;
+    if !container.state.status.is_active() {
+        bail!("You cannot attach to a stopped container, start it first");
+    }
+    let path = container.log_path();
+    // what was written before attaching is `logs`' business
+    let reader = match Reader::open(&path) {
+        Ok(mut reader) => {
+            reader.read_new()?;
+            Some(reader)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    follow(&mut container, reader, false, &args.container)?;
+    // as a shell reports it: -1 (unknown) is 255
+    let code = container.state.exit_code.unwrap_or(-1);
+    Ok(ExitCode::from((code & 0xff) as u8))
 }

@@ -58,7 +58,7 @@ fn format_fields(container: &Container, no_trunc: bool) -> serde_json::Value {
         "CreatedAt": created.format("%Y-%m-%d %H:%M:%S +0000 UTC").to_string(),
         "RunningFor": format!("{} ago", human_duration(seconds_since(Some(container.config.created)))),
         "Ports": "",
-        "State": container.state.status.as_str(),
+        "State": container.state.status_name(),
         "Status": status_text(container),
         "Size": "",
         "Names": container.config.name,
@@ -114,7 +114,7 @@ fn image_matches(container: &Container, image: &str) -> bool {
 
 fn matches(container: &Container, filter: &Filter) -> bool {
     match filter {
-        Filter::Status(status) => container.state.status.as_str() == status,
+        Filter::Status(status) => container.state.status_name() == status,
         // docker: a substring of the name
         Filter::Name(name) => container.config.name.contains(name.trim_start_matches('/')),
         Filter::Label(key, value) => {
@@ -159,7 +159,8 @@ pub(crate) fn status_text(container: &Container) -> String {
                 Some(status) => format!(" ({status})"),
                 None => String::new(),
             };
-            format!("Up {}{health}", human_duration(seconds_since(state.started_at)))
+            let paused = if state.paused { " (Paused)" } else { "" };
+            format!("Up {}{health}{paused}", human_duration(seconds_since(state.started_at)))
         }
         Status::Restarting => {
             format!("Restarting ({code}) {} ago", human_duration(seconds_since(state.finished_at)))

@@ -3,7 +3,7 @@
 //! its last name, its blobs and snapshots are garbage-collected (what other images or the build
 //! cache use stays; when another kiln process has the store open, collection waits for a later
 //! run). An image a container uses is refused (docker's conflict errors); `--force` untags
-//! it but keeps its data while a container needs it.
+//! it, and its data stays while a container needs it: containers are GC roots.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -31,9 +31,6 @@ pub async fn run(global: &GlobalOptions, args: RmiArgs) -> anyhow::Result<ExitCo
     let mut out = std::io::stdout().lock();
     let mut failed = false;
     let mut deleted = false;
-    // an image untagged with --force while a container uses it: collecting garbage now would
-    // take its snapshots from under the container
-    let mut kept_for_container = false;
     for query in &args.images {
         let result = (|| -> anyhow::Result<()> {
             let (records, by_name) = resolve(&store, query)?;
@@ -79,7 +76,7 @@ pub async fn run(global: &GlobalOptions, args: RmiArgs) -> anyhow::Result<ExitCo
                 .filter_map(|id| records.iter().find(|r| r.image_id.as_ref() == id).map(|r| (id, r)))
             {
                 let unnamed = store.images().names_of(&record.image_id)?.is_empty();
-                kept_for_container |= unnamed && user_of(id).is_some();
+                // an image a container uses stays (a GC root) until the container goes
                 if unnamed && user_of(id).is_none() {
                     writeln!(out, "Deleted: {id}")?;
                     deleted = true;
@@ -92,10 +89,12 @@ pub async fn run(global: &GlobalOptions, args: RmiArgs) -> anyhow::Result<ExitCo
             failed = true;
         }
     }
-    if deleted && !kept_for_container {
+    if deleted {
         let build_cache =
             cache::buildcache::BuildCache::open(&store).context("cannot open the build cache")?;
-        let report = store.gc(&[&build_cache]).context("cannot reclaim the space of removed images")?;
+        let containers = super::container::ContainerImages::new(global)?;
+        let report =
+            store.gc(&[&build_cache, &containers]).context("cannot reclaim the space of removed images")?;
         tracing::debug!(
             "gc: {} blobs ({} bytes) and {} snapshots removed{}",
             report.removed_blobs.len(),

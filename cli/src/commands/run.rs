@@ -261,6 +261,7 @@ struct Prepared {
     healthcheck: Option<executor::runtime::health::Healthcheck>,
     spec: SandboxSpec,
     image_id: String,
+    image_manifest: String,
     entrypoint: Vec<String>,
     cmd: Vec<String>,
     stop_signal: String,
@@ -323,6 +324,7 @@ async fn prepare(
         memory: args.memory.as_deref().map(parse_bytes).transpose()?,
         cpu_millis: args.cpus.map(|cpus| (cpus * 1000.0).round() as u64).filter(|m| *m > 0),
         pids: args.pids_limit.filter(|p| *p > 0).map(|p| p as u64),
+        accounting: false,
     };
     let mut requests = Vec::new();
     for volume in &args.volumes {
@@ -352,7 +354,16 @@ async fn prepare(
         retries: h.retries,
     });
     let healthcheck = healthcheck(args, image_check)?;
-    Ok(Prepared { healthcheck, spec, image_id: image.id().to_string(), entrypoint, cmd, stop_signal, mounts })
+    Ok(Prepared {
+        healthcheck,
+        spec,
+        image_id: image.id().to_string(),
+        image_manifest: record.target.digest().to_string(),
+        entrypoint,
+        cmd,
+        stop_signal,
+        mounts,
+    })
 }
 
 /// The image's HEALTHCHECK with the `--health-*` flags applied (docker's merge), or none.
@@ -439,9 +450,6 @@ pub(crate) async fn create(
     global: &GlobalOptions,
     args: &RunArgs,
 ) -> anyhow::Result<executor::runtime::Container> {
-    if args.tty {
-        bail!("-t is not supported for containers that outlive the command yet (run it in the foreground)");
-    }
     if args.interactive && args.detach {
         bail!("-i is not supported with -d yet: the container's stdin is /dev/null");
     }
@@ -453,7 +461,9 @@ pub(crate) async fn create(
     let (id, dir) = runtime.new_container_dir()?;
     let remove_dir = scopeguard(dir.clone());
     let upper = OverlayUpper { upper: dir.join("upper"), work: dir.join("work") };
-    let prepared = prepare(global, args, &runtime, upper).await?;
+    let mut prepared = prepare(global, args, &runtime, upper).await?;
+    // pause, top and stats read the container's cgroups
+    prepared.spec.resources.accounting = true;
     let anonymous: Vec<String> = prepared.mounts.anonymous().map(str::to_owned).collect();
     let config = ContainerConfig {
         version: 0,
@@ -462,6 +472,7 @@ pub(crate) async fn create(
         created: executor::runtime::record::now_nanos(),
         image: args.image.clone(),
         image_id: prepared.image_id,
+        image_manifest: prepared.image_manifest,
         spec: prepared.spec,
         entrypoint: prepared.entrypoint,
         cmd: prepared.cmd,

@@ -42,6 +42,9 @@ pub struct ExecOptions {
     pub user: Option<String>,
     pub workdir: Option<String>,
     pub detach: bool,
+    /// `-t`: the caller gives the helper a terminal as stdio; it becomes the process's
+    /// controlling terminal.
+    pub tty: bool,
 }
 
 /// The helper command for `options` in the running `container`; the caller sets its stdio,
@@ -55,10 +58,13 @@ pub fn command(
     let Some(pid) = container.live_pid() else {
         return Err(RuntimeError::NotRunning(container.config.name.clone()));
     };
+    if container.state.paused {
+        return Err(RuntimeError::Paused(container.config.name.clone()));
+    }
     let mut process = container.config.spec.process.clone();
     process.args = options.args;
     process.env.extend(options.env);
-    process.tty = false;
+    process.tty = options.tty;
     process.init = false;
     if let Some(user) = options.user {
         process.user = user;
@@ -146,6 +152,12 @@ fn enter(config: &ExecConfig) -> Result<i32, InitError> {
         Forked::Child => {
             let _ = all.thread_unblock();
             let _ = nix::unistd::setsid();
+            if config.process.tty
+                && let Err(errno) = sys::set_controlling_tty(&std::io::stdin())
+            {
+                eprintln!("kiln: exec failed: set controlling terminal: {errno}");
+                sys::exit_now(EXIT_CANNOT_EXEC);
+            }
             let err = match crate::process::prepare(&config.process, &hostname, false) {
                 Ok(prepared) => match crate::process::exec(&prepared) {
                     Ok(never) => match never {},

@@ -19,12 +19,18 @@
 //! `kiln` command reads the same files; a state whose monitor is gone (SIGKILL, crash) is
 //! reported as exited with an unknown code.
 
+pub mod changes;
 pub mod copy_up;
 pub mod exec;
 pub mod health;
 pub mod logs;
 pub mod monitor;
+pub mod pause;
+pub mod processes;
 pub mod record;
+mod rename;
+pub mod rootfs;
+pub mod stats;
 pub mod stop;
 pub mod time;
 pub mod volumes;

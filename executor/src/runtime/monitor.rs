@@ -176,7 +176,19 @@ async fn supervise(
     let healthcheck = container.config.healthcheck.clone().filter(|check| check.argv().is_some());
     loop {
         let (sender, mut output) = mpsc::channel(64);
-        let sandbox = match executor.spawn(container.config.spec.clone(), Stdio::Stream(sender)).await {
+        let tty = container.config.spec.process.tty;
+        // `-t`: a pseudo-terminal (docker's 24x80 until someone resizes it) whose output is
+        // the log's stdout; the channel closes when the reader thread ends
+        let stdio = if tty { Stdio::Tty { size: Some((24, 80)) } } else { Stdio::Stream(sender.clone()) };
+        let spawned = executor.spawn(container.config.spec.clone(), stdio).await;
+        let spawned = spawned.map(|mut sandbox| {
+            if let Some(pty) = sandbox.take_pty() {
+                read_pty(pty, sender.clone());
+            }
+            sandbox
+        });
+        drop(sender);
+        let sandbox = match spawned {
             Ok(sandbox) => sandbox,
             Err(err) => {
                 let (message, code) = match err {
@@ -264,6 +276,7 @@ async fn supervise(
             state.finished_at = Some(now_nanos());
             state.pid = 0;
             state.pid_start = 0;
+            state.paused = false;
             state.cgroup_dirs.clear();
         })?;
         if !restart {
@@ -279,6 +292,29 @@ async fn supervise(
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+}
+
+/// Copies what the container writes to its terminal into the log, on a thread of its own
+/// (blocking reads), until the terminal closes (EIO once every process holding it exited).
+fn read_pty(pty: std::os::fd::OwnedFd, sender: mpsc::Sender<crate::sandbox::OutputChunk>) {
+    let mut master = std::fs::File::from(pty);
+    std::thread::spawn(move || {
+        let mut buffer = vec![0u8; 16 * 1024];
+        loop {
+            match master.read(&mut buffer) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let chunk = crate::sandbox::OutputChunk {
+                        stream: crate::sandbox::OutputStream::Stdout,
+                        data: buffer[..n].to_vec(),
+                    };
+                    if sender.blocking_send(chunk).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// Sleeps `delay`, checking for a `stop`; returns whether one came.

@@ -13,7 +13,7 @@ use crate::state::process_start_time;
 
 /// Version of `config.json` and `state.json` (the directory is `runtime-v1`).
 pub const FORMAT_VERSION: u32 = 1;
-const CONFIG: &str = "config.json";
+pub(super) const CONFIG: &str = "config.json";
 const STATE: &str = "state.json";
 const LOCK: &str = "lock";
 /// A container directory without config this old belongs to a create that died.
@@ -52,6 +52,26 @@ pub enum RuntimeError {
     Running(String),
     #[error("container {0} is not running")]
     NotRunning(String),
+    #[error("container {0} is already paused")]
+    AlreadyPaused(String),
+    #[error("container {0} is not paused")]
+    NotPaused(String),
+    #[error("container {0} is paused, unpause the container first")]
+    Paused(String),
+    #[error("container {0} has no {1} cgroup (created by an older kiln): recreate it")]
+    NoCgroup(String, &'static str),
+    #[error("the cgroup {path} did not freeze within {seconds} s")]
+    FreezeTimeout { path: PathBuf, seconds: u64 },
+    #[error("cannot rename container {0}: the new name is its current name")]
+    SameName(String),
+    #[error("container {0} has no writable layer of its own")]
+    NoWritableLayer(String),
+    #[error("cannot mount the filesystem of container {id}")]
+    Mount {
+        id: String,
+        #[source]
+        source: Box<crate::init::InitError>,
+    },
     #[error("cannot start the monitor of container {id}: {message}")]
     Monitor { id: String, message: String },
     #[error("container {id} failed to start: {message}")]
@@ -109,12 +129,12 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     })
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+pub(super) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let data = std::fs::read(path).map_err(io("read", path))?;
     serde_json::from_slice(&data).map_err(|source| RuntimeError::Record { path: path.to_owned(), source })
 }
 
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+pub(super) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let data = serde_json::to_vec_pretty(value)
         .map_err(|source| RuntimeError::Record { path: path.to_owned(), source })?;
     write_atomic(path, &data)
@@ -211,6 +231,10 @@ pub struct ContainerConfig {
     /// The image as the user named it, and its config digest.
     pub image: String,
     pub image_id: String,
+    /// Digest of the manifest (or index) the image name pointed at: with `image_id`, what keeps
+    /// the image's blobs and snapshots from garbage collection while the container exists.
+    #[serde(default)]
+    pub image_manifest: String,
     /// Lower dirs and upper of `spec.rootfs` point into the store and the container dir.
     pub spec: SandboxSpec,
     pub entrypoint: Vec<String>,
@@ -289,6 +313,16 @@ pub struct ContainerState {
     /// Health of the current run (with a health check).
     #[serde(default)]
     pub health: Option<super::health::Health>,
+    /// Frozen by `pause` (the status stays `running`, as docker's `State.Running`).
+    #[serde(default)]
+    pub paused: bool,
+}
+
+impl ContainerState {
+    /// docker's `State.Status`: `paused` for a running container that is paused.
+    pub fn status_name(&self) -> &'static str {
+        if self.paused && self.status == Status::Running { "paused" } else { self.status.as_str() }
+    }
 }
 
 /// A container as found in the store.
@@ -342,6 +376,7 @@ impl Container {
                 self.state.exit_code = None;
                 self.state.pid = 0;
                 self.state.pid_start = 0;
+                self.state.paused = false;
                 self.state.finished_at.get_or_insert_with(now_nanos);
                 self.state.error = "the container's monitor died; its exit code is unknown".to_owned();
                 self.save_state()?;
@@ -523,12 +558,12 @@ impl Store {
         self.root.join("containers")
     }
 
-    fn name_path(&self, name: &str) -> PathBuf {
+    pub(super) fn name_path(&self, name: &str) -> PathBuf {
         self.root.join("names").join(name)
     }
 
     /// Reserves `name` for `id` (atomically: O_EXCL), or fails with docker's conflict error.
-    fn reserve_name(&self, name: &str, id: &str) -> Result<()> {
+    pub(super) fn reserve_name(&self, name: &str, id: &str) -> Result<()> {
         if !valid_name(name) {
             return Err(RuntimeError::InvalidName(name.to_owned()));
         }
@@ -727,6 +762,7 @@ mod tests {
             created: now_nanos(),
             image: "img".into(),
             image_id: "sha256:00".into(),
+            image_manifest: String::new(),
             spec: SandboxSpec::new(Rootfs::Dir("/nonexistent".into()), vec!["true".into()]),
             entrypoint: Vec::new(),
             cmd: vec!["true".into()],

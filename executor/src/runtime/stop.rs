@@ -36,7 +36,9 @@ pub fn kill_container(container: &mut Container, signal: Signal) -> Result<(), R
     send(container, signal)
 }
 
-fn send(container: &Container, signal: Signal) -> Result<(), RuntimeError> {
+/// Signals PID 1; a paused container is thawed afterwards (docker's order), so the signal is
+/// delivered and acted on.
+fn send(container: &mut Container, signal: Signal) -> Result<(), RuntimeError> {
     let Some(pid) = container.live_pid() else {
         // restarting (the monitor sees the request) or exiting right now
         return Ok(());
@@ -47,9 +49,17 @@ fn send(container: &Container, signal: Signal) -> Result<(), RuntimeError> {
         }
     }
     match kill(Pid::from_raw(pid), signal) {
-        Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
-        Err(source) => Err(RuntimeError::Signal { id: container.id().to_owned(), source }),
+        Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+        Err(source) => return Err(RuntimeError::Signal { id: container.id().to_owned(), source }),
     }
+    if container.state.paused {
+        let _lock = container.lock()?;
+        container.reload()?;
+        if container.state.paused {
+            super::pause::thaw_locked(container)?;
+        }
+    }
+    Ok(())
 }
 
 /// docker's `stop`: the stop signal, up to `timeout` for the exit, then SIGKILL of the whole

@@ -107,11 +107,14 @@ fn epoch_of(timestamp: &str) -> Option<i64> {
 ///
 /// History: when the non-empty entries outnumber the layers, the extra ones (from the top) are
 /// marked `empty_layer`; when layers are unaccounted, entries are appended for them (BuildKit's
-/// `normalizeLayersAndHistory`). With an epoch, `created` is the epoch and history times after
-/// it are clamped to it; entries without a time get the image's `created`.
+/// `normalizeLayersAndHistory`). Without an epoch, entries without a time get their layer's
+/// time from `layer_times` (when it was made; an empty entry the time before it) and the image
+/// is as old as its last entry, else now. With an epoch, `created` is the epoch and history
+/// times after it are clamped to it; entries without a time get the image's `created`.
 pub fn finalize_config(
     mut config: ImageConfiguration,
     layers: &[CachedLayer],
+    layer_times: &[Option<String>],
     options: &ImageOptions,
 ) -> ImageConfiguration {
     config.rootfs_mut().set_diff_ids(layers.iter().map(|l| l.diff_id.to_string()).collect());
@@ -137,6 +140,30 @@ pub fn finalize_config(
         history.push(entry);
     }
 
+    if options.source_date_epoch.is_none() {
+        // a layer's entry gets the time the layer was made, an empty entry the time before it;
+        // the image's time is the last of them (BuildKit's exporter)
+        let mut layer = 0;
+        let mut last: Option<String> = None;
+        for entry in &mut history {
+            if !entry.empty_layer().unwrap_or(false) {
+                let made = layer_times.get(layer).cloned().flatten();
+                layer += 1;
+                if entry.created().is_none() {
+                    entry.set_created(made);
+                }
+            }
+            if entry.created().is_none() {
+                entry.set_created(last.clone());
+            }
+            if entry.created().is_some() {
+                last = entry.created().clone();
+            }
+        }
+        if config.created().is_none() {
+            config.set_created(last);
+        }
+    }
     if let Some(epoch) = options.source_date_epoch {
         let stamp = rfc3339_from_epoch(epoch);
         for entry in &mut history {

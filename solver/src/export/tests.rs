@@ -94,7 +94,7 @@ fn history_gets_entries_for_unaccounted_layers() {
     let store = open_store(dir.path());
     let layers = vec![layer_from(&store, &[("a", "1")]), layer_from(&store, &[("b", "2")])];
     let config = base_config(vec![history("ENV A=1", true), history("RUN x", false)]);
-    let out = finalize_config(config, &layers, &ImageOptions::default());
+    let out = finalize_config(config, &layers, &[], &ImageOptions::default());
     let history = out.history().clone().unwrap();
     let non_empty = history.iter().filter(|h| !h.empty_layer().unwrap_or(false)).count();
     assert_eq!(non_empty, 2);
@@ -107,7 +107,7 @@ fn history_gets_entries_for_unaccounted_layers() {
 #[test]
 fn extra_history_entries_become_empty() {
     let config = base_config(vec![history("RUN a", false), history("RUN b", false)]);
-    let out = finalize_config(config, &[], &ImageOptions::default());
+    let out = finalize_config(config, &[], &[], &ImageOptions::default());
     let history = out.history().clone().unwrap();
     assert!(history.iter().all(|h| h.empty_layer() == Some(true)));
 }
@@ -120,15 +120,19 @@ fn epoch_and_labels_apply() {
         source_date_epoch: Some(946_684_800),
         ..ImageOptions::default()
     };
-    let out = finalize_config(config, &[], &options);
+    let out = finalize_config(config, &[], &[], &options);
     assert_eq!(out.created().as_deref(), Some("2000-01-01T00:00:00Z"));
     assert_eq!(out.history().clone().unwrap()[0].created().as_deref(), Some("2000-01-01T00:00:00Z"));
     let labels = out.config().clone().unwrap().labels().clone().unwrap();
     assert_eq!(labels.get("org.example").map(String::as_str), Some("yes"));
     // times before the epoch stay
     let config = base_config(vec![history("RUN a", true)]);
-    let out =
-        finalize_config(config, &[], &ImageOptions { source_date_epoch: Some(2_000_000_000), ..options });
+    let out = finalize_config(
+        config,
+        &[],
+        &[],
+        &ImageOptions { source_date_epoch: Some(2_000_000_000), ..options },
+    );
     assert_eq!(out.history().clone().unwrap()[0].created().as_deref(), Some("2024-01-01T00:00:00Z"));
 }
 
@@ -145,7 +149,7 @@ fn same_input_same_digest_on_two_roots() {
             source_date_epoch: Some(1),
             ..ImageOptions::default()
         };
-        let config = finalize_config(base_config(vec![history("COPY", false)]), &layers, &options);
+        let config = finalize_config(base_config(vec![history("COPY", false)]), &layers, &[], &options);
         let image = write_image(&store, config, &layers).unwrap();
         // readable by the store like any image
         let read = store.content().read_image(&image.manifest).unwrap();
@@ -161,7 +165,7 @@ fn outputs_write_store_archives_and_rootfs() {
     let store = open_store(dir.path());
     let layers =
         vec![layer_from(&store, &[("a/file", "one"), ("gone", "x")]), layer_from(&store, &[("b", "two")])];
-    let config = finalize_config(base_config(vec![]), &layers, &ImageOptions::default());
+    let config = finalize_config(base_config(vec![]), &layers, &[], &ImageOptions::default());
     let image = write_image(&store, config, &layers).unwrap();
 
     let names = vec!["docker.io/library/t:1".to_owned()];
@@ -204,7 +208,7 @@ fn outputs_write_store_archives_and_rootfs() {
 fn metadata_has_buildx_keys() {
     let dir = tempfile::tempdir().unwrap();
     let store = open_store(dir.path());
-    let config = finalize_config(base_config(vec![]), &[], &ImageOptions::default());
+    let config = finalize_config(base_config(vec![]), &[], &[], &ImageOptions::default());
     let image = write_image(&store, config, &[]).unwrap();
     let meta = metadata_json(&image, &["docker.io/library/a:1".into()]);
     assert_eq!(meta["containerimage.digest"], image.manifest.digest().to_string());
@@ -216,9 +220,32 @@ fn metadata_has_buildx_keys() {
 fn history_entries_without_a_time_get_the_image_time() {
     let untimed = HistoryBuilder::default().created_by("RUN a").build().unwrap();
     let config = base_config(vec![history("FROM", false), untimed]);
-    let out = finalize_config(config, &[], &ImageOptions::default());
+    let out = finalize_config(config, &[], &[], &ImageOptions::default());
     let history = out.history().clone().unwrap();
     assert!(history.iter().all(|h| h.created().is_some()), "{history:?}");
     assert_eq!(history[0].created().as_deref(), Some("2024-01-01T00:00:00Z"));
     assert_eq!(history[1].created(), out.created());
+}
+
+/// Without an epoch, new entries take the time their layer was made (an empty entry the time
+/// before it) and the image is as old as its last entry: a rebuild from the cache, whose layers
+/// keep their times, gives the same config.
+#[test]
+fn history_times_come_from_the_layers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(dir.path());
+    let layers = vec![layer_from(&store, &[("a", "1")]), layer_from(&store, &[("b", "2")])];
+    let mut copy = history("COPY b /", false);
+    copy.set_created(None);
+    let mut env = history("ENV X=1", true);
+    env.set_created(None);
+    let mut config = base_config(vec![history("base", false), copy, env]);
+    config.set_created(None);
+    let times = [Some("2025-01-01T00:00:00Z".to_owned()), Some("2026-02-02T00:00:00Z".to_owned())];
+    let out = finalize_config(config.clone(), &layers, &times, &ImageOptions::default());
+    let created: Vec<_> =
+        out.history().clone().unwrap().iter().map(|h| h.created().clone().unwrap()).collect();
+    assert_eq!(created, ["2024-01-01T00:00:00Z", "2026-02-02T00:00:00Z", "2026-02-02T00:00:00Z"]);
+    assert_eq!(out.created().as_deref(), Some("2026-02-02T00:00:00Z"));
+    assert_eq!(finalize_config(config, &layers, &times, &ImageOptions::default()), out, "deterministic");
 }

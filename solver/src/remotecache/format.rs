@@ -45,6 +45,18 @@ pub struct CacheConfig {
     pub records: Vec<ConfigRecord>,
     #[serde(default)]
     pub checksums: Vec<ConfigChecksum>,
+    /// `RUN --mount=type=cache` directories (`cache-mounts=true`), one gzip layer each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounts: Vec<ConfigMount>,
+}
+
+/// One cache mount's contents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigMount {
+    /// The mount's id (`id=`, else its target).
+    pub id: String,
+    /// A layer holding the directory's contents.
+    pub blob: Descriptor,
 }
 
 /// One layer of the forest.
@@ -168,6 +180,7 @@ impl ConfigBuilder {
             layers: self.layers,
             records: self.records,
             checksums: Vec::new(),
+            mounts: Vec::new(),
         }
     }
 }
@@ -202,6 +215,9 @@ impl CacheConfig {
             if let Some(input) = record.inputs.iter().find(|i| **i >= config.records.len()) {
                 return Err(FormatError::Invalid(format!("record {index} names input {input}")));
             }
+        }
+        if config.mounts.iter().any(|mount| mount.id.is_empty()) {
+            return Err(FormatError::Invalid("a cache mount without an id".into()));
         }
         Ok(config)
     }
@@ -272,10 +288,16 @@ impl CacheConfig {
         Ok(out)
     }
 
-    /// Every layer blob, without duplicates, in forest order.
+    /// Every layer blob, without duplicates, in forest order, then the cache mounts' blobs.
     pub fn blobs(&self) -> Vec<Descriptor> {
         let mut seen = std::collections::HashSet::new();
-        self.layers.iter().filter(|l| seen.insert(l.blob.digest().clone())).map(|l| l.blob.clone()).collect()
+        self.layers
+            .iter()
+            .map(|l| &l.blob)
+            .chain(self.mounts.iter().map(|m| &m.blob))
+            .filter(|blob| seen.insert(blob.digest().clone()))
+            .cloned()
+            .collect()
     }
 }
 

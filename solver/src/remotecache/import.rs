@@ -44,6 +44,8 @@ pub struct RemoteCache {
     fetched_bytes: AtomicU64,
     /// Blobs that could not be fetched intact: records using them no longer match.
     refused: std::sync::Mutex<std::collections::HashSet<Digest>>,
+    /// Cache mounts the imports carry (the first import naming an id wins).
+    mounts: Vec<super::format::ConfigMount>,
 }
 
 /// The OCI layout file of a local cache directory.
@@ -190,7 +192,38 @@ impl RemoteCache {
         for checksum in config.checksums {
             self.checksums.entry((checksum.chain, checksum.selection)).or_insert(checksum.digest);
         }
+        for mount in config.mounts {
+            if !self.mounts.iter().any(|known| known.id == mount.id) {
+                self.mounts.push(mount);
+            }
+        }
         Ok(())
+    }
+
+    /// Fills the cache mounts named in `ids` that the store lacks from the imports that carry
+    /// them (fetching their layers now); returns the ids restored. A mount that cannot be
+    /// fetched or applied is a warning: the build runs with an empty one.
+    pub async fn restore_mounts(&self, store: &Store, ids: &[String]) -> (Vec<String>, Vec<String>) {
+        let (mut restored, mut warnings) = (Vec::new(), Vec::new());
+        let Ok(index) = cache::buildcache::BuildCache::open(store) else { return (restored, warnings) };
+        let mounts = index.mounts();
+        for mount in self.mounts.iter().filter(|m| ids.contains(&m.id)) {
+            if mounts.list().is_ok_and(|have| have.contains(&mount.id)) {
+                continue;
+            }
+            if let Err(err) = self.ensure_blob(store, &mount.blob).await {
+                warnings.push(format!("cache mount {:?} not restored: {}", mount.id, err.chain()));
+                continue;
+            }
+            let (mounts, id, digest) = (mounts.clone(), mount.id.clone(), mount.blob.digest().clone());
+            match tokio::task::spawn_blocking(move || mounts.import_layer(&id, &digest)).await {
+                Ok(Ok(true)) => restored.push(mount.id.clone()),
+                Ok(Ok(false)) => {}
+                Ok(Err(err)) => warnings.push(format!("cache mount {:?} not restored: {err}", mount.id)),
+                Err(err) => warnings.push(format!("cache mount {:?} not restored: {err}", mount.id)),
+            }
+        }
+        (restored, warnings)
     }
 
     /// The results recorded for `key`, if any import has it and none of its blobs was

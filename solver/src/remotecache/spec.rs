@@ -59,6 +59,8 @@ pub struct CacheExport {
     pub compression: Option<cache::Compression>,
     /// Turn an export error into a warning.
     pub ignore_error: bool,
+    /// `cache-mounts=true`: the build's `RUN --mount=type=cache` directories travel too.
+    pub cache_mounts: bool,
 }
 
 /// An invalid cache spec.
@@ -107,6 +109,7 @@ struct Parsed {
     mode: ExportMode,
     compression: Option<cache::Compression>,
     ignore_error: bool,
+    cache_mounts: bool,
 }
 
 fn parse(spec: &str, import: bool) -> Result<Parsed, SpecError> {
@@ -122,6 +125,7 @@ fn parse(spec: &str, import: bool) -> Result<Parsed, SpecError> {
             mode: ExportMode::Min,
             compression: None,
             ignore_error: false,
+            cache_mounts: false,
         });
     }
     let mut parsed = Parsed {
@@ -133,6 +137,7 @@ fn parse(spec: &str, import: bool) -> Result<Parsed, SpecError> {
         mode: ExportMode::Min,
         compression: None,
         ignore_error: false,
+        cache_mounts: false,
     };
     for (key, value) in fields(spec)? {
         match key.as_str() {
@@ -171,6 +176,7 @@ fn parse(spec: &str, import: bool) -> Result<Parsed, SpecError> {
                 }
             }
             "ignore-error" => parsed.ignore_error = boolean(spec, &key, &value)?,
+            "cache-mounts" if !import => parsed.cache_mounts = boolean(spec, &key, &value)?,
             other => return Err(invalid(format!("unknown key {other:?}"))),
         }
     }
@@ -225,6 +231,7 @@ impl CacheExport {
             mode: parsed.mode,
             compression: parsed.compression,
             ignore_error: parsed.ignore_error,
+            cache_mounts: parsed.cache_mounts,
         })
     }
 }
