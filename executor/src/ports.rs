@@ -307,9 +307,15 @@ pub fn publish(
     Ok(())
 }
 
+/// The words of an `iptables -S` rule, without the quotes iptables-nft puts around a comment
+/// (`--comment "kiln:x"`; owners hold no spaces, so the quotes are cosmetic).
+fn rule_words(rule: &str) -> Vec<&str> {
+    rule.split_whitespace().map(|word| word.trim_matches('"')).collect()
+}
+
 fn remove_rules(tag: &str) {
     for rule in list_rules(CHAIN) {
-        let words: Vec<&str> = rule.split_whitespace().collect();
+        let words = rule_words(&rule);
         if words.first() != Some(&"-A") || !words.windows(2).any(|w| w == ["--comment", tag]) {
             continue;
         }
@@ -336,8 +342,7 @@ pub fn owners() -> Vec<String> {
     let mut owners: Vec<String> = list_rules(CHAIN)
         .iter()
         .filter_map(|rule| {
-            let words: Vec<&str> = rule.split_whitespace().collect();
-            words
+            rule_words(rule)
                 .windows(2)
                 .find(|w| w[0] == "--comment")
                 .and_then(|w| w[1].strip_prefix("kiln:"))
