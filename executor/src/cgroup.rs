@@ -83,17 +83,44 @@ fn mkdir_in_parent(dir: &Path, setup_parent: impl Fn(&Path) -> Result<(), Error>
     }
 }
 
+/// Where a sandbox's cgroup goes below a hierarchy's root: `[<parent>/]kiln/<id>`.
+fn relative_dir(id: &str, parent: Option<&Path>) -> PathBuf {
+    parent.unwrap_or(Path::new("")).join("kiln").join(id)
+}
+
+/// Checks a `--cgroup-parent`: relative to the hierarchy's root (a leading `/` is dropped),
+/// no `..`; systemd's `NAME.slice:` form is not supported (kiln manages cgroupfs directly).
+pub fn parent_path(parent: &str) -> Result<PathBuf, Error> {
+    let invalid =
+        |reason: &str| Error::InvalidCgroupParent { parent: parent.to_owned(), reason: reason.to_owned() };
+    if parent.ends_with(':') {
+        return Err(invalid("the systemd form `NAME.slice:` is not supported; give a cgroupfs path"));
+    }
+    let mut path = PathBuf::new();
+    for component in Path::new(parent).components() {
+        match component {
+            std::path::Component::Normal(part) => path.push(part),
+            std::path::Component::RootDir | std::path::Component::CurDir => {}
+            _ => return Err(invalid("`..` is not allowed")),
+        }
+    }
+    if path.as_os_str().is_empty() {
+        return Err(invalid("empty path"));
+    }
+    Ok(path)
+}
+
 impl Cgroups {
-    /// Creates the cgroups of sandbox `id` and applies `resources`.
-    pub fn create(id: &str, resources: &Resources) -> Result<Self, Error> {
+    /// Creates the cgroups of sandbox `id` (below `parent`, relative to the hierarchy's root,
+    /// see [`parent_path`]) and applies `resources`.
+    pub fn create(id: &str, resources: &Resources, parent: Option<&Path>) -> Result<Self, Error> {
         match layout() {
-            Layout::V2 => Self::create_v2(Path::new(ROOT), id, resources),
-            Layout::V1 { .. } => Self::create_v1(id, resources),
+            Layout::V2 => Self::create_v2(Path::new(ROOT), id, resources, parent),
+            Layout::V1 { .. } => Self::create_v1(id, resources, parent),
         }
     }
 
-    fn create_v2(root: &Path, id: &str, resources: &Resources) -> Result<Self, Error> {
-        let parent = root.join("kiln");
+    fn create_v2(root: &Path, id: &str, resources: &Resources, parent: Option<&Path>) -> Result<Self, Error> {
         let wanted: &[&str] =
             if resources.accounting { &["memory", "cpu", "pids", "io"] } else { &["memory", "cpu", "pids"] };
         let available = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
@@ -105,7 +132,16 @@ impl Cgroups {
         if !enable.is_empty() {
             write(&root.join("cgroup.subtree_control"), &enable.join(" "))?;
         }
-        let dir = parent.join(id);
+        // the controllers are enabled down a `--cgroup-parent` too
+        let mut level = root.to_path_buf();
+        for part in parent.iter().flat_map(|p| p.iter()) {
+            level.push(part);
+            mkdir(&level)?;
+            if !enable.is_empty() {
+                write(&level.join("cgroup.subtree_control"), &enable.join(" "))?;
+            }
+        }
+        let dir = root.join(relative_dir(id, parent));
         mkdir_in_parent(&dir, |parent| {
             if !enable.is_empty() {
                 write(&parent.join("cgroup.subtree_control"), &enable.join(" "))?;
@@ -136,10 +172,10 @@ impl Cgroups {
         Ok(cgroups)
     }
 
-    fn create_v1(id: &str, resources: &Resources) -> Result<Self, Error> {
+    fn create_v1(id: &str, resources: &Resources, parent: Option<&Path>) -> Result<Self, Error> {
         let mut cgroups = Self { dirs: Vec::new(), version: 1 };
         let result = (|| -> Result<(), Error> {
-            for controller in v1_controllers(resources) {
+            for controller in v1_controllers(resources, parent.is_some()) {
                 let mount = Path::new(ROOT).join(controller);
                 if !mount.exists() {
                     if (controller == "memory" && resources.memory.is_some())
@@ -150,7 +186,11 @@ impl Cgroups {
                     }
                     continue;
                 }
-                let dir = mount.join("kiln").join(id);
+                let dir = mount.join(relative_dir(id, parent));
+                if let Some(grandparent) = dir.parent().and_then(Path::parent) {
+                    std::fs::create_dir_all(grandparent)
+                        .map_err(|source| Error::Cgroup { path: grandparent.to_owned(), source })?;
+                }
                 mkdir_in_parent(&dir, |_| Ok(()))?;
                 cgroups.dirs.push(dir.clone());
                 match controller {
@@ -190,12 +230,16 @@ impl Cgroups {
     }
 
     /// Every directory [`Cgroups::create`] makes for sandbox `id` (for the state record).
-    pub fn planned(id: &str, resources: &Resources) -> Self {
+    pub fn planned(id: &str, resources: &Resources, parent: Option<&Path>) -> Self {
         let root = Path::new(ROOT);
+        let relative = relative_dir(id, parent);
         match layout() {
-            Layout::V2 => Self { dirs: vec![root.join("kiln").join(id)], version: 2 },
+            Layout::V2 => Self { dirs: vec![root.join(&relative)], version: 2 },
             Layout::V1 { .. } => Self {
-                dirs: v1_controllers(resources).iter().map(|c| root.join(c).join("kiln").join(id)).collect(),
+                dirs: v1_controllers(resources, parent.is_some())
+                    .iter()
+                    .map(|c| root.join(c).join(&relative))
+                    .collect(),
                 version: 1,
             },
         }
@@ -261,16 +305,17 @@ impl Cgroups {
     }
 }
 
-/// The v1 hierarchies a sandbox with `resources` joins (memory first: OOM checks read it).
-fn v1_controllers(resources: &Resources) -> Vec<&'static str> {
+/// The v1 hierarchies a sandbox with `resources` joins (memory first: OOM checks read it);
+/// memory, cpu and pids also under a `--cgroup-parent` (whose limits then apply).
+fn v1_controllers(resources: &Resources, parent: bool) -> Vec<&'static str> {
     let mut controllers = Vec::with_capacity(6);
-    if resources.memory.is_some() || resources.accounting {
+    if resources.memory.is_some() || resources.accounting || parent {
         controllers.push("memory");
     }
-    if resources.cpu_millis.is_some() {
+    if resources.cpu_millis.is_some() || parent {
         controllers.push("cpu");
     }
-    if resources.pids.is_some() || resources.accounting {
+    if resources.pids.is_some() || resources.accounting || parent {
         controllers.push("pids");
     }
     if resources.accounting {

@@ -57,6 +57,8 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error("invalid cgroup parent {parent:?}: {reason}")]
+    InvalidCgroupParent { parent: String, reason: String },
     #[error("no cgroup hierarchy for the {0} controller is mounted")]
     NoController(&'static str),
     #[error("network setup: `{command}` failed: {stderr}")]

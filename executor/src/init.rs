@@ -300,10 +300,13 @@ fn container_setup(config: &InitConfig, parent: Pid) -> Result<Never, InitError>
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
     let root = &config.rootfs_target;
     mounts::mount_rootfs(&config.spec.rootfs, root, config.spec.readonly_rootfs)?;
-    mounts::mount_system(root)?;
+    let privileged = config.spec.privileged;
+    mounts::mount_system(root, config.spec.shm_size, privileged)?;
     mounts::mount_extra(root, &config.spec.mounts, config.spec.allow_host_proc_sys)?;
     mounts::mount_etc_files(root, &config.etc_files, config.spec.readonly_rootfs)?;
-    mounts::mask_paths(root)?;
+    if !privileged {
+        mounts::mask_paths(root)?;
+    }
     mounts::pivot(root)?;
     // like docker, the working directory is created in the writable layer even with --read-only
     mounts::enter_cwd(&config.spec.process.cwd)?;
@@ -311,7 +314,7 @@ fn container_setup(config: &InitConfig, parent: Pid) -> Result<Never, InitError>
         mounts::readonly_root()?;
     }
     nix::unistd::sethostname(&config.hostname).map_err(sys_err("sethostname"))?;
-    let prepared = process::prepare(&config.spec.process, &config.hostname)?;
+    let prepared = process::prepare(&config.spec.process, &config.hostname, privileged)?;
     if config.spec.process.init { run_as_init(&prepared) } else { process::exec(&prepared) }
 }
 

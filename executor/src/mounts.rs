@@ -291,8 +291,34 @@ fn mount_fs(fstype: &str, target: &Path, flags: MsFlags, data: Option<&str>) -> 
         .map_err(errno(format!("mount {fstype} on {}", target.display())))
 }
 
-/// `/proc`, `/dev` (+ devices, pts, shm, mqueue, links) and read-only `/sys`.
-pub fn mount_system(root: &Path) -> Result<(), InitError> {
+/// The devices BuildKit's insecure mode adds (name, major, minor); `loopN` follow.
+const PRIVILEGED_DEVICES: [(&str, u64, u64); 6] = [
+    ("kmsg", 1, 11),
+    ("cuse", 10, 203),
+    ("fuse", 10, 229),
+    ("kvm", 10, 232),
+    ("net/tun", 10, 200),
+    ("loop-control", 10, 237),
+];
+
+/// How many `/dev/loopN` a privileged sandbox gets: the host's block loop devices plus 8
+/// (BuildKit gives the first free one plus 7).
+fn loop_device_count() -> u64 {
+    let host = fs::read_dir("/dev")
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.file_name().to_str()?.strip_prefix("loop")?.parse::<u64>().ok())
+                .map(|n| n + 1)
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0);
+    host + 8
+}
+
+/// `/proc`, `/dev` (+ devices, pts, shm of `shm_size` bytes, mqueue, links) and `/sys`
+/// (read-only unless `privileged`, which also adds BuildKit's insecure-mode devices).
+pub fn mount_system(root: &Path, shm_size: Option<u64>, privileged: bool) -> Result<(), InitError> {
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     mount_fs("proc", &resolve_in_root(root, Path::new("/proc"))?, nosuid_nodev_noexec, None)?;
     let dev = resolve_in_root(root, Path::new("/dev"))?;
@@ -304,13 +330,29 @@ pub fn mount_system(root: &Path) -> Result<(), InitError> {
         mknod(&path, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(major, minor))
             .map_err(errno(format!("mknod {}", path.display())))?;
     }
+    if privileged {
+        fs::create_dir_all(dev.join("net")).map_err(io("create /dev/net"))?;
+        let loops = (0..loop_device_count()).map(|n| (format!("loop{n}"), SFlag::S_IFBLK, 7, n));
+        let chars = PRIVILEGED_DEVICES
+            .iter()
+            .map(|(name, major, minor)| ((*name).to_owned(), SFlag::S_IFCHR, *major, *minor));
+        for (name, kind, major, minor) in chars.chain(loops) {
+            let path = dev.join(&name);
+            mknod(&path, kind, Mode::from_bits_truncate(0o660), makedev(major, minor))
+                .map_err(errno(format!("mknod {}", path.display())))?;
+        }
+    }
     mount_fs(
         "devpts",
         &dev.join("pts"),
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
         Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
     )?;
-    mount_fs("tmpfs", &dev.join("shm"), nosuid_nodev_noexec, Some("mode=1777,size=65536k"))?;
+    let shm = match shm_size {
+        Some(bytes) => format!("mode=1777,size={bytes}"),
+        None => "mode=1777,size=65536k".to_owned(),
+    };
+    mount_fs("tmpfs", &dev.join("shm"), nosuid_nodev_noexec, Some(&shm))?;
     mount_fs("mqueue", &dev.join("mqueue"), nosuid_nodev_noexec, None)?;
     for (link, target) in [
         ("ptmx", "pts/ptmx"),
@@ -323,7 +365,8 @@ pub fn mount_system(root: &Path) -> Result<(), InitError> {
         symlink(target, dev.join(link)).map_err(io(format!("symlink /dev/{link}")))?;
     }
     let sys = resolve_in_root(root, Path::new("/sys"))?;
-    mount_fs("sysfs", &sys, nosuid_nodev_noexec | MsFlags::MS_RDONLY, None)?;
+    let sys_flags = if privileged { nosuid_nodev_noexec } else { nosuid_nodev_noexec | MsFlags::MS_RDONLY };
+    mount_fs("sysfs", &sys, sys_flags, None)?;
     Ok(())
 }
 

@@ -342,8 +342,7 @@ pub fn owners() -> Vec<String> {
     let mut owners: Vec<String> = list_rules(CHAIN)
         .iter()
         .filter_map(|rule| {
-            let words = rule_words(rule);
-            words
+            rule_words(rule)
                 .windows(2)
                 .find(|w| w[0] == "--comment")
                 .and_then(|w| w[1].strip_prefix("kiln:"))

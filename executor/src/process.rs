@@ -85,20 +85,29 @@ fn read_optional(path: &str) -> Option<String> {
 
 fn rlimit_resource(resource: RlimitResource) -> Resource {
     match resource {
+        RlimitResource::As => Resource::RLIMIT_AS,
         RlimitResource::Core => Resource::RLIMIT_CORE,
         RlimitResource::Cpu => Resource::RLIMIT_CPU,
         RlimitResource::Data => Resource::RLIMIT_DATA,
         RlimitResource::Fsize => Resource::RLIMIT_FSIZE,
+        RlimitResource::Locks => Resource::RLIMIT_LOCKS,
         RlimitResource::Memlock => Resource::RLIMIT_MEMLOCK,
+        RlimitResource::Msgqueue => Resource::RLIMIT_MSGQUEUE,
+        RlimitResource::Nice => Resource::RLIMIT_NICE,
         RlimitResource::Nofile => Resource::RLIMIT_NOFILE,
         RlimitResource::Nproc => Resource::RLIMIT_NPROC,
+        RlimitResource::Rss => Resource::RLIMIT_RSS,
+        RlimitResource::Rtprio => Resource::RLIMIT_RTPRIO,
+        RlimitResource::Rttime => Resource::RLIMIT_RTTIME,
+        RlimitResource::Sigpending => Resource::RLIMIT_SIGPENDING,
         RlimitResource::Stack => Resource::RLIMIT_STACK,
     }
 }
 
 /// Resolves the user, environment and program, creates and enters the working directory, sets
 /// rlimits and compiles the seccomp filter. Runs after pivot_root, still as full root.
-pub fn prepare(spec: &ProcessSpec, hostname: &str) -> Result<Prepared, InitError> {
+/// `privileged`: every capability this process has, no seccomp, no `no_new_privs`.
+pub fn prepare(spec: &ProcessSpec, hostname: &str, privileged: bool) -> Result<Prepared, InitError> {
     let Some(arg0) = spec.args.first() else {
         return Err(crate::Error::EmptyCommand.into());
     };
@@ -109,13 +118,17 @@ pub fn prepare(spec: &ProcessSpec, hostname: &str) -> Result<Prepared, InitError
     mounts::enter_cwd(&spec.cwd)?;
     let program = lookup(arg0, &env).ok_or_else(|| InitError::NotFound(arg0.clone()))?;
     for limit in &spec.rlimits {
-        setrlimit(rlimit_resource(limit.resource), limit.soft, limit.hard)
-            .map_err(|source| InitError::Sys { what: format!("setrlimit {:?}", limit.resource), source })?;
+        set_rlimit(limit)?;
     }
-    let caps = caps::effective_set(&spec.cap_add, &spec.cap_drop)?;
+    let caps = if privileged {
+        caps::current_effective()
+            .unwrap_or_else(|| caps::effective_set(&["ALL".into()], &[]).unwrap_or_default())
+    } else {
+        caps::effective_set(&spec.cap_add, &spec.cap_drop)?
+    };
     let last_cap =
         read_optional("/proc/sys/kernel/cap_last_cap").and_then(|s| s.trim().parse().ok()).unwrap_or(40);
-    let seccomp = if spec.seccomp { Some(seccomp::docker_default(caps)?) } else { None };
+    let seccomp = if spec.seccomp && !privileged { Some(seccomp::docker_default(caps)?) } else { None };
     Ok(Prepared {
         program: cstring(&program.to_string_lossy())?,
         argv: spec.args.iter().map(|a| cstring(a)).collect::<Result<_, _>>()?,
@@ -124,8 +137,38 @@ pub fn prepare(spec: &ProcessSpec, hostname: &str) -> Result<Prepared, InitError
         caps,
         last_cap,
         seccomp,
-        no_new_privileges: spec.no_new_privileges,
+        no_new_privileges: spec.no_new_privileges && !privileged,
     })
+}
+
+/// `setrlimit`, with the reason of the usual failure: a hard limit above the current one needs
+/// `CAP_SYS_RESOURCE`.
+fn set_rlimit(limit: &crate::spec::Rlimit) -> Result<(), InitError> {
+    let resource = rlimit_resource(limit.resource);
+    let name = limit.resource.name();
+    let show =
+        |value: u64| if value == libc::RLIM_INFINITY { "unlimited".to_owned() } else { value.to_string() };
+    if limit.soft > limit.hard {
+        return Err(InitError::Invalid(format!(
+            "ulimit {name}: the soft limit {} is above the hard limit {}",
+            show(limit.soft),
+            show(limit.hard)
+        )));
+    }
+    match setrlimit(resource, limit.soft, limit.hard) {
+        Ok(()) => Ok(()),
+        Err(Errno::EPERM) => {
+            let current = nix::sys::resource::getrlimit(resource).map(|(_, hard)| hard).unwrap_or(0);
+            Err(InitError::Invalid(format!(
+                "ulimit {name}={}:{}: the hard limit cannot be raised above the current {} without \
+                 CAP_SYS_RESOURCE",
+                show(limit.soft),
+                show(limit.hard),
+                show(current)
+            )))
+        }
+        Err(source) => Err(InitError::Sys { what: format!("setrlimit {name}"), source }),
+    }
 }
 
 fn sys_err(what: &'static str) -> impl FnOnce(Errno) -> InitError {

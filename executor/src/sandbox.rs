@@ -165,9 +165,10 @@ impl Executor {
         let hostname = spec.hostname.clone().unwrap_or_else(|| id[..12].to_owned());
         // recorded before creating so a kill in between leaves nothing unrecorded (removing
         // what does not exist is fine)
-        cleanup.record.cgroups = Some(Cgroups::planned(&id, &spec.resources));
+        let cgroup_parent = spec.cgroup_parent.as_deref();
+        cleanup.record.cgroups = Some(Cgroups::planned(&id, &spec.resources, cgroup_parent));
         cleanup.record.save(&dir)?;
-        cleanup.record.cgroups = Some(Cgroups::create(&id, &spec.resources)?);
+        cleanup.record.cgroups = Some(Cgroups::create(&id, &spec.resources, cgroup_parent)?);
         if spec.network == NetworkMode::Default {
             cleanup.record.network = Some(self.bridge.lease(&id)?);
             cleanup.record.save(&dir)?;

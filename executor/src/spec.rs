@@ -99,17 +99,57 @@ pub struct Rlimit {
     pub hard: u64,
 }
 
-/// Resources settable with [`Rlimit`].
+/// Resources settable with [`Rlimit`] (docker's `--ulimit` names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RlimitResource {
+    As,
     Core,
     Cpu,
     Data,
     Fsize,
+    Locks,
     Memlock,
+    Msgqueue,
+    Nice,
     Nofile,
     Nproc,
+    Rss,
+    Rtprio,
+    Rttime,
+    Sigpending,
     Stack,
+}
+
+impl RlimitResource {
+    /// Every resource with its docker name.
+    pub const ALL: [(&'static str, RlimitResource); 16] = [
+        ("as", Self::As),
+        ("core", Self::Core),
+        ("cpu", Self::Cpu),
+        ("data", Self::Data),
+        ("fsize", Self::Fsize),
+        ("locks", Self::Locks),
+        ("memlock", Self::Memlock),
+        ("msgqueue", Self::Msgqueue),
+        ("nice", Self::Nice),
+        ("nofile", Self::Nofile),
+        ("nproc", Self::Nproc),
+        ("rss", Self::Rss),
+        ("rtprio", Self::Rtprio),
+        ("rttime", Self::Rttime),
+        ("sigpending", Self::Sigpending),
+        ("stack", Self::Stack),
+    ];
+
+    /// The resource of a docker name (`nofile`, …).
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(n, _)| *n == name).map(|(_, r)| *r)
+    }
+
+    /// docker's name of the resource.
+    pub fn name(self) -> &'static str {
+        Self::ALL.iter().find(|(_, r)| *r == self).map_or("", |(n, _)| n)
+    }
 }
 
 /// The process started in the sandbox.
@@ -183,6 +223,18 @@ pub struct SandboxSpec {
     /// interfaces (see [`crate::mounts::exposes_host_proc_sys`]).
     #[serde(default)]
     pub allow_host_proc_sys: bool,
+    /// Size of `/dev/shm` in bytes (`None`: 64 MiB, docker's default).
+    #[serde(default)]
+    pub shm_size: Option<u64>,
+    /// The cgroup (relative to each hierarchy's root, no `..`) the sandbox's cgroup is made
+    /// under, as `<parent>/kiln/<id>` (`None`: `kiln/<id>` at the root).
+    #[serde(default)]
+    pub cgroup_parent: Option<PathBuf>,
+    /// Privileged, as BuildKit's `RUN --security=insecure`: every capability kiln has, no
+    /// seccomp filter, no masked or read-only paths, a writable `/sys`, and the devices of
+    /// BuildKit's insecure mode (`/dev/fuse`, `/dev/kmsg`, `/dev/loop*`, `/dev/net/tun`, …).
+    #[serde(default)]
+    pub privileged: bool,
 }
 
 impl SandboxSpec {
@@ -198,6 +250,9 @@ impl SandboxSpec {
             resources: Resources::default(),
             extra_hosts: Vec::new(),
             allow_host_proc_sys: false,
+            shm_size: None,
+            cgroup_parent: None,
+            privileged: false,
         }
     }
 }

@@ -62,7 +62,7 @@ async fn leftovers_of_a_killed_kiln_are_cleaned_by_the_next_one() {
     let dir = state_dir.join(id);
     std::fs::create_dir_all(dir.join("rootfs")).expect("dir");
     let resources = Resources { memory: Some(64 << 20), ..Resources::default() };
-    let cgroups = executor::cgroup::Cgroups::create(id, &resources).expect("cgroups");
+    let cgroups = executor::cgroup::Cgroups::create(id, &resources, None).expect("cgroups");
     assert!(cgroups.dirs.iter().all(|d| d.exists()));
     // an address lease and a host veth, as a sandbox on the default network has
     let attachment = env.executor.bridge().lease(id).expect("lease");

@@ -48,6 +48,7 @@ fn exec(chain: usize, step: usize) -> Op {
         user: String::new(),
         hostname: None,
         network: NetworkMode::Default,
+        sandbox: Default::default(),
         mounts: vec![Mount::rootfs()],
     })
 }

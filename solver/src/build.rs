@@ -8,6 +8,7 @@
 //! with the frontend and calls this with the runner.
 
 pub mod contexts;
+mod entitlements;
 pub mod failure;
 
 use std::collections::HashMap;
@@ -20,7 +21,7 @@ use oci_spec::image::{Digest, ImageConfiguration};
 use tokio_util::sync::CancellationToken;
 
 use crate::export::output::{self, Output};
-use crate::export::{ExportError, ExportedImage, ImageOptions, finalize_config, write_image_full};
+use crate::export::{ExportError, ExportedImage, ImageOptions, finalize_config, write_image_annotated};
 use crate::frontend::{FrontendError, FrontendOptions, ImageResolver, ResolveError, ResolvedImage};
 use crate::graph::{Definition, Input};
 use crate::progress::ProgressSender;
@@ -33,6 +34,7 @@ use failure::{LogTails, StepFailure};
 use parser::lint::{Finding, LintViolation, Linter};
 
 pub use crate::storecache::LayerChain;
+pub use entitlements::{EntitlementError, Entitlements};
 
 /// Why a build failed.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +68,9 @@ pub enum BuildError {
     Frontend { text: String, error: FrontendError },
     #[error("cannot start the build runner")]
     Runner(#[source] crate::scheduler::RunError),
+    /// A step needs an entitlement `--allow` did not give.
+    #[error(transparent)]
+    Entitlement(#[from] EntitlementError),
     #[error("invalid --network {0:?} (expected default, none or host)")]
     Network(String),
     #[error("invalid --platform {0:?} (expected os/arch[/variant], e.g. linux/amd64)")]
@@ -155,6 +160,10 @@ pub struct BuildRequest {
     pub check: bool,
     /// `--build-context NAME=VALUE`, in order (see [`contexts`]).
     pub build_contexts: Vec<(String, String)>,
+    /// `--allow` (`--network=host` allows `network.host` itself, as buildx does).
+    pub entitlements: Entitlements,
+    /// `--ulimit`, `--shm-size`, `--cgroup-parent`, `--add-host`: every RUN's sandbox.
+    pub sandbox: crate::graph::ExecSandbox,
 }
 
 /// What `kiln build --check` found.
@@ -371,7 +380,14 @@ where
             })
             .collect();
         let config = finalize_config(image, &layers, &layer_times, &export.image);
-        let image = write_image_full(&store, config, &export.image.config_extras, &top_level, &layers)?;
+        let image = write_image_annotated(
+            &store,
+            config,
+            &export.image.config_extras,
+            &top_level,
+            &export.image.annotations,
+            &layers,
+        )?;
         for out in &export.outputs {
             output::write(&store, &image, out, &export.names)?;
         }
@@ -466,6 +482,7 @@ pub async fn build(
         check: check.clone(),
         all_stages: request.check,
         named_contexts: named.frontend,
+        sandbox: request.sandbox.clone(),
     };
     let executor = executor::Executor::new(store.root().join("run"))
         .map_err(|e| BuildError::Runner(crate::scheduler::RunError::failed(e)))?;
@@ -509,6 +526,7 @@ pub async fn build(
     if let Some(violation) = violation {
         return Err(BuildError::Lint { findings, violation });
     }
+    entitlements(&request).check_definition(&plan.definition)?;
     let mut export = request.export.clone();
     export.image.source_date_epoch = export.image.source_date_epoch.or(plan.source_date_epoch);
     export.inline_cache |=
@@ -753,7 +771,15 @@ fn runner_options(
         Some("none") => executor::NetworkMode::None,
         _ => executor::NetworkMode::Default,
     };
+    options.entitlements = entitlements(request);
     Ok(options)
+}
+
+/// `--allow`, plus `network.host` when `--network=host` asks for it (buildx adds it).
+fn entitlements(request: &BuildRequest) -> Entitlements {
+    let mut allowed = request.entitlements;
+    allowed.network_host |= request.network.as_deref() == Some("host");
+    allowed
 }
 
 #[cfg(test)]

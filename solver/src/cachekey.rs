@@ -129,9 +129,13 @@ pub fn stripped_op(op: &Op) -> Op {
                 image.reference = format!("@{digest}");
             }
         }
-        Op::Exec(ExecOp { mounts, proxy_env, .. }) => {
+        Op::Exec(ExecOp { mounts, proxy_env, sandbox, .. }) => {
             // proxies change where the network is reached from, not what a step produces
             proxy_env.clear();
+            // an `--add-host` name is part of the key, its address is not (BuildKit's rule)
+            for host in &mut sandbox.extra_hosts {
+                host.ip.clear();
+            }
             for mount in mounts {
                 if let MountKind::Cache(cache) = &mut mount.kind {
                     cache.sharing = Default::default();
@@ -253,6 +257,7 @@ mod tests {
                 user: String::new(),
                 hostname: None,
                 network: NetworkMode::Default,
+                sandbox: Default::default(),
                 mounts: vec![
                     Mount::rootfs(),
                     Mount {
@@ -329,6 +334,7 @@ mod tests {
             user: String::new(),
             hostname: None,
             network: NetworkMode::Default,
+            sandbox: Default::default(),
             mounts: vec![root, mount],
             proxy_env: vec![],
         })

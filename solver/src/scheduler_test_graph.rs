@@ -15,6 +15,7 @@ pub(super) fn exec(args: &[&str], mounts: Vec<Mount>) -> Op {
         user: String::new(),
         hostname: None,
         network: NetworkMode::Default,
+        sandbox: Default::default(),
         mounts,
         proxy_env: vec![],
     })

@@ -136,6 +136,7 @@ fn exec_op(script: &str, extra: Vec<Mount>) -> Op {
         user: String::new(),
         hostname: None,
         network: NetworkMode::None,
+        sandbox: Default::default(),
         mounts,
     })
 }

@@ -155,6 +155,7 @@ fn run_op(args: &str) -> Op {
         user: String::new(),
         hostname: None,
         network: NetworkMode::Default,
+        sandbox: Default::default(),
         mounts: vec![Mount::rootfs()],
     })
 }

@@ -47,13 +47,15 @@ pub(super) fn save(store: &Store, images: &[ExportImage], out: &mut dyn Write) -
             .map_err(|e| Error::InvalidImage { what: "platform".into(), problem: e.to_string() })?;
         let mut descriptor = read.manifest_descriptor.clone();
         descriptor.set_platform(Some(platform));
-        descriptor.set_annotations(None);
+        // the target's own descriptor annotations (a build's `manifest-descriptor:` ones)
+        let own: HashMap<String, String> = image.target.annotations().clone().unwrap_or_default();
+        descriptor.set_annotations((!own.is_empty()).then(|| own.clone()));
         if image.names.is_empty() {
             manifests.push(descriptor.clone());
         }
         for name in &image.names {
             let mut named = descriptor.clone();
-            let mut annotations = HashMap::new();
+            let mut annotations = own.clone();
             annotations.insert(ANNOTATION_IMAGE_NAME.to_owned(), name.clone());
             annotations.insert(ANNOTATION_REF_NAME.to_owned(), tag_of(name).unwrap_or(name).to_owned());
             named.set_annotations(Some(annotations));

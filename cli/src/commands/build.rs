@@ -120,6 +120,9 @@ pub struct BuildArgs {
     /// `RUN --mount=from=NAME` instead of the stage or image NAME; repeatable.
     #[arg(long = "build-context", value_name = "NAME=VALUE")]
     pub build_contexts: Vec<String>,
+    /// `--allow`, `--ulimit`, `--shm-size`, `--add-host`, `--cgroup-parent`, attestations.
+    #[command(flatten)]
+    pub sandbox: super::build_flags::SandboxFlags,
     /// buildx flags kiln does not implement (hidden; each fails with a clear message).
     #[command(flatten)]
     pub unsupported: UnsupportedFlags,
@@ -227,6 +230,17 @@ fn check_platform(platform: Option<&str>) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The build's target platform as `os/arch[/variant]` (`--platform`, else the host's).
+fn target_platform(platform: Option<&str>) -> String {
+    match platform {
+        Some(platform) if platform != "local" => platform.to_owned(),
+        _ => {
+            let (os, arch) = cache::host_platform();
+            format!("{os}/{arch}")
+        }
+    }
 }
 
 /// The outputs and the fully qualified names to write, and the references to push.
@@ -388,10 +402,16 @@ fn request(
             .context("invalid --cache-to")?,
         check: false,
         build_contexts: parse_build_contexts(&args.build_contexts)?,
+        entitlements: args.sandbox.entitlements()?,
+        sandbox: args.sandbox.sandbox()?,
         export: ExportSettings {
             image: ImageOptions {
                 labels: parse_labels(&args.labels)?,
                 source_date_epoch: args.source_date_epoch,
+                annotations: super::build_flags::parse_annotations(
+                    &args.sandbox.annotation,
+                    &target_platform(args.platform.as_deref()),
+                )?,
                 ..ImageOptions::default()
             },
             outputs: plan.outputs.clone(),
@@ -470,6 +490,10 @@ pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<Exit
         Err(BuildError::Step(failure)) => {
             eprintln!("{failure}");
             eprintln!("ERROR: failed to solve: {}", failure.error_text());
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(BuildError::Entitlement(error)) => {
+            eprintln!("ERROR: failed to solve: {error}");
             return Ok(ExitCode::FAILURE);
         }
         Err(BuildError::Frontend { text, error }) => {
@@ -564,43 +588,14 @@ pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<Exit
 /// with "`--X` is not supported by kiln yet" instead of clap's "unexpected argument".
 #[derive(Debug, Default, clap::Args)]
 pub struct UnsupportedFlags {
-    #[arg(long = "add-host", hide = true)]
-    add_host: Vec<String>,
-    #[arg(long, hide = true)]
-    allow: Vec<String>,
-    #[arg(long, hide = true)]
-    annotation: Vec<String>,
-    #[arg(long, hide = true)]
-    attest: Vec<String>,
     #[arg(long, hide = true)]
     builder: Vec<String>,
-    #[arg(long = "cgroup-parent", hide = true)]
-    cgroup_parent: Vec<String>,
-    #[arg(long, hide = true)]
-    provenance: Vec<String>,
-    #[arg(long, hide = true)]
-    sbom: Vec<String>,
-    #[arg(long = "shm-size", hide = true)]
-    shm_size: Vec<String>,
-    #[arg(long, hide = true)]
-    ulimit: Vec<String>,
 }
 
 impl UnsupportedFlags {
     /// The first unsupported flag given, if any.
     fn first_given(&self) -> Option<&'static str> {
-        let lists = [
-            ("add-host", &self.add_host),
-            ("allow", &self.allow),
-            ("annotation", &self.annotation),
-            ("attest", &self.attest),
-            ("builder", &self.builder),
-            ("cgroup-parent", &self.cgroup_parent),
-            ("provenance", &self.provenance),
-            ("sbom", &self.sbom),
-            ("shm-size", &self.shm_size),
-            ("ulimit", &self.ulimit),
-        ];
+        let lists = [("builder", &self.builder)];
         lists.into_iter().find(|(_, values)| !values.is_empty()).map(|(flag, _)| flag)
     }
 }

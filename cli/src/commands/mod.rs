@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod build_check;
+pub mod build_flags;
 pub mod builder;
 pub mod commit;
 pub mod container;

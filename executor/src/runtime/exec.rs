@@ -158,7 +158,7 @@ fn enter(config: &ExecConfig) -> Result<i32, InitError> {
                 eprintln!("kiln: exec failed: set controlling terminal: {errno}");
                 sys::exit_now(EXIT_CANNOT_EXEC);
             }
-            let err = match crate::process::prepare(&config.process, &hostname) {
+            let err = match crate::process::prepare(&config.process, &hostname, false) {
                 Ok(prepared) => match crate::process::exec(&prepared) {
                     Ok(never) => match never {},
                     Err(err) => err,

@@ -105,6 +105,7 @@ fn plan(fail: bool) -> (Definition, Input) {
             user: String::new(),
             hostname: None,
             network: NetworkMode::Default,
+            sandbox: Default::default(),
             mounts: vec![Mount::rootfs()],
         };
         last = graph.add_output(Op::Exec(exec), vec![last], described("[3/3] RUN fail", "4-5")).unwrap();

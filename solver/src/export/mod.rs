@@ -62,6 +62,18 @@ pub struct ImageOptions {
     pub config_extras: std::collections::BTreeMap<String, serde_json::Value>,
     /// Fields added at the top level of the image config (`--cache-to type=inline`).
     pub config_top_level: std::collections::BTreeMap<String, serde_json::Value>,
+    /// `--annotation`.
+    pub annotations: Annotations,
+}
+
+/// `--annotation`s of a single-platform image (BuildKit refuses index annotations there).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Annotations {
+    /// `KEY=VALUE` / `manifest:KEY=VALUE`: in the manifest (they change its digest).
+    pub manifest: std::collections::BTreeMap<String, String>,
+    /// `manifest-descriptor:KEY=VALUE`: on the manifest's descriptor (an OCI archive's
+    /// `index.json` entry, the metadata file's `containerimage.descriptor`).
+    pub manifest_descriptor: std::collections::BTreeMap<String, String>,
 }
 
 /// An image written to the store.
@@ -213,6 +225,18 @@ pub fn write_image_full(
     top_level: &std::collections::BTreeMap<String, serde_json::Value>,
     layers: &[CachedLayer],
 ) -> Result<ExportedImage, ExportError> {
+    write_image_annotated(store, config, extras, top_level, &Annotations::default(), layers)
+}
+
+/// [`write_image_full`] with `--annotation`s on the manifest and its descriptor.
+pub fn write_image_annotated(
+    store: &Store,
+    config: ImageConfiguration,
+    extras: &std::collections::BTreeMap<String, serde_json::Value>,
+    top_level: &std::collections::BTreeMap<String, serde_json::Value>,
+    annotations: &Annotations,
+    layers: &[CachedLayer],
+) -> Result<ExportedImage, ExportError> {
     let content = store.content();
     for layer in layers {
         if !content.contains(layer.blob.digest()) {
@@ -239,16 +263,22 @@ pub fn write_image_full(
     let config_bytes =
         to_canonical_json(&value).map_err(|source| ExportError::Encode { what: "config", source })?;
     let config_desc = content.write_bytes(&config_bytes, MediaType::ImageConfig)?;
-    let manifest = ImageManifestBuilder::default()
+    let mut manifest = ImageManifestBuilder::default()
         .schema_version(SCHEMA_VERSION)
         .media_type(MediaType::ImageManifest)
         .config(config_desc.clone())
         .layers(layers.iter().map(|l| l.blob.clone()).collect::<Vec<_>>())
         .build()
         .map_err(ExportError::Manifest)?;
+    if !annotations.manifest.is_empty() {
+        manifest.set_annotations(Some(annotations.manifest.clone().into_iter().collect()));
+    }
     let manifest_bytes =
         to_canonical_json(&manifest).map_err(|source| ExportError::Encode { what: "manifest", source })?;
-    let manifest_desc = content.write_bytes(&manifest_bytes, MediaType::ImageManifest)?;
+    let mut manifest_desc = content.write_bytes(&manifest_bytes, MediaType::ImageManifest)?;
+    if !annotations.manifest_descriptor.is_empty() {
+        manifest_desc.set_annotations(Some(annotations.manifest_descriptor.clone().into_iter().collect()));
+    }
     Ok(ExportedImage {
         manifest: manifest_desc,
         config_digest: config_desc.digest().clone(),

@@ -66,8 +66,8 @@
 //!
 //! # Known gaps
 //!
-//! - `ADD` of git repositories, git and HTTP named build contexts, `RUN --security=insecure` (warned and
-//!   sandboxed), multi-platform builds (one target platform per lowering).
+//! - `ADD` of git repositories, git and HTTP named build contexts, multi-platform builds (one
+//!   target platform per lowering).
 //! - `--link` with `--chown=<name>` copies onto scratch: the runner must resolve names in the
 //!   final stage's passwd/group rather than in the scratch base.
 
@@ -136,6 +136,9 @@ pub struct FrontendOptions {
     pub all_stages: bool,
     /// `--build-context NAME=VALUE`, by NAME as given (`NAME::os/arch` for one platform only).
     pub named_contexts: BTreeMap<String, NamedContext>,
+    /// `--ulimit`, `--shm-size`, `--cgroup-parent`, `--add-host`: given to every RUN (its
+    /// `insecure` is ignored: that is per RUN).
+    pub sandbox: crate::graph::ExecSandbox,
 }
 
 /// What a named build context (`--build-context NAME=VALUE`) stands for. As in BuildKit, a
@@ -175,6 +178,7 @@ impl Default for FrontendOptions {
             check: parser::lint::CheckConfig::default(),
             all_stages: false,
             named_contexts: BTreeMap::new(),
+            sandbox: crate::graph::ExecSandbox::default(),
         }
     }
 }

@@ -162,12 +162,11 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
             parser::NetworkMode::None => NetworkMode::None,
             parser::NetworkMode::Host => NetworkMode::Host,
         };
-        if run.security == parser::SecurityMode::Insecure {
-            self.warnings.push(Warning {
-                message: "RUN --security=insecure is not supported; running sandboxed".into(),
-                line: Some(instruction.location.start_line),
-            });
-        }
+        // privileged only with the `security.insecure` entitlement (the build checks it)
+        let sandbox = crate::graph::ExecSandbox {
+            insecure: run.security == parser::SecurityMode::Insecure,
+            ..self.options.sandbox.clone()
+        };
         let exec = crate::graph::ExecOp {
             args: args.clone(),
             env,
@@ -183,6 +182,7 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
                 .cloned(),
             network,
             mounts,
+            sandbox,
         };
         let metadata = self.step_metadata(state, &instruction.location, &text);
         state.fs = self.graph.add_output(Op::Exec(exec), inputs.0, metadata)?;

@@ -128,6 +128,54 @@ pub struct ExecOp {
     pub network: NetworkMode,
     /// Mounts; the one at `/` is the root filesystem.
     pub mounts: Vec<Mount>,
+    /// `RUN --security` and the build's sandbox flags (`--ulimit`, `--shm-size`,
+    /// `--cgroup-parent`, `--add-host`): BuildKit's exec meta, part of the op (and of its cache
+    /// key, the hosts' addresses aside).
+    #[serde(default, skip_serializing_if = "ExecSandbox::is_default")]
+    pub sandbox: ExecSandbox,
+}
+
+/// How an exec op's sandbox differs from the default one.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecSandbox {
+    /// `RUN --security=insecure`: privileged (needs the `security.insecure` entitlement).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub insecure: bool,
+    /// `--ulimit`, in the order given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ulimits: Vec<Ulimit>,
+    /// `--shm-size`: bytes of `/dev/shm` (`None`: 64 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm_size: Option<u64>,
+    /// `--cgroup-parent`: the cgroup (relative to the hierarchy's root) the step's cgroup is
+    /// made under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_parent: Option<String>,
+    /// `--add-host`: `/etc/hosts` entries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<ExtraHost>,
+}
+
+impl ExecSandbox {
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// One `--ulimit NAME=SOFT[:HARD]` (`-1` = unlimited).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ulimit {
+    /// docker's name: `nofile`, `nproc`, `core`, `stack`, …
+    pub name: String,
+    pub soft: i64,
+    pub hard: i64,
+}
+
+/// One `--add-host NAME:IP` (`host-gateway` resolved by the runner).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtraHost {
+    pub name: String,
+    pub ip: String,
 }
 
 impl ExecOp {

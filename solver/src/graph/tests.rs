@@ -33,6 +33,7 @@ fn run(args: &[&str], extra_mounts: Vec<Mount>) -> Op {
         user: String::new(),
         hostname: None,
         network: NetworkMode::Default,
+        sandbox: Default::default(),
         mounts,
     })
 }

@@ -188,6 +188,8 @@ impl Runner {
             NetworkMode::None => executor::NetworkMode::None,
             NetworkMode::Host => executor::NetworkMode::Host,
         };
+        self.options.entitlements.check(op)?;
+        apply_sandbox(&mut spec, &op.sandbox)?;
 
         let (sender, mut receiver) = tokio::sync::mpsc::channel::<executor::OutputChunk>(64);
         let log = job.log.clone();
@@ -439,6 +441,39 @@ impl Runner {
         })
     }
 }
+
+/// The exec op's sandbox settings on the spec: privileged (`RUN --security=insecure`, the
+/// entitlement already checked), rlimits, `/dev/shm`, the cgroup parent, `/etc/hosts` entries
+/// (`host-gateway` = the address of kiln's bridge on the host).
+fn apply_sandbox(spec: &mut SandboxSpec, sandbox: &crate::graph::ExecSandbox) -> Result<(), RunnerError> {
+    spec.privileged = sandbox.insecure;
+    let value = |limit: i64| u64::try_from(limit).unwrap_or(u64::MAX);
+    for ulimit in &sandbox.ulimits {
+        let resource = executor::RlimitResource::from_name(&ulimit.name)
+            .ok_or_else(|| RunnerError::UnknownUlimit(ulimit.name.clone()))?;
+        spec.process.rlimits.push(executor::Rlimit {
+            resource,
+            soft: value(ulimit.soft),
+            hard: value(ulimit.hard),
+        });
+    }
+    spec.shm_size = sandbox.shm_size;
+    if let Some(parent) = &sandbox.cgroup_parent {
+        spec.cgroup_parent = Some(executor::cgroup::parent_path(parent)?);
+    }
+    for host in &sandbox.extra_hosts {
+        let ip = if host.ip == HOST_GATEWAY {
+            executor::network::Bridge::default_bridge().gateway.to_string()
+        } else {
+            host.ip.clone()
+        };
+        spec.extra_hosts.push((host.name.clone(), ip));
+    }
+    Ok(())
+}
+
+/// `--add-host NAME:host-gateway`: the host, as seen from a build step.
+pub const HOST_GATEWAY: &str = "host-gateway";
 
 fn interrupted(op: &'static str, what: &str) -> RunnerError {
     RunnerError::Io { op, path: what.into(), source: std::io::Error::from(std::io::ErrorKind::Interrupted) }

@@ -177,6 +177,8 @@ pub struct RunnerOptions {
     pub locals: HashMap<String, LocalDirOptions>,
     /// The network of `RUN --network=default` (`--network` of `kiln build`).
     pub network: executor::NetworkMode,
+    /// `--allow`: what exec ops may ask for (`RUN --security=insecure`, `--network=host`).
+    pub entitlements: crate::build::Entitlements,
     /// When to ask the registry for base images (`--pull` = `Always`).
     pub pull: registry::PullPolicy,
     /// Compression of the layer blobs the build stores (the build uses `None`: layers are
@@ -248,6 +250,10 @@ pub enum RunnerError {
     Join(#[from] tokio::task::JoinError),
     #[error("cannot fetch a layer from the imported build cache")]
     RemoteCache(#[source] Box<crate::remotecache::RemoteCacheError>),
+    #[error(transparent)]
+    Entitlement(#[from] crate::build::EntitlementError),
+    #[error("invalid --ulimit {0:?}: unknown resource")]
+    UnknownUlimit(String),
 }
 
 impl From<crate::remotecache::RemoteCacheError> for RunnerError {
