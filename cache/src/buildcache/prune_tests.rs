@@ -63,7 +63,7 @@ fn keep_storage_removes_least_recently_used_until_under_the_limit() {
     assert_eq!(report.removed.iter().map(|e| &e.key).collect::<Vec<_>>(), [&a, &b]);
     assert!(!report.sweep_skipped_busy);
     assert_eq!(report.reclaimed, 200);
-    assert_eq!(cache.keys().unwrap(), [c.clone()]);
+    assert_eq!(cache.keys().unwrap(), std::slice::from_ref(&c));
     let content = store.content();
     assert!(!content.contains(la.blob.digest()) && !content.contains(lb.blob.digest()));
     assert!(content.contains(lc.blob.digest()), "the kept record's layer stays");
