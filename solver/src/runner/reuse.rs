@@ -41,7 +41,7 @@ use super::fileop::{FileOpError, io_err, set_meta};
 use super::fsutil::resolve_in_root;
 use crate::graph::FileAction;
 
-/// Name of the probe file that makes overlayfs copy a lower directory up.
+/// Name prefix of the probe file that makes overlayfs copy a lower directory up.
 const PROBE: &str = ".kiln-copy-up-probe";
 
 /// The hint key of a file op over the chain `parent`, when the op can share files with an
@@ -190,9 +190,7 @@ impl Reuse {
             }
             let (host, resolved) =
                 resolve_in_root(root, &parent.to_string_lossy(), true).map_err(io_err("resolve", parent))?;
-            let probe = host.join(PROBE);
-            std::fs::File::create(&probe).map_err(io_err("create", resolved.join(PROBE)))?;
-            std::fs::remove_file(&probe).map_err(io_err("remove", resolved.join(PROBE)))?;
+            copy_up(&host, &resolved)?;
         }
         Ok(())
     }
@@ -266,6 +264,22 @@ impl Reuse {
             }
         }
     }
+}
+
+/// Makes overlayfs copy the merged directory `host` (in-root `resolved`) up, as creating a
+/// file in it does: a probe file of a name not in use is created and removed (never an
+/// existing file, which `create_new` leaves alone).
+fn copy_up(host: &Path, resolved: &Path) -> Result<(), FileOpError> {
+    for attempt in 0u32.. {
+        let name = format!("{PROBE}-{}-{attempt}", std::process::id());
+        let probe = host.join(&name);
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+            Ok(_) => return std::fs::remove_file(&probe).map_err(io_err("remove", resolved.join(&name))),
+            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {}
+            Err(err) => return Err(io_err("create", resolved.join(&name))(err)),
+        }
+    }
+    Ok(())
 }
 
 /// True when the two files hold the same `len` bytes.
