@@ -19,6 +19,9 @@ use crate::diff::{DiffOptions, DiffSource, NewLayer};
 use crate::error::{Error, IoContext, Result};
 use crate::store::{Store, remove_any, sync_dir};
 
+/// Directory of [`Snapshots::remember_latest`]'s hints (operation key → latest chain ID).
+const HINTS_DIR: &str = "snapshot-hints-v1";
+
 /// A layer of an image: its blob descriptor and its diffID (from the image config).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerRef {
@@ -281,6 +284,36 @@ impl Snapshots {
         }
         result?;
         Ok(CommittedLayer { path: self.path(&chain_id), chain_id, layer })
+    }
+
+    fn hint_path(&self, key: &Digest) -> PathBuf {
+        self.store.root().join(HINTS_DIR).join(key.digest())
+    }
+
+    /// Remembers `chain_id` as the latest result of the operation named by `key` (a digest the
+    /// caller derives from the operation and its parent chain, never part of a cache key), so
+    /// a later run of the same operation over changed inputs can find it with
+    /// [`Snapshots::latest`] and share its unchanged files. A hint only: written atomically
+    /// (rename) but not fsynced, since losing it costs time, not results.
+    pub fn remember_latest(&self, key: &Digest, chain_id: &Digest) -> Result<()> {
+        let dir = self.store.root().join(HINTS_DIR);
+        std::fs::create_dir_all(&dir).ctx("create", &dir)?;
+        let dest = self.hint_path(key);
+        let tmp = self.store.temp_path("hint");
+        std::fs::write(&tmp, chain_id.to_string()).ctx("write", &tmp)?;
+        std::fs::rename(&tmp, &dest).map_err(|err| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::io("rename into place", &dest, err)
+        })
+    }
+
+    /// The snapshot remembered for `key` by [`Snapshots::remember_latest`], when it still
+    /// exists and sits on the chain `parent`: its lower dir and chain ID.
+    pub fn latest(&self, key: &Digest, parent: Option<&Digest>) -> Option<(PathBuf, Digest)> {
+        let text = std::fs::read_to_string(self.hint_path(key)).ok()?;
+        let chain_id = parse_digest(text.trim()).ok()?;
+        let info = self.info(&chain_id).ok()?;
+        (info.parent.as_ref() == parent).then(|| (self.path(&chain_id), chain_id))
     }
 
     /// All snapshot chain IDs present.

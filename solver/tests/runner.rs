@@ -22,6 +22,8 @@ use solver::runner::{BuildRef, LocalDirOptions, Runner, RunnerError, RunnerOptio
 use solver::scheduler::{MemoryCache, RunError, SolveError, SolveOptions, Solver};
 use tokio_util::sync::CancellationToken;
 
+#[path = "runner/reuse.rs"]
+mod reuse;
 #[path = "runner/tall.rs"]
 mod tall;
 
@@ -794,6 +796,7 @@ fn main() {
         ("ssh_socket_is_forwarded", || Box::pin(ssh_socket_is_forwarded())),
         ("pinned_reference_resolves_from_the_store", || Box::pin(pinned_reference_resolves_from_the_store())),
         ("copy_onto_an_image_of_many_layers", || Box::pin(tall::copy_onto_an_image_of_many_layers())),
+        ("copy_again_shares_unchanged_files", || Box::pin(reuse::copy_again_shares_unchanged_files())),
     ];
     let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let list_only = std::env::args().any(|a| a == "--list");

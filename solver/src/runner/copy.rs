@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::fileop::{FileOpError, io_err, mkdir_all, set_meta, set_mtime};
 use super::fsutil::resolve_in_root;
+use super::reuse::{Reuse, Wanted, copy_file};
 use super::{RunnerError, source};
 use crate::contenthash::PatternMatcher;
 use crate::contenthash::ignore::{Pattern, has_wildcards};
@@ -121,6 +122,8 @@ struct CopyCtx<'a> {
     include: &'a PatternMatcher,
     exclude: &'a PatternMatcher,
     cancel: &'a CancellationToken,
+    /// An earlier result of the same copy whose unchanged files are shared instead of copied.
+    reuse: Option<&'a Reuse>,
 }
 
 /// A source directory that did not match the include patterns: created in the destination
@@ -156,6 +159,9 @@ impl CopyCtx<'_> {
     fn make_dir(&self, dst_inner: &Path) -> Result<(PathBuf, PathBuf), FileOpError> {
         let (dst, dst_resolved) = resolve_in_root(self.dest_root, &dst_inner.to_string_lossy(), true)
             .map_err(io_err("resolve", dst_inner))?;
+        if let Some(reuse) = self.reuse {
+            reuse.forget(&dst_resolved);
+        }
         match std::fs::symlink_metadata(&dst) {
             Ok(e) if e.is_dir() => {}
             Ok(_) => {
@@ -249,6 +255,9 @@ impl CopyCtx<'_> {
         }
         let (dst, dst_resolved) = resolve_in_root(self.dest_root, &dst_inner.to_string_lossy(), false)
             .map_err(io_err("resolve", dst_inner))?;
+        if let Some(reuse) = self.reuse {
+            reuse.forget(&dst_resolved);
+        }
         if let Ok(e) = std::fs::symlink_metadata(&dst) {
             if e.is_dir() {
                 std::fs::remove_dir_all(&dst).map_err(io_err("replace", &dst_resolved))?;
@@ -264,7 +273,13 @@ impl CopyCtx<'_> {
             return set_mtime(&dst, self.mtime_for(&meta));
         }
         if file_type.is_file() {
-            std::fs::copy(src, &dst).map_err(io_err("copy", &dst_resolved))?;
+            let wanted =
+                Wanted { mode: self.mode_for(&meta), owner: (uid, gid), mtime: self.mtime_for(&meta) };
+            if self.reuse.is_some_and(|reuse| reuse.note(src, &meta, &dst_resolved, wanted)) {
+                // linked from the earlier result once the overlay is unmounted
+                return Ok(());
+            }
+            copy_file(src, &dst).map_err(io_err("copy", &dst_resolved))?;
         } else if file_type.is_socket() {
             // BuildKit copies a socket as an empty regular file
             std::fs::File::create(&dst).map_err(io_err("create", &dst_resolved))?;
@@ -369,12 +384,15 @@ fn check_required(action: &CopyAction, source: &SourceRoot) -> Result<(), FileOp
     Ok(())
 }
 
-/// Performs one copy action from `source` into the filesystem at `dest_root`.
+/// Performs one copy action from `source` into the filesystem at `dest_root`; with `reuse`,
+/// regular files an earlier result of the same copy has unchanged are only noted in it (the
+/// caller finishes it).
 pub(crate) fn copy(
     action: &CopyAction,
     source: &SourceRoot,
     dest_root: &Root,
     cancel: &CancellationToken,
+    reuse: Option<&Reuse>,
 ) -> Result<(), RunnerError> {
     let owner = match &action.owner {
         Some(chown) => Some(super::fileop::resolve_owner(dest_root, chown)?),
@@ -384,7 +402,9 @@ pub(crate) fn copy(
     exclude_patterns.retain(|p| !p.is_empty());
     let exclude = PatternMatcher::new(&exclude_patterns).map_err(FileOpError::from)?;
     let include = PatternMatcher::new(&action.include_patterns).map_err(FileOpError::from)?;
-    let ctx = CopyCtx { action, source, dest_root, owner, include: &include, exclude: &exclude, cancel };
+    let reuse = reuse.filter(|_| !action.attempt_unpack_archive);
+    let ctx =
+        CopyCtx { action, source, dest_root, owner, include: &include, exclude: &exclude, cancel, reuse };
     check_required(action, source)?;
     let matches = select(action, source)?;
     // Directories the copy creates on the way: the `--chmod` octal mode or 0755, the `--chown`
@@ -477,7 +497,7 @@ mod tests {
             action.create_dest_path = true;
             action.follow_symlinks = true;
             action.include_patterns = vec![(*pattern).to_owned()];
-            copy(&action, &root, &Root::open(dest.path()).unwrap(), &CancellationToken::new()).unwrap();
+            copy(&action, &root, &Root::open(dest.path()).unwrap(), &CancellationToken::new(), None).unwrap();
             assert_eq!(tree(&dest.path().join("out")), *want, "{from} {pattern}");
         }
         // a named path that does not exist fails
@@ -485,7 +505,9 @@ mod tests {
         let mut action = CopyAction::new(0, "/", "/out/");
         action.parents = true;
         action.include_patterns = vec!["a/nope".to_owned()];
-        assert!(copy(&action, &root, &Root::open(dest.path()).unwrap(), &CancellationToken::new()).is_err());
+        assert!(
+            copy(&action, &root, &Root::open(dest.path()).unwrap(), &CancellationToken::new(), None).is_err()
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use executor::overlay::HostOverlay;
 
 use super::copy::{self, SourceRoot};
 use super::fsutil::{TempDir, lowers_or_empty, resolve_in_root};
+use super::reuse::{self, Reuse};
 use super::{BuildRef, LayerChainRef, Runner, RunnerError};
 use crate::contenthash::PatternError;
 use crate::contenthash::ignore::has_wildcards;
@@ -285,7 +286,7 @@ pub(crate) fn seed_dir(
     let mut action = crate::graph::CopyAction::new(0, if selector.is_empty() { "/" } else { selector }, "/");
     action.copy_dir_contents = true;
     action.follow_symlinks = true;
-    copy::copy(&action, root, &dest, &tokio_util::sync::CancellationToken::new())
+    copy::copy(&action, root, &dest, &tokio_util::sync::CancellationToken::new(), None)
 }
 
 impl Runner {
@@ -305,10 +306,15 @@ impl Runner {
         let actions = op.actions.clone();
         let cancel = job.cancel.clone();
         let chain = parent.clone();
+        let parent_chain = parent.chain_id();
+        let reuse_key = reuse::reuse_key(&actions, parent_chain.as_ref());
+        let earlier_key = reuse_key.clone();
         let temp = Arc::new(TempDir::new(&self.store, "fileop")?);
         let work_temp = temp.clone();
         let upper = tokio::task::spawn_blocking(move || -> Result<PathBuf, RunnerError> {
             let temp = work_temp;
+            // an earlier result of the same copy over the same parent shares its unchanged files
+            let reuse = earlier_key.as_ref().and_then(|key| Reuse::find(&store, key, parent_chain.as_ref()));
             let lowers = lowers_or_empty(&store, &chain, &temp)?;
             let upper = temp.subdir("upper")?;
             let work = temp.subdir("work")?;
@@ -324,22 +330,36 @@ impl Runner {
                 match action {
                     FileAction::Copy(copy_action) => {
                         let source = sources.get(&store, &inputs, copy_action.source, &temp)?;
-                        copy::copy(copy_action, source, &root, &cancel)?;
+                        copy::copy(copy_action, source, &root, &cancel, reuse.as_ref())?;
                     }
                     FileAction::Mkdir(action) => mkdir(&root, action)?,
                     FileAction::Mkfile(action) => mkfile(&root, action)?,
                     FileAction::Rm(action) => rm(&root, action)?,
                 }
             }
+            if let Some(reuse) = &reuse {
+                reuse.prepare(&root, &upper)?;
+            }
             drop(sources);
             // nothing may hold the overlay open when it is unmounted
             drop(root);
             overlay.unmount()?;
+            if let Some(reuse) = &reuse {
+                let shared = reuse.finish(&upper)?;
+                tracing::debug!("shared {shared} unchanged files with the earlier result of the copy");
+            }
             Ok(upper)
         })
         .await??;
         let result = self.commit_upper(parent, upper).await;
         drop(temp);
+        if let (Ok(BuildRef::Layers(chain)), Some(key)) = (&result, &reuse_key)
+            && let Some(chain_id) = chain.chain_id()
+            && let Err(err) = self.store.snapshots().remember_latest(key, &chain_id)
+        {
+            // a hint only: the next build copies everything again
+            tracing::warn!("cannot remember the result of the copy: {err}");
+        }
         result
     }
 }

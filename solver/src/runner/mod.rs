@@ -35,6 +35,7 @@ mod copy;
 pub mod exec;
 mod fileop;
 mod fsutil;
+mod reuse;
 mod source;
 
 #[cfg(test)]
