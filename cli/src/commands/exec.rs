@@ -2,7 +2,6 @@
 //! a running container (its namespaces, cgroups, capabilities, seccomp profile and
 //! `no_new_privs`), exiting with the process's exit code.
 
-use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -74,20 +73,6 @@ pub fn run(global: &GlobalOptions, args: ExecArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(status.code().unwrap_or(255).clamp(0, 255) as u8))
 }
 
-fn copy(mut from: impl Read, mut to: impl Write) {
-    let mut buffer = [0u8; 8192];
-    loop {
-        match from.read(&mut buffer) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if to.write_all(&buffer[..n]).and_then(|()| to.flush()).is_err() {
-                    break;
-                }
-            }
-        }
-    }
-}
-
 /// `exec -t`: the process gets a new pseudo-terminal (the size of ours, else 24x80); its output
 /// is copied to our stdout, and with `-i` our stdin (in raw mode) to it.
 fn with_terminal(mut command: std::process::Command, interactive: bool) -> anyhow::Result<ExitCode> {
@@ -102,12 +87,12 @@ fn with_terminal(mut command: std::process::Command, interactive: bool) -> anyho
     // the child's copies only: the master reads EIO once the process and its children closed it
     drop(command);
     let reader = std::fs::File::from(master.try_clone().context("cannot duplicate the terminal")?);
-    let output = std::thread::spawn(move || copy(reader, std::io::stdout()));
+    let output = std::thread::spawn(move || super::run::io::copy(reader, std::io::stdout()));
     let _raw = if interactive {
         let raw = executor::tty::RawMode::enter(&stdin);
         let writer = std::fs::File::from(master.try_clone().context("cannot duplicate the terminal")?);
         // blocked on stdin until the process exits: never joined
-        std::thread::spawn(move || copy(std::io::stdin(), writer));
+        std::thread::spawn(move || super::run::io::copy(std::io::stdin(), writer));
         raw
     } else {
         None

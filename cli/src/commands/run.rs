@@ -16,7 +16,7 @@ use executor::{
     Executor, Mount, MountKind, NetworkMode, OverlayUpper, Resources, Rootfs, SandboxSpec, Stdio,
 };
 
-mod io;
+pub(crate) mod io;
 mod layer;
 mod mount_flag;
 pub(crate) mod volumes;

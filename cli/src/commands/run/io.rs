@@ -8,7 +8,8 @@ use anyhow::Context;
 use executor::{ExitStatus, Sandbox};
 use tokio::signal::unix::{SignalKind, signal};
 
-fn copy(mut from: impl Read, mut to: impl Write) {
+/// Copies until either side ends or fails, flushing after every read (terminal streams).
+pub(crate) fn copy(mut from: impl Read, mut to: impl Write) {
     let mut buffer = [0u8; 8192];
     loop {
         match from.read(&mut buffer) {
