@@ -8,7 +8,6 @@
 //! with the frontend and calls this with the runner.
 
 pub mod contexts;
-mod entitlements;
 pub mod failure;
 
 use std::collections::HashMap;
@@ -33,8 +32,8 @@ use crate::storecache::{StoreCache, StoreRef};
 use failure::{LogTails, StepFailure};
 use parser::lint::{Finding, LintViolation, Linter};
 
+pub use crate::entitlements::{EntitlementError, Entitlements};
 pub use crate::storecache::LayerChain;
-pub use entitlements::{EntitlementError, Entitlements};
 
 /// Why a build failed.
 #[derive(Debug, thiserror::Error)]

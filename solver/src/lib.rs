@@ -32,6 +32,7 @@
 pub mod build;
 pub mod cachekey;
 pub mod contenthash;
+pub mod entitlements;
 pub mod export;
 pub mod frontend;
 #[cfg(test)]

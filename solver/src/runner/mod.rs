@@ -179,7 +179,7 @@ pub struct RunnerOptions {
     /// The network of `RUN --network=default` (`--network` of `kiln build`).
     pub network: executor::NetworkMode,
     /// `--allow`: what exec ops may ask for (`RUN --security=insecure`, `--network=host`).
-    pub entitlements: crate::build::Entitlements,
+    pub entitlements: crate::entitlements::Entitlements,
     /// When to ask the registry for base images (`--pull` = `Always`).
     pub pull: registry::PullPolicy,
     /// Compression of the layer blobs the build stores (the build uses `None`: layers are
@@ -252,7 +252,7 @@ pub enum RunnerError {
     #[error("cannot fetch a layer from the imported build cache")]
     RemoteCache(#[source] Box<crate::remotecache::RemoteCacheError>),
     #[error(transparent)]
-    Entitlement(#[from] crate::build::EntitlementError),
+    Entitlement(#[from] crate::entitlements::EntitlementError),
     #[error("invalid --ulimit {0:?}: unknown resource")]
     UnknownUlimit(String),
 }
