@@ -106,11 +106,32 @@ impl HostOverlay {
         &self.target
     }
 
-    /// Unmounts now, reporting errors (dropping unmounts lazily instead).
+    /// Unmounts now, reporting errors (dropping unmounts lazily instead). A sandbox that is
+    /// being set up at that moment holds a copy of the host's mounts until it makes them its
+    /// own, which can make the unmount fail with EBUSY for a moment: it is retried, then the
+    /// mount is detached (what was written through it is in the upper directory either way).
     pub fn unmount(mut self) -> Result<(), Error> {
         let target = std::mem::take(&mut self.target);
-        nix::mount::umount2(&target, MntFlags::empty())
-            .map_err(|source| Error::Sys { what: format!("unmount {}", target.display()), source })
+        let mut attempts = 0;
+        loop {
+            match nix::mount::umount2(&target, MntFlags::empty()) {
+                Ok(()) => return Ok(()),
+                Err(nix::errno::Errno::EBUSY) if attempts < 50 => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(nix::errno::Errno::EBUSY) => {
+                    tracing::debug!(path = %target.display(), "overlay still busy: detaching it");
+                    return nix::mount::umount2(&target, MntFlags::MNT_DETACH).map_err(|source| Error::Sys {
+                        what: format!("unmount {}", target.display()),
+                        source,
+                    });
+                }
+                Err(source) => {
+                    return Err(Error::Sys { what: format!("unmount {}", target.display()), source });
+                }
+            }
+        }
     }
 }
 
@@ -136,5 +157,27 @@ mod tests {
             Some(&OverlayUpper { upper: "/u".into(), work: "/w".into() }),
         );
         assert_eq!(options, "lowerdir=/l1:/l\\:2,upperdir=/u,workdir=/w,volatile");
+    }
+
+    /// A busy overlay (here: a file open inside it) is detached after the retries instead of
+    /// failing the operation; its upper directory keeps what was written.
+    #[test]
+    fn a_busy_overlay_is_detached() {
+        testkit::require_root!();
+        let dir = tempfile::tempdir().unwrap();
+        let [lower, upper, work, merged] = ["lower", "upper", "work", "merged"].map(|d| dir.path().join(d));
+        for d in [&lower, &upper, &work, &merged] {
+            std::fs::create_dir(d).unwrap();
+        }
+        let overlay =
+            HostOverlay::mount(&merged, &[lower], Some(&OverlayUpper { upper: upper.clone(), work }))
+                .unwrap();
+        std::fs::write(merged.join("written"), b"x").unwrap();
+        let busy = std::fs::File::open(merged.join("written")).unwrap();
+        overlay.unmount().unwrap();
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(!mounts.contains(merged.to_str().unwrap()), "still mounted");
+        assert_eq!(std::fs::read(upper.join("written")).unwrap(), b"x");
+        drop(busy);
     }
 }
