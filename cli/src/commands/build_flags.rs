@@ -62,7 +62,7 @@ impl SandboxFlags {
         }
         let shm_size = match &self.shm_size {
             Some(text) => {
-                let bytes = super::builder::parse_size(text).context("invalid --shm-size")?;
+                let bytes = super::run::parse_bytes(text).context("invalid --shm-size")?;
                 if bytes == 0 {
                     bail!("invalid --shm-size {text:?}: must be greater than 0");
                 }

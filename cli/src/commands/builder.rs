@@ -75,7 +75,7 @@ fn prune(global: &GlobalOptions, args: PruneArgs) -> anyhow::Result<ExitCode> {
         }
     }
     if let Some(size) = &args.keep_storage {
-        options.keep_storage = Some(parse_size(size)?);
+        options.keep_storage = Some(super::run::parse_bytes(size)?);
     }
     if !args.force && std::io::stdin().is_terminal() {
         eprint!(
@@ -202,27 +202,6 @@ pub(crate) fn parse_duration(text: &str) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(total))
 }
 
-/// docker's `RAMInBytes`: `1024`, `512k`, `10MB`, `10GiB`, `2g` (binary units, case-insensitive).
-pub(crate) fn parse_size(text: &str) -> anyhow::Result<u64> {
-    let invalid = || anyhow::anyhow!("invalid size {text:?} (examples: 512MB, 10GB)");
-    let lower = text.trim().to_ascii_lowercase();
-    let number_end = lower.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(lower.len());
-    let number: f64 = lower[..number_end].parse().map_err(|_| invalid())?;
-    let unit = lower[number_end..].trim();
-    let unit = unit.strip_suffix('b').unwrap_or(unit);
-    let unit = unit.strip_suffix('i').unwrap_or(unit);
-    let factor: u64 = match unit {
-        "" => 1,
-        "k" => 1 << 10,
-        "m" => 1 << 20,
-        "g" => 1 << 30,
-        "t" => 1 << 40,
-        "p" => 1 << 50,
-        _ => return Err(invalid()),
-    };
-    Ok((number * factor as f64) as u64)
-}
-
 /// The GC policy after builds, from `<root>/gc.toml`:
 ///
 /// ```toml
@@ -255,9 +234,8 @@ impl GcPolicy {
             Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
         };
         let keep_storage = match &file.keep_storage {
-            Some(size) => {
-                parse_size(size).with_context(|| format!("invalid keep-storage in {}", path.display()))?
-            }
+            Some(size) => super::run::parse_bytes(size)
+                .with_context(|| format!("invalid keep-storage in {}", path.display()))?,
             None => default_keep_storage(root),
         };
         Ok(GcPolicy { enabled: file.enabled.unwrap_or(true), keep_storage })
@@ -293,20 +271,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn durations_and_sizes_as_docker_reads_them() {
+    fn durations_as_docker_reads_them() {
         assert_eq!(parse_duration("24h").unwrap(), Duration::from_secs(86_400));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5_400));
         assert_eq!(parse_duration("7d").unwrap(), Duration::from_secs(7 * 86_400));
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1_500));
         for bad in ["", "24", "h", "3 weeks", "1y"] {
             assert!(parse_duration(bad).is_err(), "{bad}");
-        }
-        assert_eq!(parse_size("1024").unwrap(), 1024);
-        assert_eq!(parse_size("512MB").unwrap(), 512 << 20);
-        assert_eq!(parse_size("10GiB").unwrap(), 10 << 30);
-        assert_eq!(parse_size("2g").unwrap(), 2 << 30);
-        for bad in ["", "MB", "10 parsecs", "-1"] {
-            assert!(parse_size(bad).is_err(), "{bad}");
         }
     }
 

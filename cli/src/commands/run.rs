@@ -142,24 +142,25 @@ pub struct RunArgs {
     pub args: Vec<String>,
 }
 
-/// Parses docker-style sizes: `1024`, `512k`, `64m`, `1g` (binary units, optional `b`).
+/// docker's `RAMInBytes`: `1024`, `512k`, `10MB`, `10GiB`, `2g` (binary units, case-insensitive).
 pub fn parse_bytes(text: &str) -> anyhow::Result<u64> {
+    let invalid = || anyhow::anyhow!("invalid size {text:?} (examples: 512MB, 10GB)");
     let lower = text.trim().to_ascii_lowercase();
-    let trimmed = lower.strip_suffix('b').unwrap_or(&lower);
-    let (digits, unit) = match trimmed.char_indices().find(|(_, c)| !c.is_ascii_digit() && *c != '.') {
-        Some((index, _)) => trimmed.split_at(index),
-        None => (trimmed, ""),
-    };
-    let multiplier: u64 = match unit {
+    let number_end = lower.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(lower.len());
+    let number: f64 = lower[..number_end].parse().map_err(|_| invalid())?;
+    let unit = lower[number_end..].trim();
+    let unit = unit.strip_suffix('b').unwrap_or(unit);
+    let unit = unit.strip_suffix('i').unwrap_or(unit);
+    let factor: u64 = match unit {
         "" => 1,
         "k" => 1 << 10,
         "m" => 1 << 20,
         "g" => 1 << 30,
         "t" => 1 << 40,
-        _ => bail!("invalid size {text:?} (expected a number with an optional unit b, k, m, g)"),
+        "p" => 1 << 50,
+        _ => return Err(invalid()),
     };
-    let value: f64 = digits.parse().with_context(|| format!("invalid size {text:?}"))?;
-    Ok((value * multiplier as f64) as u64)
+    Ok((number * factor as f64) as u64)
 }
 
 /// docker's ENTRYPOINT/CMD rules: user args replace CMD; `--entrypoint` replaces the
@@ -621,6 +622,12 @@ mod tests {
         assert_eq!(parse_bytes("1G").expect("g"), 1 << 30);
         assert_eq!(parse_bytes("512kb").expect("kb"), 512 << 10);
         assert!(parse_bytes("12x").is_err());
+        assert_eq!(parse_bytes("512MB").unwrap(), 512 << 20);
+        assert_eq!(parse_bytes("10GiB").unwrap(), 10 << 30);
+        assert_eq!(parse_bytes("2g").unwrap(), 2 << 30);
+        for bad in ["", "MB", "10 parsecs", "-1"] {
+            assert!(parse_bytes(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
