@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages kiln's tests and example need (idempotent; needs root).
 set -eu
-pkgs="busybox-static docker-registry skopeo umoci iptables iproute2 apache2-utils zstd bzip2 xz-utils attr openssl"
+pkgs="busybox-static docker-registry skopeo umoci iptables iproute2 apache2-utils zstd bzip2 xz-utils attr openssl python3"
 missing=""
 for p in $pkgs; do
     dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"

@@ -128,6 +128,8 @@ enum Command {
     Diff(commands::diff_export::DiffArgs),
     /// Export a container's filesystem as a tar archive.
     Export(commands::diff_export::ExportArgs),
+    /// List port mappings or a specific mapping for the container.
+    Port(commands::port::PortArgs),
     /// Display the running processes of a container.
     Top(commands::top::TopArgs),
     /// Display a sample of containers' resource usage statistics.
@@ -253,6 +255,7 @@ fn main() -> ExitCode {
             Command::Diff(args) => commands::diff_export::diff(&global, args),
             Command::Export(args) => commands::diff_export::export(&global, args),
             Command::Top(args) => commands::top::run(&global, args),
+            Command::Port(args) => commands::port::run(&global, args),
             Command::Stats(args) => commands::stats::run(&global, args),
             Command::Ps(args) => commands::ps::run(&global, args),
             Command::Attach(args) => commands::logs::attach(&global, args),

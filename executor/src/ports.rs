@@ -166,10 +166,21 @@ fn port_free(ip: Option<Ipv4Addr>, port: u16, protocol: Protocol) -> bool {
 /// Chooses a host port for every binding whose port is 0 (a random free port of the ephemeral
 /// range) or a range (its first free port); bindings of one call never share a port.
 pub fn allocate(bindings: &mut [PortBinding]) -> Result<(), Error> {
-    let mut taken: Vec<(u16, Protocol)> = bindings
+    allocate_except(bindings, &[])
+}
+
+/// [`allocate`], also skipping `published` (ports other owners' rules hold: nothing listens on
+/// a DNATed port, so binding a socket does not show them as taken).
+fn allocate_except(bindings: &mut [PortBinding], published: &[(u16, Protocol)]) -> Result<(), Error> {
+    let mut taken: Vec<(u16, Protocol)> = published
         .iter()
-        .filter(|b| b.host_ports.start() == b.host_ports.end() && *b.host_ports.start() != 0)
-        .map(|b| (b.host_port(), b.protocol))
+        .copied()
+        .chain(
+            bindings
+                .iter()
+                .filter(|b| b.host_ports.start() == b.host_ports.end() && *b.host_ports.start() != 0)
+                .map(|b| (b.host_port(), b.protocol)),
+        )
         .collect();
     let seed = std::process::id().wrapping_mul(2_654_435_761);
     for binding in bindings.iter_mut() {
@@ -265,20 +276,40 @@ fn remove_base_when_empty() {
     let _ = iptables(&["-t", "nat", "-X", CHAIN]);
 }
 
-/// Publishes `bindings` (allocated) to `address` on `bridge`, tagged with `owner`. On an error
-/// nothing of this call stays.
+/// The host ports the rules of [`CHAIN`] publish now.
+fn published_ports() -> Vec<(u16, Protocol)> {
+    list_rules(CHAIN)
+        .iter()
+        .filter_map(|rule| {
+            let words = rule_words(rule);
+            let value = |flag: &str| words.windows(2).find(|w| w[0] == flag).map(|w| w[1]);
+            let protocol = match value("-p")? {
+                "tcp" => Protocol::Tcp,
+                "udp" => Protocol::Udp,
+                _ => return None,
+            };
+            Some((value("--dport")?.parse().ok()?, protocol))
+        })
+        .collect()
+}
+
+/// Publishes `bindings` to `address` on `bridge`, tagged with `owner`: host ports given as 0
+/// or as a range are chosen first ([`allocate`], also skipping ports other owners published),
+/// under the host's network lock so that concurrent publishers never choose one port twice.
+/// On an error nothing of this call stays.
 pub fn publish(
     owner: &str,
     bridge: &Bridge,
     address: Ipv4Addr,
-    bindings: &[PortBinding],
+    bindings: &mut [PortBinding],
 ) -> Result<(), Error> {
     check_owner(owner)?;
     bridge.ensure()?;
     let _lock = HostLock::acquire("network.lock")?;
+    allocate_except(bindings, &published_ports())?;
     ensure_base(bridge)?;
     let tag = comment(owner);
-    for binding in bindings {
+    for binding in bindings.iter() {
         let port = binding.host_port().to_string();
         let target = format!("{address}:{}", binding.container_port);
         let mut args = vec!["-t", "nat", "-A", CHAIN, "-p", binding.protocol.as_str()];
@@ -405,6 +436,13 @@ mod tests {
         let rule = r#"-A KILN-PORTS -p tcp -m tcp --dport 9 -m comment --comment "kiln:abc" -j DNAT --to-destination 10.1.1.1:80"#;
         let words = rule_words(rule);
         assert!(words.windows(2).any(|w| w == ["--comment", "kiln:abc"]), "{words:?}");
+    }
+
+    #[test]
+    fn ports_of_other_owners_are_not_chosen_again() {
+        let mut bindings = parse_publish("127.0.0.1:40000-40002:80").unwrap();
+        allocate_except(&mut bindings, &[(40000, Protocol::Tcp), (40001, Protocol::Udp)]).unwrap();
+        assert_eq!(bindings[0].host_port(), 40001, "40000/tcp is published; 40001/udp is another protocol");
     }
 
     #[test]

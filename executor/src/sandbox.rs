@@ -440,6 +440,29 @@ impl Sandbox {
         self.cleanup.record.network.as_ref().map(|attachment| attachment.interface.address)
     }
 
+    /// Publishes `bindings` (docker's `-p`) to the container's address: ports given as 0 or
+    /// as a range are chosen here. The rules are tagged with the sandbox's id and go with the
+    /// sandbox (also when its owner dies: [`crate::state::clean_stale`]).
+    pub fn publish(&mut self, bindings: &mut [crate::ports::PortBinding]) -> Result<()> {
+        if bindings.is_empty() {
+            return Ok(());
+        }
+        let Some(attachment) = &self.cleanup.record.network else {
+            return Err(Error::NetworkCommand {
+                command: "publish".into(),
+                stderr: "the container has no network of its own to publish ports from".into(),
+            });
+        };
+        let interface = &attachment.interface;
+        let bridge =
+            crate::network::Bridge::new(attachment.bridge.clone(), interface.gateway, interface.prefix);
+        let address = interface.address;
+        // recorded first: a kiln killed in between leaves rules that the clean-up finds
+        self.cleanup.record.published = true;
+        self.cleanup.record.save(&self.cleanup.dir)?;
+        crate::ports::publish(&self.id, &bridge, address, bindings)
+    }
+
     /// The cgroup directories the container runs in (empty when it joined none).
     pub fn cgroup_dirs(&self) -> Vec<PathBuf> {
         self.cleanup.record.cgroups.as_ref().map(|c| c.dirs.clone()).unwrap_or_default()

@@ -24,6 +24,9 @@ pub struct Record {
     pub owner: String,
     pub cgroups: Option<Cgroups>,
     pub network: Option<Attachment>,
+    /// Ports were published for the sandbox ([`crate::ports`] rules tagged with its id).
+    #[serde(default)]
+    pub published: bool,
 }
 
 /// Start time (clock ticks since boot) of a process, `None` when it does not exist.
@@ -75,6 +78,9 @@ impl Record {
     pub fn cleanup(&self) {
         if let Some(cgroups) = &self.cgroups {
             cgroups.remove();
+        }
+        if self.published {
+            crate::ports::unpublish(&self.id);
         }
         if let Some(network) = &self.network {
             network.release();

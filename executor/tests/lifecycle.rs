@@ -76,6 +76,7 @@ async fn leftovers_of_a_killed_kiln_are_cleaned_by_the_next_one() {
         owner: format!("{} 12345", i32::MAX),
         cgroups: Some(cgroups.clone()),
         network: Some(attachment.clone()),
+        published: false,
     };
     record.save(&dir).expect("record");
     let _next = Executor::new(&state_dir).expect("executor");

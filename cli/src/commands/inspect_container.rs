@@ -102,7 +102,7 @@ pub fn container_json(container: &Container) -> Value {
             "StopTimeout": config.stop_timeout,
         },
         "NetworkSettings": {
-            "Ports": {},
+            "Ports": super::port::inspect_value(&state.ports),
             "IPAddress": "",
             "Gateway": "",
             "MacAddress": "",

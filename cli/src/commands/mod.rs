@@ -20,6 +20,7 @@ pub mod load;
 pub mod login;
 pub mod logout;
 pub mod logs;
+pub mod port;
 pub mod progress_mode;
 pub mod ps;
 pub mod pull;

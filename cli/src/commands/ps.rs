@@ -57,7 +57,7 @@ fn format_fields(container: &Container, no_trunc: bool) -> serde_json::Value {
         "Command": command_text(container, no_trunc),
         "CreatedAt": created.format("%Y-%m-%d %H:%M:%S +0000 UTC").to_string(),
         "RunningFor": format!("{} ago", human_duration(seconds_since(Some(container.config.created)))),
-        "Ports": "",
+        "Ports": super::port::column(&container.state.ports),
         "State": container.state.status_name(),
         "Status": status_text(container),
         "Size": "",
@@ -224,7 +224,7 @@ pub fn run(global: &GlobalOptions, args: PsArgs) -> anyhow::Result<ExitCode> {
             command_text(container, args.no_trunc),
             format!("{} ago", human_duration(seconds_since(Some(container.config.created)))),
             status_text(container),
-            String::new(),
+            super::port::column(&container.state.ports),
             container.config.name.clone(),
         ]);
     }

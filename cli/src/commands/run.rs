@@ -97,6 +97,16 @@ pub struct RunArgs {
     /// Network: `default` (bridge with NAT), `none` or `host`.
     #[arg(long, default_value = "default", value_name = "MODE")]
     pub network: String,
+    /// Publish a container's port to the host: `[IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp]`
+    /// (ranges, and a random free host port when none is given).
+    #[arg(short = 'p', long = "publish", value_name = "PORTS")]
+    pub publish: Vec<String>,
+    /// Publish every exposed port (the image's EXPOSE and `--expose`) to random host ports.
+    #[arg(short = 'P', long)]
+    pub publish_all: bool,
+    /// Expose a port or a range of ports (`80`, `53/udp`, `8000-8010`), for `-P`.
+    #[arg(long, value_name = "PORT")]
+    pub expose: Vec<String>,
     /// Memory limit (`512m`, `1g`, bytes).
     #[arg(short, long, value_name = "BYTES")]
     pub memory: Option<String>,
@@ -260,6 +270,8 @@ async fn find_or_pull(
 /// Everything a container needs, resolved from the image and the flags.
 struct Prepared {
     healthcheck: Option<executor::runtime::health::Healthcheck>,
+    /// `-p`/`-P` (host ports chosen when the container starts).
+    ports: Vec<executor::ports::PortBinding>,
     spec: SandboxSpec,
     image_id: String,
     image_manifest: String,
@@ -320,6 +332,13 @@ async fn prepare(
     spec.process.init = args.init;
     spec.hostname = args.hostname.clone();
     spec.network = args.network.parse::<NetworkMode>()?;
+    let image_exposed = config.exposed_ports().clone().unwrap_or_default();
+    let mut ports = super::port::requested(&args.publish, args.publish_all, &args.expose, &image_exposed)?;
+    if !ports.is_empty() && spec.network != NetworkMode::Default {
+        // docker: "Published ports are discarded when using host network mode"
+        eprintln!("WARNING: Published ports are discarded when using {} network mode", args.network);
+        ports.clear();
+    }
     spec.readonly_rootfs = args.read_only;
     spec.resources = Resources {
         memory: args.memory.as_deref().map(parse_bytes).transpose()?,
@@ -364,6 +383,7 @@ async fn prepare(
         cmd,
         stop_signal,
         mounts,
+        ports,
     })
 }
 
@@ -486,6 +506,7 @@ pub(crate) async fn create(
         network: args.network.clone(),
         log_rotation: parse_log_opts(&args.log_opts)?,
         healthcheck: prepared.healthcheck,
+        ports: prepared.ports,
     };
     let created = runtime.create(dir, config);
     if created.is_err() {
@@ -546,6 +567,7 @@ pub async fn run(global: &GlobalOptions, args: RunArgs) -> anyhow::Result<ExitCo
     let anonymous: Vec<String> = prepared.mounts.anonymous().map(str::to_owned).collect();
     let _remove_volumes = AnonymousVolumes { runtime: runtime.clone(), names: anonymous };
     let spec = prepared.spec;
+    let mut ports = prepared.ports;
 
     let executor = Executor::new(global.root.join("run"))?;
     tracing::debug!(prepare_us = started.elapsed().as_micros() as u64, "container prepared");
@@ -556,7 +578,9 @@ pub async fn run(global: &GlobalOptions, args: RunArgs) -> anyhow::Result<ExitCo
         Stdio::Inherit { stdin: args.interactive }
     };
     let signals = io::Signals::install()?;
-    let sandbox = match executor.spawn(spec, stdio).await {
+    let spawned = executor.spawn(spec, stdio).await;
+    let spawned = spawned.and_then(|mut sandbox| sandbox.publish(&mut ports).map(|()| sandbox));
+    let sandbox = match spawned {
         Ok(sandbox) => sandbox,
         Err(executor::Error::Setup { message, exit_code }) => {
             eprintln!("kiln: error: {message}");

@@ -188,8 +188,13 @@ async fn supervise(
             sandbox
         });
         drop(sender);
-        let sandbox = match spawned {
-            Ok(sandbox) => sandbox,
+        let spawned = spawned.and_then(|mut sandbox| {
+            let mut ports = container.config.ports.clone();
+            sandbox.publish(&mut ports)?;
+            Ok((sandbox, ports))
+        });
+        let (sandbox, ports) = match spawned {
+            Ok(spawned) => spawned,
             Err(err) => {
                 let (message, code) = match err {
                     crate::Error::Setup { message, exit_code } => (message, exit_code),
@@ -218,6 +223,7 @@ async fn supervise(
             state.oom_killed = false;
             state.restart_count = restarts;
             state.cgroup_dirs = cgroup_dirs;
+            state.ports = ports;
             state.error.clear();
             state.health = healthcheck.as_ref().map(|_| Health::starting());
         })?;
@@ -278,6 +284,7 @@ async fn supervise(
             state.pid_start = 0;
             state.paused = false;
             state.cgroup_dirs.clear();
+            state.ports.clear();
         })?;
         if !restart {
             return Ok(());

@@ -256,6 +256,9 @@ pub struct ContainerConfig {
     /// HEALTHCHECK of the image or `--health-*` (none with `--no-healthcheck`).
     #[serde(default)]
     pub healthcheck: Option<super::health::Healthcheck>,
+    /// `-p`/`-P` as asked (host port 0 or a range: chosen at each start).
+    #[serde(default)]
+    pub ports: Vec<crate::ports::PortBinding>,
 }
 
 /// Lifecycle status, as docker names it.
@@ -316,6 +319,9 @@ pub struct ContainerState {
     /// Frozen by `pause` (the status stays `running`, as docker's `State.Running`).
     #[serde(default)]
     pub paused: bool,
+    /// The ports published for the current run (host ports chosen).
+    #[serde(default)]
+    pub ports: Vec<crate::ports::PortBinding>,
 }
 
 impl ContainerState {
@@ -377,6 +383,7 @@ impl Container {
                 self.state.pid = 0;
                 self.state.pid_start = 0;
                 self.state.paused = false;
+                self.state.ports.clear();
                 self.state.finished_at.get_or_insert_with(now_nanos);
                 self.state.error = "the container's monitor died; its exit code is unknown".to_owned();
                 self.save_state()?;
@@ -775,6 +782,7 @@ mod tests {
             network: "none".into(),
             log_rotation: None,
             healthcheck: None,
+            ports: Vec::new(),
         }
     }
 
