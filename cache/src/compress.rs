@@ -70,9 +70,34 @@ impl<W: Write> std::fmt::Debug for ParGzEncoder<W> {
     }
 }
 
+/// Whether `data` looks incompressible (random, encrypted or already compressed bytes): the
+/// Shannon entropy of its bytes is above 7.97 bits per byte. Deflate cannot shrink such data,
+/// it only spends 10–20× the time of storing it, so such chunks become stored blocks — a
+/// decision made from the chunk's bytes alone, so the output stays reproducible.
+fn incompressible(data: &[u8]) -> bool {
+    if data.len() < 64 * 1024 {
+        return false;
+    }
+    let mut counts = [0u32; 256];
+    for byte in data {
+        counts[usize::from(*byte)] += 1;
+    }
+    let total = data.len() as f64;
+    let entropy: f64 = counts
+        .iter()
+        .filter(|c| **c > 0)
+        .map(|c| {
+            let p = f64::from(*c) / total;
+            -p * p.log2()
+        })
+        .sum();
+    entropy > 7.97
+}
+
 fn compress_chunk(data: &[u8], last: bool, level: flate2::Compression) -> ChunkResult {
     let mut crc = crc32fast::Hasher::new();
     crc.update(data);
+    let level = if level.level() > 0 && incompressible(data) { flate2::Compression::none() } else { level };
     let mut encoder = DeflateEncoder::new(Vec::with_capacity(data.len() / 2 + 64), level);
     encoder.write_all(data)?;
     let out = if last {
@@ -403,6 +428,44 @@ mod tests {
             }
             assert!(outputs.windows(2).all(|w| w[0] == w[1]), "len {len}: output depends on threads");
         }
+    }
+
+    fn noise(len: usize) -> Vec<u8> {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn incompressible_chunks_are_stored_and_the_rest_compressed() {
+        assert!(incompressible(&noise(GZIP_CHUNK)));
+        assert!(!incompressible(&sample(GZIP_CHUNK)), "a third random bytes still compress");
+        assert!(!incompressible(&noise(1000)), "too small to judge");
+        // one chunk of noise between two compressible ones: stored, still one valid stream
+        let mut data = sample(GZIP_CHUNK);
+        data.extend(noise(GZIP_CHUNK));
+        data.extend(sample(GZIP_CHUNK / 2));
+        let mut enc = ParGzEncoder::new(Vec::new(), flate2::Compression::default(), 2).unwrap();
+        enc.write_all(&data).unwrap();
+        let out = enc.finish().unwrap();
+        let mut back = Vec::new();
+        flate2::read::GzDecoder::new(&out[..]).read_to_end(&mut back).unwrap();
+        assert_eq!(back, data);
+        let stored_overhead = GZIP_CHUNK / 1000; // block headers, gzip header and trailer
+        assert!(out.len() < data.len() - GZIP_CHUNK / 4, "the compressible chunks shrank: {}", out.len());
+        assert!(out.len() > GZIP_CHUNK, "the noise is kept: {}", out.len());
+        let noise_only = {
+            let mut enc = ParGzEncoder::new(Vec::new(), flate2::Compression::default(), 1).unwrap();
+            enc.write_all(&noise(GZIP_CHUNK)).unwrap();
+            enc.finish().unwrap()
+        };
+        assert!(noise_only.len() <= GZIP_CHUNK + stored_overhead, "stored blocks: {}", noise_only.len());
     }
 
     #[test]
