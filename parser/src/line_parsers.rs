@@ -3,7 +3,7 @@
 
 use crate::error::ErrorKind;
 use crate::json::{JsonArgs, parse_json_args};
-use crate::node::{Arg, Node, go_lower};
+use crate::node::{Arg, Node, from_go_bytes, go_lower};
 
 /// Arguments of one instruction, before being placed in a [`Node`].
 #[derive(Debug, Default)]
@@ -215,26 +215,6 @@ pub(crate) fn extract_builder_flags(line: &str, escape: char) -> (String, Vec<St
         pos += 1;
     }
     (String::new(), words)
-}
-
-/// First code point of the range that stands for raw bytes (see [`from_go_bytes`]).
-pub(crate) const RAW_BYTE_BASE: u32 = 0x10_FE00;
-
-/// Text cut by BuildKit at a byte that is not a character boundary. Go keeps the invalid
-/// bytes; here each one becomes U+10FE00 + byte (private use), which the dumper prints as
-/// `\xHH` exactly as Go's `strconv.Quote` does.
-pub(crate) fn from_go_bytes(bytes: &[u8]) -> String {
-    if let Ok(valid) = std::str::from_utf8(bytes) {
-        return valid.to_string();
-    }
-    let mut out = String::with_capacity(bytes.len());
-    for chunk in bytes.utf8_chunks() {
-        out.push_str(chunk.valid());
-        for b in chunk.invalid() {
-            out.extend(char::from_u32(RAW_BYTE_BASE + u32::from(*b)));
-        }
-    }
-    out
 }
 
 /// `parseWords`: quote-aware words; quotes and escapes stay in the text.
