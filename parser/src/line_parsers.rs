@@ -1,5 +1,10 @@
 //! BuildKit's per-instruction argument splitting (`line_parsers.go` and `split_command.go`):
 //! keyword and builder flags, then arguments by the rule of each instruction.
+//!
+//! The grammar's `instruction` rules are the definition; this is the same layer compiled by
+//! hand (walking pest's pairs per logical line costs more than the whole parse does today,
+//! see `split_timing`). `line_parsers_grammar_tests.rs` checks it against the rules: the
+//! corpus lines and every short line over the characters that matter, both escapes.
 
 use crate::error::ErrorKind;
 use crate::json::{JsonArgs, parse_json_args};
@@ -431,3 +436,7 @@ mod tests {
         assert_eq!(split_ascii_whitespace_go("a", Some(2)), ["a"]);
     }
 }
+
+#[cfg(test)]
+#[path = "line_parsers_grammar_tests.rs"]
+mod grammar_tests;
