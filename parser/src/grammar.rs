@@ -19,23 +19,40 @@ pub(crate) fn parse_rule(rule: Rule, input: &str) -> Option<Pair<'_, Rule>> {
 /// a bug in the grammar; it carries the byte offset pest stopped at.
 #[cfg(test)]
 pub(crate) fn parse_dockerfile(text: &str) -> Result<pest::iterators::Pairs<'_, Rule>, usize> {
-    let top = |rule: Rule| match Grammar::parse(rule, text) {
+    let backtick = escape_is_backtick(text)?;
+    parse_top(if backtick { Rule::backtick_dockerfile } else { Rule::backslash_dockerfile }, text)
+}
+
+/// Parses a whole Dockerfile into logical lines (`*_logical_lines`, the reference for the
+/// joining in [`crate::raw`]), with the rules of the escape character the directives choose.
+#[cfg(test)]
+pub(crate) fn parse_logical_lines(text: &str) -> Result<pest::iterators::Pairs<'_, Rule>, usize> {
+    let backtick = escape_is_backtick(text)?;
+    parse_top(if backtick { Rule::backtick_logical_lines } else { Rule::backslash_logical_lines }, text)
+}
+
+#[cfg(test)]
+fn parse_top(rule: Rule, text: &str) -> Result<pest::iterators::Pairs<'_, Rule>, usize> {
+    match Grammar::parse(rule, text) {
         Ok(mut pairs) => pairs.next().map(|top| top.into_inner()).ok_or(0),
         Err(err) => Err(match err.location {
             pest::error::InputLocation::Pos(pos) | pest::error::InputLocation::Span((pos, _)) => pos,
         }),
-    };
-    let mut backtick = false;
-    for line in top(Rule::directives)?.filter(|pair| pair.as_rule() == Rule::directive_line) {
+    }
+}
+
+/// Whether the first `escape` directive chooses the backtick.
+#[cfg(test)]
+fn escape_is_backtick(text: &str) -> Result<bool, usize> {
+    for line in parse_top(Rule::directives, text)?.filter(|pair| pair.as_rule() == Rule::directive_line) {
         let mut parts = line.into_inner();
         let name = parts.next().map_or("", |p| p.as_str());
         if name.eq_ignore_ascii_case("escape") {
             let value = parts.next().map_or("", |p| p.as_str());
-            backtick = value.trim_matches([' ', '\t', '\u{c}', '\r']) == "`";
-            break;
+            return Ok(value.trim_matches([' ', '\t', '\u{c}', '\r']) == "`");
         }
     }
-    top(if backtick { Rule::backtick_dockerfile } else { Rule::backslash_dockerfile })
+    Ok(false)
 }
 
 /// The first inner pair of `pair` with the given rule.

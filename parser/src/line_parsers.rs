@@ -1,9 +1,14 @@
 //! BuildKit's per-instruction argument splitting (`line_parsers.go` and `split_command.go`):
 //! keyword and builder flags, then arguments by the rule of each instruction.
+//!
+//! The grammar's `instruction` rules are the definition; this is the same layer compiled by
+//! hand (walking pest's pairs per logical line costs more than the whole parse does today,
+//! see `split_timing`). `line_parsers_grammar_tests.rs` checks it against the rules: the
+//! corpus lines and every short line over the characters that matter, both escapes.
 
 use crate::error::ErrorKind;
 use crate::json::{JsonArgs, parse_json_args};
-use crate::node::{Arg, Node, go_lower};
+use crate::node::{Arg, Node, from_go_bytes, go_lower};
 
 /// Arguments of one instruction, before being placed in a [`Node`].
 #[derive(Debug, Default)]
@@ -215,26 +220,6 @@ pub(crate) fn extract_builder_flags(line: &str, escape: char) -> (String, Vec<St
         pos += 1;
     }
     (String::new(), words)
-}
-
-/// First code point of the range that stands for raw bytes (see [`from_go_bytes`]).
-pub(crate) const RAW_BYTE_BASE: u32 = 0x10_FE00;
-
-/// Text cut by BuildKit at a byte that is not a character boundary. Go keeps the invalid
-/// bytes; here each one becomes U+10FE00 + byte (private use), which the dumper prints as
-/// `\xHH` exactly as Go's `strconv.Quote` does.
-pub(crate) fn from_go_bytes(bytes: &[u8]) -> String {
-    if let Ok(valid) = std::str::from_utf8(bytes) {
-        return valid.to_string();
-    }
-    let mut out = String::with_capacity(bytes.len());
-    for chunk in bytes.utf8_chunks() {
-        out.push_str(chunk.valid());
-        for b in chunk.invalid() {
-            out.extend(char::from_u32(RAW_BYTE_BASE + u32::from(*b)));
-        }
-    }
-    out
 }
 
 /// `parseWords`: quote-aware words; quotes and escapes stay in the text.
@@ -451,3 +436,7 @@ mod tests {
         assert_eq!(split_ascii_whitespace_go("a", Some(2)), ["a"]);
     }
 }
+
+#[cfg(test)]
+#[path = "line_parsers_grammar_tests.rs"]
+mod grammar_tests;

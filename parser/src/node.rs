@@ -139,6 +139,26 @@ pub(crate) fn go_lower(s: &str) -> String {
         .collect()
 }
 
+/// First code point of the range that stands for raw bytes (see [`from_go_bytes`]).
+pub(crate) const RAW_BYTE_BASE: u32 = 0x10_FE00;
+
+/// Text cut by BuildKit at a byte that is not a character boundary. Go keeps the invalid
+/// bytes; here each one becomes U+10FE00 + byte (private use), which the dumper prints as
+/// `\xHH` exactly as Go's `strconv.Quote` does.
+pub(crate) fn from_go_bytes(bytes: &[u8]) -> String {
+    if let Ok(valid) = std::str::from_utf8(bytes) {
+        return valid.to_string();
+    }
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.extend(char::from_u32(RAW_BYTE_BASE + u32::from(*b)));
+        }
+    }
+    out
+}
+
 /// Go's `strconv.Quote`.
 pub fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -160,10 +180,8 @@ fn go_quote_into(out: &mut String, s: &str) {
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
             '\u{b}' => out.push_str("\\v"),
-            c if (crate::line_parsers::RAW_BYTE_BASE..=crate::line_parsers::RAW_BYTE_BASE + 0xff)
-                .contains(&(c as u32)) =>
-            {
-                let _ = write!(out, "\\x{:02x}", c as u32 - crate::line_parsers::RAW_BYTE_BASE);
+            c if (RAW_BYTE_BASE..=RAW_BYTE_BASE + 0xff).contains(&(c as u32)) => {
+                let _ = write!(out, "\\x{:02x}", c as u32 - RAW_BYTE_BASE);
             }
             c if is_go_printable(c) => out.push(c),
             c if (c as u32) < 0x80 => {

@@ -349,6 +349,94 @@ pub(crate) mod tests {
     use super::*;
     use crate::grammar::{Rule, inner, parse_rule};
 
+    /// The logical lines as the grammar's `*_logical_lines` rules join them.
+    fn grammar_logical_lines(text: &str) -> Vec<String> {
+        let pairs = crate::grammar::parse_logical_lines(text).unwrap();
+        let is_text = |rule| matches!(rule, Rule::backslash_text | Rule::backtick_text);
+        let mut logical = Vec::new();
+        let logical_rules = [
+            Rule::backslash_logical_line,
+            Rule::backslash_last_logical_line,
+            Rule::backtick_logical_line,
+            Rule::backtick_last_logical_line,
+        ];
+        let text_rules = [
+            Rule::backslash_continued_line,
+            Rule::backslash_final_line,
+            Rule::backslash_last_final_line,
+            Rule::backtick_continued_line,
+            Rule::backtick_final_line,
+            Rule::backtick_last_final_line,
+        ];
+        for line in pairs.filter(|p| logical_rules.contains(&p.as_rule())) {
+            let mut joined = String::new();
+            let physical = line.into_inner().filter(|p| text_rules.contains(&p.as_rule()));
+            for (index, physical) in physical.enumerate() {
+                let line_start = physical.as_span().start();
+                let piece = physical.into_inner().find(|p| is_text(p.as_rule())).unwrap();
+                // The first line starts at its text, the others keep their leading whitespace.
+                let start = if index == 0 { piece.as_span().start() } else { line_start };
+                joined.push_str(&text[start..piece.as_span().end()]);
+            }
+            logical.push(joined);
+        }
+        logical
+    }
+
+    /// The logical lines as [`parse_raw`] joins them, or `None` when it refuses the text for
+    /// another reason than having no instruction.
+    fn raw_logical_lines(text: &str) -> Option<Vec<String>> {
+        match parse_raw(text) {
+            Ok(raw) => Some(raw.nodes.into_iter().map(|node| node.original).collect()),
+            Err(err) if matches!(*err.kind, ErrorKind::NoInstructions) => Some(Vec::new()),
+            Err(_) => None,
+        }
+    }
+
+    fn check_logical_lines(text: &str) {
+        if let Some(raw) = raw_logical_lines(text) {
+            assert_eq!(raw, grammar_logical_lines(text), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn joins_lines_as_the_grammar_does() {
+        let alphabet = ['a', '\\', '`', ' ', '\t', '\r', '\n', '#'];
+        for prefix in ["", "# escape=`\n", "\u{feff}"] {
+            for tail in all_strings(&alphabet, if prefix.is_empty() { 5 } else { 4 }) {
+                check_logical_lines(&format!("{prefix}{tail}"));
+            }
+        }
+        for text in [
+            "FROM a\nRUN a \\\n  # c\n\n   b \\\n\tc\nRUN d\\",
+            "# escape=`\nFROM a\nRUN a `\n\n#x\n  b`\\\n",
+            "FROM a\r\nRUN \\ \t\r\n\\\r\nx\r\n",
+        ] {
+            check_logical_lines(text);
+        }
+        let roots = [
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/parser"),
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../testdata/conformance"),
+        ];
+        let mut files = 0;
+        let mut stack: Vec<std::path::PathBuf> = roots.into_iter().filter(|r| r.is_dir()).collect();
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if let Ok(text) = std::fs::read_to_string(&path) {
+                    // Heredoc bodies are cut out by `parse_raw` alone (see the grammar).
+                    if !text.contains("<<") {
+                        check_logical_lines(&text);
+                        files += 1;
+                    }
+                }
+            }
+        }
+        assert!(files > 50, "only {files} corpus files without heredocs");
+    }
+
     #[test]
     fn directive_values() {
         assert_eq!(directive_value(" x "), "x");
