@@ -20,6 +20,10 @@ fn import_list_inspect_tag_save_rmi_load_round_trip() {
     let id = id.trim().to_owned();
     assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
     let short = &id[7..19];
+    // unpacked right away, as docker does: the first run or FROM does not wait for it
+    let snapshots: Vec<_> = std::fs::read_dir(kiln.root().join("snapshots")).unwrap().flatten().collect();
+    assert_eq!(snapshots.len(), 1, "one layer, one snapshot");
+    assert!(snapshots[0].path().join("fs/bin/busybox").exists());
 
     let table = kiln.ok(&["images"]);
     let lines: Vec<&str> = table.lines().collect();

@@ -58,6 +58,7 @@ pub async fn run(global: &GlobalOptions, args: ImportArgs) -> anyhow::Result<Exi
             store.images().add_untagged(&manifest).context("cannot record the imported image")?;
         }
     }
+    super::unpack_image(&store, &manifest)?;
     writeln!(std::io::stdout().lock(), "{image_id}")?;
     Ok(ExitCode::SUCCESS)
 }

@@ -48,6 +48,7 @@ pub async fn run(global: &GlobalOptions, args: LoadArgs) -> anyhow::Result<ExitC
     let loaded = result?;
     let mut out = std::io::stdout().lock();
     for image in loaded {
+        super::unpack_image(&store, &image.manifest)?;
         let mut named = false;
         for name in &image.names {
             let reference = normalise(name)?;

@@ -35,3 +35,20 @@ pub mod top;
 pub mod transfer_progress;
 pub mod version;
 pub mod volume;
+
+/// Unpacks the layers of a stored image into snapshots right away, as docker does on pull, load
+/// and import, so that the first `run` or `FROM` of it does not pay for the unpacking.
+pub(crate) fn unpack_image(store: &cache::Store, target: &oci_spec::image::Descriptor) -> anyhow::Result<()> {
+    use anyhow::Context;
+    // an image for another platform only (no manifest this host runs) stays packed
+    let image = match store.content().read_image(target) {
+        Ok(image) => image,
+        Err(err) => {
+            tracing::debug!(%err, digest = %target.digest(), "image not unpacked");
+            return Ok(());
+        }
+    };
+    let layers = image.layers().context("cannot read the stored image's layers")?;
+    store.snapshots().ensure_unpacked(&layers).context("cannot unpack the image's layers")?;
+    Ok(())
+}

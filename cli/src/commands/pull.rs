@@ -42,6 +42,7 @@ pub async fn run(global: &GlobalOptions, args: PullArgs) -> anyhow::Result<ExitC
         registry::pull(&client, &store, &reference, &PullOptions { platform }, &renderer.progress()).await;
     renderer.finish();
     let pulled = result?;
+    super::unpack_image(&store, &pulled.manifest)?;
     if !args.quiet {
         eprintln!("Digest: {}", pulled.repo_digest());
         for digest in &pulled.repaired {
