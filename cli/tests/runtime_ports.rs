@@ -203,3 +203,37 @@ fn a_foreground_run_publishes_while_it_runs() {
         rules_for(port).is_empty()
     });
 }
+
+#[test]
+fn dns_and_extra_hosts_flags() {
+    testkit::require_root!();
+    let kiln = Kiln::new(&[]);
+    let out = kiln.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--dns",
+        "10.1.2.3",
+        "--dns-search",
+        "a.test",
+        "--dns-option",
+        "ndots:3",
+        "--add-host",
+        "db:10.0.0.9",
+        "--add-host",
+        "gw:host-gateway",
+        "img",
+        "cat",
+        "/etc/resolv.conf",
+        "/etc/hosts",
+    ]);
+    for line in ["nameserver 10.1.2.3", "search a.test", "options ndots:3", "10.0.0.9\tdb", "10.89.0.1\tgw"] {
+        assert!(out.lines().any(|l| l == line), "{line:?} missing from:\n{out}");
+    }
+    assert_eq!(out.matches("nameserver").count(), 1, "the host's name servers are replaced:\n{out}");
+    let err = kiln.output(&["run", "--rm", "--dns", "not-an-ip", "img", "true"]);
+    assert!(String::from_utf8_lossy(&err.stderr).contains("not-an-ip is not an ip address"));
+    let err = kiln.output(&["run", "--rm", "--add-host", "nocolon", "img", "true"]);
+    assert!(String::from_utf8_lossy(&err.stderr).contains("bad format for add-host"));
+}

@@ -79,6 +79,6 @@ pub mod user;
 pub use error::{Error, Result};
 pub use sandbox::{Executor, ExitStatus, Killer, OutputChunk, OutputStream, Sandbox, Stdio, Timings};
 pub use spec::{
-    Mount, MountKind, NetworkMode, OverlayUpper, ProcessSpec, Resources, Rlimit, RlimitResource, Rootfs,
-    SandboxSpec,
+    DnsConfig, Mount, MountKind, NetworkMode, OverlayUpper, ProcessSpec, Resources, Rlimit, RlimitResource,
+    Rootfs, SandboxSpec,
 };

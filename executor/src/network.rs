@@ -318,23 +318,45 @@ pub fn configure_inside(interface: &InterfaceConfig) -> Result<(), InitError> {
 
 /// `/etc/resolv.conf` for a sandbox: the host's, without loopback name servers (which are
 /// unreachable from a private namespace); Google's public resolvers when nothing remains.
-pub fn resolv_conf(host: &str, network: crate::NetworkMode) -> String {
-    if network == crate::NetworkMode::Host {
+/// `dns` (docker's `--dns*` flags) replaces the host's name servers, search domains or
+/// options, each list on its own (`--dns-search .` clears the search domains).
+pub fn resolv_conf(host: &str, network: crate::NetworkMode, dns: &crate::spec::DnsConfig) -> String {
+    if network == crate::NetworkMode::Host && *dns == crate::spec::DnsConfig::default() {
         return host.to_owned();
     }
     let mut out = String::new();
     let mut servers = 0;
     for line in host.lines() {
         let mut words = line.split_whitespace();
-        if words.next() == Some("nameserver") {
-            match words.next() {
-                Some(server) if server.starts_with("127.") || server == "::1" => continue,
+        match words.next() {
+            Some("nameserver") if !dns.servers.is_empty() => continue,
+            Some("search" | "domain") if !dns.search.is_empty() => continue,
+            Some("options") if !dns.options.is_empty() => continue,
+            Some("nameserver") => match words.next() {
+                Some(server)
+                    if network != crate::NetworkMode::Host
+                        && (server.starts_with("127.") || server == "::1") =>
+                {
+                    continue;
+                }
                 Some(_) => servers += 1,
                 None => continue,
-            }
+            },
+            _ => {}
         }
         out.push_str(line);
         out.push('\n');
+    }
+    let search: Vec<&str> = dns.search.iter().map(String::as_str).filter(|s| *s != ".").collect();
+    if !search.is_empty() {
+        out.push_str(&format!("search {}\n", search.join(" ")));
+    }
+    for server in &dns.servers {
+        out.push_str(&format!("nameserver {server}\n"));
+        servers += 1;
+    }
+    if !dns.options.is_empty() {
+        out.push_str(&format!("options {}\n", dns.options.join(" ")));
     }
     if servers == 0 {
         out.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
@@ -364,13 +386,44 @@ mod tests {
 
     #[test]
     fn resolv_conf_drops_loopback() {
+        let none = crate::spec::DnsConfig::default();
         let host = "search example\nnameserver 127.0.0.53\nnameserver 10.0.0.2\n";
-        assert_eq!(resolv_conf(host, crate::NetworkMode::Default), "search example\nnameserver 10.0.0.2\n");
         assert_eq!(
-            resolv_conf("nameserver 127.0.0.53\n", crate::NetworkMode::None),
+            resolv_conf(host, crate::NetworkMode::Default, &none),
+            "search example\nnameserver 10.0.0.2\n"
+        );
+        assert_eq!(
+            resolv_conf("nameserver 127.0.0.53\n", crate::NetworkMode::None, &none),
             "nameserver 8.8.8.8\nnameserver 8.8.4.4\n"
         );
-        assert_eq!(resolv_conf(host, crate::NetworkMode::Host), host);
+        assert_eq!(resolv_conf(host, crate::NetworkMode::Host, &none), host);
+    }
+
+    #[test]
+    fn dns_flags_replace_the_hosts_lines() {
+        let host = "search example\nnameserver 10.0.0.2\noptions ndots:2\n";
+        let dns = |servers: &[&str], search: &[&str], options: &[&str]| crate::spec::DnsConfig {
+            servers: servers.iter().map(|s| (*s).to_owned()).collect(),
+            search: search.iter().map(|s| (*s).to_owned()).collect(),
+            options: options.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        assert_eq!(
+            resolv_conf(host, crate::NetworkMode::Default, &dns(&["1.1.1.1"], &[], &[])),
+            "search example\noptions ndots:2\nnameserver 1.1.1.1\n"
+        );
+        assert_eq!(
+            resolv_conf(
+                host,
+                crate::NetworkMode::Default,
+                &dns(&[], &["a.test", "b.test"], &["ndots:5", "rotate"])
+            ),
+            "nameserver 10.0.0.2\nsearch a.test b.test\noptions ndots:5 rotate\n"
+        );
+        assert_eq!(
+            resolv_conf(host, crate::NetworkMode::Host, &dns(&[], &["."], &[])),
+            "nameserver 10.0.0.2\noptions ndots:2\n",
+            "`.` clears the search domains"
+        );
     }
 
     #[test]

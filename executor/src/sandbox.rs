@@ -694,7 +694,7 @@ fn write_etc_files(
     let contents = [
         (&files.hosts, network::hosts_file(hostname, address, &spec.extra_hosts)),
         (&files.hostname, format!("{hostname}\n")),
-        (&files.resolv_conf, network::resolv_conf(&host_resolv, spec.network)),
+        (&files.resolv_conf, network::resolv_conf(&host_resolv, spec.network, &spec.dns)),
     ];
     for (path, text) in contents {
         std::fs::write(path, text).map_err(|e| Error::io("write", path, e))?;

@@ -74,6 +74,15 @@ impl std::str::FromStr for NetworkMode {
     }
 }
 
+/// docker's `--dns`, `--dns-search` and `--dns-option`: each list, when not empty, replaces the
+/// corresponding lines taken from the host's `/etc/resolv.conf`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct DnsConfig {
+    pub servers: Vec<String>,
+    pub search: Vec<String>,
+    pub options: Vec<String>,
+}
+
 /// Resource limits applied through cgroups.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Resources {
@@ -218,6 +227,9 @@ pub struct SandboxSpec {
     pub resources: Resources,
     /// Extra `/etc/hosts` entries (`name`, `ip`).
     pub extra_hosts: Vec<(String, String)>,
+    /// `--dns`, `--dns-search`, `--dns-option`: replace the host's in `/etc/resolv.conf`.
+    #[serde(default)]
+    pub dns: DnsConfig,
     /// Allow binds of the host's `/proc` or `/sys` (or of a path below them, or of another
     /// proc, sysfs or cgroup filesystem): refused otherwise, they expose the host kernel's
     /// interfaces (see [`crate::mounts::exposes_host_proc_sys`]).
@@ -249,6 +261,7 @@ impl SandboxSpec {
             network: NetworkMode::None,
             resources: Resources::default(),
             extra_hosts: Vec::new(),
+            dns: DnsConfig::default(),
             allow_host_proc_sys: false,
             shm_size: None,
             cgroup_parent: None,

@@ -107,6 +107,19 @@ pub struct RunArgs {
     /// Expose a port or a range of ports (`80`, `53/udp`, `8000-8010`), for `-P`.
     #[arg(long, value_name = "PORT")]
     pub expose: Vec<String>,
+    /// Add a line to /etc/hosts: `NAME:IP` (`IP` may be `host-gateway`: the host, as the
+    /// container reaches it).
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_host: Vec<String>,
+    /// Name server for /etc/resolv.conf (replaces the host's).
+    #[arg(long = "dns", value_name = "IP")]
+    pub dns: Vec<String>,
+    /// Search domain for /etc/resolv.conf (`.` for none).
+    #[arg(long = "dns-search", value_name = "DOMAIN")]
+    pub dns_search: Vec<String>,
+    /// Resolver option for /etc/resolv.conf (`ndots:2`).
+    #[arg(long = "dns-option", value_name = "OPTION")]
+    pub dns_option: Vec<String>,
     /// Memory limit (`512m`, `1g`, bytes).
     #[arg(short, long, value_name = "BYTES")]
     pub memory: Option<String>,
@@ -332,6 +345,28 @@ async fn prepare(
     spec.process.init = args.init;
     spec.hostname = args.hostname.clone();
     spec.network = args.network.parse::<NetworkMode>()?;
+    for host in &args.add_host {
+        let host = super::build_flags::parse_add_host(host)?;
+        let ip = if host.ip == solver::runner::exec::HOST_GATEWAY {
+            match spec.network {
+                NetworkMode::Host => "127.0.0.1".to_owned(),
+                _ => executor::network::Bridge::default_bridge().gateway.to_string(),
+            }
+        } else {
+            host.ip
+        };
+        spec.extra_hosts.push((host.name, ip));
+    }
+    for server in &args.dns {
+        if server.parse::<std::net::IpAddr>().is_err() {
+            bail!("{server} is not an ip address (--dns)");
+        }
+    }
+    spec.dns = executor::DnsConfig {
+        servers: args.dns.clone(),
+        search: args.dns_search.clone(),
+        options: args.dns_option.clone(),
+    };
     let image_exposed = config.exposed_ports().clone().unwrap_or_default();
     let mut ports = super::port::requested(&args.publish, args.publish_all, &args.expose, &image_exposed)?;
     if !ports.is_empty() && spec.network != NetworkMode::Default {
