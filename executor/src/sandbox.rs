@@ -573,7 +573,7 @@ impl Cleanup {
             return;
         }
         self.done = true;
-        self.record.cleanup();
+        self.record.cleanup_detached();
         tracing::trace!("sandbox records cleaned");
         if let Some(layer) = &self.writable {
             remove_stubs(layer, &self.stubs, &self.lowers);

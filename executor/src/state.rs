@@ -74,16 +74,28 @@ impl Record {
         }
     }
 
+    /// [`Record::cleanup`], leaving the deletion of the veth to a detached process
+    /// ([`Attachment::release_detached`]): what a sandbox that ended normally does.
+    pub fn cleanup_detached(&self) {
+        self.undo(true);
+    }
+
     /// Undoes everything recorded (idempotent).
     pub fn cleanup(&self) {
+        self.undo(false);
+    }
+
+    fn undo(&self, detached: bool) {
         if let Some(cgroups) = &self.cgroups {
             cgroups.remove();
         }
         if self.published {
             crate::ports::unpublish(&self.id);
         }
-        if let Some(network) = &self.network {
-            network.release();
+        match &self.network {
+            Some(network) if detached => network.release_detached(),
+            Some(network) => network.release(),
+            None => {}
         }
     }
 }

@@ -127,13 +127,15 @@ impl Drop for TestEnv {
                 let dir = Path::new("/sys/fs/cgroup").join(hierarchy).join("kiln").join(id);
                 assert!(!dir.exists(), "cgroup left: {}", dir.display());
             }
+            // the veth and then the lease are released by a detached process: bounded wait
             let veth = format!("/sys/class/net/kv{}", &id[..12]);
-            assert!(!Path::new(&veth).exists(), "veth left: {veth}");
+            wait_until(|| !Path::new(&veth).exists(), &format!("veth left: {veth}"));
         }
         let leases = Path::new(executor::network::RUN_DIR).join("ipam").join(&bridge.name);
-        let left: Vec<_> =
-            std::fs::read_dir(&leases).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
-        assert!(left.is_empty(), "address leases left: {left:?}");
+        let left = || -> Vec<std::path::PathBuf> {
+            std::fs::read_dir(&leases).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default()
+        };
+        wait_until(|| left().is_empty(), &format!("address leases left: {:?}", left()));
     }
 }
 
@@ -147,5 +149,14 @@ impl Drop for BridgeGuard {
         if !std::thread::panicking() {
             assert!(!link.exists(), "bridge left: {}", link.display());
         }
+    }
+}
+
+/// Polls `done` for up to 10 s; fails with `what` after that.
+fn wait_until(mut done: impl FnMut() -> bool, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
