@@ -31,6 +31,14 @@ pub mod stats;
 pub mod system;
 pub mod tag;
 pub mod top;
-pub mod transfer_progress;
 pub mod version;
 pub mod volume;
+
+/// A registry client configured from the global options: `<root>/registries.toml` plus
+/// `--insecure-registry` hosts.
+pub fn client(global: &crate::GlobalOptions) -> anyhow::Result<registry::Client> {
+    use anyhow::Context;
+    let mut options = registry::ClientOptions::load(&global.root)?;
+    options.insecure_registries.extend(global.insecure_registries.iter().cloned());
+    registry::Client::new(options).context("cannot set up the registry client")
+}
