@@ -495,7 +495,7 @@ pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<Exit
         }
         Err(BuildError::Step(failure)) => {
             eprintln!("{}", failure::block(&failure));
-            eprintln!("ERROR: failed to solve: {}", failure::chain_text(&failure.error));
+            eprintln!("ERROR: failed to solve: {}", crate::report::chain_text(&failure.error));
             return Ok(ExitCode::FAILURE);
         }
         Err(BuildError::Entitlement(error)) => {
@@ -503,7 +503,7 @@ pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<Exit
             return Ok(ExitCode::FAILURE);
         }
         Err(BuildError::Frontend { text, error }) => {
-            eprintln!("{}", render_frontend_error(&error, &text, &args.file_name()));
+            eprintln!("{}", crate::report::frontend_error(&error, &text, &args.file_name()));
             return Ok(ExitCode::FAILURE);
         }
         Err(BuildError::Parse { text, error, .. }) => {
@@ -653,32 +653,6 @@ impl BuildArgs {
             Some(path) => path.to_owned(),
         }
     }
-}
-
-/// A lowering error with the Dockerfile lines it concerns marked, like BuildKit.
-pub(super) fn render_frontend_error(
-    error: &solver::frontend::FrontendError,
-    text: &str,
-    name: &str,
-) -> String {
-    let mut message = error.to_string();
-    let mut cause = std::error::Error::source(error);
-    while let Some(c) = cause {
-        message.push_str(&format!(": {c}"));
-        cause = c.source();
-    }
-    let Some(location) = error.location() else { return format!("ERROR: {message}") };
-    let (start, end) = (location.line.max(1), location.end_line.max(location.line.max(1)));
-    let mut out = format!("{name}:{start}\n--------------------\n");
-    for (number, line) in text.lines().enumerate().map(|(i, l)| (i + 1, l)) {
-        if number + 2 >= start && number <= end {
-            let marker = if number >= start { ">>>" } else { "   " };
-            out.push_str(&format!("{number:>4} | {marker} {line}\n"));
-        }
-    }
-    out.push_str("--------------------\n");
-    out.push_str(&format!("ERROR: {message}"));
-    out
 }
 
 #[cfg(test)]

@@ -1,29 +1,16 @@
 //! What a failed step shows (BuildKit's block): the step's last output lines, the Dockerfile
-//! lines of its instruction marked `>>>`, and its error chain, each cause once.
+//! lines of its instruction marked `>>>`, and its error chain, each cause once
+//! ([`chain_text`]).
 
 use std::fmt::Write as _;
 
 use solver::build::failure::StepFailure;
 
+use crate::report::chain_text;
+
 /// Lines of a long instruction shown before and after the ones left out.
 const SNIPPET_HEAD: usize = 10;
 const SNIPPET_TAIL: usize = 5;
-
-/// An error and its causes on one line, each cause once (a cause whose text its parent's
-/// message already ends with is not repeated).
-pub fn chain_text(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut next = error.source();
-    while let Some(cause) = next {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        next = cause.source();
-    }
-    text
-}
 
 /// BuildKit's layout (no newline at the end):
 ///
