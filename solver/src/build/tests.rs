@@ -4,16 +4,16 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use cache::buildcache::CachedLayer;
+use cache::buildcache::{CacheResult, CachedLayer};
 use cache::{DiffOptions, DiffSource};
-use oci_spec::image::{ConfigBuilder, ImageConfigurationBuilder, RootFsBuilder};
+use oci_spec::image::{ConfigBuilder, ImageConfiguration, ImageConfigurationBuilder, RootFsBuilder};
 
 use super::*;
 use crate::contenthash::Selection;
 use crate::export::output::Output;
 use crate::graph::*;
 use crate::progress::LogStream;
-use crate::scheduler::{RunError, RunJob};
+use crate::scheduler::{OpRunner, RunError, RunJob};
 
 /// Mkfile actions become one layer each; an exec whose args[0] is `fail` prints and fails.
 struct LayerRunner {
