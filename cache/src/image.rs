@@ -234,6 +234,18 @@ pub fn now_rfc3339() -> String {
     rfc3339_like_go(chrono::Utc::now())
 }
 
+/// Seconds since the epoch → RFC 3339 UTC (`2000-01-01T00:00:00Z`; out of range: the epoch).
+pub fn rfc3339_from_epoch(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Epoch seconds of an RFC 3339 timestamp; `None` when it is not one.
+pub fn epoch_of_rfc3339(timestamp: &str) -> Option<i64> {
+    chrono::DateTime::parse_from_rfc3339(timestamp).ok().map(|t| t.timestamp())
+}
+
 /// `time` as Go's `RFC3339Nano`: `2026-12-02T08:50:01.12Z`, `2026-12-02T08:50:01Z`.
 pub fn rfc3339_like_go(time: chrono::DateTime<chrono::Utc>) -> String {
     let text = time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true);

@@ -141,7 +141,8 @@ pub use error::{EntryProblem, Error, Result};
 pub use gc::{GcReport, GcRoots};
 pub use image::{
     DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, DocKind,
-    Image, doc_kind, host_platform, is_config_media_type, is_layer_media_type, now_rfc3339, rfc3339_like_go,
+    Image, doc_kind, epoch_of_rfc3339, host_platform, is_config_media_type, is_layer_media_type, now_rfc3339,
+    rfc3339_from_epoch, rfc3339_like_go,
 };
 pub use images::{ImageRecord, ImageStore};
 pub use snapshot::{CommittedLayer, LayerRef, SnapshotInfo, Snapshots, chain_ids};

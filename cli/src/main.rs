@@ -3,6 +3,7 @@
 
 mod commands;
 mod format;
+mod progress;
 mod report;
 
 use std::path::PathBuf;

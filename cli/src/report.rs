@@ -1,5 +1,7 @@
 //! Rendering of errors for humans: one `error:` line with the cause chain, and for Dockerfile
-//! errors the offending source line with a caret under the cause.
+//! errors the offending source line with a caret under the cause ([`SourceError`]) or the
+//! instruction's lines marked `>>>` ([`frontend_error`]). A failed build step's block is
+//! [`crate::progress::failure`]'s.
 
 use std::fmt::Write as _;
 
@@ -58,6 +60,44 @@ impl SourceError {
         );
         out
     }
+}
+
+/// An error and its causes on one line, each cause once (a cause whose text its parent's
+/// message already ends with is not repeated).
+pub fn chain_text(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        next = cause.source();
+    }
+    text
+}
+
+/// A lowering error with the Dockerfile lines it concerns marked, like BuildKit.
+pub fn frontend_error(error: &solver::frontend::FrontendError, text: &str, name: &str) -> String {
+    let mut message = error.to_string();
+    let mut cause = std::error::Error::source(error);
+    while let Some(c) = cause {
+        message.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    let Some(location) = error.location() else { return format!("ERROR: {message}") };
+    let (start, end) = (location.line.max(1), location.end_line.max(location.line.max(1)));
+    let mut out = format!("{name}:{start}\n--------------------\n");
+    for (number, line) in text.lines().enumerate().map(|(i, l)| (i + 1, l)) {
+        if number + 2 >= start && number <= end {
+            let marker = if number >= start { ">>>" } else { "   " };
+            out.push_str(&format!("{number:>4} | {marker} {line}\n"));
+        }
+    }
+    out.push_str("--------------------\n");
+    out.push_str(&format!("ERROR: {message}"));
+    out
 }
 
 /// Prints `err` to stderr. With `verbose`, the whole `caused by` chain is listed one per line.

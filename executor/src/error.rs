@@ -11,8 +11,6 @@ pub enum Error {
     UnknownGroup(String),
     #[error("unknown capability `{0}`")]
     UnknownCapability(String),
-    #[error("unknown network mode `{0}` (expected none, host or default)")]
-    UnknownNetwork(String),
     #[error(
         "refusing to bind mount {host_path} on {target}: it exposes the host's /proc or /sys, \
          which needs an explicit opt-in"

@@ -16,7 +16,8 @@ use crate::spec::{ProcessSpec, RlimitResource};
 use crate::user::{self, ExecUser};
 use crate::{mounts, seccomp, sys};
 
-/// Docker's default `PATH`.
+/// Docker's and BuildKit's default `PATH` (`system.DefaultPathEnv`): of a process whose environment has
+/// none, of an image that sets none. The one definition (the solver uses it too).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// A process ready to be executed.

@@ -48,31 +48,11 @@ pub enum MountKind {
     Volume { source: PathBuf, copy_up: bool },
 }
 
-/// Network of a sandbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-pub enum NetworkMode {
-    /// A private network namespace with only loopback up.
-    None,
-    /// The host's network namespace.
-    Host,
-    /// A private namespace attached to the `kiln0` bridge through a veth pair, with NAT
-    /// masquerade for outbound traffic (what build steps get).
-    #[default]
-    Default,
-}
-
-impl std::str::FromStr for NetworkMode {
-    type Err = crate::Error;
-
-    fn from_str(value: &str) -> Result<Self, Self::Err> {
-        match value {
-            "none" => Ok(Self::None),
-            "host" => Ok(Self::Host),
-            "default" | "bridge" => Ok(Self::Default),
-            other => Err(crate::Error::UnknownNetwork(other.to_owned())),
-        }
-    }
-}
+/// Network of a sandbox: the one network-mode type of every crate (`none`: loopback only in a
+/// private namespace; `host`: the host's namespace; `default`: a private namespace on the
+/// `kiln0` bridge with NAT). Parsed by [`NetworkMode::parse`] (BuildKit's values) and
+/// [`NetworkMode::parse_run`] (docker run's, with `bridge`).
+pub use parser::NetworkMode;
 
 /// docker's `--dns`, `--dns-search` and `--dns-option`: each list, when not empty, replaces the
 /// corresponding lines taken from the host's `/etc/resolv.conf`.

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::location::Location;
+use crate::network::NetworkMode;
 use crate::raw::{Directive, Warning};
 
 /// A parsed Dockerfile.
@@ -135,16 +136,6 @@ pub struct Run {
     pub mounts: Vec<crate::mount::Mount>,
     pub network: NetworkMode,
     pub security: SecurityMode,
-}
-
-/// `RUN --network`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum NetworkMode {
-    #[default]
-    Default,
-    None,
-    Host,
 }
 
 /// `RUN --security`.

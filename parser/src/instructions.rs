@@ -3,12 +3,13 @@
 
 use crate::ast::{
     Add, ArgDeclaration, Command, CommandForm, CommandLine, Copy, Dockerfile, HeredocFile, Instruction,
-    KeyValue, NetworkMode, Onbuild, Run, SecurityMode, SourceContent, SourcesAndDest, Stage,
+    KeyValue, Onbuild, Run, SecurityMode, SourceContent, SourcesAndDest, Stage,
 };
 use crate::error::{ErrorKind, ParseError};
 use crate::flags::{FlagError, FlagKind, Flags, suggest};
 use crate::location::{LineIndex, Location, Span};
 use crate::mount::Mount;
+use crate::network::NetworkMode;
 use crate::node::{Node, go_lower};
 use crate::raw::{RawDockerfile, parse_heredoc_marker};
 
@@ -168,13 +169,10 @@ impl Converter<'_> {
                         },
                     )
                 };
-                let network = match flags.string("network").as_deref() {
-                    None | Some("default") => NetworkMode::Default,
-                    Some("none") => NetworkMode::None,
-                    Some("host") => NetworkMode::Host,
-                    Some(other) => {
-                        return Err(invalid("--network", other.into(), "expected default, none or host"));
-                    }
+                let network = match flags.string("network") {
+                    None => NetworkMode::Default,
+                    Some(value) => NetworkMode::parse(&value)
+                        .map_err(|error| invalid("--network", error.value, error.expected))?,
                 };
                 let security = match flags.string("security").as_deref() {
                     None | Some("sandbox") => SecurityMode::Sandbox,

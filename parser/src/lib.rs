@@ -43,6 +43,7 @@ mod lines;
 pub mod lint;
 mod location;
 pub mod mount;
+mod network;
 mod node;
 mod raw;
 pub mod shell;
@@ -52,6 +53,7 @@ pub use error::{ErrorKind, ParseError};
 pub use flags::suggest;
 pub use health::parse_go_duration;
 pub use location::{Location, Span};
+pub use network::{NetworkMode, UnknownNetworkMode};
 pub use node::{Arg, Heredoc, Node, go_quote};
 pub use raw::{Directive, RawDockerfile, Warning, parse_heredoc_marker, parse_raw};
 

@@ -1,39 +1,40 @@
 //! The build: a solved definition's target → an image in the store → outputs.
 //!
-//! [`solve_and_export`] is the orchestration after lowering: it solves the definition with a
-//! runner over the store's build cache ([`StoreCache`]), keeps the last output lines of every
-//! step (for [`failure::StepFailure`]), and exports the target's layer chain with the frontend's
-//! image config ([`crate::export`]). `kiln build` reads the Dockerfile and `.dockerignore`
+//! [`Build`] is the orchestration after lowering: [`Build::solve_and_export`] solves a
+//! [`Planned`] definition with a runner over the store's build cache ([`StoreCache`]), keeps the
+//! last output lines of every step (for [`failure::StepFailure`]), and exports the target's
+//! layer chain with the frontend's image config ([`crate::export`]). [`build`] takes the CLI's
+//! typed [`BuildRequest`] through it all. `kiln build` reads the Dockerfile and `.dockerignore`
 //! ([`read_dockerfile`], [`crate::contenthash::ignore::load_ignore_patterns`]), parses, lowers
 //! with the frontend and calls this with the runner.
 
 pub mod contexts;
 pub mod failure;
+mod orchestrate;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use cache::Store;
-use cache::buildcache::CacheResult;
-use oci_spec::image::{Digest, ImageConfiguration};
+use oci_spec::image::Digest;
 use tokio_util::sync::CancellationToken;
 
-use crate::export::output::{self, Output};
-use crate::export::{ExportError, ExportedImage, ImageOptions, finalize_config, write_image_annotated};
+use crate::export::output::Output;
+use crate::export::{ExportError, ExportedImage, ImageOptions};
 use crate::frontend::{FrontendError, FrontendOptions, ImageResolver, ResolveError, ResolvedImage};
-use crate::graph::{Definition, Input};
+use crate::graph::Definition;
 use crate::progress::ProgressSender;
 use crate::remotecache::export::Exported;
 use crate::remotecache::import::FetchStats;
 use crate::remotecache::{CacheExport, CacheImport, RemoteCache, SolvedVertex};
-use crate::scheduler::{OpRunner, SolveError, SolveOptions, SolveStats, Solver};
-use crate::storecache::{StoreCache, StoreRef};
-use failure::{LogTails, StepFailure};
+use crate::scheduler::{SolveError, SolveOptions, SolveStats};
+use failure::StepFailure;
 use parser::lint::{Finding, LintViolation, Linter};
 
 pub use crate::entitlements::{EntitlementError, Entitlements};
 pub use crate::storecache::LayerChain;
+pub use orchestrate::{Build, Planned};
 
 /// Why a build failed.
 #[derive(Debug, thiserror::Error)]
@@ -70,8 +71,6 @@ pub enum BuildError {
     /// A step needs an entitlement `--allow` did not give.
     #[error(transparent)]
     Entitlement(#[from] EntitlementError),
-    #[error("invalid --network {0:?} (expected default, none or host)")]
-    Network(String),
     #[error("invalid --platform {0:?} (expected os/arch[/variant], e.g. linux/amd64)")]
     Platform(String),
     #[error("cannot fetch the image's layers")]
@@ -144,8 +143,8 @@ pub struct BuildRequest {
     /// The client's `$SSH_AUTH_SOCK`: the agent of an `--ssh ID` without a socket, and of
     /// `RUN --mount=type=ssh` when no `--ssh default` is given.
     pub ssh_auth_sock: Option<PathBuf>,
-    /// `--network` for RUN (`default`, `none`, `host`).
-    pub network: Option<String>,
+    /// `--network` for RUN (`default`, `none`, `host`), parsed by the CLI.
+    pub network: crate::graph::NetworkMode,
     /// `--jobs`; `None` = 4 per core, at least 8 (see `SolveOptions::default`).
     pub jobs: Option<usize>,
     /// `--platform` (one `os/arch[/variant]`, or `local`); `None` = the host's.
@@ -268,145 +267,9 @@ pub fn read_dockerfile(path: Option<&Path>, context: Option<&Path>) -> Result<(P
     Ok((path, text))
 }
 
-/// Solves `definition` (whose target is `target`) with `runner` over the store's build cache,
-/// then writes the image (the frontend's `image` config completed for the target's layers) and
-/// every output. Progress events go to `progress`; a failed step becomes
-/// [`BuildError::Step`] with its last output lines and Dockerfile lines.
-#[allow(clippy::too_many_arguments)]
-pub async fn solve_and_export<R>(
-    store: &Store,
-    runner: Arc<R>,
-    definition: &Definition,
-    target: &Input,
-    image: ImageConfiguration,
-    solve_options: &SolveOptions,
-    export: &ExportSettings,
-    dockerfile: &DockerfileText,
-    remote: Option<Arc<RemoteCache>>,
-    progress: ProgressSender,
-    cancel: CancellationToken,
-) -> Result<BuildOutcome, BuildError>
-where
-    R: OpRunner,
-    R::Ref: StoreRef + LayerChain,
-{
-    let index = cache::buildcache::BuildCache::open(store).map_err(ExportError::from)?;
-    let solver = Solver::new(runner.clone(), Arc::new(StoreCache::new(index).with_remote(remote)));
-
-    // Interpose on the progress stream to keep every step's last output lines.
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let forward = tokio::spawn(async move {
-        let mut tails = LogTails::default();
-        while let Some(event) = rx.recv().await {
-            tails.observe(&event);
-            progress.send(&event.vertex, event.kind);
-        }
-        tails
-    });
-    let mut solve_definition = definition.clone();
-    solve_definition.targets = vec![target.clone()];
-    let solved =
-        solver.solve(&solve_definition, solve_options, ProgressSender::new(tx), cancel.clone()).await;
-    drop(solver);
-    // the forwarder only ends when the solver is gone; a panic in it is a bug to report
-    let tails = forward.await.map_err(BuildError::ProgressTask)?;
-
-    let solved = match solved {
-        Ok(solved) => solved,
-        Err(SolveError::Canceled) => return Err(BuildError::Canceled),
-        Err(SolveError::Vertex { digest, name, source }) => {
-            let lines = tails.lines(&digest);
-            return Err(match definition.vertex(&digest) {
-                Some(vertex) => BuildError::Step(Box::new(StepFailure::new(
-                    vertex,
-                    source,
-                    lines,
-                    &dockerfile.name,
-                    &dockerfile.text,
-                ))),
-                None => BuildError::Step(Box::new(StepFailure {
-                    name,
-                    error: source,
-                    log_tail: lines,
-                    dockerfile_name: dockerfile.name.clone(),
-                    snippet: Vec::new(),
-                })),
-            });
-        }
-        Err(other) => return Err(BuildError::Solve(Box::new(other))),
-    };
-    let target_result = solved.outputs.first().ok_or(ExportError::NotLayers)?;
-    // a result matched from --cache-from may not have its layers here yet
-    runner.materialize(target_result, &cancel).await.map_err(BuildError::Materialize)?;
-    let layers = target_result.layers().ok_or(ExportError::NotLayers)?.to_vec();
-    let solved_vertices: HashMap<Digest, SolvedVertex> = solved
-        .vertices
-        .iter()
-        .map(|(digest, (key, results))| {
-            let results = results.iter().map(StoreRef::to_cache).collect::<Option<Vec<_>>>();
-            (digest.clone(), SolvedVertex { key: key.clone(), results })
-        })
-        .collect();
-
-    let inline_cache = export.inline_cache.then(|| {
-        crate::remotecache::records_to_export(
-            &solve_definition,
-            &solved_vertices,
-            crate::remotecache::ExportMode::Min,
-        )
-        .finish()
-    });
-    let store = store.clone();
-    let export = export.clone();
-    let stats = solved.stats;
-    tokio::task::spawn_blocking(move || -> Result<BuildOutcome, BuildError> {
-        let mut top_level = std::collections::BTreeMap::new();
-        if let Some(inline_cache) = inline_cache {
-            // named by the gzip blobs a push of this image sends (the same per-layer record)
-            let inline_cache = inline_cache.distributable(&store).map_err(ExportError::from)?;
-            let value = serde_json::to_value(&inline_cache)
-                .map_err(|source| ExportError::Encode { what: "inline cache config", source })?;
-            top_level.insert(crate::remotecache::format::INLINE_FIELD.to_owned(), value);
-        }
-        // each layer's time is when it was made (its blob's mtime), so a rebuild from the cache
-        // gives the same image ID, as BuildKit's createdAt from its cache metadata does
-        let layer_times: Vec<Option<String>> = layers
-            .iter()
-            .map(|layer| {
-                let path = store.content().blob_path(layer.blob.digest()).ok()?;
-                let modified = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
-                Some(cache::rfc3339_like_go(modified.into()))
-            })
-            .collect();
-        let config = finalize_config(image, &layers, &layer_times, &export.image);
-        let image = write_image_annotated(
-            &store,
-            config,
-            &export.image.config_extras,
-            &top_level,
-            &export.image.annotations,
-            &layers,
-        )?;
-        for out in &export.outputs {
-            output::write(&store, &image, out, &export.names)?;
-        }
-        Ok(BuildOutcome {
-            image,
-            stats,
-            warnings: Vec::new(),
-            findings: Vec::new(),
-            solved: solved_vertices,
-            cache_import: None,
-            cache_exports: Vec::new(),
-        })
-    })
-    .await
-    .map_err(BuildError::ExportTask)?
-}
-
 /// The whole build: Dockerfile and `.dockerignore` (`<Dockerfile>.dockerignore` next to the
 /// Dockerfile, else `<context>/.dockerignore`) → parse → lower ([`crate::frontend`]) → solve
-/// with the runner over the store's cache → export ([`solve_and_export`]).
+/// with the runner over the store's cache → export ([`Build::solve_and_export`]).
 pub async fn build(
     request: BuildRequest,
     store: Store,
@@ -443,12 +306,6 @@ pub async fn build(
             Some(format!("{} patterns", excludes.len())),
         );
     }
-    let network = match request.network.as_deref() {
-        None | Some("default") => None,
-        Some("none") => Some(crate::graph::NetworkMode::None),
-        Some("host") => Some(crate::graph::NetworkMode::Host),
-        Some(other) => return Err(BuildError::Network(other.to_owned())),
-    };
     let epoch = request.export.image.source_date_epoch;
     let context = match &request.context {
         Some(dir) => Some(
@@ -477,7 +334,7 @@ pub async fn build(
         dockerignore: excludes.clone(),
         secrets: request.secrets.iter().map(|s| s.id.clone()).collect(),
         ssh: request.ssh.iter().map(|s| s.split('=').next().unwrap_or_default().to_owned()).collect(),
-        network: network.unwrap_or_default(),
+        network: request.network,
         check: check.clone(),
         all_stages: request.check,
         named_contexts: named.frontend,
@@ -547,25 +404,21 @@ pub async fn build(
     if let Some(jobs) = request.jobs {
         solve_options.jobs = jobs.max(1);
     }
+    let orchestration = Build::new(store.clone(), runner.clone(), remote.clone())?;
+    let planned = Planned {
+        definition: &plan.definition,
+        target: &plan.target,
+        image: &plan.image,
+        solve_options: &solve_options,
+        export: &export,
+        dockerfile: &dockerfile,
+    };
     // A blob of an imported cache that cannot be fetched intact is refused: the build is
     // solved again, and the steps whose records used it run (what already ran is cached).
     let mut outcome;
     loop {
         let refused_before = remote.as_ref().map_or(0, |r| r.refused().len());
-        outcome = solve_and_export(
-            &store,
-            runner.clone(),
-            &plan.definition,
-            &plan.target,
-            plan.image.clone(),
-            &solve_options,
-            &export,
-            &dockerfile,
-            remote.clone(),
-            progress.clone(),
-            cancel.clone(),
-        )
-        .await;
+        outcome = orchestration.solve_and_export(planned, progress.clone(), cancel.clone()).await;
         let Some(remote) = remote.as_ref().filter(|_| outcome.is_err()) else { break };
         let refused = remote.refused();
         if refused.len() == refused_before {
@@ -596,7 +449,7 @@ pub async fn build(
             crate::remotecache::records_to_export(&definition, &outcome.solved, to.mode).finish();
         config.set_checksums(runner.chain_checksums());
         if to.cache_mounts {
-            let mounts = cache::buildcache::BuildCache::open(&store).map_err(ExportError::from)?.mounts();
+            let mounts = orchestration.index.mounts();
             let ids = cache_mount_ids(&plan.definition);
             let layers = tokio::task::spawn_blocking(move || {
                 ids.into_iter()
@@ -637,45 +490,10 @@ pub async fn build(
             fetched: remote.stats(),
             mounts: restored_mounts,
         });
-        remember_imported(&store, &definition, &outcome.solved).await;
+        orchestration.remember_imported(&definition, &outcome.solved).await;
     }
     outcome.warnings.extend(cache_warnings);
     Ok(Built::Image(Box::new(outcome)))
-}
-
-/// Records the results matched from `--cache-from` whose layers are now in the store (the
-/// final image's, those a step needed) in the store's own index, so the next build finds them
-/// without the import. Best effort: a failure only costs that.
-async fn remember_imported(store: &Store, definition: &Definition, solved: &HashMap<Digest, SolvedVertex>) {
-    let Ok(index) = cache::buildcache::BuildCache::open(store) else { return };
-    let content = store.content();
-    let mut records = Vec::new();
-    for vertex in &definition.vertices {
-        let Some(SolvedVertex { key, results: Some(results) }) = solved.get(&vertex.digest) else { continue };
-        let complete = results.iter().all(|result| match result {
-            CacheResult::Layers { layers } => layers.iter().all(|l| content.contains(l.blob.digest())),
-            CacheResult::Blob { descriptor } => content.contains(descriptor.digest()),
-        });
-        if complete {
-            records.push(cache::buildcache::CacheRecord::new(
-                key.0.clone(),
-                results.clone(),
-                vertex.metadata.description.clone(),
-            ));
-        }
-    }
-    let written = tokio::task::spawn_blocking(move || {
-        for record in records {
-            if matches!(index.get(&record.key), Ok(None)) {
-                index.put(&record)?;
-            }
-        }
-        Ok::<(), cache::Error>(())
-    })
-    .await;
-    if let Ok(Err(err)) = written {
-        tracing::warn!(error = %err, "cannot record imported cache results in the store");
-    }
 }
 
 /// A step of BuildKit's `[internal]` kind (reading the definition, loading metadata) as one
@@ -765,11 +583,7 @@ fn runner_options(
     if let Some((path, excludes)) = context {
         options.locals.insert("context".into(), LocalDirOptions { path, excludes });
     }
-    options.network = match request.network.as_deref() {
-        Some("host") => executor::NetworkMode::Host,
-        Some("none") => executor::NetworkMode::None,
-        _ => executor::NetworkMode::Default,
-    };
+    options.network = request.network;
     options.entitlements = entitlements(request);
     Ok(options)
 }
@@ -777,7 +591,7 @@ fn runner_options(
 /// `--allow`, plus `network.host` when `--network=host` asks for it (buildx adds it).
 fn entitlements(request: &BuildRequest) -> Entitlements {
     let mut allowed = request.entitlements;
-    allowed.network_host |= request.network.as_deref() == Some("host");
+    allowed.network_host |= request.network == crate::graph::NetworkMode::Host;
     allowed
 }
 

@@ -9,7 +9,7 @@
 //!     per vertex: inputs ─► cachekey::input_uses ─► OpRunner::checksum (contenthash) ─►
 //!                 cachekey::compute ─► ResultCache::load ─(miss)─► OpRunner::run ─► ResultCache::save
 //!                                                   │
-//!   progress::ProgressEvent stream ─► progress::render(mode, events) (plain/tty/rawjson/quiet)
+//!   progress::ProgressEvent stream ─► the CLI's renderers (plain/tty/rawjson/quiet)
 //! ```
 //!
 //! - [`graph`]: ops ([`graph::SourceOp`], [`graph::ExecOp`] with [`graph::Mount`]s,
@@ -24,8 +24,8 @@
 //!   [`scheduler::ResultCache`] traits, [`scheduler::MemoryCache`].
 //! - [`storecache`]: [`storecache::StoreCache`], the store's build-cache index as a
 //!   `ResultCache` for runner results implementing [`storecache::StoreRef`].
-//! - [`progress`]: events, [`progress::VertexLog`] for runners, renderers (plain, tty, rawjson,
-//!   quiet) and the CLI entry point [`progress::render`].
+//! - [`progress`]: events, [`progress::VertexLog`] for runners, [`progress::LineTail`] (the
+//!   last output lines a failure reports); the CLI renders the events.
 // Libraries never print: they return values, typed errors and events for the CLI to render.
 #![cfg_attr(not(test), deny(clippy::print_stdout, clippy::print_stderr))]
 

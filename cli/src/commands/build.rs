@@ -9,18 +9,21 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::ValueEnum;
+use parser::NetworkMode;
 use registry::Reference;
 use solver::build::{BuildError, BuildRequest, Built, ExportSettings, Secret};
 use solver::export::output::Output;
 use solver::export::{ImageOptions, metadata_json};
-use solver::progress::{self, ProgressSender};
+use solver::progress::ProgressSender;
 use solver::remotecache::{CacheExport, CacheImport};
 use solver::runner::SecretValue;
 use tokio_util::sync::CancellationToken;
 
+use super::client;
 use super::images::open_store;
-use super::transfer_progress::{Direction, Renderer, client};
 use crate::GlobalOptions;
+use crate::progress::transfer::{Direction, Renderer};
+use crate::progress::{self, failure};
 
 /// `--progress` modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -385,7 +388,10 @@ fn request(
         secrets,
         ssh: args.ssh.clone(),
         ssh_auth_sock: std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from),
-        network: args.network.clone(),
+        network: match &args.network {
+            Some(value) => NetworkMode::parse(value).context("invalid --network")?,
+            None => NetworkMode::Default,
+        },
         jobs: args.jobs,
         platform: args.platform.clone(),
         cache_from: args
@@ -455,7 +461,7 @@ pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<Exit
     // machine-readable and quiet modes carry no human chatter; quiet prints the ID like `-q`
     let quiet = args.quiet || matches!(mode, progress::ProgressMode::Quiet | progress::ProgressMode::RawJson);
     let print_id = args.quiet || mode == progress::ProgressMode::Quiet;
-    let (progress, events) = progress::channel();
+    let (progress, events) = solver::progress::channel();
     let renderer = progress::render(mode, events);
     let cancel = CancellationToken::new();
     let ctrl_c = {
@@ -488,8 +494,8 @@ pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<Exit
             return Ok(ExitCode::FAILURE);
         }
         Err(BuildError::Step(failure)) => {
-            eprintln!("{failure}");
-            eprintln!("ERROR: failed to solve: {}", failure.error_text());
+            eprintln!("{}", failure::block(&failure));
+            eprintln!("ERROR: failed to solve: {}", crate::report::chain_text(&failure.error));
             return Ok(ExitCode::FAILURE);
         }
         Err(BuildError::Entitlement(error)) => {
@@ -497,7 +503,7 @@ pub async fn run(global: &GlobalOptions, args: BuildArgs) -> anyhow::Result<Exit
             return Ok(ExitCode::FAILURE);
         }
         Err(BuildError::Frontend { text, error }) => {
-            eprintln!("{}", render_frontend_error(&error, &text, &args.file_name()));
+            eprintln!("{}", crate::report::frontend_error(&error, &text, &args.file_name()));
             return Ok(ExitCode::FAILURE);
         }
         Err(BuildError::Parse { text, error, .. }) => {
@@ -610,7 +616,7 @@ fn report_export(
     plan: &Plan,
     warnings: bool,
 ) {
-    use progress::{EventKind, LogStream};
+    use solver::progress::{EventKind, LogStream};
     let vertex = &outcome.image.config_digest;
     let stored = plan.outputs.iter().any(|o| matches!(o, Output::Image { .. }));
     let name = match plan.outputs.first() {
@@ -647,32 +653,6 @@ impl BuildArgs {
             Some(path) => path.to_owned(),
         }
     }
-}
-
-/// A lowering error with the Dockerfile lines it concerns marked, like BuildKit.
-pub(super) fn render_frontend_error(
-    error: &solver::frontend::FrontendError,
-    text: &str,
-    name: &str,
-) -> String {
-    let mut message = error.to_string();
-    let mut cause = std::error::Error::source(error);
-    while let Some(c) = cause {
-        message.push_str(&format!(": {c}"));
-        cause = c.source();
-    }
-    let Some(location) = error.location() else { return format!("ERROR: {message}") };
-    let (start, end) = (location.line.max(1), location.end_line.max(location.line.max(1)));
-    let mut out = format!("{name}:{start}\n--------------------\n");
-    for (number, line) in text.lines().enumerate().map(|(i, l)| (i + 1, l)) {
-        if number + 2 >= start && number <= end {
-            let marker = if number >= start { ">>>" } else { "   " };
-            out.push_str(&format!("{number:>4} | {marker} {line}\n"));
-        }
-    }
-    out.push_str("--------------------\n");
-    out.push_str(&format!("ERROR: {message}"));
-    out
 }
 
 #[cfg(test)]

@@ -86,7 +86,7 @@ pub fn print_report(report: &CheckReport, name: &str) -> ExitCode {
     }
     let error = match (&report.error, &report.violation) {
         (Some(BuildError::Frontend { text, error }), _) => {
-            Some(super::build::render_frontend_error(error, text, name))
+            Some(crate::report::frontend_error(error, text, name))
         }
         (Some(other), _) => Some(format!("ERROR: {}", chain(other))),
         (None, Some(violation)) => Some(format!("ERROR: {violation}")),

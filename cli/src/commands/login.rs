@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use registry::{AuthConfig, Credentials};
 
-use super::transfer_progress::client;
+use super::client;
 use crate::GlobalOptions;
 
 /// Arguments of `kiln login`.

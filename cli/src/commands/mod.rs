@@ -32,7 +32,6 @@ pub mod stats;
 pub mod system;
 pub mod tag;
 pub mod top;
-pub mod transfer_progress;
 pub mod version;
 pub mod volume;
 
@@ -51,4 +50,13 @@ pub(crate) fn unpack_image(store: &cache::Store, target: &oci_spec::image::Descr
     let layers = image.layers().context("cannot read the stored image's layers")?;
     store.snapshots().ensure_unpacked(&layers).context("cannot unpack the image's layers")?;
     Ok(())
+}
+
+/// A registry client configured from the global options: `<root>/registries.toml` plus
+/// `--insecure-registry` hosts.
+pub fn client(global: &crate::GlobalOptions) -> anyhow::Result<registry::Client> {
+    use anyhow::Context;
+    let mut options = registry::ClientOptions::load(&global.root)?;
+    options.insecure_registries.extend(global.insecure_registries.iter().cloned());
+    registry::Client::new(options).context("cannot set up the registry client")
 }

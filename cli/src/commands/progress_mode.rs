@@ -4,7 +4,7 @@
 
 use std::io::IsTerminal;
 
-use solver::progress;
+use crate::progress;
 
 use super::build::ProgressMode;
 

@@ -5,9 +5,10 @@ use std::process::ExitCode;
 
 use registry::{Platform, PullOptions, Reference};
 
+use super::client;
 use super::images::open_store;
-use super::transfer_progress::{Direction, Renderer, client};
 use crate::GlobalOptions;
+use crate::progress::transfer::{Direction, Renderer};
 
 /// Arguments of `kiln pull`.
 #[derive(Debug, clap::Args)]

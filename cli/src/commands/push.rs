@@ -4,9 +4,10 @@ use std::process::ExitCode;
 
 use registry::Reference;
 
+use super::client;
 use super::images::open_store;
-use super::transfer_progress::{Direction, Renderer, client, human_size};
 use crate::GlobalOptions;
+use crate::progress::transfer::{Direction, Renderer, human_size};
 
 /// Arguments of `kiln push`.
 #[derive(Debug, clap::Args)]

@@ -94,7 +94,7 @@ pub struct RunArgs {
     /// Container host name.
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
-    /// Network: `default` (bridge with NAT), `none` or `host`.
+    /// Network: `default` or `bridge` (the bridge with NAT), `none` or `host`.
     #[arg(long, default_value = "default", value_name = "MODE")]
     pub network: String,
     /// Publish a container's port to the host: `[IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp]`
@@ -267,8 +267,9 @@ async fn find_or_pull(
     }
     let reference = normalise(image)?;
     eprintln!("Unable to find image '{}' locally", reference.familiar());
-    let client = super::transfer_progress::client(global)?;
-    let renderer = super::transfer_progress::Renderer::new(super::transfer_progress::Direction::Pull, false);
+    let client = super::client(global)?;
+    let renderer =
+        crate::progress::transfer::Renderer::new(crate::progress::transfer::Direction::Pull, false);
     let pulled =
         registry::pull(&client, store, &reference, &registry::PullOptions::default(), &renderer.progress())
             .await;
@@ -344,7 +345,7 @@ async fn prepare(
     spec.process.cap_drop = args.cap_drop.clone();
     spec.process.init = args.init;
     spec.hostname = args.hostname.clone();
-    spec.network = args.network.parse::<NetworkMode>()?;
+    spec.network = NetworkMode::parse_run(&args.network)?;
     for host in &args.add_host {
         let host = super::build_flags::parse_add_host(host)?;
         let ip = if host.ip == solver::runner::exec::HOST_GATEWAY {

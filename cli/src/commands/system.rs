@@ -13,8 +13,8 @@ use cache::{CheckReport, Damage, Store};
 use clap::{Args, Subcommand};
 
 use super::images::open_store;
-use super::transfer_progress::{Direction, Renderer};
 use crate::GlobalOptions;
+use crate::progress::transfer::{Direction, Renderer};
 
 /// Subcommands of `kiln system`.
 #[derive(Debug, Subcommand)]
@@ -132,7 +132,7 @@ async fn refetch_lost(global: &GlobalOptions, store: &Store, quiet: bool) -> any
                 continue;
             }
             if registry_client.is_none() {
-                registry_client = Some(super::transfer_progress::client(global)?);
+                registry_client = Some(super::client(global)?);
             }
             let Some(client) = registry_client.as_ref() else { continue };
             for fetched in registry::refetch(client, store, &missing, &related, &renderer.progress()).await {

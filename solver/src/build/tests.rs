@@ -1,19 +1,19 @@
-//! [`solve_and_export`] with a runner that makes real layers in a real store from file ops (no
+//! [`Build::solve_and_export`] with a runner that makes real layers in a real store from file ops (no
 //! root needed): caching across builds, export, failure reports.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use cache::buildcache::CachedLayer;
+use cache::buildcache::{CacheResult, CachedLayer};
 use cache::{DiffOptions, DiffSource};
-use oci_spec::image::{ConfigBuilder, ImageConfigurationBuilder, RootFsBuilder};
+use oci_spec::image::{ConfigBuilder, ImageConfiguration, ImageConfigurationBuilder, RootFsBuilder};
 
 use super::*;
 use crate::contenthash::Selection;
 use crate::export::output::Output;
 use crate::graph::*;
 use crate::progress::LogStream;
-use crate::scheduler::{RunError, RunJob};
+use crate::scheduler::{OpRunner, RunError, RunJob};
 
 /// Mkfile actions become one layer each; an exec whose args[0] is `fail` prints and fails.
 struct LayerRunner {
@@ -132,20 +132,18 @@ async fn build(store: &Store, runner: Arc<LayerRunner>, fail: bool) -> Result<Bu
         inline_cache: false,
     };
     let dockerfile = DockerfileText { name: "Dockerfile".into(), text: DOCKERFILE.into() };
-    solve_and_export(
-        store,
-        runner,
-        &definition,
-        &target,
-        image_config(),
-        &SolveOptions::default(),
-        &export,
-        &dockerfile,
-        None,
-        ProgressSender::discard(),
-        CancellationToken::new(),
-    )
-    .await
+    let image = image_config();
+    let planned = Planned {
+        definition: &definition,
+        target: &target,
+        image: &image,
+        solve_options: &SolveOptions::default(),
+        export: &export,
+        dockerfile: &dockerfile,
+    };
+    Build::new(store.clone(), runner, None)?
+        .solve_and_export(planned, ProgressSender::discard(), CancellationToken::new())
+        .await
 }
 
 #[tokio::test]
@@ -176,12 +174,19 @@ async fn a_failed_step_shows_its_lines_and_output() {
         panic!("expected a step failure");
     };
     assert_eq!(failure.name, "[3/3] RUN fail");
-    assert_eq!(failure.log_tail.len(), failure::TAIL_LINES);
+    assert_eq!(failure.log_tail.len(), crate::progress::TAIL_LINES);
     assert_eq!(failure.log_tail.last().map(String::as_str), Some("output 24"));
-    let shown = failure.to_string();
-    assert!(shown.contains("Dockerfile:4\n"), "{shown}");
-    assert!(shown.contains("   4 | >>> RUN echo \\\n   5 | >>>   fail\n"), "{shown}");
-    assert!(shown.ends_with("exit code: 3"), "{shown}");
+    assert_eq!(failure.dockerfile_name, "Dockerfile");
+    let marked: Vec<(usize, &str)> = failure
+        .snippet
+        .iter()
+        .filter(|(_, _, marked)| *marked)
+        .map(|(n, line, _)| (*n, line.as_str()))
+        .collect();
+    assert_eq!(marked, [(4, "RUN echo \\"), (5, "  fail")]);
+    // the typed cause reaches the caller (the CLI renders the chain)
+    let source = std::error::Error::source(&*failure).map(ToString::to_string).unwrap_or_default();
+    assert!(source.ends_with("exit code: 3"), "{source}");
     assert!(store.images().get("docker.io/library/built:1").unwrap().is_none());
 }
 

@@ -89,17 +89,12 @@ pub struct ExportedImage {
     pub layers: Vec<CachedLayer>,
 }
 
-/// Seconds since the epoch → RFC 3339 UTC (`2000-01-01T00:00:00Z`).
-pub fn rfc3339_from_epoch(secs: i64) -> String {
-    chrono::DateTime::from_timestamp(secs, 0)
-        .unwrap_or_default()
-        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
+pub use cache::rfc3339_from_epoch;
 
 /// Epoch seconds of an RFC 3339 timestamp (enough to compare history times with the epoch);
 /// `None` when it is not one.
 fn epoch_of(timestamp: &str) -> Option<i64> {
-    chrono::DateTime::parse_from_rfc3339(timestamp).ok().map(|t| t.timestamp())
+    cache::epoch_of_rfc3339(timestamp)
 }
 
 /// Completes the frontend's image config for `layers`: diffIDs, history aligned with the

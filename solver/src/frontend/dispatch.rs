@@ -14,8 +14,8 @@ use crate::graph::{ImageSource, Input, LocalSource, Op, Platform, SourceOp, Vert
 
 /// The comment BuildKit puts on every history entry it writes.
 pub(super) const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
-/// PATH of an image that sets none (`system.DefaultPathEnv`).
-pub(super) const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/// PATH of an image that sets none (`system.DefaultPathEnv`; the executor owns it).
+pub(super) use executor::process::DEFAULT_PATH;
 
 /// A stage while (and after) it is lowered.
 #[derive(Debug, Clone)]

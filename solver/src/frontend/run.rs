@@ -158,9 +158,8 @@ impl<R: ImageResolver> Lowerer<'_, '_, R> {
         }
         let proxy_env = proxy_env(&self.options.build_args, &state.env);
         let network = match run.network {
-            parser::NetworkMode::Default => self.options.network,
-            parser::NetworkMode::None => NetworkMode::None,
-            parser::NetworkMode::Host => NetworkMode::Host,
+            NetworkMode::Default => self.options.network,
+            explicit => explicit,
         };
         // privileged only with the `security.insecure` entitlement (the build checks it)
         let sandbox = crate::graph::ExecSandbox {

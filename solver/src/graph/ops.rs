@@ -185,15 +185,8 @@ impl ExecOp {
     }
 }
 
-/// `RUN --network=`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum NetworkMode {
-    #[default]
-    Default,
-    None,
-    Host,
-}
+/// `RUN --network=`: the one network-mode type (serialized `default`, `none`, `host`).
+pub use parser::NetworkMode;
 
 /// A mount of an exec op.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

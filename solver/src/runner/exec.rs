@@ -1,7 +1,6 @@
 //! Exec ops (`RUN`): the root filesystem as an overlay of the input chain with a fresh upper,
 //! extra mounts, the process in the sandbox, and the upper diffed into a layer afterwards.
 
-use std::collections::VecDeque;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -20,11 +19,7 @@ use crate::graph::{CacheSharing, ExecOp, Mount, MountKind, NetworkMode};
 use crate::progress::LogStream;
 use crate::scheduler::RunJob;
 
-/// The `PATH` of a process whose environment has none (BuildKit's default).
-pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// How many output lines a failed process reports.
-pub const TAIL_LINES: usize = 20;
+pub use crate::progress::TAIL_LINES;
 
 /// A process exited with a non-zero code.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -42,39 +37,7 @@ pub struct ProcessFailed {
     pub output_tail: Vec<String>,
 }
 
-/// The last lines of a stream of chunks.
-#[derive(Debug, Default)]
-pub(crate) struct LineTail {
-    lines: VecDeque<String>,
-    partial: Vec<u8>,
-}
-
-impl LineTail {
-    pub(crate) fn push(&mut self, data: &[u8]) {
-        for &byte in data {
-            if byte == b'\n' {
-                let line = String::from_utf8_lossy(&self.partial).into_owned();
-                self.partial.clear();
-                self.lines.push_back(line);
-                if self.lines.len() > TAIL_LINES {
-                    self.lines.pop_front();
-                }
-            } else {
-                self.partial.push(byte);
-            }
-        }
-    }
-
-    pub(crate) fn finish(mut self) -> Vec<String> {
-        if !self.partial.is_empty() {
-            self.lines.push_back(String::from_utf8_lossy(&self.partial).into_owned());
-            if self.lines.len() > TAIL_LINES {
-                self.lines.pop_front();
-            }
-        }
-        self.lines.into()
-    }
-}
+pub(crate) use crate::progress::LineTail;
 
 /// A writable filesystem mount whose upper becomes an output.
 struct OutputMount {
@@ -175,7 +138,7 @@ impl Runner {
         spec.readonly_rootfs = root.readonly;
         spec.mounts = mounts;
         if !env.iter().any(|e| e.starts_with("PATH=")) {
-            env.push(DEFAULT_PATH.to_owned());
+            env.push(format!("PATH={}", executor::process::DEFAULT_PATH));
         }
         spec.process.env = env;
         // BuildKit gives build steps no HOSTNAME variable (`kiln run` keeps docker's)

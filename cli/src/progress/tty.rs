@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use oci_spec::image::Digest;
 
-use super::{EventKind, ProgressEvent};
+use solver::progress::{EventKind, ProgressEvent};
 
 /// How many of a running step's last output lines the live view shows.
 pub const TAIL_LINES: usize = 6;
@@ -259,7 +259,7 @@ impl TtyRenderer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::progress::LogStream;
+    use solver::progress::LogStream;
 
     #[test]
     fn running_steps_show_a_tail_and_collapse_or_report_their_whole_log() {

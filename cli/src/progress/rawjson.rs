@@ -21,7 +21,7 @@ use base64::Engine;
 use oci_spec::image::Digest;
 use serde::Serialize;
 
-use super::{EventKind, LogStream, ProgressEvent};
+use solver::progress::{EventKind, LogStream, ProgressEvent};
 
 /// An RFC 3339 UTC timestamp with nanoseconds.
 pub(crate) fn rfc3339(time: SystemTime) -> String {

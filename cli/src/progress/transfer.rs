@@ -204,15 +204,6 @@ pub fn human_size(bytes: u64) -> String {
     if unit == 0 { format!("{bytes}B") } else { format!("{value:.1}{}", UNITS[unit]) }
 }
 
-/// A registry client configured from the global options: `<root>/registries.toml` plus
-/// `--insecure-registry` hosts.
-pub fn client(global: &crate::GlobalOptions) -> anyhow::Result<registry::Client> {
-    use anyhow::Context;
-    let mut options = registry::ClientOptions::load(&global.root)?;
-    options.insecure_registries.extend(global.insecure_registries.iter().cloned());
-    registry::Client::new(options).context("cannot set up the registry client")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
