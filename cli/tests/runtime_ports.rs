@@ -205,7 +205,7 @@ fn a_foreground_run_publishes_while_it_runs() {
 }
 
 #[test]
-fn dns_and_extra_hosts_flags() {
+fn dns_extra_hosts_and_sysctl_flags() {
     testkit::require_root!();
     let kiln = Kiln::new(&[]);
     let out = kiln.ok(&[
@@ -232,6 +232,27 @@ fn dns_and_extra_hosts_flags() {
         assert!(out.lines().any(|l| l == line), "{line:?} missing from:\n{out}");
     }
     assert_eq!(out.matches("nameserver").count(), 1, "the host's name servers are replaced:\n{out}");
+    // --sysctl: namespaced parameters only, set inside the container's own namespaces
+    let out = kiln.ok(&[
+        "run",
+        "--rm",
+        "--sysctl",
+        "net.ipv4.ip_unprivileged_port_start=99",
+        "--sysctl",
+        "kernel.shmmni=1234",
+        "img",
+        "cat",
+        "/proc/sys/net/ipv4/ip_unprivileged_port_start",
+        "/proc/sys/kernel/shmmni",
+    ]);
+    assert_eq!(out, "99\n1234\n");
+    let host = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap();
+    assert_ne!(host.trim(), "99", "the host's value is untouched");
+    let err = kiln.output(&["run", "--rm", "--sysctl", "vm.swappiness=1", "img", "true"]);
+    assert!(String::from_utf8_lossy(&err.stderr).contains("not allowed"), "{err:?}");
+    let err =
+        kiln.output(&["run", "--rm", "--network", "host", "--sysctl", "net.core.somaxconn=1", "img", "true"]);
+    assert!(String::from_utf8_lossy(&err.stderr).contains("host network namespace"), "{err:?}");
     let err = kiln.output(&["run", "--rm", "--dns", "not-an-ip", "img", "true"]);
     assert!(String::from_utf8_lossy(&err.stderr).contains("not-an-ip is not an ip address"));
     let err = kiln.output(&["run", "--rm", "--add-host", "nocolon", "img", "true"]);

@@ -188,6 +188,8 @@ fn start(channel: &mut Channel, config: &InitConfig) -> Result<Pid, InitError> {
             crate::network::configure_inside(&interface)?;
         }
     }
+    // in the sandbox's network and IPC namespaces now: /proc/sys shows (and sets) theirs
+    crate::sysctl::apply(&config.spec.sysctls).map_err(InitError::Invalid)?;
     unshare(CloneFlags::CLONE_NEWPID)
         .map_err(|source| InitError::Sys { what: "unshare pid namespace".into(), source })?;
     let (error_read, error_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)

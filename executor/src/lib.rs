@@ -61,6 +61,7 @@
 pub mod caps;
 pub mod cgroup;
 mod error;
+mod hostcmd;
 pub mod init;
 pub mod mounts;
 pub mod network;
@@ -73,6 +74,7 @@ pub mod seccomp;
 pub mod spec;
 pub mod state;
 mod sys;
+pub mod sysctl;
 pub mod tty;
 pub mod user;
 

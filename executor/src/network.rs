@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 use crate::Error;
 use crate::init::InitError;
 
-/// Host-wide runtime directory of the network module.
-pub const RUN_DIR: &str = "/run/kiln";
+pub use crate::hostcmd::RUN_DIR;
+use crate::hostcmd::{HostLock, ip_command, iptables_command, run};
 
 /// A bridge network (the default one is [`Bridge::default_bridge`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,43 +45,6 @@ pub struct Attachment {
     pub host_veth: String,
     pub bridge: String,
     pub interface: InterfaceConfig,
-}
-
-pub(crate) fn run(command: &str, args: &[&str], stdin: Option<&str>) -> Result<(), Error> {
-    let describe = || format!("{command} {}", args.join(" "));
-    let mut child = Command::new(command)
-        .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| Error::NetworkCommand { command: describe(), stderr: e.to_string() })?;
-    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        pipe.write_all(input.as_bytes())
-            .map_err(|e| Error::NetworkCommand { command: describe(), stderr: e.to_string() })?;
-    }
-    let output = child
-        .wait_with_output()
-        .map_err(|e| Error::NetworkCommand { command: describe(), stderr: e.to_string() })?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(Error::NetworkCommand {
-            command: format!("{}{}", describe(), stdin.map(|s| format!(" <<{s:?}")).unwrap_or_default()),
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_owned(),
-        })
-    }
-}
-
-pub(crate) fn ip_command() -> &'static str {
-    ["/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-        .unwrap_or("ip")
-}
-
-pub(crate) fn iptables_command() -> &'static str {
-    ["/usr/sbin/iptables", "/sbin/iptables"].into_iter().find(|p| Path::new(p).exists()).unwrap_or("iptables")
 }
 
 impl Bridge {
@@ -134,7 +97,7 @@ impl Bridge {
     }
 
     /// Adds the bridge's rules that are missing (a bridge made by an older kiln lacks some).
-    pub(crate) fn ensure_rules(&self) -> Result<(), Error> {
+    pub fn ensure_rules(&self) -> Result<(), Error> {
         let iptables = iptables_command();
         for (table, chain, spec) in self.rules() {
             let mut check: Vec<&str> = vec!["-t", table, "-C", chain];
@@ -254,26 +217,6 @@ impl Attachment {
         if !spawned.is_ok_and(|status| status.success()) {
             self.release();
         }
-    }
-}
-
-/// An exclusive host-wide lock file under [`RUN_DIR`] (flock, released on drop).
-#[derive(Debug)]
-pub(crate) struct HostLock(#[allow(dead_code)] nix::fcntl::Flock<std::fs::File>);
-
-impl HostLock {
-    pub(crate) fn acquire(name: &str) -> Result<Self, Error> {
-        std::fs::create_dir_all(RUN_DIR).map_err(|e| Error::io("create directory", RUN_DIR, e))?;
-        let path = Path::new(RUN_DIR).join(name);
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(|e| Error::io("open lock", &path, e))?;
-        let locked = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
-            .map_err(|(_, errno)| Error::sys(format!("lock {}", path.display()), errno))?;
-        Ok(Self(locked))
     }
 }
 

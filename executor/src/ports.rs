@@ -19,7 +19,7 @@ use std::process::Command;
 use serde::{Deserialize, Serialize};
 
 use crate::Error;
-use crate::network::{Bridge, HostLock, iptables_command, run};
+use crate::hostcmd::{HostLock, iptables_command, run};
 
 /// The nat chain holding the DNAT rules.
 pub const CHAIN: &str = "KILN-PORTS";
@@ -247,8 +247,8 @@ fn ensure_rule(table: &str, chain: &str, spec: &[&str]) -> Result<(), Error> {
     Ok(())
 }
 
-/// The chain, its jumps and the bridge's rules for published ports (idempotent).
-fn ensure_base(bridge: &Bridge) -> Result<(), Error> {
+/// The chain, its jumps and `route_localnet` on the bridge (idempotent).
+fn ensure_base(bridge: &str) -> Result<(), Error> {
     if iptables(&["-t", "nat", "-S", CHAIN]).is_err() {
         iptables(&["-t", "nat", "-N", CHAIN])?;
     }
@@ -256,9 +256,8 @@ fn ensure_base(bridge: &Bridge) -> Result<(), Error> {
         ensure_rule("nat", chain, &["-m", "addrtype", "--dst-type", "LOCAL", "-j", CHAIN])?;
     }
     // a DNATed packet from 127.0.0.1 leaves through the bridge with a routable source
-    let sysctl = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", bridge.name);
-    std::fs::write(&sysctl, b"1").map_err(|e| Error::io("enable route_localnet", &sysctl, e))?;
-    bridge.ensure_rules()
+    let sysctl = format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet");
+    std::fs::write(&sysctl, b"1").map_err(|e| Error::io("enable route_localnet", &sysctl, e))
 }
 
 /// The built-in chains that jump to [`CHAIN`].
@@ -293,18 +292,19 @@ fn published_ports() -> Vec<(u16, Protocol)> {
         .collect()
 }
 
-/// Publishes `bindings` to `address` on `bridge`, tagged with `owner`: host ports given as 0
+/// Publishes `bindings` to `address` on the bridge named `bridge`, tagged with `owner`: the
+/// bridge and its rules must exist (`network::Bridge::ensure`, which also makes the masquerade
+/// rules published ports need). Host ports given as 0
 /// or as a range are chosen first ([`allocate`], also skipping ports other owners published),
 /// under the host's network lock so that concurrent publishers never choose one port twice.
 /// On an error nothing of this call stays.
 pub fn publish(
     owner: &str,
-    bridge: &Bridge,
+    bridge: &str,
     address: Ipv4Addr,
     bindings: &mut [PortBinding],
 ) -> Result<(), Error> {
     check_owner(owner)?;
-    bridge.ensure()?;
     let _lock = HostLock::acquire("network.lock")?;
     allocate_except(bindings, &published_ports())?;
     ensure_base(bridge)?;

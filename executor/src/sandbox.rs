@@ -454,13 +454,14 @@ impl Sandbox {
             });
         };
         let interface = &attachment.interface;
-        let bridge =
-            crate::network::Bridge::new(attachment.bridge.clone(), interface.gateway, interface.prefix);
+        let bridge = Bridge::new(attachment.bridge.clone(), interface.gateway, interface.prefix);
+        bridge.ensure()?;
+        bridge.ensure_rules()?;
         let address = interface.address;
         // recorded first: a kiln killed in between leaves rules that the clean-up finds
         self.cleanup.record.published = true;
         self.cleanup.record.save(&self.cleanup.dir)?;
-        crate::ports::publish(&self.id, &bridge, address, bindings)
+        crate::ports::publish(&self.id, &bridge.name, address, bindings)
     }
 
     /// The cgroup directories the container runs in (empty when it joined none).

@@ -207,6 +207,10 @@ pub struct SandboxSpec {
     pub resources: Resources,
     /// Extra `/etc/hosts` entries (`name`, `ip`).
     pub extra_hosts: Vec<(String, String)>,
+    /// `--sysctl`: namespaced kernel parameters set inside the sandbox (the sysctl module
+    /// says which).
+    #[serde(default)]
+    pub sysctls: std::collections::BTreeMap<String, String>,
     /// `--dns`, `--dns-search`, `--dns-option`: replace the host's in `/etc/resolv.conf`.
     #[serde(default)]
     pub dns: DnsConfig,
@@ -242,6 +246,7 @@ impl SandboxSpec {
             resources: Resources::default(),
             extra_hosts: Vec::new(),
             dns: DnsConfig::default(),
+            sysctls: std::collections::BTreeMap::new(),
             allow_host_proc_sys: false,
             shm_size: None,
             cgroup_parent: None,

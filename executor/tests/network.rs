@@ -156,7 +156,7 @@ async fn published_ports_reach_the_container_from_the_host_and_other_containers(
     executor::ports::allocate(&mut bindings).expect("allocate");
     let port = bindings[0].host_port();
     let bridge = env.executor.bridge().clone();
-    executor::ports::publish(&owner, &bridge, address, &mut bindings).expect("publish");
+    executor::ports::publish(&owner, &bridge.name, address, &mut bindings).expect("publish");
     assert!(executor::ports::owners().contains(&owner));
 
     let loopback = std::net::SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, port));

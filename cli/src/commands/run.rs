@@ -111,6 +111,10 @@ pub struct RunArgs {
     /// container reaches it).
     #[arg(long = "add-host", value_name = "NAME:IP")]
     pub add_host: Vec<String>,
+    /// Set a namespaced kernel parameter: `net.*` (not with --network host), `kernel.shm*`,
+    /// `kernel.msg*`, `kernel.sem`, `fs.mqueue.*`.
+    #[arg(long = "sysctl", value_name = "NAME=VALUE")]
+    pub sysctl: Vec<String>,
     /// Name server for /etc/resolv.conf (replaces the host's).
     #[arg(long = "dns", value_name = "IP")]
     pub dns: Vec<String>,
@@ -357,6 +361,15 @@ async fn prepare(
             host.ip
         };
         spec.extra_hosts.push((host.name, ip));
+    }
+    for setting in &args.sysctl {
+        let Some((name, value)) = setting.split_once('=') else {
+            bail!("invalid argument {setting:?} for \"--sysctl\" flag: expected NAME=VALUE");
+        };
+        if let Some(problem) = executor::sysctl::check(name, spec.network) {
+            bail!("{problem}");
+        }
+        spec.sysctls.insert(name.to_owned(), value.to_owned());
     }
     for server in &args.dns {
         if server.parse::<std::net::IpAddr>().is_err() {
