@@ -61,6 +61,7 @@
 pub mod caps;
 pub mod cgroup;
 mod error;
+mod execute;
 pub mod init;
 pub mod mounts;
 pub mod network;
@@ -77,6 +78,7 @@ pub mod tty;
 pub mod user;
 
 pub use error::{Error, Result};
+pub use execute::{BoxFuture, ProcessExecutor};
 pub use sandbox::{Executor, ExitStatus, Killer, OutputChunk, OutputStream, Sandbox, Stdio, Timings};
 pub use spec::{
     Mount, MountKind, NetworkMode, OverlayUpper, ProcessSpec, Resources, Rlimit, RlimitResource, Rootfs,
