@@ -304,7 +304,8 @@ impl FakeProcess<'_> {
 pub type Effect = Box<dyn Fn(&FakeProcess<'_>) -> std::io::Result<i32> + Send + Sync>;
 
 /// Records every spec and runs the effect scripted for its last argument (the shell script);
-/// an unknown script exits 127.
+/// an unknown script exits 127. Effects run to their end: cancellation is not simulated (the
+/// root suite tests it on the real sandbox).
 #[derive(Default)]
 pub struct FakeExecutor {
     specs: Mutex<Vec<SandboxSpec>>,
