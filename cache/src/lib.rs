@@ -128,6 +128,7 @@ mod image;
 mod images;
 pub mod safefs;
 mod snapshot;
+pub mod snapshotter;
 mod store;
 
 pub use check::{BlobDamage, BlobState, CheckReport, Damage, RepairReport};

@@ -61,6 +61,7 @@
 pub mod caps;
 pub mod cgroup;
 mod error;
+mod execute;
 mod hostcmd;
 pub mod init;
 pub mod mounts;
@@ -79,6 +80,7 @@ pub mod tty;
 pub mod user;
 
 pub use error::{Error, Result};
+pub use execute::{BoxFuture, ProcessExecutor};
 pub use sandbox::{Executor, ExitStatus, Killer, OutputChunk, OutputStream, Sandbox, Stdio, Timings};
 pub use spec::{
     DnsConfig, Mount, MountKind, NetworkMode, OverlayUpper, ProcessSpec, Resources, Rlimit, RlimitResource,

@@ -8,11 +8,15 @@
 //!   outside CI and fail in CI (`CI=true`).
 //! - [`process::descendants`]: the processes a test's process started.
 //! - `store` (feature `store`): a busybox image written straight into a `cache::Store`.
+//! - `fakes` (feature `fakes`): a directory snapshotter and a recording executor, the build's
+//!   seams without overlay or sandbox.
 
 // Test scaffolding: a failure is the calling test's panic, with what failed.
 #![allow(clippy::unwrap_used)]
 
 pub mod busybox;
+#[cfg(feature = "fakes")]
+pub mod fakes;
 pub mod forward;
 mod kiln;
 pub mod process;

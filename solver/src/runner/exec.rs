@@ -1,19 +1,20 @@
-//! Exec ops (`RUN`): the root filesystem as an overlay of the input chain with a fresh upper,
-//! extra mounts, the process in the sandbox, and the upper diffed into a layer afterwards.
+//! Exec ops (`RUN`): the root filesystem as a snapshot prepared over the input chain, extra
+//! mounts, the process run by the executor, and the snapshot committed into a layer afterwards.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use cache::DiffOptions;
 use cache::buildcache::{CacheMountGuard, CachedLayer, MountSharing};
 use cache::safefs::Root;
-use cache::{DiffOptions, DiffSource};
+use cache::snapshotter::{ActiveSnapshot, SnapshotMount, SnapshotView};
 use executor::{
     Mount as SandboxMount, MountKind as SandboxMountKind, OutputStream, OverlayUpper, Rootfs, SandboxSpec,
     Stdio,
 };
 
-use super::fsutil::{ReadOnlyView, TempDir, lowers_or_empty, resolve_in_root};
+use super::fsutil::{TempDir, resolve_in_root};
 use super::{BuildRef, LayerChainRef, Runner, RunnerError, SecretValue};
 use crate::graph::{CacheSharing, ExecOp, Mount, MountKind, NetworkMode};
 use crate::progress::LogStream;
@@ -39,19 +40,42 @@ pub struct ProcessFailed {
 
 pub(crate) use crate::progress::LineTail;
 
-/// A writable filesystem mount whose upper becomes an output.
+/// A writable filesystem mount whose snapshot becomes an output.
 struct OutputMount {
     index: u32,
     parent: Arc<LayerChainRef>,
-    upper: PathBuf,
+    active: Box<dyn ActiveSnapshot>,
 }
 
 /// Everything that must stay alive while the process runs (dropped afterwards: unmounts,
 /// unlocks, removes temp dirs — also on error and cancellation).
 #[derive(Default)]
 struct Held {
-    views: Vec<ReadOnlyView>,
+    views: Vec<SnapshotView>,
     caches: Vec<CacheMountGuard>,
+    /// A root snapshot that is not an output (its writes are discarded).
+    discarded: Vec<Box<dyn ActiveSnapshot>>,
+}
+
+/// A snapshot's mount spec as a sandbox's root filesystem.
+fn rootfs_of(mount: SnapshotMount) -> Rootfs {
+    match mount {
+        SnapshotMount::Overlay { lowers, upper } => {
+            Rootfs::Overlay { lowers, upper: upper.map(|(upper, work)| OverlayUpper { upper, work }) }
+        }
+        SnapshotMount::Dir(path) => Rootfs::Dir(path),
+    }
+}
+
+/// A snapshot's mount spec as an extra mount of a sandbox.
+fn mount_kind_of(mount: SnapshotMount) -> SandboxMountKind {
+    match mount {
+        SnapshotMount::Overlay { lowers, upper } => SandboxMountKind::Overlay {
+            lowers,
+            upper: upper.map(|(upper, work)| OverlayUpper { upper, work }),
+        },
+        SnapshotMount::Dir(source) => SandboxMountKind::Bind { source },
+    }
 }
 
 impl Runner {
@@ -97,26 +121,11 @@ impl Runner {
             }
             None => Arc::new(LayerChainRef { layers: Vec::new() }),
         };
-        let store = self.store.clone();
-        let chain = root_chain.clone();
-        let scratch_holder = TempDir::new(&self.store, "exec-lower")?;
-        let lowers = {
-            let scratch = scratch_holder.path().to_owned();
-            tokio::task::spawn_blocking(move || -> Result<Vec<PathBuf>, RunnerError> {
-                let lowers = store.snapshots().ensure_unpacked(&chain.layer_refs())?;
-                if lowers.is_empty() {
-                    let empty = scratch.join("empty");
-                    std::fs::create_dir_all(&empty).map_err(RunnerError::io("create", &empty))?;
-                    return Ok(vec![empty]);
-                }
-                Ok(lowers)
-            })
-            .await??
-        };
-        let upper = temp.subdir("upper")?;
-        let work = temp.subdir("work")?;
-        if let Some(index) = root.output {
-            outputs.push(OutputMount { index, parent: root_chain.clone(), upper: upper.clone() });
+        let active = self.prepare(&root_chain).await?;
+        let rootfs = rootfs_of(active.mount());
+        match root.output {
+            Some(index) => outputs.push(OutputMount { index, parent: root_chain.clone(), active }),
+            None => held.discarded.push(active),
         }
 
         let mut mounts = Vec::new();
@@ -131,10 +140,7 @@ impl Runner {
             }
         }
 
-        let mut spec = SandboxSpec::new(
-            Rootfs::Overlay { lowers, upper: Some(OverlayUpper { upper: upper.clone(), work }) },
-            op.args.clone(),
-        );
+        let mut spec = SandboxSpec::new(rootfs, op.args.clone());
         spec.readonly_rootfs = root.readonly;
         spec.mounts = mounts;
         if !env.iter().any(|e| e.starts_with("PATH=")) {
@@ -168,9 +174,11 @@ impl Runner {
             }
             tail.finish()
         });
-        let sandbox = self.executor.spawn(spec, Stdio::Merged(sender)).await?;
         let cancel = job.cancel.clone();
-        let status = sandbox.wait_or_cancel(async move { cancel.cancelled().await }).await?;
+        let status = self
+            .executor
+            .run(spec, Stdio::Merged(sender), Box::pin(async move { cancel.cancelled().await }))
+            .await?;
         let tail = forward.await.unwrap_or_default();
         drop(held);
         if job.cancel.is_cancelled() {
@@ -191,37 +199,40 @@ impl Runner {
 
         let mut results = vec![BuildRef::scratch(); outputs.len()];
         for output in outputs {
-            let result = self.commit_upper(output.parent, output.upper).await?;
+            let result = self.commit(output.parent, output.active).await?;
             if let Some(slot) = results.get_mut(output.index as usize) {
                 *slot = result;
             }
         }
-        drop(scratch_holder);
         drop(temp);
         Ok(results)
     }
 
-    /// Diffs `upper` (an overlay upper over `parent`) into a layer and moves it into the store as
-    /// that layer's snapshot; `parent` plus the layer. An empty upper still adds its (empty)
-    /// layer, as BuildKit does: every RUN and COPY has a layer that its history entry names.
-    pub(crate) async fn commit_upper(
+    /// A writable snapshot over `chain` from the snapshotter.
+    pub(crate) async fn prepare(
+        &self,
+        chain: &LayerChainRef,
+    ) -> Result<Box<dyn ActiveSnapshot>, RunnerError> {
+        let snapshotter = self.snapshotter.clone();
+        let parents = chain.layer_refs();
+        Ok(tokio::task::spawn_blocking(move || snapshotter.prepare(&parents)).await??)
+    }
+
+    /// Commits `active` (a snapshot prepared over `parent`) into a layer and the snapshot of
+    /// `parent` plus the layer. An empty diff still adds its (empty) layer, as BuildKit does:
+    /// every RUN and COPY has a layer that its history entry names.
+    pub(crate) async fn commit(
         &self,
         parent: Arc<LayerChainRef>,
-        upper: PathBuf,
+        active: Box<dyn ActiveSnapshot>,
     ) -> Result<BuildRef, RunnerError> {
-        let store = self.store.clone();
         let options = DiffOptions {
             compression: self.options.compression,
             source_date_epoch: self.options.source_date_epoch,
             threads: 0,
         };
         tokio::task::spawn_blocking(move || -> Result<BuildRef, RunnerError> {
-            let committed = store.snapshots().commit_layer(
-                &upper,
-                DiffSource::OverlayUpper,
-                &options,
-                parent.chain_id().as_ref(),
-            )?;
+            let committed = active.commit(parent.chain_id().as_ref(), &options)?;
             let layer = committed.layer;
             let mut layers = parent.layers.clone();
             layers.push(CachedLayer { blob: layer.descriptor, diff_id: layer.diff_id });
@@ -267,12 +278,13 @@ impl Runner {
                     None => None,
                 };
                 let store = self.store.clone();
+                let snapshotter = self.snapshotter.clone();
                 let acquire = tokio::task::spawn_blocking(move || -> Result<CacheMountGuard, RunnerError> {
                     let guard = mounts.acquire(&id, sharing)?;
                     if guard.created()
                         && let Some((input, selector)) = seed
                     {
-                        super::fileop::seed_dir(&store, input, &selector, guard.path())?;
+                        super::fileop::seed_dir(&store, &*snapshotter, input, &selector, guard.path())?;
                     }
                     if guard.created() {
                         let path = guard.path();
@@ -364,19 +376,14 @@ impl Runner {
                             actual: "a sub-path",
                         });
                     }
-                    let lowers = lowers_or_empty(&self.store, chain, temp)?;
-                    let upper = temp.subdir(&format!("mount-{n}-upper"))?;
-                    let work = temp.subdir(&format!("mount-{n}-work"))?;
-                    outputs.push(OutputMount { index, parent: chain.clone(), upper: upper.clone() });
-                    return Ok(SandboxMount {
-                        target,
-                        kind: SandboxMountKind::Overlay { lowers, upper: Some(OverlayUpper { upper, work }) },
-                        readonly: false,
-                    });
+                    let active = self.prepare(chain).await?;
+                    let kind = mount_kind_of(active.mount());
+                    outputs.push(OutputMount { index, parent: chain.clone(), active });
+                    return Ok(SandboxMount { target, kind, readonly: false });
                 }
-                let store = self.store.clone();
-                let chain = chain.clone();
-                let view = tokio::task::spawn_blocking(move || ReadOnlyView::new(&store, &chain)).await??;
+                let snapshotter = self.snapshotter.clone();
+                let parents = chain.layer_refs();
+                let view = tokio::task::spawn_blocking(move || snapshotter.view(&parents)).await??;
                 let path = resolve_in_root(&Root::open(view.path())?, selector, true)
                     .map_err(RunnerError::io("resolve", view.path()))?
                     .0;

@@ -1,5 +1,6 @@
-//! File ops (`COPY`, `ADD`, `WORKDIR`, heredoc files): the base chain is mounted as an overlay
-//! on the host with a fresh upper, the actions run on it, and the upper becomes the new layer.
+//! File ops (`COPY`, `ADD`, `WORKDIR`, heredoc files): a snapshot prepared over the base chain
+//! is made reachable on the host by the snapshotter, the actions run on it, and it is committed
+//! into the new layer.
 
 use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
@@ -8,11 +9,10 @@ use std::sync::Arc;
 
 use cache::Store;
 use cache::safefs::Root;
-use executor::OverlayUpper;
-use executor::overlay::HostOverlay;
+use cache::snapshotter::{ActiveSnapshot, Snapshotter};
 
 use super::copy::{self, SourceRoot};
-use super::fsutil::{TempDir, lowers_or_empty, resolve_in_root};
+use super::fsutil::{TempDir, resolve_in_root};
 use super::reuse::{self, Reuse};
 use super::{BuildRef, LayerChainRef, Runner, RunnerError};
 use crate::contenthash::PatternError;
@@ -245,6 +245,7 @@ impl Sources {
     fn get(
         &mut self,
         store: &Store,
+        snapshotter: &dyn Snapshotter,
         inputs: &[BuildRef],
         index: u32,
         temp: &TempDir,
@@ -254,7 +255,7 @@ impl Sources {
             let root = match input {
                 BuildRef::Local(local) => SourceRoot::new(local.path.clone(), &local.excludes, true)?,
                 BuildRef::Layers(chain) => {
-                    let view = super::fsutil::ReadOnlyView::new(store, chain)?;
+                    let view = snapshotter.view(&chain.layer_refs())?;
                     let root = SourceRoot::new(view.path().to_owned(), &[], false)?;
                     self._guards.push(Box::new(view));
                     root
@@ -275,13 +276,14 @@ impl Sources {
 /// mount's first content, `RUN --mount=type=cache,from=…`).
 pub(crate) fn seed_dir(
     store: &Store,
+    snapshotter: &dyn Snapshotter,
     input: BuildRef,
     selector: &str,
     dest: &Path,
 ) -> Result<(), RunnerError> {
     let temp = TempDir::new(store, "seed")?;
     let mut sources = Sources::default();
-    let root = sources.get(store, std::slice::from_ref(&input), 0, &temp)?;
+    let root = sources.get(store, snapshotter, std::slice::from_ref(&input), 0, &temp)?;
     let dest = Root::open(dest)?;
     let mut action = crate::graph::CopyAction::new(0, if selector.is_empty() { "/" } else { selector }, "/");
     action.copy_dir_contents = true;
@@ -302,26 +304,28 @@ impl Runner {
             None => Arc::new(LayerChainRef { layers: Vec::new() }),
         };
         let store = self.store.clone();
+        let snapshotter = self.snapshotter.clone();
         let inputs = job.inputs.clone();
         let actions = op.actions.clone();
         let cancel = job.cancel.clone();
-        let chain = parent.clone();
+        let parents = parent.layer_refs();
         let parent_chain = parent.chain_id();
         let reuse_key = reuse::reuse_key(&actions, parent_chain.as_ref());
         let earlier_key = reuse_key.clone();
         let temp = Arc::new(TempDir::new(&self.store, "fileop")?);
         let work_temp = temp.clone();
-        let upper = tokio::task::spawn_blocking(move || -> Result<PathBuf, RunnerError> {
+        let active = tokio::task::spawn_blocking(move || -> Result<Box<dyn ActiveSnapshot>, RunnerError> {
             let temp = work_temp;
+            let mut active = snapshotter.prepare(&parents)?;
             // an earlier result of the same copy over the same parent shares its unchanged files
-            let reuse = earlier_key.as_ref().and_then(|key| Reuse::find(&store, key, parent_chain.as_ref()));
-            let lowers = lowers_or_empty(&store, &chain, &temp)?;
-            let upper = temp.subdir("upper")?;
-            let work = temp.subdir("work")?;
-            let merged = temp.subdir("merged")?;
-            let overlay =
-                HostOverlay::mount(&merged, &lowers, Some(&OverlayUpper { upper: upper.clone(), work }))?;
-            let root = Root::open(overlay.path())?;
+            // (linked into an overlay upper)
+            let reuse = match active.upper() {
+                Some(_) => {
+                    earlier_key.as_ref().and_then(|key| Reuse::find(&store, key, parent_chain.as_ref()))
+                }
+                None => None,
+            };
+            let root = Root::open(&active.mount_local()?)?;
             let mut sources = Sources::default();
             for action in &actions {
                 if cancel.is_cancelled() {
@@ -329,7 +333,8 @@ impl Runner {
                 }
                 match action {
                     FileAction::Copy(copy_action) => {
-                        let source = sources.get(&store, &inputs, copy_action.source, &temp)?;
+                        let source =
+                            sources.get(&store, &*snapshotter, &inputs, copy_action.source, &temp)?;
                         copy::copy(copy_action, source, &root, &cancel, reuse.as_ref())?;
                     }
                     FileAction::Mkdir(action) => mkdir(&root, action)?,
@@ -337,21 +342,21 @@ impl Runner {
                     FileAction::Rm(action) => rm(&root, action)?,
                 }
             }
-            if let Some(reuse) = &reuse {
-                reuse.prepare(&root, &upper)?;
+            if let (Some(reuse), Some(upper)) = (&reuse, active.upper()) {
+                reuse.prepare(&root, upper)?;
             }
             drop(sources);
-            // nothing may hold the overlay open when it is unmounted
+            // nothing may hold the snapshot open when it is unmounted
             drop(root);
-            overlay.unmount()?;
-            if let Some(reuse) = &reuse {
-                let shared = reuse.finish(&upper)?;
+            active.unmount_local()?;
+            if let (Some(reuse), Some(upper)) = (&reuse, active.upper()) {
+                let shared = reuse.finish(upper)?;
                 tracing::debug!("shared {shared} unchanged files with the earlier result of the copy");
             }
-            Ok(upper)
+            Ok(active)
         })
         .await??;
-        let result = self.commit_upper(parent, upper).await;
+        let result = self.commit(parent, active).await;
         drop(temp);
         if let (Ok(BuildRef::Layers(chain)), Some(key)) = (&result, &reuse_key)
             && let Some(chain_id) = chain.chain_id()

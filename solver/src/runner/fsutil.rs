@@ -1,14 +1,15 @@
-//! Drop guards for temporary directories and read-only views of layer chains (overlays mounted
-//! by the executor), and path resolution inside a root (cache's safefs) as host and in-root
-//! paths.
+//! Drop guards for temporary directories, the snapshotter's host mounter (the executor's
+//! overlay), and path resolution inside a root (cache's safefs) as host and in-root paths.
 
 use std::path::{Path, PathBuf};
 
 use cache::Store;
 use cache::safefs::Root;
+use cache::snapshotter::{HostMount, HostMounter, SnapshotError};
+use executor::OverlayUpper;
 use executor::overlay::HostOverlay;
 
-use super::{LayerChainRef, RunnerError};
+use super::RunnerError;
 
 /// A directory in the store's temp area, removed (recursively) on drop.
 #[derive(Debug)]
@@ -45,50 +46,34 @@ impl Drop for TempDir {
     }
 }
 
-/// A read-only view of a layer chain as one directory: an empty dir (scratch), the single
-/// snapshot, or a read-only overlay of the snapshots. Unmounted and removed on drop.
+/// The snapshotter's host mounts through the executor's overlay code (the one owner of overlay
+/// mounts): what [`cache::snapshotter::OverlaySnapshotter`] uses for views and file ops.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HostOverlayMounter;
+
+impl HostMounter for HostOverlayMounter {
+    fn mount_overlay(
+        &self,
+        target: &Path,
+        lowers: &[PathBuf],
+        upper: Option<(&Path, &Path)>,
+    ) -> Result<Box<dyn HostMount>, SnapshotError> {
+        let upper =
+            upper.map(|(upper, work)| OverlayUpper { upper: upper.to_owned(), work: work.to_owned() });
+        let mount = HostOverlay::mount(target, lowers, upper.as_ref())
+            .map_err(|source| SnapshotError::Mount { target: target.to_owned(), source: Box::new(source) })?;
+        Ok(Box::new(MountedOverlay(mount)))
+    }
+}
+
 #[derive(Debug)]
-pub(crate) struct ReadOnlyView {
-    path: PathBuf,
-    _mount: Option<HostOverlay>,
-    _dir: TempDir,
-}
+struct MountedOverlay(HostOverlay);
 
-impl ReadOnlyView {
-    pub(crate) fn new(store: &Store, chain: &LayerChainRef) -> Result<ReadOnlyView, RunnerError> {
-        let dir = TempDir::new(store, "view")?;
-        let lowers = store.snapshots().ensure_unpacked(&chain.layer_refs())?;
-        match lowers.len() {
-            0 => {
-                let path = dir.subdir("empty")?;
-                Ok(ReadOnlyView { path, _mount: None, _dir: dir })
-            }
-            1 => Ok(ReadOnlyView { path: lowers[0].clone(), _mount: None, _dir: dir }),
-            _ => {
-                let target = dir.subdir("merged")?;
-                let mount = HostOverlay::mount(&target, &lowers, None)?;
-                Ok(ReadOnlyView { path: target, _mount: Some(mount), _dir: dir })
-            }
-        }
+impl HostMount for MountedOverlay {
+    fn unmount(self: Box<Self>) -> Result<(), SnapshotError> {
+        let target = self.0.path().to_owned();
+        self.0.unmount().map_err(|source| SnapshotError::Unmount { target, source: Box::new(source) })
     }
-
-    pub(crate) fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-/// Lower dirs of a chain for an overlay that needs at least one (an empty dir for scratch,
-/// created under `scratch_dir`).
-pub(crate) fn lowers_or_empty(
-    store: &Store,
-    chain: &LayerChainRef,
-    scratch: &TempDir,
-) -> Result<Vec<PathBuf>, RunnerError> {
-    let lowers = store.snapshots().ensure_unpacked(&chain.layer_refs())?;
-    if lowers.is_empty() {
-        return Ok(vec![scratch.subdir("empty-lower")?]);
-    }
-    Ok(lowers)
 }
 
 /// Resolves `path` inside `root` with cache's safefs ([`Root::resolve`]): the host path and the

@@ -9,12 +9,18 @@
 //! - `Exec` → the root mount's chain plus one layer diffed from the sandbox's overlay upper
 //!   (no layer when the process changed nothing, like BuildKit); cache, tmpfs, secret, ssh and
 //!   bind mounts ([`exec`]).
-//! - `File` → the base chain plus one layer made by performing the actions on an overlay mounted
-//!   on the host (module `fileop`).
+//! - `File` → the base chain plus one layer made by performing the actions on a snapshot the
+//!   snapshotter makes reachable on the host (module `fileop`).
 //! - `Merge` → the inputs' chains concatenated.
 //!
 //! Every temporary mount and directory is undone by a drop guard, on success, error and
 //! cancellation alike.
+//!
+//! The runner mounts nothing itself: root filesystems come from a [`cache::snapshotter::Snapshotter`]
+//! (prepare, view, commit) and processes run through an [`executor::ProcessExecutor`].
+//! [`Runner::new`] wires the real ones (the store's overlay snapshots, the sandbox);
+//! [`Runner::with_seams`] takes any, e.g. the directory snapshotter and recording executor of
+//! the root-free tests (`testkit::fakes`, used by `solver/tests/runner_fakes.rs`).
 //!
 //! ```ignore
 //! let executor = executor::Executor::new(store.root().join("run"))?;
@@ -46,7 +52,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use cache::buildcache::{BuildCache, CacheResult, CachedLayer};
+use cache::snapshotter::{OverlaySnapshotter, SnapshotError, Snapshotter};
 use cache::{LayerRef, Store};
+use executor::ProcessExecutor;
 use oci_spec::image::{Descriptor, Digest};
 use tokio_util::sync::CancellationToken;
 
@@ -205,6 +213,8 @@ pub enum RunnerError {
     Store(#[from] cache::Error),
     #[error("sandbox error")]
     Executor(#[from] executor::Error),
+    #[error("snapshot error")]
+    Snapshot(#[source] SnapshotError),
     #[error(transparent)]
     Registry(#[from] registry::Error),
     #[error("invalid image reference {reference:?}")]
@@ -257,6 +267,16 @@ pub enum RunnerError {
     UnknownUlimit(String),
 }
 
+impl From<SnapshotError> for RunnerError {
+    /// A store error stays one (as when the runner reached the store itself).
+    fn from(error: SnapshotError) -> RunnerError {
+        match error {
+            SnapshotError::Store(error) => RunnerError::Store(error),
+            other => RunnerError::Snapshot(other),
+        }
+    }
+}
+
 impl From<crate::remotecache::RemoteCacheError> for RunnerError {
     fn from(error: crate::remotecache::RemoteCacheError) -> RunnerError {
         RunnerError::RemoteCache(Box::new(error))
@@ -287,12 +307,14 @@ fn ref_kind(r: &BuildRef) -> &'static str {
     }
 }
 
-/// Executes ops on a store with a sandbox executor. Cheap to share (`Arc<Runner>`).
+/// Executes ops on a store with a snapshotter and a process executor. Cheap to share
+/// (`Arc<Runner>`).
 #[derive(Debug)]
 pub struct Runner {
     store: Store,
     build_cache: BuildCache,
-    executor: executor::Executor,
+    executor: Arc<dyn ProcessExecutor>,
+    snapshotter: Arc<dyn Snapshotter>,
     registry: Option<registry::Client>,
     /// The HTTP client settings (TLS, insecure hosts, timeouts) for `ADD <url>` and pulls: the
     /// registry client, or one with default options when there is none.
@@ -309,11 +331,24 @@ pub struct Runner {
 }
 
 impl Runner {
-    /// A runner building on `store`, running RUNs with `executor`, pulling with `registry`
-    /// (`None`: base images must be in the store).
+    /// A runner building on `store` (its overlay snapshots), running RUNs in `executor`'s
+    /// sandboxes, pulling with `registry` (`None`: base images must be in the store).
     pub fn new(
         store: Store,
         executor: executor::Executor,
+        registry: Option<registry::Client>,
+        options: RunnerOptions,
+    ) -> Result<Runner, RunnerError> {
+        let snapshotter = OverlaySnapshotter::new(store.clone(), Arc::new(fsutil::HostOverlayMounter));
+        Runner::with_seams(store, Arc::new(executor), Arc::new(snapshotter), registry, options)
+    }
+
+    /// A runner over any process executor and snapshotter (layers and blobs still live in
+    /// `store`'s content store, the build cache in its index).
+    pub fn with_seams(
+        store: Store,
+        executor: Arc<dyn ProcessExecutor>,
+        snapshotter: Arc<dyn Snapshotter>,
         registry: Option<registry::Client>,
         options: RunnerOptions,
     ) -> Result<Runner, RunnerError> {
@@ -326,6 +361,7 @@ impl Runner {
             store,
             build_cache,
             executor,
+            snapshotter,
             registry,
             http,
             options,
@@ -473,11 +509,11 @@ impl Runner {
                     return Err(RunError::Canceled);
                 }
                 self.ensure_chain(chain).await?;
-                let store = self.store.clone();
+                let snapshotter = self.snapshotter.clone();
                 let chain = chain.clone();
                 let selection = selection.clone();
                 let sum = tokio::task::spawn_blocking(move || -> Result<Digest, RunError> {
-                    let view = fsutil::ReadOnlyView::new(&store, &chain)?;
+                    let view = snapshotter.view(&chain.layer_refs()).map_err(RunnerError::from)?;
                     let hasher = ContentHasher::new(view.path(), &[])?;
                     hasher.checksum(&selection).map_err(|source| RunError::ChecksumOf { reference, source })
                 })
