@@ -14,9 +14,6 @@ use std::path::{Path, PathBuf};
 const KNOWN_CYCLES: &[(&str, &[&str])] = &[
     // `node` renders raw bytes with `line_parsers::RAW_BYTE_BASE`; `line_parsers` builds nodes
     ("parser", &["line_parsers", "node"]),
-    // every handle holds the whole `Store` (issue 12 item 4); `diff` joined with the snapshot
-    // commit that writes a layer and its snapshot in one pass (issue 16)
-    ("cache", &["apply", "content", "diff", "image", "images", "snapshot", "store"]),
     // the init process, its mounts, network and state reach each other; the container runtime
     // (monitor, exec) reuses the sandbox and the sandbox stops runtime containers' processes
     ("executor", &["init", "mounts", "network", "process", "runtime", "sandbox", "state"]),
