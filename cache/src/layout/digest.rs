@@ -112,6 +112,6 @@ mod tests {
     fn bad_digests_are_refused_with_their_text() {
         let err = parse_digest("sha256:xyz").unwrap_err();
         assert!(matches!(err, Error::InvalidDigest { ref value, .. } if value == "sha256:xyz"), "{err}");
-        assert_eq!(parse_digest(&sha256_digest(b"").to_string()).unwrap(), sha256_digest(b""));
+        assert_eq!(parse_digest(sha256_digest(b"").as_ref()).unwrap(), sha256_digest(b""));
     }
 }
