@@ -3,10 +3,10 @@
 //!
 //! - where things live: [`Layout::root`] and the directories below it ([`BLOBS_DIR`],
 //!   [`SNAPSHOTS_DIR`], [`IMAGES_DIR`], [`GCROOTS_DIR`], [`TMP_DIR`]);
-//! - this process's presence in the store, taken by [`Layout::open`] and held by every clone:
-//!   a private temp directory under `tmp/` (same filesystem as the rest, for atomic renames;
-//!   see [`temp`]) and a shared flock on [`GC_LOCK_FILE`] (the collector sweeps only when it
-//!   can take that lock exclusively);
+//! - this process's presence in the store, held by every clone: a private temp directory
+//!   under `tmp/` taken by [`Layout::open`] (same filesystem as the rest, for atomic renames;
+//!   see [`temp`]) and the shared flock on [`GC_LOCK_FILE`] that `Store::open` took (the
+//!   collector sweeps only when it can take that lock exclusively);
 //! - atomic writes: [`Layout::write_file_atomic`] (temp file, fsync, rename, fsync of the
 //!   directory) and the helpers the handles use for their own renames ([`sync_dir`],
 //!   [`sync_parent`], [`syncfs`], [`remove_any`]);
