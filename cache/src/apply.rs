@@ -29,8 +29,8 @@ use oci_spec::image::Digest;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, Timespec, Timestamps};
 use tar::EntryType;
 
-use crate::content::HashingReader;
 use crate::error::{EntryProblem, Error, Result};
+use crate::layout::HashingReader;
 use crate::safefs::{RelPath, Root, lstat_at, remove_all_at, set_xattr_at};
 
 /// Prefix of whiteout file names in OCI layers.

@@ -15,8 +15,9 @@ use std::io;
 use oci_spec::image::{Descriptor, Digest};
 
 use crate::buildcache::{BuildCache, CacheResult};
-use crate::content::{ContentStore, HashingReader, sha256_digest};
+use crate::content::ContentStore;
 use crate::error::{Error, IoContext, Result};
+use crate::layout::{HashingReader, sha256_digest};
 use crate::snapshot::SnapshotInfo;
 use crate::store::Store;
 

@@ -15,12 +15,12 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, IoContext, Result};
-use crate::store::{Store, sync_parent};
+use crate::layout::{BLOBS_DIR, Layout, digest_from_hasher, sha256_digest, sync_parent};
 
-/// Access to blobs. Obtained from [`Store::content`].
+/// Access to blobs. Obtained from [`crate::Store::content`].
 #[derive(Debug, Clone)]
 pub struct ContentStore {
-    pub(crate) store: Store,
+    layout: Layout,
 }
 
 /// A committed blob: its digest and size.
@@ -38,12 +38,16 @@ impl BlobInfo {
 }
 
 impl ContentStore {
+    pub(crate) fn new(layout: Layout) -> ContentStore {
+        ContentStore { layout }
+    }
+
     /// Path a blob has (or would have) in the store. Errors for non-sha256 digests.
     pub fn blob_path(&self, digest: &Digest) -> Result<PathBuf> {
         if *digest.algorithm() != DigestAlgorithm::Sha256 {
             return Err(Error::UnsupportedDigest(digest.clone()));
         }
-        Ok(self.store.root().join("content/blobs/sha256").join(digest.digest()))
+        Ok(self.layout.path(BLOBS_DIR).join(digest.digest()))
     }
 
     /// True if the blob is present.
@@ -92,10 +96,10 @@ impl ContentStore {
 
     /// Starts writing a blob. Nothing is visible until [`BlobWriter::commit`] succeeds.
     pub fn writer(&self) -> Result<BlobWriter> {
-        let tmp = self.store.temp_path("blob");
+        let tmp = self.layout.temp_path("blob");
         let file = File::create(&tmp).ctx("create", &tmp)?;
         Ok(BlobWriter {
-            store: self.clone(),
+            content: self.clone(),
             file: Some(BufWriter::with_capacity(256 * 1024, file)),
             tmp,
             hasher: Sha256::new(),
@@ -137,7 +141,7 @@ impl ContentStore {
 
     /// Every blob digest present (for GC).
     pub fn list(&self) -> Result<Vec<Digest>> {
-        let dir = self.store.root().join("content/blobs/sha256");
+        let dir = self.layout.path(BLOBS_DIR);
         let mut out = Vec::new();
         for entry in std::fs::read_dir(&dir).ctx("list", &dir)? {
             let entry = entry.ctx("list", &dir)?;
@@ -165,7 +169,7 @@ impl ContentStore {
 /// committing removes the temp file.
 #[derive(Debug)]
 pub struct BlobWriter {
-    store: ContentStore,
+    content: ContentStore,
     file: Option<BufWriter<File>>,
     tmp: PathBuf,
     hasher: Sha256,
@@ -217,7 +221,7 @@ impl BlobWriter {
         {
             return Err(Error::digest_mismatch("blob", expected, &digest));
         }
-        let dest = self.store.blob_path(&digest)?;
+        let dest = self.content.blob_path(&digest)?;
         if dest.is_file() {
             // Already there (another writer won): our copy is removed by Drop.
             return Ok(BlobInfo { digest, size: self.size });
@@ -261,93 +265,10 @@ impl Drop for BlobWriter {
     }
 }
 
-/// sha256 digest of `bytes`.
-pub fn sha256_digest(bytes: &[u8]) -> Digest {
-    digest_from_hasher(Sha256::new_with_prefix(bytes))
-}
-
-pub(crate) fn digest_from_hasher(hasher: Sha256) -> Digest {
-    let hex = hex::encode(hasher.finalize());
-    // A hex sha256 is always a valid digest.
-    Digest::try_from(format!("sha256:{hex}")).unwrap_or_else(|_| unreachable!("hex sha256 is a valid digest"))
-}
-
-/// Parses a digest string with a clear error.
-pub fn parse_digest(value: &str) -> Result<Digest> {
-    Digest::try_from(value).map_err(|source| Error::InvalidDigest { value: value.to_owned(), source })
-}
-
-/// A `Write` adapter that hashes (sha256) and counts what passes through to `inner`.
-#[derive(Debug)]
-pub struct HashingWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    size: u64,
-}
-
-impl<W: Write> HashingWriter<W> {
-    pub fn new(inner: W) -> Self {
-        HashingWriter { inner, hasher: Sha256::new(), size: 0 }
-    }
-
-    /// (inner writer, digest, bytes written).
-    pub fn finish(self) -> (W, Digest, u64) {
-        (self.inner, digest_from_hasher(self.hasher), self.size)
-    }
-
-    pub fn get_mut(&mut self) -> &mut W {
-        &mut self.inner
-    }
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// A `Read` adapter that hashes (sha256) and counts what is read through it.
-#[derive(Debug)]
-pub struct HashingReader<R> {
-    inner: R,
-    hasher: Sha256,
-    size: u64,
-}
-
-impl<R: Read> HashingReader<R> {
-    pub fn new(inner: R) -> Self {
-        HashingReader { inner, hasher: Sha256::new(), size: 0 }
-    }
-
-    /// Digest and count of the bytes read so far.
-    pub fn digest(&self) -> (Digest, u64) {
-        (digest_from_hasher(self.hasher.clone()), self.size)
-    }
-
-    pub fn into_inner(self) -> R {
-        self.inner
-    }
-}
-
-impl<R: Read> Read for HashingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Store;
 
     fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();

@@ -19,8 +19,9 @@ use oci_spec::image::{Descriptor, Digest};
 
 use crate::apply::{OPAQUE_MARKER, OVERLAY_OPAQUE_XATTR, WHITEOUT_PREFIX};
 use crate::compress::{Compression, Compressor};
-use crate::content::{BlobWriter, ContentStore, HashingWriter};
+use crate::content::{BlobWriter, ContentStore};
 use crate::error::{Error, IoContext, Result};
+use crate::layout::HashingWriter;
 use crate::safefs::{get_xattr, list_xattrs};
 
 /// What kind of directory a diff is taken from.

@@ -16,9 +16,10 @@ use oci_spec::image::{Descriptor, Digest, MediaType};
 use serde_json::Value;
 
 use crate::compress::{Compression, Compressor};
-use crate::content::{BlobInfo, HashingReader, parse_digest};
+use crate::content::BlobInfo;
 use crate::error::{Error, IoContext, Result};
 use crate::image::{DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR, DocKind, doc_kind};
+use crate::layout::{HashingReader, parse_digest};
 use crate::store::Store;
 
 /// Where the tar → gzip records live, relative to the store root.
@@ -237,7 +238,7 @@ mod tests {
         assert_eq!(gz.len() as u64, layers[0].blob.size());
         let mut tar = Vec::new();
         flate2::read::MultiGzDecoder::new(&gz[..]).read_to_end(&mut tar).unwrap();
-        assert_eq!(crate::content::sha256_digest(&tar), layer.diff_id);
+        assert_eq!(crate::layout::sha256_digest(&tar), layer.diff_id);
         // the config (image ID) is the same
         assert_eq!(image.id(), store.content().read_image(&target).unwrap().id());
 
@@ -277,7 +278,7 @@ mod tests {
             DOCKER_LAYER_TAR
         );
         // an unknown diffID: not here
-        let unknown = crate::content::sha256_digest(b"another tar");
+        let unknown = crate::layout::sha256_digest(b"another tar");
         assert_eq!(store.local_layer(&gzip, &unknown), None);
     }
 

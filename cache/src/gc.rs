@@ -3,25 +3,27 @@
 //! Roots are: every image record (its index, manifests, configs, layers and the chain IDs of its
 //! layers), every digest listed in the files of `<root>/gcroots/` (one digest per line; other
 //! components, e.g. the build cache, write a file there atomically), and whatever the
-//! [`GcRoots`] implementations passed to [`Store::gc`] return. A root digest keeps the blob, the
-//! snapshot with that chain ID, and — when the blob is a manifest or index — everything it refers
-//! to.
+//! [`GcRoots`] implementations passed to [`crate::Store::gc`] return. A root digest keeps the
+//! blob, the snapshot with that chain ID, and — when the blob is a manifest or index — everything
+//! it refers to.
 //!
-//! Sweeping needs the store to be unused by other processes: every open [`Store`] holds a shared
-//! flock on `<root>/gc.lock` and the sweep needs it exclusively. If another process has the
-//! store open, the sweep is skipped (reported in [`GcReport::skipped_busy`]) and the garbage
-//! waits for a later GC — content another process is producing is never deleted under it.
+//! Sweeping needs the store to be unused by other processes: every open [`crate::Store`] (and
+//! every handle made from it) holds a shared flock on `<root>/gc.lock` and the sweep needs it
+//! exclusively: [`crate::Store::gc`] takes it, then runs the [`Collector`] here. If another
+//! process has the store open, the sweep is skipped (reported in [`GcReport::skipped_busy`]) and
+//! the garbage waits for a later GC — content another process is producing is never deleted
+//! under it.
 
 use std::collections::HashSet;
 
 use oci_spec::image::{Digest, ImageIndex, ImageManifest};
-use rustix::fs::{FlockOperation, flock};
 
-use crate::content::parse_digest;
+use crate::content::ContentStore;
 use crate::error::{Error, IoContext, Result};
 use crate::image::{DocKind, doc_kind};
-use crate::snapshot::chain_ids;
-use crate::store::Store;
+use crate::images::ImageStore;
+use crate::layout::{GCROOTS_DIR, Layout, parse_digest};
+use crate::snapshot::{Snapshots, chain_ids};
 
 /// A source of GC roots (digests of blobs, manifests, indexes, or snapshot chain IDs to keep).
 pub trait GcRoots {
@@ -45,24 +47,30 @@ struct Marks {
     chains: HashSet<Digest>,
 }
 
-impl Store {
-    /// Removes unreferenced blobs and snapshots; see the module docs.
-    pub fn gc(&self, extra_roots: &[&dyn GcRoots]) -> Result<GcReport> {
-        let gc_path = self.root().join("gc.lock");
-        let lock = &self.inner.gc_lock;
-        if flock(lock, FlockOperation::NonBlockingLockExclusive).is_err() {
-            // The failed conversion may have dropped our shared lock: take it back.
-            flock(lock, FlockOperation::LockShared).ctx("lock", &gc_path)?;
-            return Ok(GcReport { skipped_busy: true, ..GcReport::default() });
+/// Marks what the roots reference and sweeps the rest; the caller holds `gc.lock` exclusively
+/// while it sweeps.
+pub(crate) struct Collector {
+    layout: Layout,
+    content: ContentStore,
+    snapshots: Snapshots,
+    images: ImageStore,
+}
+
+impl Collector {
+    pub(crate) fn new(layout: Layout) -> Collector {
+        Collector {
+            content: ContentStore::new(layout.clone()),
+            snapshots: Snapshots::new(layout.clone()),
+            images: ImageStore::new(layout.clone()),
+            layout,
         }
-        let result = self.gc_locked(extra_roots);
-        flock(lock, FlockOperation::LockShared).ctx("lock", &gc_path)?;
-        result
     }
 
-    fn gc_locked(&self, extra_roots: &[&dyn GcRoots]) -> Result<GcReport> {
+    /// Removes the blobs and snapshots nothing references; see the module docs. Only while
+    /// `gc.lock` is held exclusively.
+    pub(crate) fn sweep(&self, extra_roots: &[&dyn GcRoots]) -> Result<GcReport> {
         let mut marks = Marks::default();
-        for record in self.images().list()? {
+        for record in self.images.list()? {
             self.mark(record.target.digest(), &mut marks)?;
         }
         let mut roots = self.file_roots()?;
@@ -73,7 +81,7 @@ impl Store {
             marks.chains.insert(root.clone());
             self.mark(&root, &mut marks)?;
         }
-        let content = self.content();
+        let content = &self.content;
         let mut report = GcReport::default();
         for digest in content.list()? {
             if !marks.blobs.contains(&digest) {
@@ -82,7 +90,7 @@ impl Store {
                 report.removed_blobs.push(digest);
             }
         }
-        let snapshots = self.snapshots();
+        let snapshots = &self.snapshots;
         for chain in snapshots.list()? {
             if !marks.chains.contains(&chain) {
                 report.reclaimed += snapshots.info(&chain).map(|info| info.size).unwrap_or(0);
@@ -97,7 +105,7 @@ impl Store {
     /// without other roots).
     pub(crate) fn image_references(&self) -> Result<(HashSet<Digest>, HashSet<Digest>)> {
         let mut marks = Marks::default();
-        for record in self.images().list()? {
+        for record in self.images.list()? {
             self.mark(record.target.digest(), &mut marks)?;
         }
         Ok((marks.blobs, marks.chains))
@@ -109,7 +117,7 @@ impl Store {
         if !marks.blobs.insert(digest.clone()) {
             return Ok(());
         }
-        let content = self.content();
+        let content = &self.content;
         if !content.contains(digest) || content.size(digest)? > 4 << 20 {
             return Ok(());
         }
@@ -157,7 +165,7 @@ impl Store {
 
     /// Digests listed in `<root>/gcroots/*` (one per line, `#` comments allowed).
     fn file_roots(&self) -> Result<Vec<Digest>> {
-        let dir = self.root().join("gcroots");
+        let dir = self.layout.path(GCROOTS_DIR);
         let mut out = Vec::new();
         for entry in std::fs::read_dir(&dir).ctx("list", &dir)? {
             let path = entry.ctx("list", &dir)?.path();
@@ -173,9 +181,9 @@ impl Store {
     }
 
     /// Writes (atomically) the GC root file `<root>/gcroots/<name>` listing `digests`; an empty
-    /// list removes it. For components that keep content alive outside image names.
-    pub fn set_gc_roots(&self, name: &str, digests: &[Digest]) -> Result<()> {
-        let path = self.root().join("gcroots").join(name);
+    /// list removes it.
+    pub(crate) fn set_file_roots(&self, name: &str, digests: &[Digest]) -> Result<()> {
+        let path = self.layout.path(GCROOTS_DIR).join(name);
         if digests.is_empty() {
             return match std::fs::remove_file(&path) {
                 Err(err) if err.kind() != std::io::ErrorKind::NotFound => Err(Error::io("remove", path, err)),
@@ -183,6 +191,6 @@ impl Store {
             };
         }
         let text: String = digests.iter().map(|d| format!("{d}\n")).collect();
-        self.write_file_atomic(&path, text.as_bytes())
+        self.layout.write_file_atomic(&path, text.as_bytes())
     }
 }

@@ -6,10 +6,10 @@ use oci_spec::image::{
 };
 
 use crate::config::{DockerExtras, parse_image_config};
-use crate::content::{ContentStore, parse_digest};
+use crate::content::ContentStore;
 use crate::error::{Error, Result};
+use crate::layout::parse_digest;
 use crate::snapshot::LayerRef;
-use crate::store::Store;
 
 /// Docker schema2 manifest media type.
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -175,12 +175,9 @@ impl ContentStore {
             }),
         }
     }
-}
 
-impl Store {
     /// Writes an image: `config` (whose `rootfs.diff_ids` must list one diffID per layer) and an
-    /// OCI manifest over `layers`. Returns the manifest descriptor, to be tagged with
-    /// [`crate::ImageStore::tag`].
+    /// OCI manifest over `layers`, whose blobs must be present. Returns the manifest descriptor.
     pub fn write_image(&self, config: &ImageConfiguration, layers: &[Descriptor]) -> Result<Descriptor> {
         if config.rootfs().diff_ids().len() != layers.len() {
             return Err(Error::InvalidImage {
@@ -188,13 +185,12 @@ impl Store {
                 problem: format!("{} layers but {} diffIDs", layers.len(), config.rootfs().diff_ids().len()),
             });
         }
-        let content = self.content();
         for layer in layers {
-            if !content.contains(layer.digest()) {
+            if !self.contains(layer.digest()) {
                 return Err(Error::BlobNotFound(layer.digest().clone()));
             }
         }
-        let config_desc = content.write_json(config, MediaType::ImageConfig)?;
+        let config_desc = self.write_json(config, MediaType::ImageConfig)?;
         let manifest = ImageManifestBuilder::default()
             .schema_version(SCHEMA_VERSION)
             .media_type(MediaType::ImageManifest)
@@ -202,28 +198,7 @@ impl Store {
             .layers(layers.to_vec())
             .build()
             .map_err(|e| Error::InvalidImage { what: "manifest".into(), problem: e.to_string() })?;
-        content.write_json(&manifest, MediaType::ImageManifest)
-    }
-}
-
-impl Store {
-    /// [`Store::write_image`], then points every name of `names` (fully qualified) at it; with
-    /// no names the image is recorded untagged (`<none>`). Returns the manifest descriptor.
-    pub fn write_image_tagged(
-        &self,
-        config: &ImageConfiguration,
-        layers: &[Descriptor],
-        names: &[&str],
-    ) -> Result<Descriptor> {
-        let manifest = self.write_image(config, layers)?;
-        let images = self.images();
-        if names.is_empty() {
-            images.add_untagged(&manifest)?;
-        }
-        for name in names {
-            images.tag(name, &manifest)?;
-        }
-        Ok(manifest)
+        self.write_json(&manifest, MediaType::ImageManifest)
     }
 }
 

@@ -14,8 +14,9 @@ use oci_spec::image::{Descriptor, Digest};
 use rustix::fs::{FlockOperation, flock};
 use serde::{Deserialize, Serialize};
 
+use crate::content::ContentStore;
 use crate::error::{Error, IoContext, Result};
-use crate::store::Store;
+use crate::layout::{IMAGES_DIR, Layout};
 
 const INDEX_FILE: &str = "images-v1.json";
 
@@ -63,10 +64,12 @@ struct IndexFile {
     images: BTreeMap<String, ImageRecord>,
 }
 
-/// Access to names. Obtained from [`Store::images`].
+/// Access to names. Obtained from [`crate::Store::images`].
 #[derive(Debug, Clone)]
 pub struct ImageStore {
-    pub(crate) store: Store,
+    layout: Layout,
+    /// Where the named images' documents are read from.
+    content: ContentStore,
 }
 
 /// An exclusive lock on the image index; released on drop.
@@ -75,12 +78,16 @@ struct IndexLock {
 }
 
 impl ImageStore {
+    pub(crate) fn new(layout: Layout) -> ImageStore {
+        ImageStore { content: ContentStore::new(layout.clone()), layout }
+    }
+
     fn index_path(&self) -> PathBuf {
-        self.store.root().join("images").join(INDEX_FILE)
+        self.layout.path(IMAGES_DIR).join(INDEX_FILE)
     }
 
     fn lock(&self) -> Result<IndexLock> {
-        let path = self.store.root().join("images/lock");
+        let path = self.layout.path(IMAGES_DIR).join("lock");
         let file =
             OpenOptions::new().create(true).truncate(false).write(true).open(&path).ctx("open", &path)?;
         flock(&file, FlockOperation::LockExclusive).ctx("lock", &path)?;
@@ -101,7 +108,7 @@ impl ImageStore {
         let path = self.index_path();
         let bytes = serde_json::to_vec_pretty(index)
             .map_err(|source| Error::Json { what: path.display().to_string(), source })?;
-        self.store.write_file_atomic(&path, &bytes)
+        self.layout.write_file_atomic(&path, &bytes)
     }
 
     fn update<T>(&self, change: impl FnOnce(&mut IndexFile) -> Result<T>) -> Result<T> {
@@ -114,7 +121,7 @@ impl ImageStore {
 
     /// Builds the record for `target` from its content (which must be in the store).
     fn record(&self, name: &str, target: &Descriptor) -> Result<ImageRecord> {
-        let image = self.store.content().read_image(target)?;
+        let image = self.content.read_image(target)?;
         Ok(ImageRecord {
             name: name.to_owned(),
             target: target.clone(),
@@ -152,7 +159,7 @@ impl ImageStore {
     }
 
     /// Removes a name; returns its record if it existed. When the target has no other name,
-    /// the content stays until [`Store::gc`].
+    /// the content stays until [`crate::Store::gc`].
     pub fn untag(&self, name: &str) -> Result<Option<ImageRecord>> {
         self.update(|index| Ok(index.images.remove(name)))
     }

@@ -4,14 +4,18 @@
 //!
 //! ```text
 //! <root>/kiln-store-version          "1" — checked by Store::open; another value is refused
-//! <root>/gc.lock                     shared flock per open Store; GC sweeps only when exclusive
+//! <root>/gc.lock                     shared flock per open Store (and its handles); GC sweeps only
+//!                                    when it can take it exclusively
 //! <root>/content/oci-layout          {"imageLayoutVersion":"1.0.0"}
 //! <root>/content/blobs/sha256/<hex>  blobs (OCI image-layout compatible)
+//! <root>/content/compressed-v1/gzip/<tar-hex>  the gzip blob made for a plain layer (distribute)
 //! <root>/snapshots/<chain-hex>/fs    one unpacked layer per chain ID (an overlay lower dir)
 //! <root>/snapshots/<chain-hex>/info.json   SnapshotInfo (diffID, parent chain, blob, size)
+//! <root>/snapshot-hints-v1/<key-hex> chain ID a snapshot-producing operation made last (a hint)
 //! <root>/images/images-v1.json       name → ImageRecord (atomically replaced under images/lock)
 //! <root>/images/lock                 flock for image-index writers
 //! <root>/gcroots/<name>              digests (one per line) other components keep alive
+//! <root>/buildcache/…                the build-cache index and cache mounts ([`buildcache`])
 //! <root>/tmp/<pid>-…/                one private temp dir per open Store (same filesystem as
 //! <root>/tmp/<pid>-….lock            the rest, for atomic renames), flocked by its owner; dirs
 //!                                    whose lock is free are leftovers of dead processes and are
@@ -21,6 +25,26 @@
 //! Every write is atomic: temp file (or temp dir) under `tmp/`, fsync (syncfs for unpacked
 //! trees), rename into place, fsync of the directory. A process killed at any moment leaves a
 //! usable store.
+//!
+//! # Layers of the crate
+//!
+//! Modules depend downwards only (no module cycle; `testkit/tests/module_cycles.rs` checks it):
+//!
+//! ```text
+//! store        the facade: open, version check, gc.lock, handles, tagged image writes, gc
+//!              (check, distribute, buildcache and formats sit above it and use Store)
+//! gc           Collector: mark from images, gcroots/ and GcRoots; sweep blobs and snapshots
+//! images       ImageStore: names → manifests, under images/lock
+//! image        image documents: read (index → manifest → config), write
+//! snapshot     Snapshots: unpack, commit a directory or a layer, hints
+//! diff         a directory → layer tar → blob
+//! content      ContentStore, BlobWriter    apply   tar → directory (hostile-safe)
+//! layout       root paths, per-process temp area, atomic write, fsync/syncfs, sha256 adapters
+//! error · safefs · compress · config
+//! ```
+//!
+//! The handles ([`ContentStore`], [`Snapshots`], [`ImageStore`]) hold the layout, never the
+//! whole [`Store`]; each keeps this process's temp directory and its `gc.lock` claim alive.
 //!
 //! # Entry points
 //!
@@ -40,7 +64,7 @@
 //!   → lower dirs, **topmost first** (ready for `lowerdir=`); [`Snapshots::commit_dir`] (move an
 //!   upperdir in as a snapshot); [`Snapshots::flatten`] (chain → plain directory);
 //!   [`chain_ids`].
-//! - Images: [`Store::write_image`] (config + layers → OCI manifest),
+//! - Images: [`Store::write_image`] / [`ContentStore::write_image`] (config + layers → OCI manifest),
 //!   [`ContentStore::read_image`] → [`Image`] (index → host-platform manifest → config, layers
 //!   as [`LayerRef`]s), [`Store::images`] → [`ImageStore`] (`tag`, `untag`, `get`, `list`,
 //!   `resolve` by name / digest / short ID). Names are stored fully qualified
@@ -126,6 +150,7 @@ pub mod formats;
 mod gc;
 mod image;
 mod images;
+mod layout;
 pub mod safefs;
 mod snapshot;
 pub mod snapshotter;
@@ -134,9 +159,7 @@ mod store;
 pub use check::{BlobDamage, BlobState, CheckReport, Damage, RepairReport};
 pub use compress::Compression;
 pub use config::{DockerExtras, HealthConfig, from_json_slice, merge_extras, parse_image_config};
-pub use content::{
-    BlobInfo, BlobWriter, ContentStore, HashingReader, HashingWriter, parse_digest, sha256_digest,
-};
+pub use content::{BlobInfo, BlobWriter, ContentStore};
 pub use diff::{DiffOptions, DiffSource, NewLayer, write_tar};
 pub use error::{EntryProblem, Error, Result};
 pub use gc::{GcReport, GcRoots};
@@ -146,5 +169,6 @@ pub use image::{
     rfc3339_from_epoch, rfc3339_like_go,
 };
 pub use images::{ImageRecord, ImageStore};
+pub use layout::{HashingReader, HashingWriter, parse_digest, sha256_digest};
 pub use snapshot::{CommittedLayer, LayerRef, SnapshotInfo, Snapshots, chain_ids};
 pub use store::{STORE_VERSION, Store, VERSION_FILE};

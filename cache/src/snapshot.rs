@@ -14,13 +14,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::apply::{ApplyMode, apply_tar};
 use crate::compress::decompress;
-use crate::content::{parse_digest, sha256_digest};
+use crate::content::ContentStore;
 use crate::diff::{DiffOptions, DiffSource, NewLayer};
 use crate::error::{Error, IoContext, Result};
-use crate::store::{Store, remove_any, sync_dir};
-
-/// Directory of [`Snapshots::remember_latest`]'s hints (operation key → latest chain ID).
-const HINTS_DIR: &str = "snapshot-hints-v1";
+use crate::layout::{
+    Layout, SNAPSHOT_HINTS_DIR, SNAPSHOTS_DIR, parse_digest, remove_any, sha256_digest, sync_dir, syncfs,
+};
 
 /// A layer of an image: its blob descriptor and its diffID (from the image config).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,21 +85,21 @@ pub struct CommittedLayer {
     pub path: PathBuf,
 }
 
-/// Syncs the filesystem holding `path` (everything written to it so far becomes durable).
-fn syncfs(path: &Path) -> Result<()> {
-    let handle = std::fs::File::open(path).ctx("open", path)?;
-    rustix::fs::syncfs(&handle).ctx("sync filesystem of", path)
-}
-
-/// Access to snapshots. Obtained from [`Store::snapshots`].
+/// Access to snapshots. Obtained from [`crate::Store::snapshots`].
 #[derive(Debug, Clone)]
 pub struct Snapshots {
-    pub(crate) store: Store,
+    layout: Layout,
+    /// Where layer blobs are read from and written to.
+    content: ContentStore,
 }
 
 impl Snapshots {
+    pub(crate) fn new(layout: Layout) -> Snapshots {
+        Snapshots { content: ContentStore::new(layout.clone()), layout }
+    }
+
     fn dir(&self, chain_id: &Digest) -> PathBuf {
-        self.store.root().join("snapshots").join(chain_id.digest())
+        self.layout.path(SNAPSHOTS_DIR).join(chain_id.digest())
     }
 
     /// The lower dir of a snapshot (whether or not it exists).
@@ -150,12 +149,12 @@ impl Snapshots {
         if self.exists(chain_id) {
             return Ok(());
         }
-        let blob = self.store.content().open(layer.blob.digest())?;
-        let work = self.store.temp_path("snapshot");
+        let blob = self.content.open(layer.blob.digest())?;
+        let work = self.layout.temp_path("snapshot");
         let result = (|| {
             let fs_dir = work.join("fs");
             std::fs::create_dir_all(&fs_dir).ctx("create", &fs_dir)?;
-            let blob_path = self.store.content().blob_path(layer.blob.digest())?;
+            let blob_path = self.content.blob_path(layer.blob.digest())?;
             let reader = decompress(blob).ctx("read layer", &blob_path)?;
             let stats = apply_tar(reader, &fs_dir, ApplyMode::Overlay)?;
             if stats.diff_id != layer.diff_id {
@@ -195,7 +194,7 @@ impl Snapshots {
     fn rename_into_place(&self, work: &Path, info: &SnapshotInfo) -> Result<()> {
         let dest = self.dir(&info.chain_id);
         match std::fs::rename(work, &dest) {
-            Ok(()) => sync_dir(&self.store.root().join("snapshots")),
+            Ok(()) => sync_dir(&self.layout.path(SNAPSHOTS_DIR)),
             Err(_) if self.exists(&info.chain_id) => {
                 // Another process finished first: theirs is identical.
                 let _ = remove_any(work);
@@ -219,7 +218,7 @@ impl Snapshots {
         if self.exists(chain_id) {
             return Ok(self.path(chain_id));
         }
-        let work = self.store.temp_path("snapshot");
+        let work = self.layout.temp_path("snapshot");
         std::fs::create_dir(&work).ctx("create", &work)?;
         let fs_dir = work.join("fs");
         std::fs::rename(dir, &fs_dir).ctx("move into snapshot", dir)?;
@@ -246,7 +245,7 @@ impl Snapshots {
                 let _ = rustix::fs::syncfs(&handle);
             })
         });
-        let made = self.store.content().write_layer_uncommitted(dir, source, options, &[]);
+        let made = self.content.write_layer_uncommitted(dir, source, options, &[]);
         if let Some(early) = early {
             let _ = early.join();
         }
@@ -259,7 +258,7 @@ impl Snapshots {
             writer.commit(None)?;
             return Ok(CommittedLayer { path: self.path(&chain_id), chain_id, layer });
         }
-        let work = self.store.temp_path("snapshot");
+        let work = self.layout.temp_path("snapshot");
         let info = SnapshotInfo {
             chain_id: chain_id.clone(),
             diff_id: layer.diff_id.clone(),
@@ -287,7 +286,7 @@ impl Snapshots {
     }
 
     fn hint_path(&self, key: &Digest) -> PathBuf {
-        self.store.root().join(HINTS_DIR).join(key.digest())
+        self.layout.path(SNAPSHOT_HINTS_DIR).join(key.digest())
     }
 
     /// Remembers `chain_id` as the latest result of the operation named by `key` (a digest the
@@ -296,10 +295,10 @@ impl Snapshots {
     /// [`Snapshots::latest`] and share its unchanged files. A hint only: written atomically
     /// (rename) but not fsynced, since losing it costs time, not results.
     pub fn remember_latest(&self, key: &Digest, chain_id: &Digest) -> Result<()> {
-        let dir = self.store.root().join(HINTS_DIR);
+        let dir = self.layout.path(SNAPSHOT_HINTS_DIR);
         std::fs::create_dir_all(&dir).ctx("create", &dir)?;
         let dest = self.hint_path(key);
-        let tmp = self.store.temp_path("hint");
+        let tmp = self.layout.temp_path("hint");
         std::fs::write(&tmp, chain_id.to_string()).ctx("write", &tmp)?;
         std::fs::rename(&tmp, &dest).map_err(|err| {
             let _ = std::fs::remove_file(&tmp);
@@ -318,7 +317,7 @@ impl Snapshots {
 
     /// All snapshot chain IDs present.
     pub fn list(&self) -> Result<Vec<Digest>> {
-        let dir = self.store.root().join("snapshots");
+        let dir = self.layout.path(SNAPSHOTS_DIR);
         let mut out = Vec::new();
         for entry in std::fs::read_dir(&dir).ctx("list", &dir)? {
             let entry = entry.ctx("list", &dir)?;
@@ -335,7 +334,7 @@ impl Snapshots {
     /// atomically), then deleted.
     pub fn remove(&self, chain_id: &Digest) -> Result<()> {
         let dir = self.dir(chain_id);
-        let trash = self.store.temp_path("trash");
+        let trash = self.layout.temp_path("trash");
         match std::fs::rename(&dir, &trash) {
             Ok(()) => remove_any(&trash).ctx("remove", &trash),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
@@ -349,8 +348,8 @@ impl Snapshots {
     /// verified.
     pub fn flatten(&self, layers: &[LayerRef], dest: &Path) -> Result<()> {
         for layer in layers {
-            let blob_path = self.store.content().blob_path(layer.blob.digest())?;
-            let blob = self.store.content().open(layer.blob.digest())?;
+            let blob_path = self.content.blob_path(layer.blob.digest())?;
+            let blob = self.content.open(layer.blob.digest())?;
             let reader: Box<dyn Read> = decompress(blob).ctx("read layer", &blob_path)?;
             let stats = apply_tar(reader, dest, ApplyMode::Merge)?;
             if stats.diff_id != layer.diff_id {
@@ -364,6 +363,7 @@ impl Snapshots {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Store;
 
     #[test]
     fn commit_layer_stores_the_blob_and_moves_the_dir_in() {

@@ -1,18 +1,21 @@
-//! Opening the store: the versioned layout, this process's temp directory, and cleanup of
-//! temp leftovers of crashed processes.
+//! The store: the facade over the on-disk layout. Opening checks the format version, takes
+//! the locks this process holds while it uses the store, and makes the layout ready
+//! ([`crate::layout`]); the handles it gives out ([`ContentStore`], [`Snapshots`],
+//! [`ImageStore`]) each hold the layout, not the store. Writing a tagged image and GC, which
+//! span several handles, are here.
 
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
+use oci_spec::image::{Descriptor, Digest, ImageConfiguration};
 use rustix::fs::{FlockOperation, flock};
 
 use crate::content::ContentStore;
 use crate::error::{Error, IoContext, Result};
+use crate::gc::{Collector, GcReport, GcRoots};
 use crate::images::ImageStore;
+use crate::layout::{GC_LOCK_FILE, Layout, sync_dir};
 use crate::snapshot::Snapshots;
 
 /// Version of the on-disk layout written to `<root>/kiln-store-version`.
@@ -21,40 +24,23 @@ pub const STORE_VERSION: u32 = 1;
 /// File under the root holding [`STORE_VERSION`].
 pub const VERSION_FILE: &str = "kiln-store-version";
 
-/// An open store. Cheap to clone; all clones share this process's temp directory and locks.
+/// An open store. Cheap to clone; all clones (and the handles made from them) share this
+/// process's temp directory and locks.
 #[derive(Debug, Clone)]
 pub struct Store {
-    pub(crate) inner: Arc<Inner>,
-}
-
-#[derive(Debug)]
-pub(crate) struct Inner {
-    pub(crate) root: PathBuf,
-    /// This process's private temp directory under `<root>/tmp/`.
-    pub(crate) tmp: PathBuf,
-    /// Exclusive flock on `<tmp>.lock`, held while the store is open.
-    _tmp_lock: File,
-    /// Shared flock on `<root>/gc.lock`, held while the store is open (GC takes it exclusively).
-    pub(crate) gc_lock: File,
-    counter: AtomicU64,
+    layout: Layout,
 }
 
 impl Store {
-    /// Opens (creating if needed) the store under `root`: checks the format version, creates the
-    /// layout, takes this process's temp directory and removes temp leftovers of dead processes.
+    /// Opens (creating if needed) the store under `root`: checks the format version, takes a
+    /// shared flock on `gc.lock` (held as long as this store or a handle made from it lives;
+    /// [`Store::gc`] sweeps only when no other process holds one), creates the layout, takes
+    /// this process's temp directory and removes temp leftovers of dead processes.
     pub fn open(root: &Path) -> Result<Store> {
         std::fs::create_dir_all(root).map_err(|e| Error::io("create store root", root, e))?;
         let root = root.canonicalize().ctx("resolve store root", root)?;
         check_version(&root)?;
-        for dir in ["content/blobs/sha256", "snapshots", "images", "tmp", "gcroots"] {
-            let path = root.join(dir);
-            std::fs::create_dir_all(&path).ctx("create store directory", &path)?;
-        }
-        let layout = root.join("content/oci-layout");
-        if !layout.exists() {
-            std::fs::write(&layout, br#"{"imageLayoutVersion":"1.0.0"}"#).ctx("write", &layout)?;
-        }
-        let gc_path = root.join("gc.lock");
+        let gc_path = root.join(GC_LOCK_FILE);
         let gc_lock = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -63,77 +49,94 @@ impl Store {
             .open(&gc_path)
             .ctx("open", &gc_path)?;
         flock(&gc_lock, FlockOperation::LockShared).ctx("lock", &gc_path)?;
-        let (tmp, tmp_lock) = take_tmp_dir(&root.join("tmp"))?;
-        clean_stale_tmp(&root.join("tmp"), &tmp);
-        Ok(Store {
-            inner: Arc::new(Inner { root, tmp, _tmp_lock: tmp_lock, gc_lock, counter: AtomicU64::new(0) }),
-        })
+        Ok(Store { layout: Layout::open(root, gc_lock)? })
     }
 
     /// The store root (canonical).
     pub fn root(&self) -> &Path {
-        &self.inner.root
+        self.layout.root()
     }
 
     /// The content-addressed blob store.
     pub fn content(&self) -> ContentStore {
-        ContentStore { store: self.clone() }
+        ContentStore::new(self.layout.clone())
     }
 
     /// Unpacked layers keyed by chain ID.
     pub fn snapshots(&self) -> Snapshots {
-        Snapshots { store: self.clone() }
+        Snapshots::new(self.layout.clone())
     }
 
     /// Names → manifest/index digests.
     pub fn images(&self) -> ImageStore {
-        ImageStore { store: self.clone() }
+        ImageStore::new(self.layout.clone())
     }
 
     /// A fresh path inside this process's temp directory (same filesystem as the store),
     /// not yet created. Whatever is left there is removed when the store is next opened after
     /// this process died.
     pub fn temp_path(&self, hint: &str) -> PathBuf {
-        let n = self.inner.counter.fetch_add(1, Ordering::Relaxed);
-        self.inner.tmp.join(format!("{hint}-{n}"))
+        self.layout.temp_path(hint)
     }
 
     /// Writes `bytes` to `dest` atomically: temp file in the store, fsync, rename, fsync dir.
     pub fn write_file_atomic(&self, dest: &Path, bytes: &[u8]) -> Result<()> {
-        let tmp = self.temp_path("file");
-        let result = (|| {
-            let mut file = File::create(&tmp).ctx("create", &tmp)?;
-            file.write_all(bytes).ctx("write", &tmp)?;
-            file.sync_all().ctx("fsync", &tmp)?;
-            std::fs::rename(&tmp, dest).ctx("rename into place", dest)?;
-            sync_parent(dest)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
+        self.layout.write_file_atomic(dest, bytes)
+    }
+
+    /// Writes an image: `config` (whose `rootfs.diff_ids` must list one diffID per layer) and an
+    /// OCI manifest over `layers`. Returns the manifest descriptor, to be tagged with
+    /// [`ImageStore::tag`]. See [`ContentStore::write_image`].
+    pub fn write_image(&self, config: &ImageConfiguration, layers: &[Descriptor]) -> Result<Descriptor> {
+        self.content().write_image(config, layers)
+    }
+
+    /// [`Store::write_image`], then points every name of `names` (fully qualified) at it; with
+    /// no names the image is recorded untagged (`<none>`). Returns the manifest descriptor.
+    pub fn write_image_tagged(
+        &self,
+        config: &ImageConfiguration,
+        layers: &[Descriptor],
+        names: &[&str],
+    ) -> Result<Descriptor> {
+        let manifest = self.write_image(config, layers)?;
+        let images = self.images();
+        if names.is_empty() {
+            images.add_untagged(&manifest)?;
         }
+        for name in names {
+            images.tag(name, &manifest)?;
+        }
+        Ok(manifest)
+    }
+
+    /// Removes blobs and snapshots that no image, GC root file or `extra_roots` references (a
+    /// root keeps a blob, the snapshot with that chain ID and what a manifest or index refers
+    /// to). Skipped ([`GcReport::skipped_busy`]) while another process has the store open.
+    pub fn gc(&self, extra_roots: &[&dyn GcRoots]) -> Result<GcReport> {
+        let gc_path = self.layout.path(GC_LOCK_FILE);
+        let lock = self.layout.gc_lock();
+        if flock(lock, FlockOperation::NonBlockingLockExclusive).is_err() {
+            // The failed conversion may have dropped our shared lock: take it back.
+            flock(lock, FlockOperation::LockShared).ctx("lock", &gc_path)?;
+            return Ok(GcReport { skipped_busy: true, ..GcReport::default() });
+        }
+        let result = Collector::new(self.layout.clone()).sweep(extra_roots);
+        flock(lock, FlockOperation::LockShared).ctx("lock", &gc_path)?;
         result
     }
-}
 
-impl Drop for Inner {
-    /// The last clone of a store removes this process's temp directory (the lock file goes
-    /// last, while still locked, so no other process can mistake the directory for a leftover
-    /// it must clean while we remove it).
-    fn drop(&mut self) {
-        let _ = remove_any(&self.tmp);
-        let _ = std::fs::remove_file(self.tmp.with_extension("lock"));
+    /// Writes (atomically) the GC root file `<root>/gcroots/<name>` listing `digests`; an empty
+    /// list removes it. For components that keep content alive outside image names.
+    pub fn set_gc_roots(&self, name: &str, digests: &[Digest]) -> Result<()> {
+        Collector::new(self.layout.clone()).set_file_roots(name, digests)
     }
-}
 
-/// Fsyncs the directory containing `path`.
-pub(crate) fn sync_parent(path: &Path) -> Result<()> {
-    let parent = path.parent().unwrap_or(Path::new("/"));
-    sync_dir(parent)
-}
-
-/// Fsyncs a directory.
-pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).ctx("fsync directory", dir)
+    /// The blobs and snapshot chain IDs the image records keep alive (what a GC keeps even
+    /// without other roots).
+    pub(crate) fn image_references(&self) -> Result<(HashSet<Digest>, HashSet<Digest>)> {
+        Collector::new(self.layout.clone()).image_references()
+    }
 }
 
 fn check_version(root: &Path) -> Result<()> {
@@ -162,77 +165,6 @@ fn check_version(root: &Path) -> Result<()> {
     }
 }
 
-/// Creates `<tmpdir>/<pid>-<n>.lock` (flocked exclusively) and `<tmpdir>/<pid>-<n>/`.
-fn take_tmp_dir(tmpdir: &Path) -> Result<(PathBuf, File)> {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    loop {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let stem = format!("{}-{nanos:x}-{n}", std::process::id());
-        let lock_path = tmpdir.join(format!("{stem}.lock"));
-        let lock = match OpenOptions::new().create_new(true).write(true).open(&lock_path) {
-            Ok(f) => f,
-            Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(err) => return Err(Error::io("create", lock_path, err)),
-        };
-        flock(&lock, FlockOperation::LockExclusive).ctx("lock", &lock_path)?;
-        // Another process may have removed the file between create and lock, taking it for
-        // stale: then our lock is on an unlinked inode and we start over.
-        let ours = lock.metadata().ctx("stat", &lock_path)?;
-        match std::fs::metadata(&lock_path) {
-            Ok(meta) if meta.ino() == ours.ino() && meta.dev() == ours.dev() => {}
-            _ => continue,
-        }
-        let dir = tmpdir.join(&stem);
-        std::fs::create_dir(&dir).ctx("create temp directory", &dir)?;
-        return Ok((dir, lock));
-    }
-}
-
-/// Removes temp directories whose owner is gone: their lock file is not flocked by anyone (or
-/// missing). Errors are logged, never fatal: a leftover only costs space.
-fn clean_stale_tmp(tmpdir: &Path, ours: &Path) {
-    let Ok(entries) = std::fs::read_dir(tmpdir) else { return };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path == ours || path.with_extension("lock") == ours.with_extension("lock") {
-            continue;
-        }
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(stem) = name.strip_suffix(".lock") {
-            let Ok(lock) = OpenOptions::new().write(true).open(&path) else { continue };
-            if flock(&lock, FlockOperation::NonBlockingLockExclusive).is_err() {
-                continue; // a live process holds it
-            }
-            let dir = tmpdir.join(stem);
-            if let Err(err) = remove_any(&dir) {
-                tracing::warn!("cannot remove stale temp directory {}: {err}", dir.display());
-                continue;
-            }
-            let _ = std::fs::remove_file(&path);
-        } else if !tmpdir.join(format!("{name}.lock")).exists() {
-            // A directory whose lock file is gone: its cleaner died half-way. The lock file is
-            // always created before the directory, so no live process owns this.
-            if let Err(err) = remove_any(&path) {
-                tracing::warn!("cannot remove stale temp entry {}: {err}", path.display());
-            }
-        }
-    }
-}
-
-/// Removes a file or a directory tree (never following symlinks); missing is fine.
-pub(crate) fn remove_any(path: &Path) -> std::io::Result<()> {
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_dir() => std::fs::remove_dir_all(path),
-        Ok(_) => std::fs::remove_file(path),
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(err) => Err(err),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,7 +177,7 @@ mod tests {
         for sub in ["content/blobs/sha256", "snapshots", "images", "tmp", "gcroots"] {
             assert!(dir.path().join(sub).is_dir(), "{sub}");
         }
-        assert!(store.inner.tmp.starts_with(dir.path().canonicalize().unwrap().join("tmp")));
+        assert!(store.temp_path("x").starts_with(dir.path().canonicalize().unwrap().join("tmp")));
     }
 
     #[test]
@@ -260,6 +192,25 @@ mod tests {
         // nothing was created in the refused store
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, [VERSION_FILE]);
+    }
+
+    #[test]
+    fn a_handle_keeps_the_temp_dir_and_the_gc_claim_of_its_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let tmp = store.temp_path("x").parent().unwrap().to_owned();
+        let content = store.content();
+        drop(store);
+        // the handle still writes through the store's temp directory, and GC (another open of
+        // the root, which conflicts like another process) must not sweep under it
+        let blob = content.write_bytes(b"still in use", oci_spec::image::MediaType::ImageLayer).unwrap();
+        assert!(tmp.is_dir());
+        let gc = Store::open(dir.path()).unwrap();
+        assert!(gc.gc(&[]).unwrap().skipped_busy);
+        drop(content);
+        assert!(!tmp.exists(), "the last handle removes the temp directory");
+        let report = gc.gc(&[]).unwrap();
+        assert_eq!(report.removed_blobs, [blob.digest().clone()]);
     }
 
     #[test]

@@ -172,7 +172,7 @@ impl BuildCache {
                 let entry = entry.ctx("read directory", &shard_path)?;
                 let name = entry.file_name();
                 let Some(hex) = name.to_str().and_then(|n| n.strip_suffix(".json")) else { continue };
-                if let Ok(digest) = crate::content::parse_digest(&format!("sha256:{hex}")) {
+                if let Ok(digest) = crate::layout::parse_digest(&format!("sha256:{hex}")) {
                     keys.push(digest);
                 }
             }

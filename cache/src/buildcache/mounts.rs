@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 
 use rustix::fs::{FlockOperation, flock};
 
-use crate::content::sha256_digest;
 use crate::error::{Error, IoContext, Result};
-use crate::store::{Store, remove_any, sync_dir};
+use crate::layout::{remove_any, sha256_digest, sync_dir};
+use crate::store::Store;
 
 /// How concurrent users share one cache mount.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -5,7 +5,7 @@ use oci_spec::image::MediaType;
 use super::*;
 use crate::Store;
 use crate::buildcache::{CacheRecord, CachedLayer, MountSharing};
-use crate::content::sha256_digest;
+use crate::layout::sha256_digest;
 
 fn setup() -> (tempfile::TempDir, Store, BuildCache) {
     let dir = tempfile::tempdir().unwrap();

@@ -19,9 +19,10 @@ use super::{
     store_layer_verified, tag_of,
 };
 use crate::compress::{Compression, decompress, sniff};
-use crate::content::{ContentStore, HashingWriter, parse_digest};
+use crate::content::ContentStore;
 use crate::diff::DiffOptions;
 use crate::error::{Error, IoContext, Result};
+use crate::layout::{HashingWriter, parse_digest};
 use crate::snapshot::LayerRef;
 use crate::store::Store;
 

@@ -26,8 +26,9 @@ pub use changes::apply_change;
 pub use import::{ImportOptions, import_rootfs};
 
 use crate::compress::{Compression, decompress, sniff};
-use crate::content::{BlobInfo, ContentStore, HashingWriter};
+use crate::content::{BlobInfo, ContentStore};
 use crate::error::{Error, IoContext, Result};
+use crate::layout::HashingWriter;
 use crate::store::Store;
 use source::Source;
 

@@ -12,9 +12,10 @@ use super::{
     ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME, ExportImage, LoadedImage, append_blob, append_dir,
     append_file, store_layer_verified, tag_of,
 };
-use crate::content::{ContentStore, parse_digest};
+use crate::content::ContentStore;
 use crate::error::{Error, Result};
 use crate::image::{DocKind, doc_kind, is_config_media_type};
+use crate::layout::parse_digest;
 use crate::store::Store;
 
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
