@@ -577,6 +577,8 @@ async fn pinned_reference_resolves_from_the_store() {
     assert!(fresh.resolve_image("docker.io/library/nothere:1", None).await.is_err());
 }
 
+use testkit::harness::AsyncTest;
+
 fn main() {
     if let Some(code) = executor::init::maybe_run_init() {
         std::process::exit(code);
@@ -584,64 +586,72 @@ fn main() {
     if !testkit::root_or_skip() {
         return;
     }
-    type Test = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
-    let tests: Vec<(&str, Test)> = vec![
-        ("run_writes_only_its_file", || Box::pin(run_writes_only_its_file())),
-        ("run_failure_reports_command_code_and_tail", || {
-            Box::pin(run_failure_reports_command_code_and_tail())
-        }),
-        ("cache_mount_persists_and_stays_out_of_layers", || {
-            Box::pin(cache_mount_persists_and_stays_out_of_layers())
-        }),
-        ("secret_is_visible_but_never_in_the_layer", || Box::pin(secret_is_visible_but_never_in_the_layer())),
-        ("mounts_bind_tmpfs_and_cwd", || Box::pin(mounts_bind_tmpfs_and_cwd())),
-        ("checksums_of_context_and_layers", || Box::pin(checksums_of_context_and_layers())),
-        ("store_cache_reuses_results", || Box::pin(store_cache_reuses_results())),
-        ("cancellation_stops_the_process_and_cleans_up", || {
-            Box::pin(cancellation_stops_the_process_and_cleans_up())
-        }),
-        ("http_download_with_checksum", || Box::pin(http_download_with_checksum())),
-        ("ssh_socket_is_forwarded", || Box::pin(ssh_socket_is_forwarded())),
-        ("pinned_reference_resolves_from_the_store", || Box::pin(pinned_reference_resolves_from_the_store())),
-        ("copy_onto_an_image_of_many_layers", || Box::pin(tall::copy_onto_an_image_of_many_layers())),
-        ("copy_again_shares_unchanged_files", || Box::pin(reuse::copy_again_shares_unchanged_files())),
+    let tests = vec![
+        AsyncTest {
+            name: "run_writes_only_its_file",
+            needs_real_root: true,
+            test: || Box::pin(run_writes_only_its_file()),
+        },
+        AsyncTest {
+            name: "run_failure_reports_command_code_and_tail",
+            needs_real_root: true,
+            test: || Box::pin(run_failure_reports_command_code_and_tail()),
+        },
+        AsyncTest {
+            name: "cache_mount_persists_and_stays_out_of_layers",
+            needs_real_root: true,
+            test: || Box::pin(cache_mount_persists_and_stays_out_of_layers()),
+        },
+        AsyncTest {
+            name: "secret_is_visible_but_never_in_the_layer",
+            needs_real_root: true,
+            test: || Box::pin(secret_is_visible_but_never_in_the_layer()),
+        },
+        AsyncTest {
+            name: "mounts_bind_tmpfs_and_cwd",
+            needs_real_root: true,
+            test: || Box::pin(mounts_bind_tmpfs_and_cwd()),
+        },
+        AsyncTest {
+            name: "checksums_of_context_and_layers",
+            needs_real_root: true,
+            test: || Box::pin(checksums_of_context_and_layers()),
+        },
+        AsyncTest {
+            name: "store_cache_reuses_results",
+            needs_real_root: true,
+            test: || Box::pin(store_cache_reuses_results()),
+        },
+        AsyncTest {
+            name: "cancellation_stops_the_process_and_cleans_up",
+            needs_real_root: true,
+            test: || Box::pin(cancellation_stops_the_process_and_cleans_up()),
+        },
+        AsyncTest {
+            name: "http_download_with_checksum",
+            needs_real_root: true,
+            test: || Box::pin(http_download_with_checksum()),
+        },
+        AsyncTest {
+            name: "ssh_socket_is_forwarded",
+            needs_real_root: true,
+            test: || Box::pin(ssh_socket_is_forwarded()),
+        },
+        AsyncTest {
+            name: "pinned_reference_resolves_from_the_store",
+            needs_real_root: true,
+            test: || Box::pin(pinned_reference_resolves_from_the_store()),
+        },
+        AsyncTest {
+            name: "copy_onto_an_image_of_many_layers",
+            needs_real_root: true,
+            test: || Box::pin(tall::copy_onto_an_image_of_many_layers()),
+        },
+        AsyncTest {
+            name: "copy_again_shares_unchanged_files",
+            needs_real_root: true,
+            test: || Box::pin(reuse::copy_again_shares_unchanged_files()),
+        },
     ];
-    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let list_only = std::env::args().any(|a| a == "--list");
-    let mut failed = Vec::new();
-    let mut ran = 0;
-    for (name, test) in tests {
-        if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
-            continue;
-        }
-        if list_only {
-            println!("{name}: test");
-            continue;
-        }
-        ran += 1;
-        let outcome = std::panic::catch_unwind(|| {
-            let runtime =
-                tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-            runtime.block_on(test());
-        });
-        match outcome {
-            Ok(()) => println!("test {name} ... ok"),
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed.push(name);
-            }
-        }
-    }
-    if list_only {
-        return;
-    }
-    println!(
-        "\ntest result: {}. {} passed; {} failed",
-        if failed.is_empty() { "ok" } else { "FAILED" },
-        ran - failed.len(),
-        failed.len()
-    );
-    if !failed.is_empty() {
-        std::process::exit(1);
-    }
+    testkit::harness::run(tests, true);
 }

@@ -589,7 +589,7 @@ async fn merge_and_checksums_read_chains_through_views() {
     env.assert_clean();
 }
 
-type Test = fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>;
+use testkit::harness::AsyncTest;
 
 fn main() {
     // decided before entering the namespace, where every process is uid 0
@@ -600,80 +600,52 @@ fn main() {
         Err(error) => panic!("cannot enter a user namespace: {error}"),
     }
     // (name, needs real root: owners other than uid 0, test)
-    let tests: Vec<(&str, bool, Test)> =
-        vec![
-            ("copy_follows_dockers_rules_on_a_plain_snapshot", false, || {
-                Box::pin(copy_follows_dockers_rules_on_a_plain_snapshot())
-            }),
-            ("file_actions_make_dirs_files_and_whiteouts", false, || {
-                Box::pin(file_actions_make_dirs_files_and_whiteouts())
-            }),
-            ("add_extracts_archives_and_refuses_hostile_ones", false, || {
-                Box::pin(add_extracts_archives_and_refuses_hostile_ones())
-            }),
-            ("chown_names_resolve_in_the_destination", true, || {
-                Box::pin(chown_names_resolve_in_the_destination())
-            }),
-            ("run_gets_its_spec_and_commits_what_it_wrote", false, || {
-                Box::pin(run_gets_its_spec_and_commits_what_it_wrote())
-            }),
-            ("run_failure_reports_the_code_and_the_last_lines", false, || {
-                Box::pin(run_failure_reports_the_code_and_the_last_lines())
-            }),
-            ("cache_mounts_are_shared_and_stay_out_of_layers", false, || {
-                Box::pin(cache_mounts_are_shared_and_stay_out_of_layers())
-            }),
-            ("secrets_are_given_but_never_committed", false, || {
-                Box::pin(secrets_are_given_but_never_committed())
-            }),
-            ("merge_and_checksums_read_chains_through_views", false, || {
-                Box::pin(merge_and_checksums_read_chains_through_views())
-            }),
-        ];
-    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
-    let list_only = std::env::args().any(|a| a == "--list");
-    let mut failed = Vec::new();
-    let mut ran = 0;
-    for (name, needs_root, test) in tests {
-        if filter.as_ref().is_some_and(|f| !name.contains(f.as_str())) {
-            continue;
-        }
-        if list_only {
-            println!("{name}: test");
-            continue;
-        }
-        if needs_root && !real_root {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "{name} needs root, and CI=true: run the tests as root (CI never skips them)"
-            );
-            eprintln!("\n!!!!!!!! SKIP: {name} needs root (owners other than uid 0); NOT run !!!!!!!!\n");
-            continue;
-        }
-        ran += 1;
-        let outcome = std::panic::catch_unwind(|| {
-            let runtime =
-                tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-            runtime.block_on(test());
-        });
-        match outcome {
-            Ok(()) => println!("test {name} ... ok"),
-            Err(_) => {
-                println!("test {name} ... FAILED");
-                failed.push(name);
-            }
-        }
-    }
-    if list_only {
-        return;
-    }
-    println!(
-        "\ntest result: {}. {} passed; {} failed",
-        if failed.is_empty() { "ok" } else { "FAILED" },
-        ran - failed.len(),
-        failed.len()
-    );
-    if !failed.is_empty() {
-        std::process::exit(1);
-    }
+    let tests = vec![
+        AsyncTest {
+            name: "copy_follows_dockers_rules_on_a_plain_snapshot",
+            needs_real_root: false,
+            test: || Box::pin(copy_follows_dockers_rules_on_a_plain_snapshot()),
+        },
+        AsyncTest {
+            name: "file_actions_make_dirs_files_and_whiteouts",
+            needs_real_root: false,
+            test: || Box::pin(file_actions_make_dirs_files_and_whiteouts()),
+        },
+        AsyncTest {
+            name: "add_extracts_archives_and_refuses_hostile_ones",
+            needs_real_root: false,
+            test: || Box::pin(add_extracts_archives_and_refuses_hostile_ones()),
+        },
+        AsyncTest {
+            name: "chown_names_resolve_in_the_destination",
+            needs_real_root: true,
+            test: || Box::pin(chown_names_resolve_in_the_destination()),
+        },
+        AsyncTest {
+            name: "run_gets_its_spec_and_commits_what_it_wrote",
+            needs_real_root: false,
+            test: || Box::pin(run_gets_its_spec_and_commits_what_it_wrote()),
+        },
+        AsyncTest {
+            name: "run_failure_reports_the_code_and_the_last_lines",
+            needs_real_root: false,
+            test: || Box::pin(run_failure_reports_the_code_and_the_last_lines()),
+        },
+        AsyncTest {
+            name: "cache_mounts_are_shared_and_stay_out_of_layers",
+            needs_real_root: false,
+            test: || Box::pin(cache_mounts_are_shared_and_stay_out_of_layers()),
+        },
+        AsyncTest {
+            name: "secrets_are_given_but_never_committed",
+            needs_real_root: false,
+            test: || Box::pin(secrets_are_given_but_never_committed()),
+        },
+        AsyncTest {
+            name: "merge_and_checksums_read_chains_through_views",
+            needs_real_root: false,
+            test: || Box::pin(merge_and_checksums_read_chains_through_views()),
+        },
+    ];
+    testkit::harness::run(tests, real_root);
 }

@@ -18,6 +18,8 @@ pub mod busybox;
 #[cfg(feature = "fakes")]
 pub mod fakes;
 pub mod forward;
+#[cfg(feature = "harness")]
+pub mod harness;
 mod kiln;
 pub mod process;
 pub mod registry;
