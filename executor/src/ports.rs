@@ -75,8 +75,10 @@ impl PortBinding {
 
 /// A `-p` value that kiln cannot publish.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid published port {spec:?}: {problem}")]
+#[error("invalid {kind} port {spec:?}: {problem}")]
 pub struct PortSpecError {
+    /// `published` (`-p`) or `exposed` (`--expose`, EXPOSE).
+    pub kind: &'static str,
     pub spec: String,
     pub problem: String,
 }
@@ -101,18 +103,32 @@ fn parse_range(text: &str, what: &str, allow_zero: bool) -> Result<RangeInclusiv
     }
 }
 
+/// `PORTS/tcp`, `PORTS/udp` or `PORTS` (tcp).
+fn split_protocol(spec: &str) -> Result<(&str, Protocol), String> {
+    match spec.rsplit_once('/') {
+        Some((rest, "tcp")) => Ok((rest, Protocol::Tcp)),
+        Some((rest, "udp")) => Ok((rest, Protocol::Udp)),
+        Some((_, "sctp")) => Err("sctp is not supported (tcp, udp)".into()),
+        Some((_, other)) => Err(format!("unknown protocol {other:?} (tcp, udp)")),
+        None => Ok((spec, Protocol::Tcp)),
+    }
+}
+
+/// Parses an exposed port as `--expose` and EXPOSE give it: `80`, `53/udp`, `8000-8010/tcp`
+/// (one entry per port of a range).
+pub fn parse_exposed(spec: &str) -> Result<Vec<(u16, Protocol)>, PortSpecError> {
+    let fail = |problem: String| PortSpecError { kind: "exposed", spec: spec.to_owned(), problem };
+    let (ports, protocol) = split_protocol(spec).map_err(fail)?;
+    let range = parse_range(ports, "port", false).map_err(fail)?;
+    Ok(range.map(|port| (port, protocol)).collect())
+}
+
 /// Parses docker's `-p` syntax: `80`, `8080:80`, `127.0.0.1:8080:80`, `127.0.0.1::80`,
 /// `8000-8010:80-90`, `8000-8010:80` (one free port of the range), each with `/tcp` (default)
 /// or `/udp`. Ranges expand to one binding per container port.
 pub fn parse_publish(spec: &str) -> Result<Vec<PortBinding>, PortSpecError> {
-    let fail = |problem: String| PortSpecError { spec: spec.to_owned(), problem };
-    let (addresses, protocol) = match spec.rsplit_once('/') {
-        Some((rest, "tcp")) => (rest, Protocol::Tcp),
-        Some((rest, "udp")) => (rest, Protocol::Udp),
-        Some((_, "sctp")) => return Err(fail("sctp is not supported (tcp, udp)".into())),
-        Some((_, other)) => return Err(fail(format!("unknown protocol {other:?} (tcp, udp)"))),
-        None => (spec, Protocol::Tcp),
-    };
+    let fail = |problem: String| PortSpecError { kind: "published", spec: spec.to_owned(), problem };
+    let (addresses, protocol) = split_protocol(spec).map_err(fail)?;
     if addresses.starts_with('[') {
         return Err(fail("IPv6 host addresses are not supported yet".into()));
     }
@@ -428,6 +444,19 @@ mod tests {
         ] {
             let err = parse_publish(bad).unwrap_err().to_string();
             assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn exposed_ports_as_docker_writes_them() {
+        assert_eq!(parse_exposed("80").unwrap(), [(80, Protocol::Tcp)]);
+        assert_eq!(parse_exposed("53/udp").unwrap(), [(53, Protocol::Udp)]);
+        assert_eq!(parse_exposed("90-91/tcp").unwrap(), [(90, Protocol::Tcp), (91, Protocol::Tcp)]);
+        for (bad, why) in
+            [("0", "port 0"), ("80/icmp", "protocol"), ("90-80", "range"), ("x", "invalid port")]
+        {
+            let err = parse_exposed(bad).unwrap_err().to_string();
+            assert!(err.starts_with("invalid exposed port") && err.contains(why), "{bad}: {err}");
         }
     }
 

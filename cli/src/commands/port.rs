@@ -5,9 +5,9 @@
 use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
-use executor::ports::{PortBinding, Protocol, parse_publish};
+use executor::ports::{PortBinding, parse_exposed, parse_publish};
 
 use crate::GlobalOptions;
 
@@ -19,27 +19,6 @@ pub struct PortArgs {
     /// Only this container port: `80` or `80/udp`.
     #[arg(value_name = "PRIVATE_PORT[/PROTO]")]
     pub port: Option<String>,
-}
-
-/// `--expose` and the image's `EXPOSE` (`80`, `80/udp`, `8000-8010/tcp`) as container ports.
-fn exposed(spec: &str) -> anyhow::Result<Vec<(u16, Protocol)>> {
-    let (ports, protocol) = match spec.rsplit_once('/') {
-        Some((ports, "tcp")) => (ports, Protocol::Tcp),
-        Some((ports, "udp")) => (ports, Protocol::Udp),
-        Some((_, other)) => bail!("invalid exposed port {spec:?}: unknown protocol {other:?} (tcp, udp)"),
-        None => (spec, Protocol::Tcp),
-    };
-    let port = |p: &str| -> anyhow::Result<u16> {
-        p.parse::<u16>().ok().filter(|p| *p > 0).with_context(|| format!("invalid exposed port {spec:?}"))
-    };
-    let (start, end) = match ports.split_once('-') {
-        Some((start, end)) => (port(start)?, port(end)?),
-        None => (port(ports)?, port(ports)?),
-    };
-    if end < start {
-        bail!("invalid exposed port range {spec:?}");
-    }
-    Ok((start..=end).map(|p| (p, protocol)).collect())
 }
 
 /// The bindings of `-p` (in order), then with `-P` every exposed port (the image's EXPOSE and
@@ -56,7 +35,7 @@ pub(crate) fn requested(
     }
     let mut exposed_ports = Vec::new();
     for spec in expose.iter().chain(image_exposed) {
-        exposed_ports.extend(exposed(spec)?);
+        exposed_ports.extend(parse_exposed(spec)?);
     }
     if publish_all {
         for (port, protocol) in exposed_ports {
@@ -111,7 +90,7 @@ pub fn run(global: &GlobalOptions, args: PortArgs) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     };
-    let wanted_ports = exposed(wanted)?;
+    let wanted_ports = parse_exposed(wanted)?;
     let [(port, protocol)] = wanted_ports.as_slice() else {
         bail!("invalid port {wanted:?}: one port, e.g. 80 or 80/udp");
     };
